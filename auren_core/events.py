@@ -1,0 +1,301 @@
+"""The v1 event envelope and its typed payloads.
+
+Every stream entry carries one field ``e``: a UTF-8 JSON object
+``{"v":1,"id":...,"ts":...,"type":...,"agent":...,"run":...,"payload":{...}}``.
+
+Encoding uses msgspec (fast, allocation-light). Decoding is defensive: whatever
+bytes arrive, :func:`decode` returns either an :class:`Event` or a
+:class:`Malformed` value and never raises, so one bad entry cannot stop a reader.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from typing import Any, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "EVENT_TYPES",
+    "PAYLOAD_TYPES",
+    "SCHEMA_VERSION",
+    "Event",
+    "Malformed",
+    "decode",
+    "encode",
+    "make_event",
+    "new_event_id",
+]
+
+SCHEMA_VERSION: Final = 1
+FIELD: Final = b"e"
+MAX_ENTRY_BYTES: Final = 1_000_000
+
+
+# --------------------------------------------------------------------------- payloads
+class _Payload(msgspec.Struct, kw_only=True, omit_defaults=False):
+    """Base for payloads: unknown fields are accepted (forward compatible)."""
+
+
+class CrewStarted(_Payload):
+    crew: str | None = None
+    process: str | None = None
+    agents: list[str] = []
+    inputs: dict[str, Any] | None = None
+
+
+class CrewCompleted(_Payload):
+    crew: str | None = None
+    duration_ms: float | None = None
+    ok: bool = True
+    error: str | None = None
+
+
+class TaskStarted(_Payload):
+    task_id: str
+    name: str | None = None
+    description: str | None = None
+
+
+class TaskEnded(_Payload):
+    task_id: str
+    name: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+    output_chars: int | None = None
+
+
+class AgentRegistered(_Payload):
+    role: str
+    goal: str | None = None
+    tools: list[str] = []
+    model: str | None = None
+    capabilities: list[str] = []
+    allow_delegation: bool = False
+
+
+class AgentStarted(_Payload):
+    task_id: str | None = None
+
+
+class AgentEnded(_Payload):
+    task_id: str | None = None
+    duration_ms: float | None = None
+    error: str | None = None
+
+
+class LlmCall(_Payload):
+    model: str
+    provider: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float | None = None
+    cost_source: str = "unknown"
+    latency_ms: float | None = None
+    ok: bool = True
+    error: str | None = None
+
+
+class ToolUsed(_Payload):
+    tool: str
+    duration_ms: float | None = None
+    ok: bool = True
+    cost_usd: float | None = None
+    from_cache: bool = False
+    error: str | None = None
+
+
+class Collaboration(_Payload):
+    to_agent: str
+    kind: Literal["delegate", "ask"]
+    task: str | None = None
+
+
+class Hypothesis(_Payload):
+    hypothesis_id: str
+    status: Literal["formed", "updated", "validated", "rejected"]
+    confidence: float | None = None
+    statement: str | None = None
+
+
+class KnowledgeAccess(_Payload):
+    item: str
+    source: str | None = None
+    hit: bool = True
+
+
+class LatencyByTier(msgspec.Struct, kw_only=True, omit_defaults=True):
+    redis: float | None = None
+    postgresql: float | None = None
+    chromadb: float | None = None
+
+
+class MemoryTierAccess(_Payload):
+    tier_accessed: Literal["redis_immediate", "postgresql_structured", "chromadb_semantic", "miss"]
+    query: str | None = None
+    latency_by_tier: LatencyByTier = msgspec.field(default_factory=LatencyByTier)
+    items_retrieved: int = 0
+    errors: dict[str, str] = {}
+
+
+class PublisherStats(_Payload):
+    sent: int
+    dropped: int
+    queued: int
+    errors: int = 0
+
+
+PAYLOAD_TYPES: Final[dict[str, type[_Payload]]] = {
+    "crew_started": CrewStarted,
+    "crew_completed": CrewCompleted,
+    "task_started": TaskStarted,
+    "task_completed": TaskEnded,
+    "task_failed": TaskEnded,
+    "agent_registered": AgentRegistered,
+    "agent_started": AgentStarted,
+    "agent_completed": AgentEnded,
+    "agent_failed": AgentEnded,
+    "llm_call": LlmCall,
+    "tool_used": ToolUsed,
+    "collaboration": Collaboration,
+    "hypothesis": Hypothesis,
+    "knowledge_access": KnowledgeAccess,
+    "memory_tier_access": MemoryTierAccess,
+    "publisher_stats": PublisherStats,
+}
+EVENT_TYPES: Final = frozenset(PAYLOAD_TYPES)
+
+
+# --------------------------------------------------------------------------- envelope
+class Event(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """One observed occurrence. ``payload`` is a plain dict, validated on decode.
+
+    ``seq`` and ``parent`` keep the ordering information the source gives
+    (CrewAI emits from a thread pool, so arrival order is not emission order).
+    """
+
+    v: int = SCHEMA_VERSION
+    id: str
+    ts: float
+    type: str
+    agent: str | None = None
+    run: str | None = None
+    payload: dict[str, Any] = {}
+    seq: int | None = None
+    parent: str | None = None
+    # The stream entry id this event was read from ("" when not read from a stream).
+    sid: str = msgspec.field(default="", name="_sid")
+
+    @property
+    def known(self) -> bool:
+        return self.type in EVENT_TYPES
+
+
+class Malformed(msgspec.Struct, frozen=True):
+    """A stream entry that could not be decoded; counted and shown, never fatal."""
+
+    sid: str
+    reason: str
+    raw: bytes = b""
+
+
+# ids: a per-process random prefix and a counter: unique, cheap (no uuid4 per event).
+_PREFIX = os.urandom(6).hex()
+_COUNTER = itertools.count(1)
+
+
+def new_event_id() -> str:
+    return f"{_PREFIX}-{next(_COUNTER)}"
+
+
+_encoder = msgspec.json.Encoder()
+_env_decoder = msgspec.json.Decoder(Event)
+
+
+def make_event(
+    type: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    agent: str | None = None,
+    run: str | None = None,
+    ts: float | None = None,
+    seq: int | None = None,
+    parent: str | None = None,
+) -> Event:
+    return Event(
+        id=new_event_id(),
+        ts=time.time() if ts is None else ts,
+        type=type,
+        agent=agent,
+        run=run,
+        payload=payload or {},
+        seq=seq,
+        parent=parent,
+    )
+
+
+def encode(event: Event) -> bytes:
+    """Encode to the stream's JSON form (the ``_sid`` field is never written)."""
+    if event.sid:
+        event = msgspec.structs.replace(event, sid="")
+    return _encoder.encode(event)
+
+
+def encode_fields(
+    type: str,
+    payload: dict[str, Any] | None,
+    agent: str | None,
+    run: str | None,
+    seq: int | None = None,
+    parent: str | None = None,
+) -> bytes:
+    """Hot-path encoding without building an Event object first."""
+    doc: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "id": new_event_id(),
+        "ts": time.time(),
+        "type": type,
+        "agent": agent,
+        "run": run,
+        "payload": payload or {},
+    }
+    if seq is not None:
+        doc["seq"] = seq
+    if parent is not None:
+        doc["parent"] = parent
+    return _encoder.encode(doc)
+
+
+def decode(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
+    """Decode one entry. Never raises: bad input becomes a :class:`Malformed`."""
+    if raw is None:
+        return Malformed(sid, "entry has no 'e' field")
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_ENTRY_BYTES:
+        return Malformed(sid, f"entry too large ({len(raw)} bytes)", raw[:200])
+    try:
+        ev = _env_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Malformed(sid, f"bad envelope: {exc}", raw[:200])
+    except Exception as exc:  # pragma: no cover - msgspec should only raise the above
+        return Malformed(sid, f"undecodable: {type(exc).__name__}", raw[:200])
+    if ev.v != SCHEMA_VERSION:
+        return Malformed(sid, f"unsupported version {ev.v}", raw[:200])
+    ptype = PAYLOAD_TYPES.get(ev.type)
+    if ptype is not None:
+        try:
+            msgspec.convert(ev.payload, ptype)
+        except msgspec.ValidationError as exc:
+            return Malformed(sid, f"bad {ev.type} payload: {exc}", raw[:200])
+    if sid:
+        ev = msgspec.structs.replace(ev, sid=sid)
+    return ev
+
+
+def payload_as(event: Event, ptype: type[_Payload]) -> Any:
+    """Typed view of a (validated) payload."""
+    return msgspec.convert(event.payload, ptype)

@@ -1,0 +1,302 @@
+"""Non-blocking event publisher: the agent pays an encode and an enqueue, nothing more.
+
+A background thread drains a bounded buffer into Redis with pipelined ``XADD``
+batches (``MAXLEN ~`` trimming). When Redis is down or slow the buffer fills,
+then the *oldest* events are dropped and counted; the thread reconnects with
+exponential backoff (redis-py's own backoff policy) and resumes. Periodic
+``publisher_stats`` events report sent, dropped and queued. At interpreter exit
+the buffer is flushed within a bounded time.
+
+Nothing here ever raises into the caller: :meth:`Publisher.emit` swallows *and
+counts* its own failures (``errors``), so instrumentation cannot break an agent.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import itertools
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+
+from .events import Event, encode, encode_fields
+
+__all__ = ["Publisher", "PublisherCounters"]
+
+log = logging.getLogger("auren.publisher")
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherCounters:
+    produced: int
+    sent: int
+    dropped: int
+    queued: int
+    errors: int
+    connected: bool
+
+
+class Publisher:
+    """Thread-safe, fork-aware publisher of v1 events to one Redis stream."""
+
+    def __init__(
+        self,
+        redis_url: str = "redis://127.0.0.1:6379/0",
+        stream: str = "auren:events",
+        *,
+        maxlen: int | None = 1_000_000,
+        buffer_size: int = 100_000,
+        batch_size: int = 1_000,
+        flush_interval: float = 0.002,
+        stats_interval: float = 10.0,
+        exit_flush_timeout: float = 2.0,
+        socket_timeout: float = 2.0,
+        client_factory: Callable[[], redis.Redis] | None = None,
+    ) -> None:
+        self.redis_url = redis_url
+        self.stream = stream
+        self.maxlen = maxlen
+        self.buffer_size = max(1, buffer_size)
+        self.batch_size = max(1, batch_size)
+        self.flush_interval = flush_interval
+        self.stats_interval = stats_interval
+        self.exit_flush_timeout = exit_flush_timeout
+        self._socket_timeout = socket_timeout
+        self._client_factory = client_factory
+        self._buf: collections.deque[bytes] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = True
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._produced_ctr = itertools.count()
+        self._sent = 0
+        self._dropped = 0
+        self._errors = 0
+        self._connected = False
+        self._in_flight = 0
+        self._backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
+        _LIVE.add(self)
+
+    # ------------------------------------------------------------------ hot path
+    def emit(
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        agent: str | None = None,
+        run: str | None = None,
+        seq: int | None = None,
+        parent: str | None = None,
+    ) -> None:
+        """Encode and enqueue one event. Never raises, never touches the network."""
+        try:
+            self._enqueue(encode_fields(type, payload, agent, run, seq, parent))
+        except Exception:
+            self._errors += 1
+
+    def publish(self, event: Event) -> None:
+        """Enqueue an already-built :class:`Event`. Never raises."""
+        try:
+            self._enqueue(encode(event))
+        except Exception:
+            self._errors += 1
+
+    def _enqueue(self, data: bytes) -> None:
+        if self._pid != os.getpid():
+            self._after_fork()
+        buf = self._buf
+        if len(buf) >= self.buffer_size:
+            with self._lock:
+                while len(buf) >= self.buffer_size:
+                    try:
+                        buf.popleft()
+                    except IndexError:
+                        break
+                    self._dropped += 1
+        buf.append(data)
+        next(self._produced_ctr)  # atomic under the GIL, unlike += 1
+        if self._thread is None:
+            self._start()
+        if self._idle or len(buf) >= self.batch_size:
+            self._idle = False
+            self._wake.set()
+
+    # ------------------------------------------------------------------ lifecycle
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stop.clear()
+            t = threading.Thread(target=self._run, name="auren-publisher", daemon=True)
+            self._thread = t
+            t.start()
+
+    def _after_fork(self) -> None:
+        # A forked child inherits the buffer but not the thread: start afresh.
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._buf = collections.deque()
+        self._thread = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._produced_ctr = itertools.count()
+        self._sent = self._dropped = self._errors = 0
+
+    def counters(self) -> PublisherCounters:
+        return PublisherCounters(
+            produced=self._produced_ctr.__reduce__()[1][0],  # type: ignore[index]
+            sent=self._sent,
+            dropped=self._dropped,
+            queued=len(self._buf) + self._in_flight,
+            errors=self._errors,
+            connected=self._connected,
+        )
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything enqueued so far is sent (or timeout). True when empty."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while time.monotonic() < deadline:
+            if not self._buf and not self._in_flight:
+                return True
+            if self._thread is None and self._buf:
+                self._start()
+            self._wake.set()
+            time.sleep(0.001)
+        return not self._buf and not self._in_flight
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush (bounded) and stop the background thread."""
+        self.flush(self.exit_flush_timeout if timeout is None else timeout)
+        self._stop.set()
+        self._wake.set()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=1.0)
+        self._thread = None
+        _LIVE.discard(self)
+
+    # ------------------------------------------------------------------ background
+    def _client(self) -> redis.Redis:
+        if self._client_factory is not None:
+            return self._client_factory()
+        return redis.Redis.from_url(
+            self.redis_url,
+            socket_timeout=self._socket_timeout,
+            socket_connect_timeout=min(1.0, self._socket_timeout),
+            health_check_interval=0,
+            retry_on_timeout=False,
+        )
+
+    def _emit_stats(self) -> None:
+        c = self.counters()
+        self.emit(
+            "publisher_stats",
+            {"sent": c.sent, "dropped": c.dropped, "queued": c.queued, "errors": c.errors},
+        )
+
+    def _run(self) -> None:
+        client: redis.Redis | None = None
+        failures = 0
+        next_stats = time.monotonic() + self.stats_interval
+        buf = self._buf
+        while True:
+            if not buf:
+                if self._stop.is_set():
+                    break
+                self._idle = True
+                self._wake.wait(timeout=0.25)
+                self._wake.clear()
+            elif len(buf) < self.batch_size and self.flush_interval > 0:
+                # Let a batch form (bounded by flush_interval) unless woken for a full one.
+                self._wake.wait(timeout=self.flush_interval)
+                self._wake.clear()
+            now = time.monotonic()
+            if now >= next_stats:
+                next_stats = now + self.stats_interval
+                self._emit_stats()
+            if not buf:
+                continue
+            batch = self._take(self.batch_size)
+            try:
+                if client is None:
+                    client = self._client()
+                pipe = client.pipeline(transaction=False)
+                kw: dict[str, Any] = (
+                    {"maxlen": self.maxlen, "approximate": True} if self.maxlen else {}
+                )
+                for data in batch:
+                    pipe.xadd(self.stream, {"e": data}, **kw)
+                pipe.execute()
+            except Exception as exc:
+                self._requeue(batch)
+                self._connected = False
+                failures += 1
+                if failures == 1:
+                    log.warning("auren publisher: redis unavailable (%s); buffering", exc)
+                if client is not None:
+                    try:
+                        client.close()
+                    except Exception:
+                        self._errors += 1
+                    client = None
+                if self._stop.wait(self._backoff.compute(failures)) and self._exit_deadline():
+                    break
+                continue
+            self._in_flight = 0
+            self._sent += len(batch)
+            self._connected = True
+            if failures:
+                log.warning("auren publisher: reconnected after %d failures", failures)
+            failures = 0
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                self._errors += 1
+
+    def _exit_deadline(self) -> bool:
+        # Stopping while Redis is down: give up (the buffer is reported as queued).
+        return True
+
+    def _take(self, n: int) -> list[bytes]:
+        buf = self._buf
+        batch: list[bytes] = []
+        with self._lock:
+            for _ in range(min(n, len(buf))):
+                batch.append(buf.popleft())
+            self._in_flight = len(batch)
+        return batch
+
+    def _requeue(self, batch: list[bytes]) -> None:
+        """Put an unsent batch back at the front, dropping the oldest beyond the bound."""
+        buf = self._buf
+        with self._lock:
+            room = self.buffer_size - len(buf)
+            keep = batch[-room:] if room > 0 else []
+            self._dropped += len(batch) - len(keep)
+            buf.extendleft(reversed(keep))
+            self._in_flight = 0
+
+
+_LIVE: weakref.WeakSet[Publisher] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all_at_exit() -> None:
+    for pub in list(_LIVE):
+        try:
+            pub.close()
+        except Exception:
+            log.exception("auren publisher: flush at exit failed")

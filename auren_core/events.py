@@ -16,6 +16,7 @@ import time
 from typing import Any, Final, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 __all__ = [
     "EVENT_TYPES",
@@ -170,7 +171,7 @@ EVENT_TYPES: Final = frozenset(PAYLOAD_TYPES)
 
 
 # --------------------------------------------------------------------------- envelope
-class Event(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+class Event(msgspec.Struct, kw_only=True, frozen=True):
     """One observed occurrence. ``payload`` is a plain dict, validated on decode.
 
     ``seq`` and ``parent`` keep the ordering information the source gives
@@ -184,10 +185,14 @@ class Event(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     agent: str | None = None
     run: str | None = None
     payload: dict[str, Any] = {}
-    seq: int | None = None
-    parent: str | None = None
-    # The stream entry id this event was read from ("" when not read from a stream).
-    sid: str = msgspec.field(default="", name="_sid")
+    seq: int | UnsetType | None = UNSET
+    parent: str | UnsetType | None = UNSET
+    # The stream entry id this event was read from; never encoded (UNSET is omitted).
+    sid: str | UnsetType = msgspec.field(default=UNSET, name="_sid")
+
+    @property
+    def stream_id(self) -> str:
+        return self.sid if isinstance(self.sid, str) else ""
 
     @property
     def known(self) -> bool:
@@ -232,15 +237,15 @@ def make_event(
         agent=agent,
         run=run,
         payload=payload or {},
-        seq=seq,
-        parent=parent,
+        seq=UNSET if seq is None else seq,
+        parent=UNSET if parent is None else parent,
     )
 
 
 def encode(event: Event) -> bytes:
     """Encode to the stream's JSON form (the ``_sid`` field is never written)."""
-    if event.sid:
-        event = msgspec.structs.replace(event, sid="")
+    if event.sid is not UNSET:
+        event = msgspec.structs.replace(event, sid=UNSET)
     return _encoder.encode(event)
 
 

@@ -85,7 +85,7 @@ class Publisher:
         self._errors = 0
         self._connected = False
         self._in_flight = 0
-        self._backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
+        self._backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)  # type: ignore[no-untyped-call]
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ hot path
@@ -155,7 +155,7 @@ class Publisher:
 
     def counters(self) -> PublisherCounters:
         return PublisherCounters(
-            produced=self._produced_ctr.__reduce__()[1][0],  # type: ignore[index]
+            produced=int(self._produced_ctr.__reduce__()[1][0]),  # type: ignore[index,arg-type]
             sent=self._sent,
             dropped=self._dropped,
             queued=len(self._buf) + self._in_flight,
@@ -240,7 +240,7 @@ class Publisher:
                 head += ("*", "e")
                 cmd = pipe.execute_command
                 for data in batch:
-                    cmd(*head, data)
+                    cmd(*head, data)  # type: ignore[no-untyped-call]
                 pipe.execute()
             except Exception as exc:
                 self._requeue(batch)

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -56,7 +57,8 @@ def _s(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def decode_entries(entries: list[tuple[bytes | str, dict[bytes, bytes]]]) -> list[Event | Malformed]:
+def decode_entries(entries: Any) -> list[Event | Malformed]:
+    """Decode raw XRANGE/XREAD entries ``[(id, {field: value})]``."""
     out: list[Event | Malformed] = []
     for sid_raw, fields in entries:
         sid = _s(sid_raw)
@@ -124,14 +126,16 @@ class StreamReader:
         """Work out the backfill and return (resume id, backfill batches)."""
         if self.start_id is not None:
             if self.start_id == "$":
-                info = await client.xinfo_stream(self.stream) if await client.exists(
-                    self.stream
-                ) else None
+                info = (
+                    await client.xinfo_stream(self.stream)
+                    if await client.exists(self.stream)
+                    else None
+                )
                 return (_s(info["last-generated-id"]) if info else "0-0"), []
             return self.start_id, []
         if self.backfill_count:
-            entries = await client.xrevrange(self.stream, count=self.backfill_count)
-            entries.reverse()
+            entries: Any = await client.xrevrange(self.stream, count=self.backfill_count)
+            entries = list(reversed(entries or []))
             if not entries:
                 return "0-0", []
             return _s(entries[-1][0]), [
@@ -175,7 +179,7 @@ class StreamReader:
                     self.last_id, first = await self._initial_id(client)
                     for b in first:
                         yield b
-                resp = await client.xread(
+                resp: Any = await client.xread(
                     {self.stream: self.last_id},
                     count=self.batch_count,
                     block=None if backfilling else self.block_ms,
@@ -206,12 +210,15 @@ class StreamReader:
         if client is not None:
             await client.aclose()
 
-    async def lag(self, client: aioredis.Redis) -> int | None:
-        """Entries between our position and the head (Redis >= 7 reports it cheaply)."""
+    async def lag(self, cap: int = 10_000) -> int | None:
+        """Entries between our position and the head, counted up to ``cap`` (cheap)."""
         if self.last_id is None:
             return None
+        client = self._client()
         try:
-            n = await client.xrange(self.stream, min=f"({self.last_id}", count=10_001)
+            rest: Any = await client.xrange(self.stream, min=f"({self.last_id}", count=cap + 1)
         except Exception:
             return None
-        return len(n)
+        finally:
+            await client.aclose()
+        return len(rest or [])

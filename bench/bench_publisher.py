@@ -33,9 +33,17 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
 
 
-PAYLOAD = {"model": "gpt-4o-mini", "provider": "openai", "input_tokens": 812,
-           "output_tokens": 145, "cached_tokens": 0, "cost_usd": 0.000209,
-           "cost_source": "genai-prices", "latency_ms": 812.4, "ok": True}
+PAYLOAD = {
+    "model": "gpt-4o-mini",
+    "provider": "openai",
+    "input_tokens": 812,
+    "output_tokens": 145,
+    "cached_tokens": 0,
+    "cost_usd": 0.000209,
+    "cost_source": "genai-prices",
+    "latency_ms": 812.4,
+    "ok": True,
+}
 
 
 def hot_path(url: str) -> None:
@@ -61,8 +69,10 @@ def hot_path(url: str) -> None:
     redis.Redis.from_url(url).delete(stream)
     pub.close()
     print(f"[hot path] emit() in caller thread, n=200000, timer overhead {t0:.0f} ns subtracted")
-    print(f"  p50 {pct(samples, 50):.2f} us   p99 {pct(samples, 99):.2f} us   "
-          f"p99.9 {pct(samples, 99.9):.2f} us   (targets: p50 <= 5 us, p99 <= 25 us)")
+    print(
+        f"  p50 {pct(samples, 50):.2f} us   p99 {pct(samples, 99):.2f} us   "
+        f"p99.9 {pct(samples, 99.9):.2f} us   (targets: p50 <= 5 us, p99 <= 25 us)"
+    )
     print(f"  sent {c.sent} dropped {c.dropped} queued {c.queued}")
 
 
@@ -132,8 +142,9 @@ LAT_READER = textwrap.dedent("""
 def latency(url: str, rate: int, seconds: float) -> None:
     stream = f"bench:{uuid.uuid4().hex[:8]}"
     n = int(rate * seconds)
-    proc = subprocess.Popen([sys.executable, "-c", LAT_READER, url, stream, str(n)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAT_READER, url, stream, str(n)], stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None
     proc.stdout.readline()
     time.sleep(0.2)
@@ -148,9 +159,11 @@ def latency(url: str, rate: int, seconds: float) -> None:
     lat = [float(x) for x in out.strip().strip("[]").split(",") if x]
     pub.close()
     redis.Redis.from_url(url).delete(stream)
-    print(f"[latency] emit -> readable by XREAD BLOCK in another process, {rate}/s for "
-          f"{seconds:.0f}s (n={len(lat)}): p50 {pct(lat, 50):.2f} ms  p99 {pct(lat, 99):.2f} ms"
-          f"  max {max(lat):.2f} ms" + ("   (target p99 <= 5 ms)" if rate >= 10_000 else ""))
+    print(
+        f"[latency] emit -> readable by XREAD BLOCK in another process, {rate}/s for "
+        f"{seconds:.0f}s (n={len(lat)}): p50 {pct(lat, 50):.2f} ms  p99 {pct(lat, 99):.2f} ms"
+        f"  max {max(lat):.2f} ms" + ("   (target p99 <= 5 ms)" if rate >= 10_000 else "")
+    )
 
 
 MEM = textwrap.dedent("""
@@ -175,12 +188,15 @@ MEM = textwrap.dedent("""
 def memory(url: str) -> None:
     res = {}
     for mode in ("bare", "auren"):
-        out = subprocess.run([sys.executable, "-c", MEM, mode, url], capture_output=True,
-                             text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", MEM, mode, url], capture_output=True, text=True, check=True
+        ).stdout.split()
         res[mode] = (float(out[0]), float(out[1]))
     extra = res["auren"][1] - res["bare"][1]
-    print(f"[memory] RSS after importing redis-py: bare {res['bare'][1]:.1f} MB; after importing"
-          f" auren_core and emitting 100k events: {res['auren'][1]:.1f} MB")
+    print(
+        f"[memory] RSS after importing redis-py: bare {res['bare'][1]:.1f} MB; after importing"
+        f" auren_core and emitting 100k events: {res['auren'][1]:.1f} MB"
+    )
     print(f"  extra resident memory {extra:.1f} MB   (target <= 25 MB)")
 
 

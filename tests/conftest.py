@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-
 from servers import PrivateRedis, shared_redis_url
 
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")

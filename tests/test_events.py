@@ -25,21 +25,40 @@ from auren_core.schema import event_schema
 SCHEMA_PATH = Path(__file__).parent.parent / "docs" / "event.schema.json"
 
 GOOD = {
-    "llm_call": {"model": "gpt-4o-mini", "provider": "openai", "input_tokens": 10,
-                 "output_tokens": 5, "cached_tokens": 0, "cost_usd": 0.0001,
-                 "cost_source": "genai-prices", "latency_ms": 12.5, "ok": True},
-    "tool_used": {"tool": "search", "duration_ms": 3.0, "ok": True, "cost_usd": None,
-                  "from_cache": False},
+    "llm_call": {
+        "model": "gpt-4o-mini",
+        "provider": "openai",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cached_tokens": 0,
+        "cost_usd": 0.0001,
+        "cost_source": "genai-prices",
+        "latency_ms": 12.5,
+        "ok": True,
+    },
+    "tool_used": {
+        "tool": "search",
+        "duration_ms": 3.0,
+        "ok": True,
+        "cost_usd": None,
+        "from_cache": False,
+    },
     "collaboration": {"to_agent": "sleep_specialist", "kind": "delegate"},
-    "hypothesis": {"hypothesis_id": "h1", "status": "formed", "confidence": 0.4,
-                   "statement": "x"},
+    "hypothesis": {"hypothesis_id": "h1", "status": "formed", "confidence": 0.4, "statement": "x"},
     "knowledge_access": {"item": "circadian", "source": "redis", "hit": True},
-    "memory_tier_access": {"tier_accessed": "postgresql_structured", "query": "q",
-                           "latency_by_tier": {"redis": 0.3, "postgresql": 2.1},
-                           "items_retrieved": 2},
+    "memory_tier_access": {
+        "tier_accessed": "postgresql_structured",
+        "query": "q",
+        "latency_by_tier": {"redis": 0.3, "postgresql": 2.1},
+        "items_retrieved": 2,
+    },
     "publisher_stats": {"sent": 1, "dropped": 0, "queued": 0},
-    "agent_registered": {"role": "Neuroscientist", "tools": ["search"],
-                         "capabilities": ["search"], "model": "gpt-4o"},
+    "agent_registered": {
+        "role": "Neuroscientist",
+        "tools": ["search"],
+        "capabilities": ["search"],
+        "model": "gpt-4o",
+    },
     "task_started": {"task_id": "t1"},
     "agent_failed": {"duration_ms": 5.0, "error": "boom"},
 }
@@ -81,13 +100,17 @@ def test_ids_are_unique() -> None:
         (b"[1,2]", "bad envelope"),
         (b'{"v":1,"id":"x","ts":"yesterday","type":"t","payload":{}}', "bad envelope"),
         (b'{"v":2,"id":"x","ts":1,"type":"t","payload":{}}', "unsupported version"),
-        (b'{"v":1,"id":"x","ts":1,"type":"llm_call","payload":{"input_tokens":3}}',
-         "bad llm_call payload"),
-        (b'{"v":1,"id":"x","ts":1,"type":"collaboration",'
-         b'"payload":{"to_agent":"a","kind":"shout"}}', "bad collaboration payload"),
+        (
+            b'{"v":1,"id":"x","ts":1,"type":"llm_call","payload":{"input_tokens":3}}',
+            "bad llm_call payload",
+        ),
+        (
+            b'{"v":1,"id":"x","ts":1,"type":"collaboration",'
+            b'"payload":{"to_agent":"a","kind":"shout"}}',
+            "bad collaboration payload",
+        ),
         (b"\xff\xfe\x00", "bad envelope"),
-        (b'{"v":1,"id":"x","ts":1,"type":"t","payload":{}' + b" " * 1_000_001 + b"}",
-         "too large"),
+        (b'{"v":1,"id":"x","ts":1,"type":"t","payload":{}' + b" " * 1_000_001 + b"}", "too large"),
     ],
 )
 def test_malformed_becomes_a_value(raw: bytes | None, reason: str) -> None:
@@ -110,10 +133,18 @@ def test_decode_never_raises(raw: bytes | str) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.text(max_size=10), st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
-    max_leaves=10), max_size=6), st.sampled_from(sorted(EVENT_TYPES)))
+@given(
+    st.dictionaries(
+        st.text(max_size=10),
+        st.recursive(
+            st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=20),
+            lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c, max_size=3),
+            max_leaves=10,
+        ),
+        max_size=6,
+    ),
+    st.sampled_from(sorted(EVENT_TYPES)),
+)
 def test_arbitrary_payloads_never_raise(payload: dict, etype: str) -> None:
     raw = orjson.dumps({"v": 1, "id": "i", "ts": 1.0, "type": etype, "payload": payload})
     assert isinstance(decode(raw), Event | Malformed)

@@ -8,10 +8,10 @@ import time
 import orjson
 import pytest
 import redis
+from servers import PrivateRedis
 
 from auren_core.events import Event, decode
 from auren_core.publisher import Publisher
-from servers import PrivateRedis
 
 
 def read_all(url: str, stream: str) -> list[Event]:

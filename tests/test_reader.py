@@ -7,18 +7,19 @@ import threading
 import time
 
 import redis
+from servers import PrivateRedis
 
 from auren_core.events import Event, Malformed, encode_fields
 from auren_core.reader import Batch, StreamReader, id_for_time
-from servers import PrivateRedis
 
 
 def fill(url: str, stream: str, n: int, start: int = 0) -> None:
     r = redis.Redis.from_url(url)
     pipe = r.pipeline(transaction=False)
     for i in range(start, start + n):
-        pipe.xadd(stream, {"e": encode_fields("tool_used", {"tool": "t", "duration_ms": i},
-                                              "a", None)})
+        pipe.xadd(
+            stream, {"e": encode_fields("tool_used", {"tool": "t", "duration_ms": i}, "a", None)}
+        )
     pipe.execute()
 
 
@@ -40,8 +41,7 @@ async def collect(reader: StreamReader, until: int, timeout: float = 20) -> list
 
 
 def numbers(batches: list[Batch]) -> list[int]:
-    return [int(i.payload["duration_ms"]) for b in batches for i in b.items
-            if isinstance(i, Event)]
+    return [int(i.payload["duration_ms"]) for b in batches for i in b.items if isinstance(i, Event)]
 
 
 async def test_backfill_everything_then_tail(redis_url: str, stream: str) -> None:
@@ -66,15 +66,20 @@ async def test_backfill_by_time_window(redis_url: str, stream: str) -> None:
     r = redis.Redis.from_url(redis_url)
     now_ms = int(time.time() * 1000)
     for i, age_s in enumerate([7200, 3000, 10]):  # two hours, 50 min, 10 s ago
-        r.xadd(stream, {"e": encode_fields("crew_started", {"crew": str(i)}, None, None)},
-               id=f"{now_ms - age_s * 1000}-0")
+        r.xadd(
+            stream,
+            {"e": encode_fields("crew_started", {"crew": str(i)}, None, None)},
+            id=f"{now_ms - age_s * 1000}-0",
+        )
     reader = StreamReader(redis_url, stream, since=time.time() - 3600, block_ms=100)
     got: list[Batch] = []
+
     async def run() -> None:
         async for b in reader.batches():
             got.append(b)
             if b.backfill and not b.items:  # end-of-backfill marker
                 await reader.close()
+
     await asyncio.wait_for(run(), 10)
     crews = [i.payload["crew"] for b in got for i in b.items if isinstance(i, Event)]
     assert crews == ["1", "2"]
@@ -107,8 +112,14 @@ async def test_resumes_across_dropped_connections_no_gap_no_duplicate(
 ) -> None:
     url, stream, total = private_redis.url, "s", 20_000
     statuses: list[str] = []
-    reader = StreamReader(url, stream, start_id="0-0", block_ms=200, batch_count=300,
-                          on_status=lambda s, d: statuses.append(s))
+    reader = StreamReader(
+        url,
+        stream,
+        start_id="0-0",
+        block_ms=200,
+        batch_count=300,
+        on_status=lambda s, d: statuses.append(s),
+    )
     stop = threading.Event()
 
     def writer_and_killer() -> None:

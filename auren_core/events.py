@@ -147,6 +147,7 @@ class PublisherStats(_Payload):
     dropped: int
     queued: int
     errors: int = 0
+    publisher: str | None = None  # host:pid:instance, so totals can be kept per process
 
 
 PAYLOAD_TYPES: Final[dict[str, type[_Payload]]] = {

@@ -18,6 +18,7 @@ import collections
 import itertools
 import logging
 import os
+import socket
 import threading
 import time
 import weakref
@@ -86,6 +87,7 @@ class Publisher:
         self._connected = False
         self._in_flight = 0
         self._backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)  # type: ignore[no-untyped-call]
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ hot path
@@ -152,6 +154,7 @@ class Publisher:
         self._stop = threading.Event()
         self._produced_ctr = itertools.count()
         self._sent = self._dropped = self._errors = 0
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
 
     def counters(self) -> PublisherCounters:
         return PublisherCounters(
@@ -203,7 +206,13 @@ class Publisher:
         c = self.counters()
         self.emit(
             "publisher_stats",
-            {"sent": c.sent, "dropped": c.dropped, "queued": c.queued, "errors": c.errors},
+            {
+                "sent": c.sent,
+                "dropped": c.dropped,
+                "queued": c.queued,
+                "errors": c.errors,
+                "publisher": self.identity,
+            },
         )
 
     def _run(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +13,12 @@ from servers import PrivateRedis, shared_redis_url
 
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+# CrewAI (and embedded servers' default data dir) write under $HOME: keep tests out of the real one
+_TEST_HOME = tempfile.mkdtemp(prefix="auren-test-home-")
+os.environ["HOME"] = _TEST_HOME
+os.environ.pop("XDG_DATA_HOME", None)
+# a test never picks up a developer's auren.toml
+os.environ["AUREN_CONFIG"] = os.path.join(_TEST_HOME, "auren.toml")
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +42,16 @@ def stream(redis_url: str) -> Iterator[str]:
 def private_redis() -> Iterator[PrivateRedis]:
     with PrivateRedis() as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """A real PostgreSQL: AUREN_TEST_PG_DSN, else 127.0.0.1:5432/test, else embedded."""
+    from auren_core.config import load_settings
+    from auren_core.embedded import _pg_answers, resolve_postgres
+
+    dsn = os.environ.get("AUREN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+    if _pg_answers(dsn):
+        return dsn
+    settings = load_settings(data_dir=os.path.join(_TEST_HOME, "pg"), pg_dsn=None)
+    return resolve_postgres(settings).url

@@ -1,0 +1,119 @@
+"""Settings: flags > environment (``AUREN_*``) > ``auren.toml`` > defaults.
+
+pydantic-settings does the layering and validation; ``load_settings`` turns a
+validation failure into a one-line :class:`ConfigError` the CLI can print.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = ["ConfigError", "Settings", "default_data_dir", "load_settings"]
+
+
+class ConfigError(Exception):
+    """A user mistake in configuration: printed as one line, never a traceback."""
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "auren"
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("AUREN_CONFIG", "auren.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AUREN_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    redis_url: str | None = None
+    stream: str = "auren:events"
+    stream_maxlen: int = Field(1_000_000, gt=0)
+    pg_dsn: str | None = None
+    chroma_path: Path | None = None
+    chroma_url: str | None = None
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # embedded servers: False refuses to start them (a configured-only deployment)
+    embedded: bool = True
+    budget_usd_per_hour: float | None = Field(None, gt=0)
+    active_window_s: float = Field(300.0, gt=0)
+    redact_queries: bool = False
+    # per-call tool costs in USD, e.g. {"web_search": 0.005}
+    tool_costs: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        scheme = urlsplit(v).scheme
+        if scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
+            raise ValueError(f"must start with redis://, rediss:// or unix:// (got {scheme!r})")
+        return v
+
+    @field_validator("pg_dsn")
+    @classmethod
+    def _check_pg_dsn(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if urlsplit(v).scheme not in ("postgres", "postgresql"):
+            raise ValueError("must start with postgresql://")
+        return v
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_chroma_url(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if urlsplit(v).scheme not in ("http", "https"):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    @field_validator("stream")
+    @classmethod
+    def _check_stream(cls, v: str) -> str:
+        if not v or len(v) > 256 or any(ord(c) < 32 for c in v):
+            raise ValueError("must be 1-256 printable characters")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_toml_path()),
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings with ``overrides`` (CLI flags; ``None`` means "not given") on top."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed auren.toml
+        raise ConfigError(f"cannot read configuration {_toml_path()}: {exc}") from None

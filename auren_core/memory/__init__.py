@@ -1,0 +1,24 @@
+"""Tier-tracked knowledge store: Redis -> PostgreSQL -> ChromaDB, every load observed.
+
+Importing this package imports neither chromadb nor asyncpg (nor crewai): they
+load on first use. The CrewAI faces live in :mod:`auren_core.memory.crewai_tool`
+and :mod:`auren_core.memory.crewai_storage`.
+"""
+
+from __future__ import annotations
+
+from ._types import MemoryItem, MemoryResult, SaveResult, TierAccessed, TierName
+from .embedding import Embedder, HashingEmbedder
+from .tiered import TieredMemory, WrongLoopError
+
+__all__ = [
+    "Embedder",
+    "HashingEmbedder",
+    "MemoryItem",
+    "MemoryResult",
+    "SaveResult",
+    "TierAccessed",
+    "TierName",
+    "TieredMemory",
+    "WrongLoopError",
+]

@@ -1,0 +1,54 @@
+"""CrewAI face of the tiered memory: a knowledge lookup tool for agents.
+
+Importing this module imports crewai (``auren_core`` itself never does)::
+
+    from auren_core.memory import TieredMemory
+    from auren_core.memory.crewai_tool import KnowledgeLookupTool
+
+    mem = TieredMemory.from_settings()
+    Agent(role="Neuroscientist", ..., tools=[KnowledgeLookupTool(memory=mem,
+                                                                  agent_id="neuroscientist")])
+
+Each call is one tracked load, so the dashboard's tier pane sees the crew's
+lookups attributed to the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crewai.tools import BaseTool
+from pydantic import BaseModel, Field
+
+from .tiered import TieredMemory
+
+__all__ = ["KnowledgeLookupInput", "KnowledgeLookupTool"]
+
+
+class KnowledgeLookupInput(BaseModel):
+    query: str = Field(description="What to look up in the shared knowledge store.")
+
+
+class KnowledgeLookupTool(BaseTool):
+    """Looks a question up in AUREN's tiered memory and answers in plain text."""
+
+    name: str = "knowledge_lookup"
+    description: str = (
+        "Look up facts in AUREN's shared knowledge store (cache, structured and semantic "
+        "memory). Input: a short question or keywords. Returns matching knowledge items "
+        "with their ids, or says that nothing is known."
+    )
+    args_schema: type[BaseModel] = KnowledgeLookupInput
+    memory: TieredMemory
+    agent_id: str | None = None
+    limit: int = 5
+    max_chars: int = 4000
+
+    def _run(self, query: str, **_: Any) -> str:
+        # CrewAI runs tools in worker threads: the sync face uses the memory's own loop.
+        res = self.memory.load_sync(query, self.limit, agent=self.agent_id)
+        return res.as_text(self.max_chars)
+
+    async def _arun(self, query: str, **_: Any) -> str:
+        res = await self.memory.load(query, self.limit, agent=self.agent_id)
+        return res.as_text(self.max_chars)

@@ -1,0 +1,539 @@
+"""TieredMemory: one knowledge store over Redis -> PostgreSQL -> ChromaDB, observed.
+
+A load tries the immediate cache (Redis), then structured full-text search
+(PostgreSQL), then semantic search (ChromaDB); the first tier with an answer
+serves it and, with ``promote=True``, the answer is copied upward (a Chroma hit
+into PostgreSQL and the Redis cache, a PostgreSQL hit into the cache), so the same
+question is answered from Redis next time.
+
+Every load publishes ``memory_tier_access`` (tier, latency of exactly the tiers
+tried, items, errors) and one ``knowledge_access`` per item (or one with
+``hit=False`` for a knowledge gap) through the non-blocking auren Publisher.
+
+A tier that fails or times out is recorded in ``errors`` and the read falls
+through; the tier is then skipped with backoff (see ``_health``) and reconnected
+lazily. Loads never raise. Saves write the durable tiers (PostgreSQL, ChromaDB),
+invalidate the cache, and report per-tier failures in their result.
+
+Async face: ``await mem.load(...)``. Sync face (CrewAI tools run in worker
+threads): ``mem.load_sync(...)`` runs the same core on a private event loop thread.
+Connections belong to one event loop (the "home" loop); a call from another
+running loop is forwarded to it, and a home loop that has finished is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._chroma_tier import ChromaTier
+from ._health import TierHealth, describe
+from ._loop import LoopThread
+from ._pg_tier import PostgresTier
+from ._redis_tier import RedisTier
+from ._types import TIER_EVENT_NAMES, MemoryItem, MemoryResult, SaveResult, TierName
+from .embedding import Embedder, HashingEmbedder
+
+if TYPE_CHECKING:
+    from ..publisher import Publisher
+
+__all__ = ["TieredMemory", "WrongLoopError"]
+
+log = logging.getLogger("auren.memory")
+T = TypeVar("T")
+Row = tuple[str, str, dict[str, Any] | None, str | None]
+
+
+class WrongLoopError(RuntimeError):
+    """A sync method was called from the event loop that owns the connections
+    (it would deadlock): use the async method there."""
+
+
+def query_hash(query: str) -> str:
+    """Stable key of a query: whitespace- and case-insensitive."""
+    norm = " ".join(query.lower().split())
+    return hashlib.blake2b(norm.encode(), digest_size=16).hexdigest()
+
+
+def redact(query: str) -> str:
+    return "sha256:" + hashlib.sha256(query.encode()).hexdigest()[:16]
+
+
+class TieredMemory:
+    """Knowledge store for AUREN agents over three real tiers; see the module doc.
+
+    ``redis_url`` / ``pg_dsn`` may be None to run without that tier; ChromaDB is
+    used when ``chroma_path`` or ``chroma_url`` is given. ``publisher=None`` uses
+    the process publisher (``auren_core.api.get_publisher()``) on first load;
+    ``track=False`` publishes nothing (benchmarks compare the two).
+    ``chroma_max_distance`` (cosine distance) defaults to the embedder's own
+    ``max_distance`` attribute, else 0.5.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None,
+        pg_dsn: str | None,
+        chroma_path: str | None = None,
+        chroma_url: str | None = None,
+        publisher: Publisher | None = None,
+        ttl_s: int = 3600,
+        promote: bool = True,
+        namespace: str = "auren",
+        redact_queries: bool = False,
+        embedder: Embedder | None = None,
+        *,
+        track: bool = True,
+        pg_table: str = "auren_memory",
+        chroma_max_distance: float | None = None,
+        redis_timeout: float = 0.5,
+        pg_timeout: float = 2.0,
+        chroma_timeout: float = 5.0,
+        backoff_s: float = 1.0,
+        backoff_cap_s: float = 30.0,
+    ) -> None:
+        self.namespace = namespace
+        self.promote = promote
+        self.redact_queries = redact_queries
+        self.track = track
+        self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
+        self._publisher = publisher
+        self._publisher_retry_at = 0.0
+        self.publish_errors = 0
+        self.redis = RedisTier(redis_url, namespace, ttl_s, redis_timeout) if redis_url else None
+        self.pg = (
+            PostgresTier(pg_dsn, namespace, table=pg_table, timeout=pg_timeout) if pg_dsn else None
+        )
+        self.chroma = (
+            ChromaTier(
+                namespace,
+                self.embedder,
+                path=chroma_path,
+                url=chroma_url,
+                max_distance=(
+                    chroma_max_distance
+                    if chroma_max_distance is not None
+                    else float(getattr(self.embedder, "max_distance", 0.5))
+                ),
+            )
+            if (chroma_path or chroma_url)
+            else None
+        )
+        self.timeouts: dict[TierName, float] = {
+            "redis": redis_timeout,
+            "postgresql": pg_timeout,
+            "chromadb": chroma_timeout,
+        }
+        self.health: dict[TierName, TierHealth] = {
+            t: TierHealth(backoff_s, backoff_cap_s) for t in ("redis", "postgresql", "chromadb")
+        }
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._private: LoopThread | None = None
+        self._bind_lock = threading.Lock()
+        # The first Chroma use imports chromadb and opens the store (~1 s): not a timeout.
+        self._chroma_warm = False
+
+    @classmethod
+    def from_settings(cls, settings: Any = None, **kwargs: Any) -> TieredMemory:
+        """Backends as every auren command resolves them: flags > env > auren.toml >
+        embedded defaults (``auren_core.config`` and ``auren_core.embedded``)."""
+        from ..config import load_settings
+        from ..embedded import resolve_chroma, resolve_postgres, resolve_redis
+
+        s = settings if settings is not None else load_settings()
+        chroma = str(resolve_chroma(s).url)
+        is_url = chroma.startswith(("http://", "https://"))
+        path = chroma.removeprefix("file://")
+        kwargs.setdefault("redact_queries", bool(getattr(s, "redact_queries", False)))
+        return cls(
+            resolve_redis(s).url,
+            resolve_postgres(s).url,
+            chroma_path=None if is_url else path,
+            chroma_url=chroma if is_url else None,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ event loops
+    def _drop_clients(self) -> None:
+        for tier in (self.redis, self.pg, self.chroma):
+            if tier is not None:
+                tier.drop()
+
+    def _home_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
+        """The loop that owns the connections; binds to ``loop`` when there is none."""
+        home = self._home
+        if home is loop:
+            return loop
+        with self._bind_lock:
+            home = self._home
+            if home is None or home.is_closed() or not home.is_running():
+                if home is not None:
+                    self._drop_clients()
+                self._home = loop
+                return loop
+            return home
+
+    async def _run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        loop = asyncio.get_running_loop()
+        home = self._home_for(loop)
+        if home is loop:
+            return await make()
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), home))
+
+    def _run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        with self._bind_lock:
+            home = self._home
+            if home is None or home.is_closed() or not home.is_running():
+                if self._private is None or self._private.loop.is_closed():
+                    self._private = LoopThread()
+                if home is not None and home is not self._private.loop:
+                    self._drop_clients()
+                self._home = home = self._private.loop
+        if home is running:
+            raise WrongLoopError("load_sync/save_sync called on the memory's own loop: await it")
+        return asyncio.run_coroutine_threadsafe(make(), home).result(timeout)
+
+    # ------------------------------------------------------------------ public API
+    async def load(
+        self, query: str, limit: int = 5, agent: str | None = None, *, run: str | None = None
+    ) -> MemoryResult:
+        """Answer ``query`` from the fastest tier that has it. Never raises."""
+        try:
+            return await self._run(lambda: self._load(query, limit, agent, run))
+        except Exception as exc:  # only a bug or a dying loop gets here
+            log.exception("auren memory: load failed")
+            return MemoryResult([], "miss", {}, {"memory": describe(exc)})
+
+    def load_sync(
+        self,
+        query: str,
+        limit: int = 5,
+        agent: str | None = None,
+        *,
+        run: str | None = None,
+        timeout: float | None = None,
+    ) -> MemoryResult:
+        """Blocking :meth:`load` for threads without an event loop (CrewAI tools)."""
+        budget = timeout if timeout is not None else self._budget()
+        try:
+            return self._run_sync(lambda: self._load(query, limit, agent, run), budget)
+        except concurrent.futures.TimeoutError:
+            return MemoryResult([], "miss", {}, {"memory": f"timed out after {budget:.1f}s"})
+        except WrongLoopError:
+            raise
+        except Exception as exc:
+            log.exception("auren memory: load_sync failed")
+            return MemoryResult([], "miss", {}, {"memory": describe(exc)})
+
+    async def save(
+        self,
+        item_id: str,
+        text: str,
+        metadata: dict[str, Any] | None = None,
+        agent: str | None = None,
+    ) -> SaveResult:
+        """Store one item in PostgreSQL and ChromaDB and invalidate cached answers."""
+        return await self.save_many([(item_id, text, metadata, agent)])
+
+    async def save_many(self, items: Iterable[Row | MemoryItem]) -> SaveResult:
+        rows = [_row(i) for i in items]
+        return await self._run(lambda: self._save(rows))
+
+    def save_sync(
+        self,
+        item_id: str,
+        text: str,
+        metadata: dict[str, Any] | None = None,
+        agent: str | None = None,
+    ) -> SaveResult:
+        return self.save_many_sync([(item_id, text, metadata, agent)])
+
+    def save_many_sync(self, items: Iterable[Row | MemoryItem]) -> SaveResult:
+        rows = [_row(i) for i in items]
+        return self._run_sync(lambda: self._save(rows), self._budget(len(rows)))
+
+    async def clear_cache(self) -> None:
+        """Invalidate every cached answer of this namespace (all processes)."""
+        if self.redis is not None:
+            redis = self.redis
+            await self._run(redis.invalidate)
+
+    async def connect(self) -> dict[str, str]:
+        """Open every tier now (optional warm-up); returns the errors of those that failed."""
+        return await self._run(self._connect)
+
+    def connect_sync(self) -> dict[str, str]:
+        return self._run_sync(self._connect, self._budget() + 10)
+
+    async def aclose(self) -> None:
+        """Close connections and the private loop thread (if any)."""
+        home = self._home
+        if home is not None and not home.is_closed() and home.is_running():
+            try:
+                await self._run(self._close)
+            except Exception as exc:
+                log.warning("auren memory: close failed: %s", describe(exc))
+        self._stop_private()
+
+    def close(self) -> None:
+        """Blocking :meth:`aclose` for sync callers."""
+        home = self._home
+        if home is not None and not home.is_closed() and home.is_running():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if home is not running:
+                try:
+                    asyncio.run_coroutine_threadsafe(self._close(), home).result(5)
+                except Exception as exc:
+                    log.warning("auren memory: close failed: %s", describe(exc))
+        self._stop_private()
+
+    def _stop_private(self) -> None:
+        if self._private is not None:
+            self._private.stop()
+            self._private = None
+
+    def _budget(self, n: int = 1) -> float:
+        return sum(self.timeouts.values()) * 2 + 15 + 0.01 * n
+
+    # ------------------------------------------------------------------ core
+    async def _tier_call(
+        self,
+        tier: TierName,
+        make: Callable[[], Awaitable[T]],
+        errors: dict[str, str],
+        timeout: float | None = None,
+    ) -> tuple[bool, T | None]:
+        """Run one tier operation under its timeout; record a failure, never raise."""
+        health = self.health[tier]
+        try:
+            async with asyncio.timeout(timeout or self.timeouts[tier]):
+                value = await make()
+        except Exception as exc:
+            err = describe(exc) if not isinstance(exc, TimeoutError) else "timeout"
+            errors[tier] = err
+            health.failed(err)
+            log.debug("auren memory: %s failed: %s", tier, err)
+            return False, None
+        health.ok()
+        return True, value
+
+    async def _load(
+        self, query: str, limit: int, agent: str | None, run: str | None
+    ) -> MemoryResult:
+        limit = max(1, int(limit))
+        lat: dict[str, float] = {}
+        errors: dict[str, str] = {}
+        items: list[MemoryItem] = []
+        served: TierName | None = None
+        qhash = query_hash(query)
+        gen: int | None = None
+        clock = time.perf_counter
+
+        if self.redis is not None:
+            if self.health["redis"].available():
+                redis = self.redis
+                t0 = clock()
+                ok, got = await self._tier_call("redis", lambda: redis.get(qhash, limit), errors)
+                lat["redis"] = (clock() - t0) * 1000
+                if ok and got is not None:
+                    cached, gen = got
+                    if cached is not None:
+                        items, served = cached, "redis"
+            else:
+                errors["redis"] = self.health["redis"].skipped_reason()
+
+        if served is None and self.pg is not None:
+            if self.health["postgresql"].available():
+                pg = self.pg
+                t0 = clock()
+                ok, rows = await self._tier_call(
+                    "postgresql",
+                    lambda: pg.search(query, limit),
+                    errors,
+                    None if pg._pool is not None else self.timeouts["postgresql"] * 2,
+                )
+                lat["postgresql"] = (clock() - t0) * 1000
+                if ok and rows:
+                    items, served = rows, "postgresql"
+            else:
+                errors["postgresql"] = self.health["postgresql"].skipped_reason()
+
+        if served is None and self.chroma is not None:
+            if self.health["chromadb"].available():
+                chroma = self.chroma
+                t0 = clock()
+                ok, hits = await self._tier_call(
+                    "chromadb",
+                    lambda: asyncio.to_thread(chroma.search, query, limit),
+                    errors,
+                    None if self._chroma_warm else 60.0,
+                )
+                lat["chromadb"] = (clock() - t0) * 1000
+                self._chroma_warm = self._chroma_warm or ok
+                if ok and hits:
+                    items, served = hits, "chromadb"
+            else:
+                errors["chromadb"] = self.health["chromadb"].skipped_reason()
+
+        if served is not None and served != "redis" and self.promote:
+            await self._promote(served, qhash, gen, limit, items, agent, errors)
+
+        tier = TIER_EVENT_NAMES[served] if served is not None else "miss"
+        result = MemoryResult(items, tier, lat, errors)
+        if self.track:
+            self._publish(query, result, agent, run)
+        return result
+
+    async def _promote(
+        self,
+        served: TierName,
+        qhash: str,
+        gen: int | None,
+        limit: int,
+        items: list[MemoryItem],
+        agent: str | None,
+        errors: dict[str, str],
+    ) -> None:
+        """Copy a lower tier's answer upward. Failures are recorded, never raised."""
+        if served == "chromadb" and self.pg is not None and self.health["postgresql"].available():
+            pg = self.pg
+            rows: list[Row] = [(i.id, i.text, i.metadata, agent) for i in items]
+            perr: dict[str, str] = {}
+            await self._tier_call("postgresql", lambda: pg.upsert(rows, overwrite=False), perr)
+            if perr:
+                errors.setdefault("postgresql", "promote: " + perr["postgresql"])
+        if gen is not None and self.redis is not None:
+            redis = self.redis
+            rerr: dict[str, str] = {}
+            await self._tier_call("redis", lambda: redis.put(qhash, gen, limit, items), rerr)
+            if rerr:
+                errors.setdefault("redis", "promote: " + rerr["redis"])
+
+    async def _save(self, rows: list[Row]) -> SaveResult:
+        errors: dict[str, str] = {}
+        written: list[TierName] = []
+        if not rows:
+            return SaveResult([], [], {})
+        budget = 30.0 + len(rows) * 0.01  # bulk loads are not reads: a generous bound
+        jobs: list[tuple[TierName, Callable[[], Awaitable[Any]]]] = []
+        if self.pg is not None:
+            pg = self.pg
+            jobs.append(("postgresql", lambda: pg.upsert(rows)))
+        if self.chroma is not None:
+            chroma = self.chroma
+            jobs.append(("chromadb", lambda: asyncio.to_thread(chroma.upsert, rows)))
+        results = await asyncio.gather(
+            *(self._tier_call(t, make, errors, budget) for t, make in jobs)
+        )
+        written = [t for (t, _), (ok, _) in zip(jobs, results, strict=True) if ok]
+        if self.chroma is not None and "chromadb" in written:
+            self._chroma_warm = True
+        if self.redis is not None:
+            redis = self.redis
+            ok, _ = await self._tier_call("redis", redis.invalidate, errors)
+            if not ok:
+                log.warning("auren memory: cache not invalidated: %s", errors.get("redis"))
+        if not written:
+            log.warning("auren memory: save of %d item(s) reached no tier: %s", len(rows), errors)
+        return SaveResult([r[0] for r in rows], written, errors)
+
+    async def _connect(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        if self.redis is not None:
+            redis = self.redis
+            await self._tier_call("redis", lambda: redis.get("connect", 1), errors)
+        if self.pg is not None:
+            await self._tier_call("postgresql", self.pg.connect, errors)
+        if self.chroma is not None:
+            chroma = self.chroma
+            ok, _ = await self._tier_call(
+                "chromadb", lambda: asyncio.to_thread(chroma.connect), errors, 60.0
+            )
+            self._chroma_warm = self._chroma_warm or ok
+        return errors
+
+    async def _close(self) -> None:
+        if self.redis is not None:
+            await self.redis.close()
+        if self.pg is not None:
+            await self.pg.close()
+        if self.chroma is not None:
+            self.chroma.drop()
+
+    # ------------------------------------------------------------------ events
+    def _get_publisher(self) -> Publisher | None:
+        pub = self._publisher
+        if pub is not None:
+            return pub
+        if time.monotonic() < self._publisher_retry_at:
+            return None
+        try:
+            from ..api import get_publisher
+
+            pub = self._publisher = get_publisher()
+        except Exception as exc:
+            self.publish_errors += 1
+            self._publisher_retry_at = time.monotonic() + 30.0
+            log.warning("auren memory: no publisher (%s); events dropped", describe(exc))
+            return None
+        return pub
+
+    def _publish(
+        self, query: str, result: MemoryResult, agent: str | None, run: str | None
+    ) -> None:
+        """Enqueue the tier event and the knowledge events. Never raises or blocks."""
+        try:
+            pub = self._get_publisher()
+            if pub is None:
+                return
+            shown = redact(query) if self.redact_queries else query
+            payload: dict[str, Any] = {
+                "tier_accessed": result.tier,
+                "query": shown,
+                "latency_by_tier": {k: round(v, 3) for k, v in result.latency_by_tier.items()},
+                "items_retrieved": len(result.items),
+            }
+            if result.errors:
+                payload["errors"] = result.errors
+            emit = pub.emit
+            emit("memory_tier_access", payload, agent=agent, run=run)
+            if result.items:
+                source = result.items[0].source
+                for it in result.items:
+                    emit(
+                        "knowledge_access",
+                        {"item": it.id, "source": source, "hit": True},
+                        agent=agent,
+                        run=run,
+                    )
+            else:
+                emit(
+                    "knowledge_access",
+                    {"item": shown, "source": "miss", "hit": False},
+                    agent=agent,
+                    run=run,
+                )
+        except Exception as exc:
+            self.publish_errors += 1
+            log.debug("auren memory: publish failed: %s", describe(exc))
+
+
+def _row(item: Row | MemoryItem | Sequence[Any]) -> Row:
+    if isinstance(item, MemoryItem):
+        return (item.id, item.text, item.metadata or None, None)
+    vals = list(item)
+    vals += [None] * (4 - len(vals))
+    return (str(vals[0]), str(vals[1]), vals[2], vals[3])

@@ -1,0 +1,3 @@
+from auren_tui.cli import entry
+
+entry()

@@ -1,0 +1,69 @@
+"""The ``auren`` command line (Typer).
+
+Each command lives in ``auren_tui/commands/<name>.py`` as a function ``command`` with Typer
+annotations; those modules import their heavy dependencies inside the function so that
+``auren --help`` and ``auren top`` start fast and never import crewai or chromadb.
+
+User mistakes (bad flag values, unreachable servers, unreadable files) end with one line on
+stderr and a non-zero exit: commands raise :class:`auren_core.config.ConfigError` (or
+``typer.BadParameter``) and :func:`main` prints it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from auren_core.config import ConfigError
+
+app = typer.Typer(
+    name="auren",
+    help="AUREN Observatory: real-time observability for multi-agent CrewAI systems.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# (command name, module under auren_tui.commands)
+COMMANDS: list[tuple[str, str]] = [
+    ("top", "top"),
+    ("serve-ws", "serve_ws"),
+    ("export", "export"),
+    ("persist", "persist"),
+    ("demo", "demo"),
+    ("token", "token"),
+    ("doctor", "doctor"),
+]
+
+for _name, _module in COMMANDS:
+    try:
+        _mod = importlib.import_module(f"auren_tui.commands.{_module}")
+    except ModuleNotFoundError as _exc:  # a command whose module has not landed yet
+        if _exc.name != f"auren_tui.commands.{_module}":
+            raise
+        continue
+    app.command(_name, help=(_mod.command.__doc__ or "").strip().split("\n")[0])(_mod.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=True)
+    except ConfigError as exc:
+        print(f"auren: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:  # typer/click exit codes
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    return 0
+
+
+def entry() -> None:  # console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

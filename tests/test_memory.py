@@ -1,0 +1,480 @@
+"""TieredMemory against real Redis, PostgreSQL and ChromaDB (no mocks).
+
+Each test gets its own namespace, PostgreSQL table (dropped afterwards), Chroma
+directory (tmp_path) and event stream; events are read back with XRANGE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jsonschema
+import orjson
+import pytest
+import redis
+from servers import PrivateRedis, free_port
+
+from auren_core.events import Event, decode
+from auren_core.memory import HashingEmbedder, MemoryResult, TieredMemory, WrongLoopError
+from auren_core.publisher import Publisher
+from auren_core.schema import event_schema
+
+PG_DSN = os.environ.get("AUREN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+ITEMS = [
+    (
+        "sleep-1",
+        "Sleep deprivation impairs memory consolidation in the hippocampus",
+        {"topic": "sleep", "confidence": 0.9},
+    ),
+    (
+        "sleep-2",
+        "Slow-wave sleep replays the day's experiences to the neocortex",
+        {"topic": "sleep"},
+    ),
+    (
+        "nutr-1",
+        "A protein intake of 1.6 g/kg per day supports muscle protein synthesis",
+        {"topic": "nutrition"},
+    ),
+    ("neuro-1", "Dopamine neurons signal reward prediction errors in the striatum", None),
+]
+STRUCTURED = "memory consolidation"  # every word in sleep-1: a full-text (AND) match
+SEMANTIC = "how does losing sleep hurt memory"  # shares words, not all: semantic only
+UNKNOWN = "quantum chromodynamics on a lattice"
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    async def probe() -> None:
+        conn = await asyncpg.connect(PG_DSN, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL not reachable at {PG_DSN}: {exc}")
+    return PG_DSN
+
+
+async def drop_table(dsn: str, table: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+    finally:
+        await conn.close()
+
+
+def delete_keys(url: str, namespace: str) -> None:
+    r = redis.Redis.from_url(url)
+    keys = list(r.scan_iter(match=f"{namespace}:*", count=1000))
+    if keys:
+        r.delete(*keys)
+
+
+class Env:
+    """One test's backends: builds memories that share its namespace and stream."""
+
+    def __init__(self, redis_url: str, pg_dsn: str, stream: str, tmp: Path) -> None:
+        self.redis_url = redis_url
+        self.pg_dsn = pg_dsn
+        self.stream = stream
+        self.namespace = f"auren-test-{uuid.uuid4().hex[:10]}"
+        self.table = f"mem_{uuid.uuid4().hex[:12]}"
+        self.chroma_path = str(tmp / "chroma")
+        self.publisher = Publisher(redis_url, stream, stats_interval=3600)
+        self.mems: list[TieredMemory] = []
+
+    def memory(self, **kw: Any) -> TieredMemory:
+        args: dict[str, Any] = dict(
+            redis_url=self.redis_url,
+            pg_dsn=self.pg_dsn,
+            chroma_path=self.chroma_path,
+            publisher=self.publisher,
+            namespace=self.namespace,
+            pg_table=self.table,
+            backoff_s=0.3,
+        )
+        args.update(kw)
+        mem = TieredMemory(**args)
+        self.mems.append(mem)
+        return mem
+
+    def events(self, etype: str | None = None) -> list[Event]:
+        assert self.publisher.flush(10)
+        out = []
+        for sid, fields in redis.Redis.from_url(self.redis_url).xrange(self.stream):
+            raw = fields[b"e"]
+            jsonschema.validate(orjson.loads(raw), SCHEMA)
+            ev = decode(raw, sid.decode())
+            assert isinstance(ev, Event), ev
+            if etype is None or ev.type == etype:
+                out.append(ev)
+        return out
+
+
+SCHEMA = event_schema()
+
+
+@pytest.fixture
+async def env(redis_url: str, pg_dsn: str, stream: str, tmp_path: Path) -> AsyncIterator[Env]:
+    e = Env(redis_url, pg_dsn, stream, tmp_path)
+    yield e
+    for mem in e.mems:
+        await mem.aclose()
+    e.publisher.close()
+    await drop_table(pg_dsn, e.table)
+    delete_keys(redis_url, e.namespace)
+
+
+async def seeded(env: Env, **kw: Any) -> TieredMemory:
+    mem = env.memory(**kw)
+    res = await mem.save_many(ITEMS)
+    assert res.ok and res.written == ["postgresql", "chromadb"], res
+    return mem
+
+
+def tiers_tried(res: MemoryResult) -> set[str]:
+    return set(res.latency_by_tier)
+
+
+# --------------------------------------------------------------------------- tiers
+async def test_each_tier_serves_its_kind_of_query(env: Env) -> None:
+    mem = await seeded(env)
+
+    r = await mem.load(STRUCTURED, agent="neuroscientist")
+    assert r.tier == "postgresql_structured" and [i.id for i in r.items] == ["sleep-1"]
+    assert tiers_tried(r) == {"redis", "postgresql"} and not r.errors
+    assert r.items[0].metadata == {"topic": "sleep", "confidence": 0.9}
+
+    r = await mem.load(STRUCTURED, agent="neuroscientist")  # promoted: now a cache hit
+    assert r.tier == "redis_immediate" and [i.id for i in r.items] == ["sleep-1"]
+    assert tiers_tried(r) == {"redis"}
+    assert r.items[0].metadata == {"topic": "sleep", "confidence": 0.9}
+
+    r = await mem.load(SEMANTIC, agent="sleep_specialist")
+    assert r.tier == "chromadb_semantic" and r.items[0].id == "sleep-1"
+    assert tiers_tried(r) == {"redis", "postgresql", "chromadb"}
+    assert all(i.source == "chromadb" and 0 < (i.score or 0) <= 1 for i in r.items)
+    assert r.items[0].metadata["topic"] == "sleep"
+
+    r = await mem.load(SEMANTIC.upper(), agent="sleep_specialist")  # case/space-insensitive key
+    assert r.tier == "redis_immediate" and r.items[0].id == "sleep-1"
+
+    r = await mem.load(UNKNOWN)
+    assert r.tier == "miss" and r.items == [] and not r.hit
+    assert tiers_tried(r) == {"redis", "postgresql", "chromadb"} and not r.errors
+    r = await mem.load(UNKNOWN)  # misses are not cached: a gap is looked up again
+    assert r.tier == "miss" and tiers_tried(r) == {"redis", "postgresql", "chromadb"}
+    assert all(v >= 0 for v in r.latency_by_tier.values())
+
+
+async def test_limit_and_ranking(env: Env) -> None:
+    mem = await seeded(env)
+    r = await mem.load("sleep", limit=5)
+    assert r.tier == "postgresql_structured"
+    assert {i.id for i in r.items} == {"sleep-1", "sleep-2"}
+    scores = [i.score or 0.0 for i in r.items]
+    assert scores == sorted(scores, reverse=True)
+    r1 = await mem.load("sleep", limit=1)  # the cached 2-item answer serves a smaller limit
+    assert r1.tier == "redis_immediate" and len(r1.items) == 1
+
+
+async def test_promotion_off(env: Env) -> None:
+    mem = await seeded(env, promote=False)
+    assert (await mem.load(STRUCTURED)).tier == "postgresql_structured"
+    assert (await mem.load(STRUCTURED)).tier == "postgresql_structured"
+
+
+async def test_chroma_hit_is_promoted_into_postgres(env: Env) -> None:
+    mem = env.memory()
+    # Knowledge that only the semantic tier holds (e.g. indexed by another tool).
+    await asyncio.to_thread(
+        mem.chroma.upsert,  # type: ignore[union-attr]
+        [("circ-1", "Morning light exposure advances the circadian clock", {"k": 1}, None)],
+    )
+    r = await mem.load("does light in the morning shift circadian rhythm", agent="sleep_specialist")
+    assert r.tier == "chromadb_semantic" and r.items[0].id == "circ-1"
+    conn = await asyncpg.connect(env.pg_dsn)
+    try:
+        row = await conn.fetchrow(
+            f"SELECT text, metadata, agent FROM {env.table} WHERE id='circ-1'"
+        )
+    finally:
+        await conn.close()
+    assert row is not None and row["agent"] == "sleep_specialist"
+    assert orjson.loads(row["metadata"]) == {"k": 1}
+    r = await mem.load("circadian clock")  # now a structured hit
+    assert r.tier == "postgresql_structured" and r.items[0].id == "circ-1"
+
+
+async def test_save_invalidates_cached_answers(env: Env) -> None:
+    mem = await seeded(env)
+    other = env.memory()  # a second process-like client sharing the same tiers
+    assert len((await mem.load("dopamine")).items) == 1
+    assert (await other.load("dopamine")).tier == "redis_immediate"
+    await other.save("neuro-2", "Dopamine release rises with novelty", None, agent="neuroscientist")
+    r = await mem.load("dopamine")
+    assert r.tier == "postgresql_structured" and {i.id for i in r.items} == {"neuro-1", "neuro-2"}
+    await mem.save("neuro-2", "Novelty triggers hippocampal acetylcholine release")  # overwrite
+    r = await mem.load("dopamine")
+    assert [i.id for i in r.items] == ["neuro-1"]
+
+
+# --------------------------------------------------------------------------- events
+async def test_events_published(env: Env) -> None:
+    mem = await seeded(env)
+    await mem.load(STRUCTURED, agent="neuroscientist", run="run-7")
+    await mem.load(STRUCTURED, agent="neuroscientist")
+    await mem.load("sleep", limit=5, agent="sleep_specialist")
+    await mem.load(SEMANTIC, agent="sleep_specialist")
+    await mem.load(UNKNOWN, agent="nutritionist")
+
+    tiers = env.events("memory_tier_access")
+    assert [e.payload["tier_accessed"] for e in tiers] == [
+        "postgresql_structured",
+        "redis_immediate",
+        "postgresql_structured",
+        "chromadb_semantic",
+        "miss",
+    ]
+    assert [set(e.payload["latency_by_tier"]) for e in tiers] == [
+        {"redis", "postgresql"},
+        {"redis"},
+        {"redis", "postgresql"},
+        {"redis", "postgresql", "chromadb"},
+        {"redis", "postgresql", "chromadb"},
+    ]
+    assert [e.payload["items_retrieved"] for e in tiers] == [
+        1,
+        1,
+        2,
+        tiers[3].payload["items_retrieved"],
+        0,
+    ]
+    assert tiers[3].payload["items_retrieved"] >= 1
+    assert [e.payload["query"] for e in tiers] == [
+        STRUCTURED,
+        STRUCTURED,
+        "sleep",
+        SEMANTIC,
+        UNKNOWN,
+    ]
+    assert [e.agent for e in tiers] == [
+        "neuroscientist",
+        "neuroscientist",
+        "sleep_specialist",
+        "sleep_specialist",
+        "nutritionist",
+    ]
+    assert tiers[0].run == "run-7" and tiers[1].run is None
+    assert all("errors" not in e.payload for e in tiers)
+
+    know = env.events("knowledge_access")
+    got = [(e.payload["item"], e.payload["source"], e.payload["hit"], e.agent) for e in know]
+    assert got[:2] == [
+        ("sleep-1", "postgresql", True, "neuroscientist"),
+        ("sleep-1", "redis", True, "neuroscientist"),
+    ]
+    assert sorted(got[2:4]) == [
+        ("sleep-1", "postgresql", True, "sleep_specialist"),
+        ("sleep-2", "postgresql", True, "sleep_specialist"),
+    ]
+    assert got[4][1:] == ("chromadb", True, "sleep_specialist")
+    assert got[-1] == (UNKNOWN, "miss", False, "nutritionist")  # the knowledge gap
+    assert len(know) == sum(max(1, e.payload["items_retrieved"]) for e in tiers)
+
+
+async def test_untracked_publishes_nothing(env: Env) -> None:
+    mem = await seeded(env, track=False)
+    await mem.load(STRUCTURED)
+    await mem.load(UNKNOWN)
+    assert env.events() == []
+
+
+async def test_queries_redacted(env: Env) -> None:
+    mem = await seeded(env, redact_queries=True)
+    secret = "patient 4711 insomnia memory consolidation"
+    await mem.load(secret, agent="sleep_specialist")
+    await mem.load(UNKNOWN)
+    evs = env.events()
+    raw = b"".join(f[b"e"] for _, f in redis.Redis.from_url(env.redis_url).xrange(env.stream))
+    assert b"4711" not in raw and b"chromodynamics" not in raw
+    tier = [e for e in evs if e.type == "memory_tier_access"]
+    assert all(e.payload["query"].startswith("sha256:") for e in tier)
+    assert tier[0].payload["query"] != tier[1].payload["query"]
+    gap = [e for e in evs if e.type == "knowledge_access" and not e.payload["hit"]]
+    assert gap and gap[0].payload["item"] == tier[1].payload["query"]
+
+
+# --------------------------------------------------------------------------- failures
+async def test_redis_stopped_mid_test_degrades_and_recovers(
+    env: Env, private_redis: PrivateRedis
+) -> None:
+    mem = await seeded(env, redis_url=private_redis.url)
+    assert (await mem.load(STRUCTURED)).tier == "postgresql_structured"
+    assert (await mem.load(STRUCTURED)).tier == "redis_immediate"
+
+    private_redis.stop()
+    r = await mem.load(STRUCTURED, agent="neuroscientist")
+    assert r.tier == "postgresql_structured" and r.items[0].id == "sleep-1"
+    assert "redis" in r.errors and tiers_tried(r) == {"redis", "postgresql"}
+
+    t = time.perf_counter()
+    r = await mem.load(STRUCTURED)  # within the backoff: Redis is not even tried
+    assert (time.perf_counter() - t) < 0.25
+    assert r.tier == "postgresql_structured" and tiers_tried(r) == {"postgresql"}
+    assert r.errors["redis"].startswith("skipped")
+
+    private_redis.start()
+    await asyncio.sleep(0.7)  # past the backoff: reconnect lazily on the next read
+    r = await mem.load(STRUCTURED)
+    assert r.tier == "postgresql_structured" and not r.errors  # the restarted cache is empty
+    assert tiers_tried(r) == {"redis", "postgresql"}
+    assert (await mem.load(STRUCTURED)).tier == "redis_immediate"
+
+    ev = env.events("memory_tier_access")
+    failed = [e for e in ev if "errors" in e.payload]
+    assert len(failed) == 2 and "redis" in failed[0].payload["errors"]
+    assert set(failed[0].payload["latency_by_tier"]) == {"redis", "postgresql"}
+    assert set(failed[1].payload["latency_by_tier"]) == {"postgresql"}
+
+
+async def test_hung_redis_times_out(env: Env, private_redis: PrivateRedis) -> None:
+    mem = await seeded(env, redis_url=private_redis.url, redis_timeout=0.3)
+    await mem.load(STRUCTURED)
+    private_redis.pause()
+    try:
+        t = time.perf_counter()
+        r = await mem.load(STRUCTURED)
+        took = time.perf_counter() - t
+    finally:
+        private_redis.resume()
+    assert r.tier == "postgresql_structured" and "redis" in r.errors
+    assert 0.25 < took < 1.5, took
+
+
+async def test_postgres_down_falls_through_to_chroma(env: Env) -> None:
+    seeded_mem = await seeded(env)  # items in every tier, via a healthy client
+    await seeded_mem.aclose()
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    mem = env.memory(pg_dsn=dead)
+    r = await mem.load(STRUCTURED, agent="neuroscientist")
+    assert r.tier == "chromadb_semantic" and r.items[0].id == "sleep-1"
+    assert "postgresql" in r.errors and tiers_tried(r) == {"redis", "postgresql", "chromadb"}
+    r = await mem.load(UNKNOWN)
+    assert r.tier == "miss" and r.errors["postgresql"].startswith("skipped")
+    assert tiers_tried(r) == {"redis", "chromadb"}
+    res = await mem.save("x-1", "written while PostgreSQL is down")
+    assert res.written == ["chromadb"] and "postgresql" in res.errors and not res.ok
+    ev = env.events("memory_tier_access")
+    assert "postgresql" in ev[0].payload["errors"]
+
+
+async def test_everything_down_is_a_clean_empty_result(env: Env) -> None:
+    mem = env.memory(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        pg_dsn=f"postgresql://postgres@127.0.0.1:{free_port()}/test",
+        chroma_path=None,
+    )
+    r = await mem.load(STRUCTURED, agent="neuroscientist")
+    assert r.tier == "miss" and r.items == [] and set(r.errors) == {"redis", "postgresql"}
+    res = await mem.save("a", "b")
+    assert res.written == [] and set(res.errors) >= {"postgresql"}
+    (ev,) = env.events("memory_tier_access")
+    assert ev.payload["tier_accessed"] == "miss" and set(ev.payload["errors"]) == {
+        "redis",
+        "postgresql",
+    }
+
+
+# --------------------------------------------------------------------------- faces
+def test_sync_face_from_worker_threads(env: Env) -> None:
+    mem = env.memory()
+    assert mem.save_many_sync(ITEMS).ok
+    results: dict[int, MemoryResult] = {}
+
+    def worker(n: int) -> None:
+        results[n] = mem.load_sync(STRUCTURED if n % 2 else SEMANTIC, agent=f"agent-{n}")
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.items and r.items[0].id == "sleep-1" for r in results.values())
+    assert {r.tier for r in results.values()} <= {
+        "postgresql_structured",
+        "chromadb_semantic",
+        "redis_immediate",
+    }
+    assert len(env.events("memory_tier_access")) == 8
+    mem.close()
+
+
+async def test_sync_call_on_own_loop_is_refused(env: Env) -> None:
+    mem = await seeded(env)
+    with pytest.raises(WrongLoopError):
+        mem.load_sync(STRUCTURED)
+    r = await asyncio.to_thread(mem.load_sync, STRUCTURED)  # from a thread: forwarded
+    assert r.tier == "postgresql_structured"
+
+
+def test_knowledge_lookup_tool(env: Env) -> None:
+    from auren_core.memory.crewai_tool import KnowledgeLookupTool
+
+    mem = env.memory()
+    mem.save_many_sync(ITEMS)
+    tool = KnowledgeLookupTool(memory=mem, agent_id="sleep_specialist", limit=3)
+    out = tool.run(query=STRUCTURED)
+    assert "[sleep-1]" in out and "hippocampus" in out
+    assert "No knowledge found" in tool.run(query=UNKNOWN)
+    ev = env.events("memory_tier_access")
+    assert [e.agent for e in ev] == ["sleep_specialist", "sleep_specialist"]
+    assert [e.payload["tier_accessed"] for e in ev] == ["postgresql_structured", "miss"]
+    mem.close()
+
+
+# --------------------------------------------------------------------------- pure parts
+def test_import_does_not_load_heavy_backends() -> None:
+    code = (
+        "import sys, auren_core, auren_core.memory\n"
+        "bad = [m for m in ('chromadb', 'asyncpg', 'crewai') if m in sys.modules]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_hashing_embedder_is_deterministic_and_normalised() -> None:
+    emb = HashingEmbedder()
+    (v,) = emb(["Sleep deprivation impairs memory"])
+    assert len(v) == 384 and abs(sum(x * x for x in v) - 1) < 1e-9
+    code = (
+        "from auren_core.memory import HashingEmbedder\n"
+        "print(HashingEmbedder()(['Sleep deprivation impairs memory'])[0])"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "123"},
+    )
+    assert orjson.loads(other.stdout.strip()) == v
+    a, b, c = emb(["sleep and memory", "memory during sleep", "protein synthesis"])
+    dot: Callable[[list[float], list[float]], float] = lambda x, y: sum(
+        i * j for i, j in zip(x, y, strict=True)
+    )
+    assert dot(a, b) > 0.5 > dot(a, c)
+    assert emb([""])[0] == [0.0] * 384

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -200,8 +201,10 @@ def check_chroma(settings: Settings) -> Check:
     path = Path(resolve_chroma(settings).url)
     if path.exists() and not path.is_dir():
         return Check("chromadb", False, f"{path} is not a directory", "fix AUREN_CHROMA_PATH")
-    parent = path if path.exists() else path.parent
-    ok = parent.exists() and parent.is_dir()
+    parent = path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    ok = parent.is_dir() and os.access(parent, os.W_OK)
     return Check(
         "chromadb",
         ok,

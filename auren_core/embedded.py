@@ -180,11 +180,11 @@ def _start_valkey(settings: Settings) -> str:
     raise ConfigError("embedded Valkey did not answer within 10 s")
 
 
-def resolve_redis(settings: Settings, *, start: bool = True) -> Backend:
+def resolve_redis(settings: Settings, *, start: bool = True, probe_local: bool = True) -> Backend:
     """The Redis this process should use (see module docstring). Raises ConfigError."""
     if settings.redis_url:
         return Backend("redis", settings.redis_url, "configured")
-    if _redis_ping("127.0.0.1", 6379):
+    if probe_local and _redis_ping("127.0.0.1", 6379):
         return Backend("redis", LOCAL_REDIS, "local")
     url = _embedded_redis(settings)
     if url:
@@ -257,11 +257,13 @@ def _embedded_pg(settings: Settings, start: bool) -> str | None:
     return dsn
 
 
-def resolve_postgres(settings: Settings, *, start: bool = True) -> Backend:
+def resolve_postgres(
+    settings: Settings, *, start: bool = True, probe_local: bool = True
+) -> Backend:
     """The PostgreSQL DSN this process should use. Raises ConfigError."""
     if settings.pg_dsn:
         return Backend("postgresql", settings.pg_dsn, "configured")
-    if _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
+    if probe_local and _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
         return Backend("postgresql", LOCAL_PG, "local")
     if not settings.embedded:
         start = False

@@ -27,6 +27,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """AUREN Observatory: real-time observability for multi-agent CrewAI systems."""
+
+
 # (command name, module under auren_tui.commands)
 COMMANDS: list[tuple[str, str]] = [
     ("top", "top"),

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,7 @@ from auren_core.memory import HashingEmbedder, MemoryResult, TieredMemory, Wrong
 from auren_core.publisher import Publisher
 from auren_core.schema import event_schema
 
-PG_DSN = os.environ.get("AUREN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-
-ITEMS = [
+ITEMS: list[tuple[str, str, dict[str, Any] | None]] = [
     (
         "sleep-1",
         "Sleep deprivation impairs memory consolidation in the hippocampus",
@@ -52,19 +50,6 @@ ITEMS = [
 STRUCTURED = "memory consolidation"  # every word in sleep-1: a full-text (AND) match
 SEMANTIC = "how does losing sleep hurt memory"  # shares words, not all: semantic only
 UNKNOWN = "quantum chromodynamics on a lattice"
-
-
-@pytest.fixture(scope="session")
-def pg_dsn() -> str:
-    async def probe() -> None:
-        conn = await asyncpg.connect(PG_DSN, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_DSN}: {exc}")
-    return PG_DSN
 
 
 async def drop_table(dsn: str, table: str) -> None:
@@ -110,20 +95,28 @@ class Env:
         self.mems.append(mem)
         return mem
 
-    def events(self, etype: str | None = None) -> list[Event]:
+    def raw_entries(self) -> list[tuple[str, bytes]]:
         assert self.publisher.flush(10)
+        rows: Any = redis.Redis.from_url(self.redis_url).xrange(self.stream)
+        return [(sid.decode(), fields[b"e"]) for sid, fields in rows]
+
+    def events(self, etype: str | None = None) -> list[Event]:
         out = []
-        for sid, fields in redis.Redis.from_url(self.redis_url).xrange(self.stream):
-            raw = fields[b"e"]
+        for sid, raw in self.raw_entries():
             jsonschema.validate(orjson.loads(raw), SCHEMA)
-            ev = decode(raw, sid.decode())
+            ev = decode(raw, sid)
             assert isinstance(ev, Event), ev
             if etype is None or ev.type == etype:
                 out.append(ev)
         return out
 
 
-SCHEMA = event_schema()
+SCHEMA = orjson.loads((Path(__file__).parent.parent / "docs" / "event.schema.json").read_bytes())
+
+
+def test_published_schema_is_current() -> None:
+    """The tests validate against docs/event.schema.json: it must match the code."""
+    assert orjson.loads(orjson.dumps(event_schema())) == SCHEMA
 
 
 @pytest.fixture
@@ -308,7 +301,7 @@ async def test_queries_redacted(env: Env) -> None:
     await mem.load(secret, agent="sleep_specialist")
     await mem.load(UNKNOWN)
     evs = env.events()
-    raw = b"".join(f[b"e"] for _, f in redis.Redis.from_url(env.redis_url).xrange(env.stream))
+    raw = b"".join(e for _, e in env.raw_entries())
     assert b"4711" not in raw and b"chromodynamics" not in raw
     tier = [e for e in evs if e.type == "memory_tier_access"]
     assert all(e.payload["query"].startswith("sha256:") for e in tier)
@@ -473,8 +466,9 @@ def test_hashing_embedder_is_deterministic_and_normalised() -> None:
     )
     assert orjson.loads(other.stdout.strip()) == v
     a, b, c = emb(["sleep and memory", "memory during sleep", "protein synthesis"])
-    dot: Callable[[list[float], list[float]], float] = lambda x, y: sum(
-        i * j for i, j in zip(x, y, strict=True)
-    )
+
+    def dot(x: list[float], y: list[float]) -> float:
+        return sum(i * j for i, j in zip(x, y, strict=True))
+
     assert dot(a, b) > 0.5 > dot(a, c)
     assert emb([""])[0] == [0.0] * 384

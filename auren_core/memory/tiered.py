@@ -48,6 +48,8 @@ __all__ = ["TieredMemory", "WrongLoopError"]
 log = logging.getLogger("auren.memory")
 T = TypeVar("T")
 Row = tuple[str, str, dict[str, Any] | None, str | None]
+# What save_many accepts: a MemoryItem or (id, text[, metadata[, agent]]).
+RowLike = MemoryItem | Sequence[Any]
 
 
 class WrongLoopError(RuntimeError):
@@ -245,7 +247,7 @@ class TieredMemory:
         """Store one item in PostgreSQL and ChromaDB and invalidate cached answers."""
         return await self.save_many([(item_id, text, metadata, agent)])
 
-    async def save_many(self, items: Iterable[Row | MemoryItem]) -> SaveResult:
+    async def save_many(self, items: Iterable[RowLike]) -> SaveResult:
         rows = [_row(i) for i in items]
         return await self._run(lambda: self._save(rows))
 
@@ -258,7 +260,7 @@ class TieredMemory:
     ) -> SaveResult:
         return self.save_many_sync([(item_id, text, metadata, agent)])
 
-    def save_many_sync(self, items: Iterable[Row | MemoryItem]) -> SaveResult:
+    def save_many_sync(self, items: Iterable[RowLike]) -> SaveResult:
         rows = [_row(i) for i in items]
         return self._run_sync(lambda: self._save(rows), self._budget(len(rows)))
 
@@ -531,7 +533,7 @@ class TieredMemory:
             log.debug("auren memory: publish failed: %s", describe(exc))
 
 
-def _row(item: Row | MemoryItem | Sequence[Any]) -> Row:
+def _row(item: RowLike) -> Row:
     if isinstance(item, MemoryItem):
         return (item.id, item.text, item.metadata or None, None)
     vals = list(item)

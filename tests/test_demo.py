@@ -1,0 +1,72 @@
+"""`auren demo` on a machine with nothing configured, as a newcomer runs it.
+
+No AUREN_* servers configured and localhost probing off: the demo starts the embedded
+Valkey and PostgreSQL and a local ChromaDB directory; `auren top --once --json` in another
+process finds the same embedded Valkey and shows the crew's activity.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from auren_core.config import load_settings
+from auren_core.embedded import stop_embedded
+
+AUREN = [sys.executable, "-m", "auren_tui"]
+
+
+@pytest.fixture
+def fresh_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUREN_")}
+    env.update(
+        HOME=str(tmp_path / "home"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        AUREN_PROBE_LOCAL="false",
+        AUREN_CONFIG=str(tmp_path / "none.toml"),
+    )
+    env.pop("CREWAI_TESTING", None)  # the demo must not hang on CrewAI's first-run prompt
+    yield env
+    stop_embedded(load_settings(data_dir=str(tmp_path / "data" / "auren")))
+
+
+@pytest.mark.slow
+def test_demo_then_top_once_json(fresh_env: dict[str, str]) -> None:
+    demo = subprocess.run(
+        [*AUREN, "demo", "--headless", "--duration", "10", "--rate", "3"],
+        env=fresh_env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    first = demo.stderr.splitlines()[0]
+    assert "redis embedded" in first and "postgresql embedded" in first, first
+    assert "chromadb embedded" in first
+
+    top = subprocess.run(
+        [*AUREN, "top", "--once", "--json", "--since", "1h"],
+        env=fresh_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert top.returncode == 0, top.stderr[-3000:]
+    assert "redis embedded" in top.stderr
+    snap = orjson.loads(top.stdout)
+    agents = {a["id"] for a in snap["agents"]}
+    assert {"auren_coordinator"} < agents and len(agents) >= 3, agents
+    t = snap["totals"]
+    assert t["llm_calls"] > 10 and t["input_tokens"] > 0 and t["tool_calls"] > 5
+    assert t["cost_usd"] > 0  # gpt-4o-mini is a priced model
+    assert sum(c["count"] for c in snap["collaboration"]) >= 3
+    assert {c["kind"] for c in snap["collaboration"]} <= {"delegate", "ask"}
+    for tier in ("redis", "postgresql", "chromadb"):
+        assert snap["tiers"][tier]["hits"] > 0, (tier, snap["tiers"])
+    assert snap["health"]["malformed"] == 0

@@ -1,0 +1,312 @@
+"""Snapshot building: reducer internals -> frozen :class:`DashboardState` (internal).
+
+Costs O(active agents + top-N items): running window totals are read, never
+recomputed from events.
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+from ._state_model import (
+    TIERS,
+    AgentView,
+    BudgetStatus,
+    CollabEdge,
+    Costs,
+    DashboardState,
+    Gap,
+    Health,
+    HypothesisView,
+    Knowledge,
+    LogEntry,
+    RunCost,
+    Tiers,
+    TierView,
+    Totals,
+)
+from ._state_parts import SPARK_MINUTES, AgentAcc, G, T
+from ._state_summary import log_entry
+from ._state_window import KeyedCounts
+
+if TYPE_CHECKING:
+    from .state import Reducer
+
+__all__ = ["build_state"]
+
+TOP_ITEMS = 20
+TOP_AGENTS = 12
+TOP_GAPS = 20
+MAX_EDGES = 500
+MAX_HYPS = 200
+RATE_WINDOW_S = 5
+MIN_SPAN_S = 60.0
+_NO_TIER_COST = "no memory_tier_access event in the window carried cost_usd: tier costs are 0"
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b > 0 else 0.0
+
+
+def _minutes(spark: dict[int, float], now: float) -> tuple[float, ...]:
+    m = int(now // 60)
+    get = spark.get
+    return tuple(get(k, 0.0) for k in range(m - SPARK_MINUTES + 1, m + 1))
+
+
+def _span(r: Reducer, start: float | None, now: float) -> float:
+    """Seconds a rate is measured over: the window, or less if data began later."""
+    if start is None:
+        return r.window_s
+    return max(MIN_SPAN_S, min(r.window_s, now - start))
+
+
+def _totals(r: Reducer) -> Totals:
+    v = r.s.g.tot
+    return Totals(
+        events=int(v[G.EV]),
+        llm_calls=int(v[G.LLM]),
+        input_tokens=int(v[G.IN]),
+        output_tokens=int(v[G.OUT]),
+        cached_tokens=int(v[G.CACHED]),
+        cost_usd=max(0.0, v[G.COST]),
+        llm_cost_usd=max(0.0, v[G.LLM_COST]),
+        unpriced_llm_calls=int(v[G.UNP]),
+        unpriced_input_tokens=int(v[G.UNP_IN]),
+        unpriced_output_tokens=int(v[G.UNP_OUT]),
+        llm_errors=int(v[G.LLM_ERR]),
+        tool_calls=int(v[G.TOOL]),
+        tool_errors=int(v[G.TOOL_ERR]),
+        tool_cost_usd=max(0.0, v[G.TOOL_COST]),
+    )
+
+
+def _top(kc: KeyedCounts[str], n: int) -> list[tuple[str, int]]:
+    return heapq.nsmallest(n, kc.tot.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _agent(r: Reducer, aid: str, now: float) -> AgentView:
+    rec = r.registry.record(aid)
+    assert rec is not None
+    acc: AgentAcc | None = r._accs.get(aid)
+    if acc is None:
+        acc = AgentAcc(r.s.expiry)
+    v = acc.sums.tot
+    cost = max(0.0, v[AgentAcc.COST])
+    span = _span(r, rec.first_seen, now)
+    partners = sorted(acc.partners.tot)
+    return AgentView(
+        id=aid,
+        role=rec.role or aid,
+        status=rec.status,
+        last_activity=rec.last_activity,
+        current_load=rec.load,
+        capabilities=rec.capabilities,
+        goal=rec.goal,
+        model=rec.model,
+        tools=rec.tools,
+        allow_delegation=rec.allow_delegation,
+        first_seen=rec.first_seen,
+        input_tokens=int(v[AgentAcc.IN]),
+        output_tokens=int(v[AgentAcc.OUT]),
+        cached_tokens=int(v[AgentAcc.CACHED]),
+        cost_usd=cost,
+        unpriced_llm_calls=int(v[AgentAcc.UNP]),
+        usd_per_hour=cost * 3600.0 / span,
+        llm_calls=int(v[AgentAcc.LLM]),
+        tool_calls=int(v[AgentAcc.TOOL]),
+        tools_used=tuple(_top(acc.tools, 50)),
+        collaborators=tuple(partners),
+        hypotheses=tuple(acc.hyps),
+        cost_per_minute=_minutes(acc.spark, now),
+        last_error=rec.last_error,
+    )
+
+
+def _agents(r: Reducer, now: float) -> tuple[AgentView, ...]:
+    recs = r.registry.active_records(r.active_window_s, now)
+    recs.sort(key=lambda x: (-x.last_activity, x.id))
+    return tuple(_agent(r, rec.id, now) for rec in recs)
+
+
+def _tiers(r: Reducer) -> Tiers:
+    s = r.s
+    v = s.tiers.tot
+    views = []
+    for i, name in enumerate(TIERS):
+        o = T.BASE + i * T.PER
+        tried = int(v[o + T.TRIED])
+        hits = int(v[o + T.HITS])
+        p50, p95 = s.hist[i].quantiles((0.5, 0.95))
+        lat_n = v[o + T.LAT_N]
+        views.append(
+            TierView(
+                name=name,
+                tried=tried,
+                hits=hits,
+                hit_rate=_div(hits, tried),
+                share=_div(hits, v[T.QUERIES]),
+                p50_ms=p50,
+                p95_ms=p95,
+                mean_ms=v[o + T.LAT_SUM] / lat_n if lat_n > 0 else None,
+                errors=int(v[o + T.ERRS]),
+                fall_through_rate=_div(tried - hits, tried),
+                cost_usd=max(0.0, v[o + T.COST]),
+            )
+        )
+    queries = int(v[T.QUERIES])
+    misses = int(v[T.MISSES])
+    return Tiers(
+        redis=views[0],
+        postgresql=views[1],
+        chromadb=views[2],
+        queries=queries,
+        misses=misses,
+        miss_rate=_div(misses, queries),
+        gaps=_gaps(r, s.tier_gaps),
+        cost_note="" if v[T.COST_SEEN] > 0 else _NO_TIER_COST,
+    )
+
+
+def _gaps(r: Reducer, kc: KeyedCounts[str]) -> tuple[Gap, ...]:
+    out = []
+    meta = r.s.gap_meta
+    for key, n in _top(kc, TOP_GAPS):
+        last, agents = meta.get(key, (0.0, set()))
+        out.append(Gap(query=key, count=n, last_ts=last, agents=tuple(sorted(agents))))
+    return tuple(out)
+
+
+def _knowledge(r: Reducer) -> Knowledge:
+    s = r.s
+    items = [k for k, _ in _top(s.know_items, TOP_ITEMS)]
+    item_set = set(items)
+    per_agent: dict[str, int] = {}
+    cell: dict[tuple[str, str], int] = {}
+    if item_set:
+        for (item, agent), n in s.know.tot.items():
+            if item in item_set:
+                cell[(item, agent)] = n
+                per_agent[agent] = per_agent.get(agent, 0) + n
+    agents = [a for a, _ in heapq.nsmallest(TOP_AGENTS, per_agent.items(), key=_rank)]
+    counts = tuple(tuple(cell.get((i, a), 0) for a in agents) for i in items)
+    acc, hits = s.know_hits.tot
+    return Knowledge(
+        items=tuple(items),
+        agents=tuple(agents),
+        counts=counts,
+        item_totals=tuple(s.know_items.tot[i] for i in items),
+        gaps=_gaps(r, s.know_gaps),
+        accesses=int(acc),
+        hit_rate=_div(hits, acc),
+    )
+
+
+def _rank(kv: tuple[str, int]) -> tuple[int, str]:
+    return (-kv[1], kv[0])
+
+
+def _costs(r: Reducer, totals: Totals, now: float) -> Costs:
+    span = _span(r, r.first_ts, now)
+    burn = totals.cost_usd * 3600.0 / span
+    budget = r.budget_usd_per_hour
+    used = None if not budget else burn / budget
+    status: BudgetStatus = "unset"
+    if used is not None:
+        status = "alert" if used >= 1.0 else "warning" if used >= 0.8 else "ok"
+    runs = sorted(r._runs.values(), key=lambda x: (x.started, x.run))[-50:]
+    since = now - r.window_s
+    done = [x.cost_usd for x in r._runs.values() if x.ended is not None and x.ended >= since]
+    return Costs(
+        window_cost_usd=totals.cost_usd,
+        span_s=span,
+        burn_usd_per_hour=burn,
+        projected_day_usd=burn * 24.0,
+        projected_month_usd=burn * 24.0 * 30.0,
+        budget_usd_per_hour=budget,
+        budget_used=used,
+        budget_status=status,
+        cost_per_run_usd=sum(done) / len(done) if done else None,
+        runs=tuple(
+            RunCost(
+                run=x.run,
+                started=x.started,
+                ended=x.ended,
+                status=x.status,  # type: ignore[arg-type]
+                cost_usd=x.cost_usd,
+                llm_calls=x.llm_calls,
+                input_tokens=x.inp,
+                output_tokens=x.out,
+                unpriced_llm_calls=x.unp,
+            )
+            for x in runs
+        ),
+        cost_per_minute=_minutes(r.s.spark, now),
+        unpriced_llm_calls=totals.unpriced_llm_calls,
+    )
+
+
+def _health(r: Reducer, now: float) -> Health:
+    sec = int(now)
+    n = sum(c for k, c in r.arrivals.items() if sec - RATE_WINDOW_S < k <= sec)
+    span = float(RATE_WINDOW_S)
+    if r.first_arrival is not None:
+        span = max(1.0, min(span, now - r.first_arrival))
+    return Health(
+        malformed=r.malformed,
+        malformed_reasons=tuple(r.malformed_reasons),
+        unknown_types=r.unknown_types,
+        unknown_type_names=tuple(sorted(r.unknown_names.items(), key=_rank)),
+        publisher_dropped=sum(d for _, d in r.publishers.values()),
+        publishers=len(r.publishers),
+        lag=r.lag,
+        events_per_s=n / span,
+        connection=r.connection,
+        connection_detail=r.connection_detail,
+        last_id=r.last_id,
+        events_total=r.events_total,
+        out_of_window=r.out_of_window,
+    )
+
+
+def _log(r: Reducer) -> tuple[LogEntry, ...]:
+    out = []
+    for cell in r._log:
+        e = cell[1]
+        if e is None:
+            e = cell[1] = log_entry(cell[0])
+        out.append(e)
+    return tuple(out)
+
+
+def build_state(r: Reducer, now: float) -> DashboardState:
+    totals = _totals(r)
+    hyps = sorted(r._hyps.values(), key=lambda h: (h.ts, h.id))[-MAX_HYPS:]
+    edges = sorted(r.s.collab.tot.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_EDGES]
+    return DashboardState(
+        generated_at=now,
+        window_s=r.window_s,
+        active_window_s=r.active_window_s,
+        totals=totals,
+        agents=_agents(r, now),
+        tiers=_tiers(r),
+        costs=_costs(r, totals, now),
+        collaboration=tuple(CollabEdge(f, t, k, n) for (f, t, k), n in edges),
+        knowledge=_knowledge(r),
+        hypotheses=tuple(
+            HypothesisView(
+                id=h.id,
+                status=h.status,
+                agent=h.agent,
+                ts=h.ts,
+                confidence=h.confidence,
+                statement=h.statement,
+                run=h.run,
+                updates=h.updates,
+            )
+            for h in hyps
+        ),
+        log=_log(r),
+        health=_health(r, now),
+    )

@@ -1,0 +1,177 @@
+"""JSON shapes of the dashboard state: the DESIGN.md snapshot and the tier-stats body.
+
+Every value is a plain str/int/float/bool/None/list/dict (orjson-ready) and the
+output depends only on the state, so a frozen clock gives identical bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._state_model import AgentView, DashboardState, Gap, TierView
+
+__all__ = ["state_to_dict", "tier_stats"]
+
+
+def _r(x: float | None, nd: int = 6) -> float | None:
+    return None if x is None else round(x, nd)
+
+
+def _agent(a: AgentView) -> dict[str, Any]:
+    return {
+        # DESIGN.md keys first
+        "id": a.id,
+        "role": a.role,
+        "status": a.status,
+        "last_activity": a.last_activity,
+        "current_load": a.current_load,
+        "capabilities": list(a.capabilities),
+        "input_tokens": a.input_tokens,
+        "output_tokens": a.output_tokens,
+        "cost_usd": _r(a.cost_usd),
+        # extras
+        "cached_tokens": a.cached_tokens,
+        "unpriced_llm_calls": a.unpriced_llm_calls,
+        "usd_per_hour": _r(a.usd_per_hour),
+        "llm_calls": a.llm_calls,
+        "tool_calls": a.tool_calls,
+        "goal": a.goal,
+        "model": a.model,
+        "tools": list(a.tools),
+        "allow_delegation": a.allow_delegation,
+        "first_seen": a.first_seen,
+        "tools_used": [{"tool": t, "count": n} for t, n in a.tools_used],
+        "collaborators": list(a.collaborators),
+        "hypotheses": list(a.hypotheses),
+        "cost_per_minute": [_r(c) for c in a.cost_per_minute],
+        "last_error": a.last_error,
+    }
+
+
+def _tier(t: TierView) -> dict[str, Any]:
+    return {
+        "hits": t.hits,
+        "hit_rate": _r(t.hit_rate),
+        "p50_ms": _r(t.p50_ms, 3),
+        "p95_ms": _r(t.p95_ms, 3),
+        "tried": t.tried,
+        "share": _r(t.share),
+        "mean_ms": _r(t.mean_ms, 3),
+        "errors": t.errors,
+        "fall_through_rate": _r(t.fall_through_rate),
+        "cost_usd": _r(t.cost_usd),
+    }
+
+
+def _gap(g: Gap) -> dict[str, Any]:
+    return {"query": g.query, "count": g.count, "last_ts": g.last_ts, "agents": list(g.agents)}
+
+
+def state_to_dict(s: DashboardState) -> dict[str, Any]:
+    t = s.totals
+    ti = s.tiers
+    h = s.health
+    c = s.costs
+    k = s.knowledge
+    return {
+        "generated_at": s.generated_at,
+        "window_s": s.window_s,
+        "active_window_s": s.active_window_s,
+        "totals": {
+            "events": t.events,
+            "llm_calls": t.llm_calls,
+            "input_tokens": t.input_tokens,
+            "output_tokens": t.output_tokens,
+            "cost_usd": _r(t.cost_usd),
+            "tool_calls": t.tool_calls,
+            "cached_tokens": t.cached_tokens,
+            "llm_cost_usd": _r(t.llm_cost_usd),
+            "unpriced_llm_calls": t.unpriced_llm_calls,
+            "unpriced_input_tokens": t.unpriced_input_tokens,
+            "unpriced_output_tokens": t.unpriced_output_tokens,
+            "llm_errors": t.llm_errors,
+            "tool_errors": t.tool_errors,
+            "tool_cost_usd": _r(t.tool_cost_usd),
+        },
+        "agents": [_agent(a) for a in s.agents],
+        "tiers": {
+            "redis": _tier(ti.redis),
+            "postgresql": _tier(ti.postgresql),
+            "chromadb": _tier(ti.chromadb),
+            "misses": ti.misses,
+            "queries": ti.queries,
+            "miss_rate": _r(ti.miss_rate),
+            "gaps": [_gap(g) for g in ti.gaps],
+            "cost_note": ti.cost_note,
+        },
+        "collaboration": [
+            {"from": e.from_agent, "to": e.to_agent, "kind": e.kind, "count": e.count}
+            for e in s.collaboration
+        ],
+        "health": {
+            "malformed": h.malformed,
+            "unknown_types": h.unknown_types,
+            "publisher_dropped": h.publisher_dropped,
+            "lag": h.lag,
+            "malformed_reasons": list(h.malformed_reasons),
+            "unknown_type_names": [{"type": n, "count": x} for n, x in h.unknown_type_names],
+            "publishers": h.publishers,
+            "events_per_s": _r(h.events_per_s, 3),
+            "connection": h.connection,
+            "connection_detail": h.connection_detail,
+            "last_id": h.last_id,
+            "events_total": h.events_total,
+            "out_of_window": h.out_of_window,
+        },
+        "costs": {
+            "window_cost_usd": _r(c.window_cost_usd),
+            "span_s": _r(c.span_s, 3),
+            "burn_usd_per_hour": _r(c.burn_usd_per_hour),
+            "projected_day_usd": _r(c.projected_day_usd),
+            "projected_month_usd": _r(c.projected_month_usd),
+            "budget_usd_per_hour": c.budget_usd_per_hour,
+            "budget_used": _r(c.budget_used),
+            "budget_status": c.budget_status,
+            "cost_per_run_usd": _r(c.cost_per_run_usd),
+            "unpriced_llm_calls": c.unpriced_llm_calls,
+            "cost_per_minute": [_r(x) for x in c.cost_per_minute],
+            "per_agent_cost_per_minute": {
+                a.id: [_r(x) for x in a.cost_per_minute] for a in s.agents
+            },
+            "runs": [{**asdict(r), "cost_usd": _r(r.cost_usd)} for r in c.runs],
+        },
+        "knowledge": {
+            "items": list(k.items),
+            "agents": list(k.agents),
+            "counts": [list(row) for row in k.counts],
+            "item_totals": list(k.item_totals),
+            "gaps": [_gap(g) for g in k.gaps],
+            "accesses": k.accesses,
+            "hit_rate": _r(k.hit_rate),
+        },
+        "hypotheses": [asdict(hv) for hv in s.hypotheses],
+        "log": [asdict(e) for e in s.log],
+    }
+
+
+def tier_stats(s: DashboardState) -> dict[str, Any]:
+    ti = s.tiers
+    tiers = ti.by_name()
+    return {
+        "window_s": s.window_s,
+        "generated_at": s.generated_at,
+        "tier_hit_rates": {n: _r(t.hit_rate) for n, t in tiers.items()},
+        "average_latencies_ms": {n: _r(t.mean_ms, 3) for n, t in tiers.items()},
+        "p50_latencies_ms": {n: _r(t.p50_ms, 3) for n, t in tiers.items()},
+        "p95_latencies_ms": {n: _r(t.p95_ms, 3) for n, t in tiers.items()},
+        "cost_by_tier": {n: _r(t.cost_usd) for n, t in tiers.items()},
+        "hits": {n: t.hits for n, t in tiers.items()},
+        "tried": {n: t.tried for n, t in tiers.items()},
+        "fall_through_rates": {n: _r(t.fall_through_rate) for n, t in tiers.items()},
+        "queries": ti.queries,
+        "misses": ti.misses,
+        "miss_rate": _r(ti.miss_rate),
+        "cost_note": ti.cost_note,
+    }

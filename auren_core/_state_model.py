@@ -1,0 +1,256 @@
+"""The frozen dashboard state the reducer hands out (widgets, serve-ws and export read it).
+
+Plain frozen dataclasses of tuples, ints, floats and strings: cheap to build
+10-20 times a second, safe to share across threads, and :meth:`DashboardState.to_dict`
+turns them into the JSON snapshot documented in DESIGN.md (plus extras).
+Strings are kept raw; sanitising untrusted text for display is the renderer's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "TIERS",
+    "AgentView",
+    "BudgetStatus",
+    "CollabEdge",
+    "Costs",
+    "DashboardState",
+    "Gap",
+    "Health",
+    "HypothesisView",
+    "Knowledge",
+    "LogEntry",
+    "RunCost",
+    "TierView",
+    "Tiers",
+    "Totals",
+]
+
+TIERS: tuple[str, str, str] = ("redis", "postgresql", "chromadb")
+BudgetStatus = Literal["ok", "warning", "alert", "unset"]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Sums over the window. ``cost_usd`` only counts calls with a known price;
+    ``unpriced_llm_calls`` counts the others (never priced as 0)."""
+
+    events: int = 0
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0  # priced LLM calls + tool costs
+    llm_cost_usd: float = 0.0
+    unpriced_llm_calls: int = 0
+    unpriced_input_tokens: int = 0
+    unpriced_output_tokens: int = 0
+    llm_errors: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    tool_cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AgentView:
+    id: str
+    role: str
+    status: Literal["running", "idle", "failed"]
+    last_activity: float
+    current_load: int
+    capabilities: tuple[str, ...] = ()
+    goal: str | None = None
+    model: str | None = None
+    tools: tuple[str, ...] = ()
+    allow_delegation: bool = False
+    first_seen: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_llm_calls: int = 0
+    usd_per_hour: float = 0.0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    tools_used: tuple[tuple[str, int], ...] = ()
+    collaborators: tuple[str, ...] = ()
+    hypotheses: tuple[str, ...] = ()
+    cost_per_minute: tuple[float, ...] = ()  # oldest first, the last entry is the current minute
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TierView:
+    """One memory tier over the window.
+
+    ``tried`` counts lookups that reached this tier, ``hits`` those it served,
+    ``fall_through_rate`` the share of tried lookups passed on to the next tier.
+    Percentiles come from a fixed log histogram (bins ~5% wide)."""
+
+    name: str
+    tried: int = 0
+    hits: int = 0
+    hit_rate: float = 0.0  # hits / tried
+    share: float = 0.0  # hits / all queries
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    mean_ms: float | None = None
+    errors: int = 0
+    fall_through_rate: float = 0.0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A knowledge gap: a query (or knowledge item) that no tier could serve."""
+
+    query: str
+    count: int
+    last_ts: float
+    agents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tiers:
+    redis: TierView
+    postgresql: TierView
+    chromadb: TierView
+    queries: int = 0
+    misses: int = 0
+    miss_rate: float = 0.0
+    gaps: tuple[Gap, ...] = ()
+    cost_note: str = ""
+
+    def by_name(self) -> dict[str, TierView]:
+        return {"redis": self.redis, "postgresql": self.postgresql, "chromadb": self.chromadb}
+
+
+@dataclass(frozen=True, slots=True)
+class RunCost:
+    """Cost of one user query (one crew kickoff, the event ``run``)."""
+
+    run: str
+    started: float
+    ended: float | None
+    status: Literal["running", "completed", "failed"]
+    cost_usd: float
+    llm_calls: int
+    input_tokens: int
+    output_tokens: int
+    unpriced_llm_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    window_cost_usd: float = 0.0
+    span_s: float = 0.0  # the time the burn rate is measured over
+    burn_usd_per_hour: float = 0.0
+    projected_day_usd: float = 0.0
+    projected_month_usd: float = 0.0
+    budget_usd_per_hour: float | None = None
+    budget_used: float | None = None  # burn / budget
+    budget_status: BudgetStatus = "unset"
+    cost_per_run_usd: float | None = None
+    runs: tuple[RunCost, ...] = ()  # newest last
+    cost_per_minute: tuple[float, ...] = ()  # all agents, oldest first, last hour
+    unpriced_llm_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CollabEdge:
+    from_agent: str
+    to_agent: str
+    kind: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    """Most-accessed items x agents: ``counts[i][j]`` = hits of ``items[i]`` by ``agents[j]``."""
+
+    items: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+    counts: tuple[tuple[int, ...], ...] = ()
+    item_totals: tuple[int, ...] = ()
+    gaps: tuple[Gap, ...] = ()
+    accesses: int = 0
+    hit_rate: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class HypothesisView:
+    id: str
+    status: str
+    agent: str | None
+    ts: float
+    confidence: float | None = None
+    statement: str | None = None
+    run: str | None = None
+    updates: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One line of the live tail. Text fields are raw (untrusted)."""
+
+    sid: str
+    id: str
+    ts: float | None
+    type: str
+    agent: str | None
+    run: str | None
+    summary: str
+    malformed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    malformed: int = 0
+    malformed_reasons: tuple[str, ...] = ()  # newest last
+    unknown_types: int = 0
+    unknown_type_names: tuple[tuple[str, int], ...] = ()
+    publisher_dropped: int = 0
+    publishers: int = 0
+    lag: int | None = None
+    events_per_s: float = 0.0
+    connection: str = "connecting"
+    connection_detail: str = ""
+    last_id: str | None = None
+    events_total: int = 0  # every entry applied since start, malformed included
+    out_of_window: int = 0  # events older than the window when they arrived
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardState:
+    generated_at: float
+    window_s: float
+    active_window_s: float
+    totals: Totals
+    agents: tuple[AgentView, ...]
+    tiers: Tiers
+    costs: Costs
+    collaboration: tuple[CollabEdge, ...]
+    knowledge: Knowledge
+    hypotheses: tuple[HypothesisView, ...]
+    log: tuple[LogEntry, ...]
+    health: Health
+
+    def agent(self, agent_id: str) -> AgentView | None:
+        for a in self.agents:
+            if a.id == agent_id:
+                return a
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        from ._state_dict import state_to_dict
+
+        return state_to_dict(self)
+
+    def tier_stats(self) -> dict[str, Any]:
+        """The ``/api/v2/memory/tier-stats`` body."""
+        from ._state_dict import tier_stats
+
+        return tier_stats(self)

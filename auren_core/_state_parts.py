@@ -1,0 +1,251 @@
+"""Mutable accumulators behind the reducer (internal): per agent, per run, per section."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._state_window import Expiry, KeyedCounts, LogHistogram, Sums
+from .events import Event
+
+__all__ = ["AgentAcc", "G", "HypRec", "RunAcc", "Sections", "T", "add_minute", "tier_index"]
+
+SPARK_MINUTES = 60
+_MAX_AGENT_HYPS = 20
+
+
+class G:
+    """Indices of the global sums vector."""
+
+    EV, LLM, IN, OUT, CACHED, COST, LLM_COST, UNP, UNP_IN, UNP_OUT = range(10)
+    LLM_ERR, TOOL, TOOL_ERR, TOOL_COST = range(10, 14)
+    N = 14
+
+
+class T:
+    """Indices of the tier sums vector: two globals, then ``PER`` slots per tier."""
+
+    QUERIES, MISSES, COST_SEEN = 0, 1, 2
+    BASE = 3
+    TRIED, HITS, ERRS, LAT_SUM, LAT_N, COST = range(6)
+    PER = 6
+    N = BASE + 3 * PER
+
+
+_TIER_NAMES = {
+    "redis": 0,
+    "redis_immediate": 0,
+    "postgresql": 1,
+    "postgresql_structured": 1,
+    "postgres": 1,
+    "chromadb": 2,
+    "chromadb_semantic": 2,
+    "chroma": 2,
+}
+
+
+def tier_index(name: Any) -> int:
+    """0/1/2 for the three tiers (short or event names), -1 for miss or unknown."""
+    return _TIER_NAMES.get(name, -1) if isinstance(name, str) else -1
+
+
+def add_minute(spark: dict[int, float], ts: float, cost: float) -> None:
+    m = int(ts // 60)
+    spark[m] = spark.get(m, 0.0) + cost
+    if len(spark) > SPARK_MINUTES + 10:
+        newest = max(spark)
+        for k in [k for k in spark if k <= newest - SPARK_MINUTES]:
+            del spark[k]
+
+
+class AgentAcc:
+    """Windowed economics of one agent (identity and load live in the registry)."""
+
+    IN, OUT, CACHED, COST, UNP, LLM, TOOL, TOOL_COST = range(8)
+    __slots__ = ("hyps", "partners", "spark", "sums", "tools", "version")
+
+    def __init__(self, expiry: Expiry) -> None:
+        self.sums = Sums(8, expiry)
+        self.tools: KeyedCounts[str] = KeyedCounts(expiry, max_keys=200)
+        self.partners: KeyedCounts[str] = KeyedCounts(expiry, max_keys=200)
+        self.spark: dict[int, float] = {}
+        self.hyps: list[str] = []
+        self.version = 0
+
+    def llm(self, b: int, ts: float, inp: int, out: int, cached: int, cost: float | None) -> None:
+        s = self.sums
+        for vec in (s.at(b), s.tot):
+            vec[0] += inp
+            vec[1] += out
+            vec[2] += cached
+            vec[5] += 1
+            if cost is None:
+                vec[4] += 1
+            else:
+                vec[3] += cost
+        if cost:
+            add_minute(self.spark, ts, cost)
+
+    def tool(self, b: int, ts: float, tool: str, cost: float) -> None:
+        s = self.sums
+        for vec in (s.at(b), s.tot):
+            vec[6] += 1
+            vec[3] += cost
+            vec[7] += cost
+        self.tools.add(b, tool)
+        if cost:
+            add_minute(self.spark, ts, cost)
+
+    def add_hypothesis(self, hid: str) -> None:
+        hyps = self.hyps
+        if hid in hyps:
+            return
+        hyps.append(hid)
+        if len(hyps) > _MAX_AGENT_HYPS:
+            del hyps[0]
+
+
+class RunAcc:
+    """One crew kickoff (user query): its cost and outcome."""
+
+    __slots__ = ("cost_usd", "ended", "inp", "llm_calls", "out", "run", "started", "status", "unp")
+
+    def __init__(self, run: str, started: float) -> None:
+        self.run = run
+        self.started = started
+        self.ended: float | None = None
+        self.status = "running"
+        self.cost_usd = 0.0
+        self.llm_calls = 0
+        self.inp = 0
+        self.out = 0
+        self.unp = 0
+
+    def llm(self, inp: int, out: int, cost: float | None) -> None:
+        self.llm_calls += 1
+        self.inp += inp
+        self.out += out
+        if cost is None:
+            self.unp += 1
+        else:
+            self.cost_usd += cost
+
+
+class HypRec:
+    """Latest status of one hypothesis, by event time (late updates do not win)."""
+
+    __slots__ = ("agent", "confidence", "id", "run", "statement", "status", "ts", "updates")
+
+    def __init__(self, hid: str) -> None:
+        self.id = hid
+        self.status = "?"
+        self.agent: str | None = None
+        self.ts = float("-inf")
+        self.confidence: float | None = None
+        self.statement: str | None = None
+        self.run: str | None = None
+        self.updates = 0
+
+    def update(self, ev: Event, p: dict[str, Any]) -> None:
+        self.updates += 1
+        if ev.ts < self.ts:
+            return
+        self.ts = ev.ts
+        self.status = str(p.get("status") or "?")[:40]
+        self.agent = ev.agent
+        self.run = ev.run
+        conf = p.get("confidence")
+        if isinstance(conf, int | float) and not isinstance(conf, bool):
+            self.confidence = float(conf)
+        st = p.get("statement")
+        if st is not None:
+            self.statement = str(st)[:2000]
+
+
+class Sections:
+    """The global windowed aggregates."""
+
+    def __init__(self) -> None:
+        self.expiry = e = Expiry()
+        self.g = Sums(G.N, e)
+        self.tiers = Sums(T.N, e)
+        self.hist = tuple(LogHistogram(e) for _ in range(3))
+        self.tier_gaps: KeyedCounts[str] = KeyedCounts(e, max_keys=2000)
+        self.gap_meta: dict[str, tuple[float, set[str]]] = {}
+        self.collab: KeyedCounts[tuple[str, str, str]] = KeyedCounts(e, max_keys=5000)
+        self.know: KeyedCounts[tuple[str, str]] = KeyedCounts(e, max_keys=20000)
+        self.know_items: KeyedCounts[str] = KeyedCounts(e, max_keys=5000)
+        self.know_gaps: KeyedCounts[str] = KeyedCounts(e, max_keys=2000)
+        self.know_hits = Sums(2, e)  # accesses, hits
+        self.spark: dict[int, float] = {}
+        self.version = 0
+
+    def invalidate(self) -> None:
+        self.version += 1
+
+    def add_spark(self, ts: float, cost: float) -> None:
+        add_minute(self.spark, ts, cost)
+
+    def _gap_seen(self, key: str, ts: float, agent: str | None) -> None:
+        meta = self.gap_meta.get(key)
+        if meta is None:
+            if len(self.gap_meta) > 4 * 2000:
+                live = self.tier_gaps.tot.keys() | self.know_gaps.tot.keys()
+                self.gap_meta = {k: v for k, v in self.gap_meta.items() if k in live}
+            meta = self.gap_meta[key] = (ts, set())
+        elif ts > meta[0]:
+            meta = self.gap_meta[key] = (ts, meta[1])
+        if agent and len(meta[1]) < 20:
+            meta[1].add(agent)
+
+    def tier_event(
+        self,
+        b: int,
+        ts: float,
+        served: int,
+        lats: list[tuple[int, float]],
+        err_tiers: list[int],
+        cost: float | None,
+        query: Any,
+        agent: str | None,
+    ) -> None:
+        tiers = self.tiers
+        tried = {i for i, _ in lats}
+        if served >= 0:
+            tried.add(served)
+        for vec in (tiers.at(b), tiers.tot):
+            vec[T.QUERIES] += 1
+            if served < 0:
+                vec[T.MISSES] += 1
+            for i in tried:
+                vec[T.BASE + i * T.PER + T.TRIED] += 1
+            if served >= 0:
+                vec[T.BASE + served * T.PER + T.HITS] += 1
+            for i, ms in lats:
+                vec[T.BASE + i * T.PER + T.LAT_SUM] += ms
+                vec[T.BASE + i * T.PER + T.LAT_N] += 1
+            for i in err_tiers:
+                if i >= 0:
+                    vec[T.BASE + i * T.PER + T.ERRS] += 1
+            if cost is not None:
+                vec[T.COST_SEEN] += 1
+                # a miss costs what the deepest tier tried cost
+                who = served if served >= 0 else max(tried, default=-1)
+                if who >= 0:
+                    vec[T.BASE + who * T.PER + T.COST] += cost
+        for i, ms in lats:
+            self.hist[i].add(b, ms)
+        if served < 0:
+            key = "(no query)" if query is None else str(query)[:200]
+            if self.tier_gaps.add(b, key):
+                self._gap_seen(key, ts, agent)
+
+    def knowledge_event(self, b: int, ts: float, item: str, agent: str, hit: bool) -> None:
+        for vec in (self.know_hits.at(b), self.know_hits.tot):
+            vec[0] += 1
+            if hit:
+                vec[1] += 1
+        if hit:
+            self.know.add(b, (item, agent))
+            self.know_items.add(b, item)
+        elif self.know_gaps.add(b, item):
+            self._gap_seen(item, ts, agent)

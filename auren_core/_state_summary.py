@@ -1,0 +1,92 @@
+"""One-line summaries of events for the live tail (internal).
+
+Text is kept raw (untrusted): the renderer strips markup and control characters.
+Summaries are capped in length so a hostile payload cannot blow up a frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._state_model import LogEntry
+from .events import Event, Malformed
+
+__all__ = ["MAX_SUMMARY", "log_entry", "summarize"]
+
+MAX_SUMMARY = 300
+
+
+def _s(v: Any, n: int = 80) -> str:
+    text = v if isinstance(v, str) else repr(v)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _cost(v: Any) -> str:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return f"${v:.6f}"
+    return "$?"
+
+
+def summarize(ev: Event) -> str:
+    p = ev.payload
+    t = ev.type
+    g = p.get
+    try:
+        if t == "llm_call":
+            text = (
+                f"{_s(g('model'), 40)} in={g('input_tokens', 0)} out={g('output_tokens', 0)}"
+                f" cached={g('cached_tokens', 0)} {_cost(g('cost_usd'))}"
+            )
+            if g("ok", True) is False:
+                text += f" error={_s(g('error'))}"
+        elif t == "tool_used":
+            text = f"{_s(g('tool'), 60)} {g('duration_ms')}ms ok={g('ok', True)}"
+        elif t == "collaboration":
+            text = f"{g('kind')} -> {_s(g('to_agent'), 60)}"
+        elif t == "memory_tier_access":
+            text = (
+                f"{g('tier_accessed')} q={_s(g('query'))} items={g('items_retrieved', 0)}"
+                f" lat={_s(g('latency_by_tier'), 80)}"
+            )
+        elif t == "knowledge_access":
+            text = f"{_s(g('item'))} hit={g('hit', True)}"
+        elif t == "hypothesis":
+            text = f"{_s(g('hypothesis_id'), 40)} {g('status')} {_s(g('statement'))}"
+        elif t in ("task_started", "task_completed", "task_failed"):
+            text = f"{_s(g('name') or g('task_id'), 60)}"
+            if g("error"):
+                text += f" error={_s(g('error'))}"
+        elif t in ("agent_completed", "agent_failed"):
+            text = f"{g('duration_ms')}ms" + (f" error={_s(g('error'))}" if g("error") else "")
+        elif t == "agent_registered":
+            text = f"{_s(g('role'), 60)} tools={_s(g('tools'), 80)}"
+        elif t == "publisher_stats":
+            text = f"sent={g('sent')} dropped={g('dropped')} queued={g('queued')}"
+        else:
+            text = _s(p, 160)
+    except Exception as exc:  # formatting of odd values: show that, never fail
+        text = f"(unprintable payload: {type(exc).__name__})"
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
+
+
+def log_entry(item: Event | Malformed) -> LogEntry:
+    if isinstance(item, Malformed):
+        return LogEntry(
+            sid=item.sid,
+            id="",
+            ts=None,
+            type="malformed",
+            agent=None,
+            run=None,
+            summary=_s(item.reason, MAX_SUMMARY),
+            malformed=True,
+        )
+    return LogEntry(
+        sid=item.stream_id,
+        id=item.id,
+        ts=item.ts,
+        type=item.type,
+        agent=item.agent,
+        run=item.run,
+        summary=summarize(item),
+    )

@@ -1,0 +1,185 @@
+"""Rolling-window accumulators: time buckets with running totals and amortised expiry.
+
+Every windowed number is kept twice: per bucket (``BUCKET_S`` seconds of event
+time) and as a running total. When the window moves, :class:`Expiry` subtracts
+the buckets that fell out, so reading a total costs O(1) however many agents,
+items or events there are, and memory is bounded by the window. An event whose
+bucket already expired when it arrives (late, out of order) only counts in the
+lifetime figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable
+from typing import Generic, Protocol, TypeVar
+
+__all__ = [
+    "BUCKET_S",
+    "Expiry",
+    "KeyedCounts",
+    "LogHistogram",
+    "Sums",
+]
+
+BUCKET_S = 10.0
+K = TypeVar("K", bound=Hashable)
+
+
+class _Droppable(Protocol):
+    def drop(self, b: int) -> None: ...
+
+
+class Expiry:
+    """Which accumulators hold which bucket, so the window can move in O(expired)."""
+
+    __slots__ = ("cutoff", "due")
+
+    def __init__(self) -> None:
+        self.due: dict[int, list[_Droppable]] = {}
+        # buckets with an index <= cutoff are gone
+        self.cutoff: int = -(2**62)
+
+    def schedule(self, b: int, acc: _Droppable) -> None:
+        lst = self.due.get(b)
+        if lst is None:
+            self.due[b] = [acc]
+        else:
+            lst.append(acc)
+
+    def advance(self, cutoff: int) -> None:
+        if cutoff <= self.cutoff:
+            return
+        due = self.due
+        if due:
+            if cutoff - self.cutoff <= len(due):
+                gone = [b for b in range(self.cutoff + 1, cutoff + 1) if b in due]
+            else:
+                gone = sorted(b for b in due if b <= cutoff)
+            for b in gone:
+                for acc in due.pop(b):
+                    acc.drop(b)
+        self.cutoff = cutoff
+
+
+class Sums:
+    """A fixed vector of float sums per bucket plus the running window total."""
+
+    __slots__ = ("buckets", "expiry", "n", "tot")
+
+    def __init__(self, n: int, expiry: Expiry) -> None:
+        self.n = n
+        self.tot: list[float] = [0.0] * n
+        self.buckets: dict[int, list[float]] = {}
+        self.expiry = expiry
+
+    def at(self, b: int) -> list[float]:
+        bk = self.buckets.get(b)
+        if bk is None:
+            bk = self.buckets[b] = [0.0] * self.n
+            self.expiry.schedule(b, self)
+        return bk
+
+    def drop(self, b: int) -> None:
+        bk = self.buckets.pop(b, None)
+        if bk is not None:
+            tot = self.tot
+            for i, v in enumerate(bk):
+                tot[i] -= v
+            # float subtraction leaves dust: snap an emptied window back to zero
+            if not self.buckets:
+                self.tot = [0.0] * self.n
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets)
+
+
+class KeyedCounts(Generic[K]):
+    """Windowed counts per key, with a cap on distinct keys (overflow is counted)."""
+
+    __slots__ = ("buckets", "expiry", "max_keys", "overflow", "tot")
+
+    def __init__(self, expiry: Expiry, max_keys: int = 5000) -> None:
+        self.tot: dict[K, int] = {}
+        self.buckets: dict[int, dict[K, int]] = {}
+        self.expiry = expiry
+        self.max_keys = max_keys
+        self.overflow = 0  # additions refused because the key cap was reached (lifetime)
+
+    def add(self, b: int, key: K, n: int = 1) -> bool:
+        tot = self.tot
+        cur = tot.get(key)
+        if cur is None:
+            if len(tot) >= self.max_keys:
+                self.overflow += n
+                return False
+            tot[key] = n
+        else:
+            tot[key] = cur + n
+        bk = self.buckets.get(b)
+        if bk is None:
+            bk = self.buckets[b] = {}
+            self.expiry.schedule(b, self)
+        bk[key] = bk.get(key, 0) + n
+        return True
+
+    def drop(self, b: int) -> None:
+        bk = self.buckets.pop(b, None)
+        if not bk:
+            return
+        tot = self.tot
+        for k, v in bk.items():
+            left = tot.get(k, 0) - v
+            if left > 0:
+                tot[k] = left
+            else:
+                tot.pop(k, None)
+
+
+class LogHistogram:
+    """Latency bins ~5% wide from 1 us to ~1 h, windowed through :class:`KeyedCounts`."""
+
+    LO_MS = 0.001
+    RATIO = 1.05
+    _LOG_R = math.log(RATIO)
+    MAX_BIN = int(math.log(3_600_000 / LO_MS) / _LOG_R) + 1
+
+    __slots__ = ("counts",)
+
+    def __init__(self, expiry: Expiry) -> None:
+        self.counts: KeyedCounts[int] = KeyedCounts(expiry, max_keys=self.MAX_BIN + 2)
+
+    @classmethod
+    def bin_of(cls, ms: float) -> int:
+        if not ms > cls.LO_MS:  # also catches NaN
+            return 0
+        return min(int(math.log(ms / cls.LO_MS) / cls._LOG_R) + 1, cls.MAX_BIN)
+
+    @classmethod
+    def value_of(cls, b: int) -> float:
+        """Representative value of a bin: its geometric midpoint."""
+        if b <= 0:
+            return cls.LO_MS
+        return float(cls.LO_MS * cls.RATIO ** (b - 0.5))
+
+    def add(self, bucket: int, ms: float) -> None:
+        self.counts.add(bucket, self.bin_of(ms))
+
+    def quantiles(self, qs: tuple[float, ...]) -> tuple[float | None, ...]:
+        tot = self.counts.tot
+        n = sum(tot.values())
+        if n <= 0:
+            return tuple(None for _ in qs)
+        items = sorted(tot.items())
+        out: list[float | None] = []
+        for q in qs:
+            rank = max(1, math.ceil(q * n))  # nearest-rank percentile
+            acc = 0
+            val = self.value_of(items[-1][0])
+            for b, c in items:
+                acc += c
+                if acc >= rank:
+                    val = self.value_of(b)
+                    break
+            out.append(val)
+        return tuple(out)

@@ -1,0 +1,416 @@
+"""The pure reducer: events in, a frozen :class:`DashboardState` out.
+
+No I/O and no UI imports: ``auren top``, ``serve-ws``, the HTTP API and ``export``
+feed the same :class:`Reducer`, so a number means the same thing everywhere.
+
+Windows are over *event* time (``Event.ts``) in ``BUCKET_S``-second buckets:
+an event leaves the window once its whole bucket is older than ``window_s``.
+``now`` comes from the injected ``clock`` (tests freeze it). ``apply`` is O(1)
+per event; ``state`` costs O(active agents + top-N), never O(events).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ._state_build import build_state
+from ._state_model import (
+    TIERS,
+    AgentView,
+    CollabEdge,
+    Costs,
+    DashboardState,
+    Gap,
+    Health,
+    HypothesisView,
+    Knowledge,
+    LogEntry,
+    RunCost,
+    Tiers,
+    TierView,
+    Totals,
+)
+from ._state_parts import AgentAcc, G, HypRec, RunAcc, Sections, tier_index
+from ._state_window import BUCKET_S
+from .events import EVENT_TYPES, Event, Malformed
+from .registry import AgentRegistry
+
+__all__ = [
+    "TIERS",
+    "AgentView",
+    "CollabEdge",
+    "Costs",
+    "DashboardState",
+    "Gap",
+    "Health",
+    "HypothesisView",
+    "Knowledge",
+    "LogEntry",
+    "Reducer",
+    "RunCost",
+    "TierView",
+    "Tiers",
+    "Totals",
+]
+
+_MAX_UNKNOWN_NAMES = 100
+_MAX_PUBLISHERS = 1000
+_MAX_RUNS = 500
+_MAX_HYPOTHESES = 2000
+_MAX_NAME = 200
+_INV_B = 1.0 / BUCKET_S
+
+
+def _num(v: Any) -> float:
+    """A finite non-negative number from an untrusted payload value (else 0)."""
+    if v is None or isinstance(v, bool):
+        return 0.0
+    if isinstance(v, int | float):
+        f = float(v)
+        return f if 0.0 <= f < 1e18 else 0.0
+    return 0.0
+
+
+def _opt_num(v: Any) -> float | None:
+    if v is None or isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if 0.0 <= f < 1e18 else None
+
+
+class Reducer:
+    """Folds events into rolling-window aggregates; :meth:`state` snapshots them."""
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 3600.0,
+        active_window_s: float = 300.0,
+        budget_usd_per_hour: float | None = None,
+        clock: Callable[[], float] = time.time,
+        log_size: int = 2000,
+        tool_costs: Mapping[str, float] | None = None,
+    ) -> None:
+        if not window_s > 0 or not active_window_s > 0:
+            raise ValueError("window_s and active_window_s must be > 0")
+        self.window_s = float(window_s)
+        self.active_window_s = float(active_window_s)
+        self.budget_usd_per_hour = budget_usd_per_hour
+        self.clock = clock
+        self.tool_costs = dict(tool_costs or {})
+        self.registry = AgentRegistry(clock=clock)
+        s = self.s = Sections()
+        self._exp = s.expiry
+        self._accs: dict[str, AgentAcc] = {}
+        self._log: deque[list[Any]] = deque(maxlen=max(1, log_size))
+        self._runs: dict[str, RunAcc] = {}
+        self._hyps: dict[str, HypRec] = {}
+        # health
+        self.events_total = 0
+        self.malformed = 0
+        self.malformed_reasons: deque[str] = deque(maxlen=20)
+        self.unknown_types = 0
+        self.unknown_names: dict[str, int] = {}
+        self.publishers: dict[str, tuple[float, int]] = {}
+        self.out_of_window = 0
+        self.bad_payloads = 0
+        self.lag: int | None = None
+        self.last_id: str | None = None
+        self.connection = "connecting"
+        self.connection_detail = ""
+        self.arrivals: dict[int, int] = {}
+        self.first_arrival: float | None = None
+        self.first_ts: float | None = None
+        self._handlers: dict[str, Callable[[Event, int, AgentAcc | None], None]] = {
+            "llm_call": self._on_llm,
+            "tool_used": self._on_tool,
+            "collaboration": self._on_collab,
+            "memory_tier_access": self._on_tier,
+            "knowledge_access": self._on_knowledge,
+            "hypothesis": self._on_hypothesis,
+            "publisher_stats": self._on_pubstats,
+            "crew_started": self._on_crew,
+            "crew_completed": self._on_crew,
+        }
+
+    # ------------------------------------------------------------------ input
+    def set_connection(self, state: str, detail: str = "") -> None:
+        self.connection = state
+        self.connection_detail = detail
+
+    def apply_batch(
+        self,
+        items: Iterable[Event | Malformed],
+        *,
+        last_id: str | None = None,
+        lag: int | None = None,
+    ) -> None:
+        apply = self._apply
+        n = 0
+        for it in items:
+            apply(it)
+            n += 1
+        now = self.clock()
+        self._arrived(now, n)
+        if last_id:
+            self.last_id = last_id
+        if lag is not None:
+            self.lag = lag
+        self.advance(now)
+
+    def apply(self, item: Event | Malformed) -> None:
+        self._apply(item)
+        self._arrived(self.clock(), 1)
+
+    def _arrived(self, now: float, n: int) -> None:
+        if n <= 0:
+            return
+        if self.first_arrival is None:
+            self.first_arrival = now
+        sec = int(now)
+        arr = self.arrivals
+        arr[sec] = arr.get(sec, 0) + n
+        if len(arr) > 16:
+            for k in [k for k in arr if k < sec - 10]:
+                del arr[k]
+
+    def advance(self, now: float) -> None:
+        """Move the window's trailing edge to ``now - window_s`` (drops expired buckets)."""
+        cutoff = int((now - self.window_s) // BUCKET_S) - 1
+        if cutoff > self._exp.cutoff:
+            self._exp.advance(cutoff)
+            self.s.invalidate()
+
+    def _apply(self, item: Event | Malformed) -> None:
+        self.events_total += 1
+        if type(item) is not Event:
+            if isinstance(item, Malformed):
+                self._on_malformed(item)
+            else:
+                self._malformed_obj(item)
+            return
+        ev: Event = item
+        sid = ev.sid
+        if type(sid) is str and sid:
+            self.last_id = sid
+        ts = ev.ts
+        if not -1e11 < ts < 1e11:  # NaN, inf or absurd: cannot be placed in time
+            self._on_malformed(Malformed(ev.stream_id, f"bad ts {ts!r} in {ev.type[:40]}"))
+            return
+        if self.first_ts is None or ts < self.first_ts:
+            self.first_ts = ts
+        self._log.append([ev, None])
+        b = int(ts * _INV_B) if ts >= 0 else int(ts // BUCKET_S)
+        in_window = b > self._exp.cutoff
+        if not in_window:
+            self.out_of_window += 1
+        t = ev.type
+        rec = self.registry.observe(ev)
+        acc: AgentAcc | None = None
+        if rec is not None:
+            aid = rec.id
+            acc = self._accs.get(aid)
+            if acc is None:
+                acc = self._accs[aid] = AgentAcc(self._exp)
+                self._prune_accs()
+            acc.version += 1
+        if t not in EVENT_TYPES:
+            self._on_unknown(t)
+        if ev.run:
+            self._run(ev)
+        if in_window:
+            self.s.g.at(b)[G.EV] += 1
+            self.s.g.tot[G.EV] += 1
+            self.s.version += 1
+            h = self._handlers.get(t)
+            if h is not None:
+                try:
+                    h(ev, b, acc)
+                except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                    self.bad_payloads += 1
+                    self._on_malformed(
+                        Malformed(ev.stream_id, f"bad {t} payload: {type(exc).__name__}")
+                    )
+        elif t == "hypothesis" or t == "publisher_stats":
+            # not windowed: latest status wins by event time whenever it arrives
+            h = self._handlers[t]
+            try:
+                h(ev, b, acc)
+            except (TypeError, ValueError, AttributeError, KeyError):
+                self.bad_payloads += 1
+
+    # ------------------------------------------------------------------ health
+    def _on_malformed(self, m: Malformed) -> None:
+        self.malformed += 1
+        reason = m.reason if len(m.reason) <= _MAX_NAME else m.reason[:_MAX_NAME] + "..."
+        self.malformed_reasons.append(f"{m.sid}: {reason}" if m.sid else reason)
+        self._log.append([m, None])
+
+    def _malformed_obj(self, obj: object) -> None:
+        self._on_malformed(Malformed("", f"not an event: {type(obj).__name__}"))
+
+    def _on_unknown(self, t: str) -> None:
+        self.unknown_types += 1
+        name = t[:_MAX_NAME]
+        names = self.unknown_names
+        if name in names:
+            names[name] += 1
+        elif len(names) < _MAX_UNKNOWN_NAMES:
+            names[name] = 1
+        else:
+            names["(other)"] = names.get("(other)", 0) + 1
+
+    def _on_pubstats(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        ident = p.get("publisher")
+        key = str(ident)[:_MAX_NAME] if ident else f"(agent {ev.agent})"
+        dropped = int(_num(p.get("dropped")))
+        cur = self.publishers.get(key)
+        if cur is None:
+            if len(self.publishers) >= _MAX_PUBLISHERS:
+                return
+            self.publishers[key] = (ev.ts, dropped)
+        elif ev.ts >= cur[0]:
+            self.publishers[key] = (ev.ts, dropped)
+
+    # ------------------------------------------------------------------ economics
+    def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        inp = int(_num(p.get("input_tokens")))
+        out = int(_num(p.get("output_tokens")))
+        cached = int(_num(p.get("cached_tokens")))
+        cost = _opt_num(p.get("cost_usd"))
+        err = p.get("ok", True) is False
+        g = self.s.g
+        for vec in (g.at(b), g.tot):
+            vec[G.LLM] += 1
+            vec[G.IN] += inp
+            vec[G.OUT] += out
+            vec[G.CACHED] += cached
+            if cost is None:
+                vec[G.UNP] += 1
+                vec[G.UNP_IN] += inp
+                vec[G.UNP_OUT] += out
+            else:
+                vec[G.COST] += cost
+                vec[G.LLM_COST] += cost
+            if err:
+                vec[G.LLM_ERR] += 1
+        if cost:
+            self.s.add_spark(ev.ts, cost)
+        if acc is not None:
+            acc.llm(b, ev.ts, inp, out, cached, cost)
+        run = self._runs.get(ev.run) if ev.run else None
+        if run is not None:
+            run.llm(inp, out, cost)
+
+    def _on_tool(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        tool = str(p.get("tool") or "?")[:_MAX_NAME]
+        cost = _opt_num(p.get("cost_usd"))
+        if cost is None:
+            cost = self.tool_costs.get(tool, 0.0)
+        err = p.get("ok", True) is False
+        g = self.s.g
+        for vec in (g.at(b), g.tot):
+            vec[G.TOOL] += 1
+            vec[G.COST] += cost
+            vec[G.TOOL_COST] += cost
+            if err:
+                vec[G.TOOL_ERR] += 1
+        if cost:
+            self.s.add_spark(ev.ts, cost)
+        if acc is not None:
+            acc.tool(b, ev.ts, tool, cost)
+        run = self._runs.get(ev.run) if ev.run else None
+        if run is not None:
+            run.cost_usd += cost
+
+    def _run(self, ev: Event) -> None:
+        rid = ev.run
+        assert rid is not None
+        run = self._runs.get(rid)
+        if run is None:
+            if len(self._runs) >= _MAX_RUNS:
+                del self._runs[next(iter(self._runs))]
+            run = self._runs[rid] = RunAcc(rid[:_MAX_NAME], ev.ts)
+        elif ev.ts < run.started:
+            run.started = ev.ts
+
+    def _on_crew(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        run = self._runs.get(ev.run) if ev.run else None
+        if run is None:
+            return
+        if ev.type == "crew_started":
+            run.started = min(run.started, ev.ts)
+        else:
+            run.ended = ev.ts
+            run.status = "completed" if ev.payload.get("ok", True) is not False else "failed"
+
+    # ------------------------------------------------------------------ collaboration
+    def _on_collab(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        src = ev.agent or "?"
+        dst = str(p.get("to_agent") or "?")[:_MAX_NAME]
+        kind = str(p.get("kind") or "?")[:40]
+        self.s.collab.add(b, (src, dst, kind))
+        if acc is not None:
+            acc.partners.add(b, dst)
+        other = self._accs.get(dst)
+        if other is not None and dst != src:
+            other.partners.add(b, src)
+            other.version += 1
+
+    # ------------------------------------------------------------------ memory tiers
+    def _on_tier(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        served = tier_index(p.get("tier_accessed"))
+        lat = p.get("latency_by_tier")
+        lats: list[tuple[int, float]] = []
+        if isinstance(lat, dict):
+            for name, v in lat.items():
+                i = tier_index(name)
+                ms = _opt_num(v)
+                if i >= 0 and ms is not None:
+                    lats.append((i, ms))
+        errs = p.get("errors")
+        err_tiers = [tier_index(k) for k in errs] if isinstance(errs, dict) else []
+        cost = _opt_num(p.get("cost_usd"))
+        query = p.get("query")
+        self.s.tier_event(b, ev.ts, served, lats, err_tiers, cost, query, ev.agent)
+
+    def _on_knowledge(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        item = str(p.get("item") or "?")[:_MAX_NAME]
+        hit = p.get("hit", True) is not False
+        self.s.knowledge_event(b, ev.ts, item, ev.agent or "?", hit)
+
+    # ------------------------------------------------------------------ hypotheses
+    def _on_hypothesis(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        hid = str(p.get("hypothesis_id") or "?")[:_MAX_NAME]
+        cur = self._hyps.get(hid)
+        if cur is None:
+            if len(self._hyps) >= _MAX_HYPOTHESES:
+                del self._hyps[next(iter(self._hyps))]
+            cur = self._hyps[hid] = HypRec(hid)
+        cur.update(ev, p)
+        if acc is not None:
+            acc.add_hypothesis(hid)
+
+    # ------------------------------------------------------------------ bounds
+    def _prune_accs(self) -> None:
+        if len(self._accs) > self.registry.max_agents + 100:
+            for aid in [a for a in self._accs if a not in self.registry]:
+                del self._accs[aid]
+
+    # ------------------------------------------------------------------ output
+    def state(self, now: float | None = None) -> DashboardState:
+        """A frozen snapshot at ``now`` (default: the clock)."""
+        if now is None:
+            now = self.clock()
+        self.advance(now)
+        return build_state(self, now)

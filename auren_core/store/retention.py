@@ -1,0 +1,158 @@
+"""Rollups and retention by dropping day partitions (never row-by-row deletes).
+
+``maintain`` (run by the sink at start and every few minutes; one sink at a time thanks to
+an advisory lock):
+
+1. recomputes hourly and daily aggregates for each day that still has a detailed partition
+   and is recent (today, yesterday), not yet rolled up, or about to expire;
+2. drops the ``events`` partitions whose whole day is older than ``detail_days`` - in the same
+   transaction as their final rollup, so aggregates always cover what was dropped;
+3. drops aggregate partitions whose day is older than ``agg_days``.
+
+Granularity is one UTC day: a day's partition goes when its *end* passes the cutoff, so
+detailed rows live between ``detail_days`` and ``detail_days + 1`` days.
+"""
+
+# ruff: noqa: S608  (identifiers are validated schema names via qident; values are $n params)
+from __future__ import annotations
+
+import datetime as dt
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .schema import ensure_partitions, list_partitions, qident
+
+__all__ = ["MaintenanceResult", "RetentionPolicy", "maintain", "rollup_day"]
+
+UTC = dt.UTC
+DAY = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    detail_days: float = 7.0
+    agg_days: float = 90.0
+
+
+@dataclass(slots=True)
+class MaintenanceResult:
+    rolled_days: list[dt.date] = field(default_factory=list)
+    dropped_events: list[dt.date] = field(default_factory=list)
+    dropped_aggregates: list[dt.date] = field(default_factory=list)
+
+
+def _num(expr: str) -> str:
+    """A JSON number field as numeric (0 when absent or not a number), clamped."""
+    return (
+        f"CASE WHEN jsonb_typeof({expr}) = 'number' "
+        f"THEN least(greatest(({expr})::text::numeric, -1e15), 1e15) ELSE 0 END"
+    )
+
+
+_KEY = """coalesce(CASE type
+    WHEN 'llm_call' THEN payload->>'model'
+    WHEN 'tool_used' THEN payload->>'tool'
+    WHEN 'memory_tier_access' THEN payload->>'tier_accessed'
+    WHEN 'knowledge_access' THEN payload->>'item'
+    WHEN 'collaboration' THEN payload->>'to_agent'
+    ELSE '' END, '')"""
+
+_LLM = "type = 'llm_call'"
+_HOURLY_SELECT = f"""
+SELECT date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket,
+       coalesce(agent, '') AS agent, type, {_KEY} AS key,
+       count(*),
+       sum(CASE WHEN {_LLM} THEN {_num("payload->'input_tokens'")} ELSE 0 END)::bigint,
+       sum(CASE WHEN {_LLM} THEN {_num("payload->'output_tokens'")} ELSE 0 END)::bigint,
+       sum(CASE WHEN {_LLM} THEN {_num("payload->'cached_tokens'")} ELSE 0 END)::bigint,
+       sum({_num("payload->'cost_usd'")})::double precision,
+       count(*) FILTER (WHERE {_LLM} AND jsonb_typeof(payload->'cost_usd') IS DISTINCT FROM
+                        'number'),
+       count(*) FILTER (WHERE payload->>'ok' = 'false' OR type IN ('task_failed','agent_failed')),
+       sum({_num("coalesce(payload->'latency_ms', payload->'duration_ms')")})::double precision,
+       count(*) FILTER (WHERE jsonb_typeof(coalesce(payload->'latency_ms',
+                        payload->'duration_ms')) = 'number')
+FROM {{s}}.events WHERE ts >= $1 AND ts < $2
+GROUP BY 1, 2, 3, 4
+"""
+
+_MEASURES = (
+    "events, input_tokens, output_tokens, cached_tokens, cost_usd, unpriced, errors, "
+    "latency_ms_sum, latency_n"
+)
+_UPSERT = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in _MEASURES.split(","))
+
+
+def _lock_key(schema: str) -> int:
+    return zlib.crc32(f"auren-maintain:{schema}".encode()) - 2**31
+
+
+async def rollup_day(conn: Any, schema: str, day: dt.date) -> None:
+    """Recompute the hourly and daily aggregates of ``day`` from its detailed events."""
+    s = qident(schema)
+    lo = dt.datetime.combine(day, dt.time(), UTC)
+    hi = lo + DAY
+    await ensure_partitions(conn, schema, "agg_hourly", {day}, set())
+    await ensure_partitions(conn, schema, "agg_daily", {day}, set())
+    await conn.execute(
+        f"INSERT INTO {s}.agg_hourly (bucket, agent, type, key, {_MEASURES}) "
+        + _HOURLY_SELECT.format(s=s)
+        + f" ON CONFLICT (bucket, agent, type, key) DO UPDATE SET {_UPSERT}",
+        lo,
+        hi,
+    )
+    sums = ", ".join(
+        f"sum({c.strip()})::{'bigint' if 'cost' not in c and 'latency_ms' not in c else 'float8'}"
+        for c in _MEASURES.split(",")
+    )
+    await conn.execute(
+        f"INSERT INTO {s}.agg_daily (bucket, agent, type, key, {_MEASURES}) "
+        f"SELECT $1::timestamptz, agent, type, key, {sums} FROM {s}.agg_hourly "
+        "WHERE bucket >= $1 AND bucket < $2 GROUP BY agent, type, key "
+        f"ON CONFLICT (bucket, agent, type, key) DO UPDATE SET {_UPSERT}",
+        lo,
+        hi,
+    )
+    await conn.execute(
+        f"INSERT INTO {s}.rollup_state (day, rolled_at) VALUES ($1, now()) "
+        "ON CONFLICT (day) DO UPDATE SET rolled_at = now()",
+        day,
+    )
+
+
+async def maintain(
+    conn: Any, schema: str, *, now: float, policy: RetentionPolicy | None = None
+) -> MaintenanceResult | None:
+    """Roll up, then drop expired partitions. ``None`` if another sink is doing it."""
+    policy = policy or RetentionPolicy()
+    s = qident(schema)
+    key = _lock_key(schema)
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        return None
+    try:
+        res = MaintenanceResult()
+        now_dt = dt.datetime.fromtimestamp(now, UTC)
+        today = now_dt.date()
+        detail_cut = now_dt - dt.timedelta(days=policy.detail_days)
+        agg_cut = now_dt - dt.timedelta(days=policy.agg_days)
+        rolled = {r["day"] for r in await conn.fetch(f"SELECT day FROM {s}.rollup_state")}
+        for day, name in sorted((await list_partitions(conn, schema, "events")).items()):
+            expired = dt.datetime.combine(day, dt.time(), UTC) + DAY <= detail_cut
+            if not (expired or day >= today - DAY or day not in rolled):
+                continue
+            async with conn.transaction():
+                await rollup_day(conn, schema, day)
+                if expired:
+                    await conn.execute(f"DROP TABLE {s}.{qident(name)}")
+                    res.dropped_events.append(day)
+            res.rolled_days.append(day)
+        for table in ("agg_hourly", "agg_daily"):
+            for day, name in sorted((await list_partitions(conn, schema, table)).items()):
+                if dt.datetime.combine(day, dt.time(), UTC) + DAY <= agg_cut:
+                    await conn.execute(f"DROP TABLE {s}.{qident(name)}")
+                    if table == "agg_daily":
+                        res.dropped_aggregates.append(day)
+        return res
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)

@@ -1,0 +1,267 @@
+"""``auren persist``: a Redis Streams consumer-group sink into PostgreSQL.
+
+Delivery is at least once, rows exactly once: entries are written idempotently (see
+:mod:`.writer`) and ``XACK``-ed only after the transaction that stored them committed. On start
+the sink first re-reads its *own* pending entries (``XREADGROUP ... 0``: it may have been
+killed between commit and ack), then claims entries that other consumers left pending for
+longer than ``claim_idle_ms`` (``XAUTOCLAIM``: a dead sink's work), then tails new entries
+(``>``). Several sinks may share the group: each entry is delivered to one of them.
+
+When PostgreSQL or Redis is unavailable the sink keeps the batch in hand and retries with
+exponential backoff (capped); it reads nothing new and acknowledges nothing meanwhile, so the
+backlog waits in the stream and drains when the server returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from ..reader import decode_entries
+from .retention import RetentionPolicy, maintain
+from .schema import ensure_schema
+from .writer import Writer
+
+__all__ = ["Sink", "SinkStats"]
+
+log = logging.getLogger("auren.persist")
+
+
+@dataclass(slots=True)
+class SinkStats:
+    read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    acked: int = 0
+    claimed: int = 0
+    retries: int = 0
+    pg_up: bool = False
+    redis_up: bool = False
+    last_error: str = ""
+
+
+class Sink:
+    """One consumer of the group; run several for throughput or availability."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        stream: str,
+        pg_dsn: str,
+        *,
+        schema: str = "auren",
+        group: str = "auren-persist",
+        consumer: str | None = None,
+        batch_size: int = 5000,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 60_000,
+        claim_every_s: float = 30.0,
+        policy: RetentionPolicy | None = None,
+        maintain_every_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis_url = redis_url
+        self.stream = stream
+        self.pg_dsn = pg_dsn
+        self.schema = schema
+        self.group = group
+        self.consumer = consumer or socket.gethostname()
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.claim_every_s = claim_every_s
+        self.policy = policy or RetentionPolicy()
+        self.maintain_every_s = maintain_every_s
+        self.clock = clock
+        self.stats = SinkStats()
+        self._stop = asyncio.Event()
+        self._redis: aioredis.Redis | None = None
+        self._conn: Any = None
+        self._writer: Writer | None = None
+        self._delay = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------------ connections
+    async def _r(self) -> aioredis.Redis:
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(
+                self.redis_url,
+                socket_connect_timeout=2.0,
+                socket_timeout=self.block_ms / 1000.0 + 5.0,
+            )
+        return self._redis
+
+    async def _pg(self) -> Writer:
+        if self._writer is None:
+            import asyncpg
+
+            conn = await asyncpg.connect(self.pg_dsn, timeout=5.0)
+            try:
+                await ensure_schema(conn, self.schema)
+            except BaseException:
+                await conn.close()
+                raise
+            self._conn = conn
+            self._writer = Writer(conn, self.schema, clock=self.clock)
+            self.stats.pg_up = True
+        return self._writer
+
+    async def _drop_pg(self) -> None:
+        conn, self._conn, self._writer = self._conn, None, None
+        self.stats.pg_up = False
+        if conn is not None:
+            try:
+                conn.terminate()
+            except Exception as exc:  # already gone: nothing to release
+                log.debug("terminate failed: %s", exc)
+
+    async def _backoff(self, what: str, exc: BaseException) -> None:
+        self.stats.retries += 1
+        self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:300]
+        self._delay = min(5.0, max(0.05, self._delay * 2))
+        log.warning("%s unavailable (%s); retrying in %.2fs", what, exc, self._delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), self._delay * (0.5 + random.random()))
+
+    # ------------------------------------------------------------------ redis steps
+    async def _ensure_group(self) -> None:
+        r = await self._r()
+        try:
+            await r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, start: str) -> list[Any]:
+        r = await self._r()
+        block = None if start != ">" else self.block_ms
+        resp: Any = await r.xreadgroup(
+            self.group, self.consumer, {self.stream: start}, count=self.batch_size, block=block
+        )
+        return list(resp[0][1]) if resp else []
+
+    async def _claim(self) -> list[Any]:
+        """Entries other consumers left pending longer than ``claim_idle_ms``."""
+        r = await self._r()
+        out: list[Any] = []
+        cursor = "0-0"
+        while len(out) < self.batch_size:
+            resp = await r.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=self.claim_idle_ms,
+                start_id=cursor,
+                count=self.batch_size,
+            )
+            cursor = resp[0].decode() if isinstance(resp[0], bytes) else str(resp[0])
+            out.extend(resp[1])
+            if cursor == "0-0":
+                break
+        self.stats.claimed += len(out)
+        return out
+
+    # ------------------------------------------------------------------ one batch
+    async def _store_and_ack(self, entries: list[Any]) -> None:
+        """Store until it succeeds (or stop is requested), then acknowledge."""
+        present = [e for e in entries if e[1]]  # (id, None): trimmed before we got it
+        items = decode_entries(present)
+        ids = [e[0] for e in entries]
+        while not self._stop.is_set():
+            try:
+                writer = await self._pg()
+                res = await writer.write(items)
+                break
+            except Exception as exc:
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                await self._drop_pg()
+                await self._backoff("postgresql", exc)
+        else:
+            return  # stopping: leave them pending, the next run stores them
+        self.stats.inserted += res.inserted
+        self.stats.duplicates += res.duplicates
+        self.stats.dead += res.dead
+        self._delay = 0.0
+        while True:
+            try:
+                r = await self._r()
+                for i in range(0, len(ids), 10_000):
+                    await r.xack(self.stream, self.group, *ids[i : i + 10_000])
+                self.stats.acked += len(ids)
+                return
+            except Exception as exc:  # unacked entries are redelivered: harmless
+                await self._backoff("redis", exc)
+                if self._stop.is_set():
+                    return
+
+    async def _maintain(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.pg_dsn, timeout=5.0)
+        try:
+            res = await maintain(conn, self.schema, now=self.clock(), policy=self.policy)
+            if res is not None and (res.dropped_events or res.dropped_aggregates):
+                log.info("retention: %s", res)
+        finally:
+            await conn.close()
+
+    # ------------------------------------------------------------------ main loop
+    async def run(self) -> None:
+        phase = "pending"  # own pending first, then claims, then new entries
+        next_claim = 0.0
+        next_maint = 0.0
+        while not self._stop.is_set():
+            try:
+                if phase == "pending":
+                    await self._ensure_group()
+                    self.stats.redis_up = True
+                    entries = await self._read("0")
+                    if not entries:
+                        phase = "claim"
+                        continue
+                elif phase == "claim" or time.monotonic() >= next_claim:
+                    entries = await self._claim()
+                    if not entries:
+                        phase = "new"
+                        next_claim = time.monotonic() + self.claim_every_s
+                        continue
+                else:
+                    entries = await self._read(">")
+                self.stats.redis_up = True
+            except Exception as exc:
+                self.stats.redis_up = False
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    phase = "pending"
+                await self._backoff("redis", exc)
+                continue
+            if entries:
+                self.stats.read += len(entries)
+                await self._store_and_ack(entries)
+            if time.monotonic() >= next_maint and self.maintain_every_s > 0:
+                next_maint = time.monotonic() + self.maintain_every_s
+                try:
+                    await self._maintain()
+                except Exception as exc:  # retention retried next interval
+                    self.stats.last_error = f"maintenance: {exc}"[:300]
+                    log.warning("maintenance failed: %s", exc)
+        await self.close()
+
+    async def close(self) -> None:
+        await self._drop_pg()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None

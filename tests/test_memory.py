@@ -584,10 +584,35 @@ def test_from_settings_resolves_backends(
     assert mem.chroma.path is None
     monkeypatch.delenv("AUREN_CHROMA_URL")
     s = load_settings(
-        redis_url=redis_url, pg_dsn=pg_dsn, data_dir=str(tmp_path), redact_queries=True
+        redis_url=redis_url,
+        pg_dsn=pg_dsn,
+        data_dir=str(tmp_path),
+        redact_queries=True,
+        tool_costs={"memory:chromadb": 0.001, "web_search": 0.005},
     )
     mem = TieredMemory.from_settings(s)
+    assert mem.tier_costs_usd == {"chromadb": 0.001}
     assert mem.chroma is not None and mem.chroma.url is None
     assert mem.chroma.path == str(tmp_path / "chroma") and mem.redact_queries
     assert mem.redis is not None and mem.redis.url == redis_url
     assert mem.pg is not None and mem.pg.dsn == pg_dsn
+
+
+async def test_tier_costs_priced_per_tier_tried(env: Env) -> None:
+    costs = {"redis": 0.000001, "postgresql": 0.00002, "chromadb": 0.0003}
+    mem = await seeded(env, tier_costs_usd=costs)
+    await mem.load(STRUCTURED)  # redis + postgresql
+    await mem.load(STRUCTURED)  # redis
+    await mem.load(UNKNOWN)  # all three
+    ev = env.events("memory_tier_access")
+    assert [e.payload["cost_by_tier"] for e in ev] == [
+        {"redis": costs["redis"], "postgresql": costs["postgresql"]},
+        {"redis": costs["redis"]},
+        costs,
+    ]
+    for e in ev:
+        assert e.payload["cost_usd"] == pytest.approx(sum(e.payload["cost_by_tier"].values()))
+    unpriced = await seeded(env)
+    await unpriced.load(STRUCTURED)
+    last = env.events("memory_tier_access")[-1].payload
+    assert "cost_usd" not in last and "cost_by_tier" not in last

@@ -7,9 +7,10 @@ and :mod:`auren_core.memory.crewai_storage`.
 
 from __future__ import annotations
 
+from ._loop import WrongLoopError
 from ._types import MemoryItem, MemoryResult, SaveResult, TierAccessed, TierName
 from .embedding import Embedder, HashingEmbedder
-from .tiered import TieredMemory, WrongLoopError
+from .tiered import TieredMemory
 
 __all__ = [
     "Embedder",

@@ -27,17 +27,17 @@ import asyncio
 import concurrent.futures
 import hashlib
 import logging
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._chroma_tier import ChromaTier
+from ._events import EventSink, load_events
 from ._health import TierHealth, describe
-from ._loop import LoopThread
+from ._loop import HomeLoop, WrongLoopError
 from ._pg_tier import PostgresTier
 from ._redis_tier import RedisTier
-from ._types import TIER_EVENT_NAMES, MemoryItem, MemoryResult, SaveResult, TierName
+from ._types import TIER_EVENT_NAMES, TIERS, MemoryItem, MemoryResult, SaveResult, TierName
 from .embedding import Embedder, HashingEmbedder
 
 if TYPE_CHECKING:
@@ -52,19 +52,10 @@ Row = tuple[str, str, dict[str, Any] | None, str | None]
 RowLike = MemoryItem | Sequence[Any]
 
 
-class WrongLoopError(RuntimeError):
-    """A sync method was called from the event loop that owns the connections
-    (it would deadlock): use the async method there."""
-
-
 def query_hash(query: str) -> str:
     """Stable key of a query: whitespace- and case-insensitive."""
     norm = " ".join(query.lower().split())
     return hashlib.blake2b(norm.encode(), digest_size=16).hexdigest()
-
-
-def redact(query: str) -> str:
-    return "sha256:" + hashlib.sha256(query.encode()).hexdigest()[:16]
 
 
 class TieredMemory:
@@ -99,15 +90,15 @@ class TieredMemory:
         chroma_timeout: float = 5.0,
         backoff_s: float = 1.0,
         backoff_cap_s: float = 30.0,
+        tier_costs_usd: Mapping[str, float] | None = None,
     ) -> None:
         self.namespace = namespace
         self.promote = promote
         self.redact_queries = redact_queries
         self.track = track
         self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
-        self._publisher = publisher
-        self._publisher_retry_at = 0.0
-        self.publish_errors = 0
+        self.events = EventSink(publisher)
+        self.tier_costs_usd = dict(tier_costs_usd or {})
         self.redis = RedisTier(redis_url, namespace, ttl_s, redis_timeout) if redis_url else None
         self.pg = (
             PostgresTier(pg_dsn, namespace, table=pg_table, timeout=pg_timeout) if pg_dsn else None
@@ -135,9 +126,7 @@ class TieredMemory:
         self.health: dict[TierName, TierHealth] = {
             t: TierHealth(backoff_s, backoff_cap_s) for t in ("redis", "postgresql", "chromadb")
         }
-        self._home: asyncio.AbstractEventLoop | None = None
-        self._private: LoopThread | None = None
-        self._bind_lock = threading.Lock()
+        self._loop = HomeLoop(self._drop_clients)
         # The first Chroma use imports chromadb and opens the store (~1 s): not a timeout.
         self._chroma_warm = False
 
@@ -153,6 +142,14 @@ class TieredMemory:
         is_url = chroma.startswith(("http://", "https://"))
         path = chroma.removeprefix("file://")
         kwargs.setdefault("redact_queries", bool(getattr(s, "redact_queries", False)))
+        # Per-access tier prices come from tool_costs as "memory:<tier>" entries.
+        costs = {
+            k.removeprefix("memory:"): float(v)
+            for k, v in dict(getattr(s, "tool_costs", None) or {}).items()
+            if k.startswith("memory:") and k.removeprefix("memory:") in TIERS
+        }
+        if costs:
+            kwargs.setdefault("tier_costs_usd", costs)
         return cls(
             resolve_redis(s).url,
             resolve_postgres(s).url,
@@ -167,43 +164,11 @@ class TieredMemory:
             if tier is not None:
                 tier.drop()
 
-    def _home_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.AbstractEventLoop:
-        """The loop that owns the connections; binds to ``loop`` when there is none."""
-        home = self._home
-        if home is loop:
-            return loop
-        with self._bind_lock:
-            home = self._home
-            if home is None or home.is_closed() or not home.is_running():
-                if home is not None:
-                    self._drop_clients()
-                self._home = loop
-                return loop
-            return home
-
     async def _run(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        loop = asyncio.get_running_loop()
-        home = self._home_for(loop)
-        if home is loop:
-            return await make()
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(make(), home))
+        return await self._loop.run(make)
 
     def _run_sync(self, make: Callable[[], Coroutine[Any, Any, T]], timeout: float) -> T:
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        with self._bind_lock:
-            home = self._home
-            if home is None or home.is_closed() or not home.is_running():
-                if self._private is None or self._private.loop.is_closed():
-                    self._private = LoopThread()
-                if home is not None and home is not self._private.loop:
-                    self._drop_clients()
-                self._home = home = self._private.loop
-        if home is running:
-            raise WrongLoopError("load_sync/save_sync called on the memory's own loop: await it")
-        return asyncio.run_coroutine_threadsafe(make(), home).result(timeout)
+        return self._loop.run_sync(make, timeout)
 
     # ------------------------------------------------------------------ public API
     async def load(
@@ -279,18 +244,17 @@ class TieredMemory:
 
     async def aclose(self) -> None:
         """Close connections and the private loop thread (if any)."""
-        home = self._home
-        if home is not None and not home.is_closed() and home.is_running():
+        if self._loop.alive():
             try:
                 await self._run(self._close)
             except Exception as exc:
                 log.warning("auren memory: close failed: %s", describe(exc))
-        self._stop_private()
+        self._loop.stop_private()
 
     def close(self) -> None:
         """Blocking :meth:`aclose` for sync callers."""
-        home = self._home
-        if home is not None and not home.is_closed() and home.is_running():
+        home = self._loop.home
+        if home is not None and self._loop.alive():
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:
@@ -300,12 +264,7 @@ class TieredMemory:
                     asyncio.run_coroutine_threadsafe(self._close(), home).result(5)
                 except Exception as exc:
                     log.warning("auren memory: close failed: %s", describe(exc))
-        self._stop_private()
-
-    def _stop_private(self) -> None:
-        if self._private is not None:
-            self._private.stop()
-            self._private = None
+        self._loop.stop_private()
 
     def _budget(self, n: int = 1) -> float:
         return sum(self.timeouts.values()) * 2 + 15 + 0.01 * n
@@ -475,62 +434,23 @@ class TieredMemory:
         if self.chroma is not None:
             self.chroma.drop()
 
-    # ------------------------------------------------------------------ events
-    def _get_publisher(self) -> Publisher | None:
-        pub = self._publisher
-        if pub is not None:
-            return pub
-        if time.monotonic() < self._publisher_retry_at:
-            return None
-        try:
-            from ..api import get_publisher
-
-            pub = self._publisher = get_publisher()
-        except Exception as exc:
-            self.publish_errors += 1
-            self._publisher_retry_at = time.monotonic() + 30.0
-            log.warning("auren memory: no publisher (%s); events dropped", describe(exc))
-            return None
-        return pub
+    @property
+    def publish_errors(self) -> int:
+        """Events that could not be handed to the publisher (none were waited for)."""
+        return self.events.errors
 
     def _publish(
         self, query: str, result: MemoryResult, agent: str | None, run: str | None
     ) -> None:
-        """Enqueue the tier event and the knowledge events. Never raises or blocks."""
         try:
-            pub = self._get_publisher()
-            if pub is None:
-                return
-            shown = redact(query) if self.redact_queries else query
-            payload: dict[str, Any] = {
-                "tier_accessed": result.tier,
-                "query": shown,
-                "latency_by_tier": {k: round(v, 3) for k, v in result.latency_by_tier.items()},
-                "items_retrieved": len(result.items),
-            }
-            if result.errors:
-                payload["errors"] = result.errors
-            emit = pub.emit
-            emit("memory_tier_access", payload, agent=agent, run=run)
-            if result.items:
-                source = result.items[0].source
-                for it in result.items:
-                    emit(
-                        "knowledge_access",
-                        {"item": it.id, "source": source, "hit": True},
-                        agent=agent,
-                        run=run,
-                    )
-            else:
-                emit(
-                    "knowledge_access",
-                    {"item": shown, "source": "miss", "hit": False},
-                    agent=agent,
-                    run=run,
-                )
-        except Exception as exc:
-            self.publish_errors += 1
-            log.debug("auren memory: publish failed: %s", describe(exc))
+            evs = load_events(
+                query, result, redact_queries=self.redact_queries, tier_costs=self.tier_costs_usd
+            )
+        except Exception as exc:  # a bug here must not cost the caller its answer
+            self.events.errors += 1
+            log.warning("auren memory: cannot describe a load: %s", describe(exc))
+            return
+        self.events.publish(evs, agent, run)
 
 
 def _row(item: RowLike) -> Row:

@@ -126,6 +126,10 @@ class KnowledgeAccess(_Payload):
     item: str
     source: str | None = None
     hit: bool = True
+    # optional (CrewAI knowledge/memory queries): the query (unless redacted), its latency
+    query: str | None = None
+    latency_ms: float | None = None
+    error: str | None = None
 
 
 class LatencyByTier(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -6,8 +6,9 @@ recomputed from events.
 
 from __future__ import annotations
 
-import heapq
-from typing import TYPE_CHECKING
+import math
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
 
 from ._state_model import (
     TIERS,
@@ -28,9 +29,10 @@ from ._state_model import (
 )
 from ._state_parts import SPARK_MINUTES, AgentAcc, G, T
 from ._state_summary import log_entry
-from ._state_window import KeyedCounts
+from ._state_window import BUCKET_S, KeyedCounts
 
 if TYPE_CHECKING:
+    from .registry import AgentRecord
     from .state import Reducer
 
 __all__ = ["build_state"]
@@ -42,6 +44,7 @@ MAX_EDGES = 500
 MAX_HYPS = 200
 RATE_WINDOW_S = 5
 MIN_SPAN_S = 60.0
+_COUNT = itemgetter(1)
 _NO_TIER_COST = "no memory_tier_access event in the window carried cost_usd: tier costs are 0"
 
 
@@ -83,19 +86,19 @@ def _totals(r: Reducer) -> Totals:
 
 
 def _top(kc: KeyedCounts[str], n: int) -> list[tuple[str, int]]:
-    return heapq.nsmallest(n, kc.tot.items(), key=lambda kv: (-kv[1], kv[0]))
+    return _top_of(kc.tot, n)
 
 
-def _agent(r: Reducer, aid: str, now: float) -> AgentView:
-    rec = r.registry.record(aid)
-    assert rec is not None
-    acc: AgentAcc | None = r._accs.get(aid)
-    if acc is None:
-        acc = AgentAcc(r.s.expiry)
+def _top_of(d: dict[str, int], n: int) -> list[tuple[str, int]]:
+    """The ``n`` largest counts; ties keep first-seen order (deterministic)."""
+    items = sorted(d.items(), key=_COUNT, reverse=True)
+    return items[:n]
+
+
+def _agent(r: Reducer, rec: AgentRecord, acc: AgentAcc, now: float, span: float) -> AgentView:
     v = acc.sums.tot
     cost = max(0.0, v[AgentAcc.COST])
-    span = _span(r, rec.first_seen, now)
-    partners = sorted(acc.partners.tot)
+    aid = rec.id
     return AgentView(
         id=aid,
         role=rec.role or aid,
@@ -117,7 +120,7 @@ def _agent(r: Reducer, aid: str, now: float) -> AgentView:
         llm_calls=int(v[AgentAcc.LLM]),
         tool_calls=int(v[AgentAcc.TOOL]),
         tools_used=tuple(_top(acc.tools, 50)),
-        collaborators=tuple(partners),
+        collaborators=tuple(sorted(acc.partners.tot)),
         hypotheses=tuple(acc.hyps),
         cost_per_minute=_minutes(acc.spark, now),
         last_error=rec.last_error,
@@ -125,9 +128,31 @@ def _agent(r: Reducer, aid: str, now: float) -> AgentView:
 
 
 def _agents(r: Reducer, now: float) -> tuple[AgentView, ...]:
+    """Active agents, most recent first. A view is rebuilt only when its agent saw an
+    event, the window moved, the minute turned, or (for agents younger than the
+    window) the 10 s step of its $/hour span changed."""
     recs = r.registry.active_records(r.active_window_s, now)
     recs.sort(key=lambda x: (-x.last_activity, x.id))
-    return tuple(_agent(r, rec.id, now) for rec in recs)
+    old = r._views
+    new: dict[str, tuple[tuple[Any, ...], AgentView]] = {}
+    cutoff = r.s.expiry.cutoff
+    minute = int(now // 60)
+    w = r.window_s
+    out = []
+    for rec in recs:
+        aid = rec.id
+        acc = r._accs.get(aid)
+        if acc is None:
+            acc = r._accs[aid] = AgentAcc(r.s.expiry)
+        age = now - rec.first_seen
+        span = w if age >= w else max(MIN_SPAN_S, min(w, math.ceil(age / BUCKET_S) * BUCKET_S))
+        key = (acc.version, rec.load, rec.status, rec.role, rec.capabilities, cutoff, minute, span)
+        hit = old.get(aid)
+        view = hit[1] if hit is not None and hit[0] == key else _agent(r, rec, acc, now, span)
+        new[aid] = (key, view)
+        out.append(view)
+    r._views = new
+    return tuple(out)
 
 
 def _tiers(r: Reducer) -> Tiers:
@@ -180,23 +205,20 @@ def _gaps(r: Reducer, kc: KeyedCounts[str]) -> tuple[Gap, ...]:
 
 def _knowledge(r: Reducer) -> Knowledge:
     s = r.s
-    items = [k for k, _ in _top(s.know_items, TOP_ITEMS)]
-    item_set = set(items)
+    know = s.know
+    items = [k for k, _ in _top_of(know.row_tot, TOP_ITEMS)]
     per_agent: dict[str, int] = {}
-    cell: dict[tuple[str, str], int] = {}
-    if item_set:
-        for (item, agent), n in s.know.tot.items():
-            if item in item_set:
-                cell[(item, agent)] = n
-                per_agent[agent] = per_agent.get(agent, 0) + n
-    agents = [a for a, _ in heapq.nsmallest(TOP_AGENTS, per_agent.items(), key=_rank)]
-    counts = tuple(tuple(cell.get((i, a), 0) for a in agents) for i in items)
+    for item in items:
+        for agent, n in know.tot[item].items():
+            per_agent[agent] = per_agent.get(agent, 0) + n
+    agents = [a for a, _ in _top_of(per_agent, TOP_AGENTS)]
+    counts = tuple(tuple(know.tot[i].get(a, 0) for a in agents) for i in items)
     acc, hits = s.know_hits.tot
     return Knowledge(
         items=tuple(items),
         agents=tuple(agents),
         counts=counts,
-        item_totals=tuple(s.know_items.tot[i] for i in items),
+        item_totals=tuple(know.row_tot[i] for i in items),
         gaps=_gaps(r, s.know_gaps),
         accesses=int(acc),
         hit_rate=_div(hits, acc),
@@ -282,8 +304,9 @@ def _log(r: Reducer) -> tuple[LogEntry, ...]:
 
 def build_state(r: Reducer, now: float) -> DashboardState:
     totals = _totals(r)
-    hyps = sorted(r._hyps.values(), key=lambda h: (h.ts, h.id))[-MAX_HYPS:]
-    edges = sorted(r.s.collab.tot.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_EDGES]
+    # _hyps is kept in order of last update, so the newest are at its end
+    hyps = sorted(list(r._hyps.values())[-MAX_HYPS:], key=lambda h: (h.ts, h.id))
+    edges = sorted(r.s.collab.tot.items(), key=_COUNT, reverse=True)[:MAX_EDGES]
     return DashboardState(
         generated_at=now,
         window_s=r.window_s,

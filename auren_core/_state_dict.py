@@ -6,7 +6,6 @@ output depends only on the state, so a frozen clock gives identical bytes.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ def _agent(a: AgentView) -> dict[str, Any]:
         "tools_used": [{"tool": t, "count": n} for t, n in a.tools_used],
         "collaborators": list(a.collaborators),
         "hypotheses": list(a.hypotheses),
-        "cost_per_minute": [_r(c) for c in a.cost_per_minute],
+        "cost_per_minute": list(a.cost_per_minute),
         "last_error": a.last_error,
     }
 
@@ -136,11 +135,21 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "budget_status": c.budget_status,
             "cost_per_run_usd": _r(c.cost_per_run_usd),
             "unpriced_llm_calls": c.unpriced_llm_calls,
-            "cost_per_minute": [_r(x) for x in c.cost_per_minute],
-            "per_agent_cost_per_minute": {
-                a.id: [_r(x) for x in a.cost_per_minute] for a in s.agents
-            },
-            "runs": [{**asdict(r), "cost_usd": _r(r.cost_usd)} for r in c.runs],
+            "cost_per_minute": list(c.cost_per_minute),
+            "runs": [
+                {
+                    "run": x.run,
+                    "started": x.started,
+                    "ended": x.ended,
+                    "status": x.status,
+                    "cost_usd": _r(x.cost_usd),
+                    "llm_calls": x.llm_calls,
+                    "input_tokens": x.input_tokens,
+                    "output_tokens": x.output_tokens,
+                    "unpriced_llm_calls": x.unpriced_llm_calls,
+                }
+                for x in c.runs
+            ],
         },
         "knowledge": {
             "items": list(k.items),
@@ -151,8 +160,32 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "accesses": k.accesses,
             "hit_rate": _r(k.hit_rate),
         },
-        "hypotheses": [asdict(hv) for hv in s.hypotheses],
-        "log": [asdict(e) for e in s.log],
+        "hypotheses": [
+            {
+                "id": hv.id,
+                "status": hv.status,
+                "agent": hv.agent,
+                "ts": hv.ts,
+                "confidence": hv.confidence,
+                "statement": hv.statement,
+                "run": hv.run,
+                "updates": hv.updates,
+            }
+            for hv in s.hypotheses
+        ],
+        "log": [
+            {
+                "sid": e.sid,
+                "id": e.id,
+                "ts": e.ts,
+                "type": e.type,
+                "agent": e.agent,
+                "run": e.run,
+                "summary": e.summary,
+                "malformed": e.malformed,
+            }
+            for e in s.log
+        ],
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._state_window import Expiry, KeyedCounts, LogHistogram, Sums
+from ._state_window import Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
 from .events import Event
 
 __all__ = ["AgentAcc", "G", "HypRec", "RunAcc", "Sections", "T", "add_minute", "tier_index"]
@@ -172,8 +172,7 @@ class Sections:
         self.tier_gaps: KeyedCounts[str] = KeyedCounts(e, max_keys=2000)
         self.gap_meta: dict[str, tuple[float, set[str]]] = {}
         self.collab: KeyedCounts[tuple[str, str, str]] = KeyedCounts(e, max_keys=5000)
-        self.know: KeyedCounts[tuple[str, str]] = KeyedCounts(e, max_keys=20000)
-        self.know_items: KeyedCounts[str] = KeyedCounts(e, max_keys=5000)
+        self.know = NestedCounts(e, max_rows=5000, max_cols=500)
         self.know_gaps: KeyedCounts[str] = KeyedCounts(e, max_keys=2000)
         self.know_hits = Sums(2, e)  # accesses, hits
         self.spark: dict[int, float] = {}
@@ -245,7 +244,6 @@ class Sections:
             if hit:
                 vec[1] += 1
         if hit:
-            self.know.add(b, (item, agent))
-            self.know_items.add(b, item)
+            self.know.add(b, item, agent)
         elif self.know_gaps.add(b, item):
             self._gap_seen(item, ts, agent)

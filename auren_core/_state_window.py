@@ -19,6 +19,7 @@ __all__ = [
     "Expiry",
     "KeyedCounts",
     "LogHistogram",
+    "NestedCounts",
     "Sums",
 ]
 
@@ -65,22 +66,30 @@ class Expiry:
 class Sums:
     """A fixed vector of float sums per bucket plus the running window total."""
 
-    __slots__ = ("buckets", "expiry", "n", "tot")
+    __slots__ = ("_lb", "_lbk", "buckets", "expiry", "n", "tot")
 
     def __init__(self, n: int, expiry: Expiry) -> None:
         self.n = n
         self.tot: list[float] = [0.0] * n
         self.buckets: dict[int, list[float]] = {}
         self.expiry = expiry
+        self._lb: int | None = None  # the last bucket used: most events land in it
+        self._lbk: list[float] = []
 
     def at(self, b: int) -> list[float]:
+        if b == self._lb:
+            return self._lbk
         bk = self.buckets.get(b)
         if bk is None:
             bk = self.buckets[b] = [0.0] * self.n
             self.expiry.schedule(b, self)
+        self._lb = b
+        self._lbk = bk
         return bk
 
     def drop(self, b: int) -> None:
+        if b == self._lb:
+            self._lb = None
         bk = self.buckets.pop(b, None)
         if bk is not None:
             tot = self.tot
@@ -183,3 +192,65 @@ class LogHistogram:
                     break
             out.append(val)
         return tuple(out)
+
+
+class NestedCounts:
+    """Windowed counts per (row, column), readable per row (knowledge item x agent)."""
+
+    __slots__ = ("buckets", "expiry", "max_cols", "max_rows", "overflow", "row_tot", "tot")
+
+    def __init__(self, expiry: Expiry, max_rows: int = 5000, max_cols: int = 500) -> None:
+        self.tot: dict[str, dict[str, int]] = {}
+        self.row_tot: dict[str, int] = {}
+        self.buckets: dict[int, dict[tuple[str, str], int]] = {}
+        self.expiry = expiry
+        self.max_rows = max_rows
+        self.max_cols = max_cols
+        self.overflow = 0
+
+    def add(self, b: int, row: str, col: str) -> bool:
+        cols = self.tot.get(row)
+        if cols is None:
+            if len(self.tot) >= self.max_rows:
+                self.overflow += 1
+                return False
+            cols = self.tot[row] = {}
+        cur = cols.get(col)
+        if cur is None:
+            if len(cols) >= self.max_cols:
+                self.overflow += 1
+                return False
+            cols[col] = 1
+        else:
+            cols[col] = cur + 1
+        rt = self.row_tot
+        rt[row] = rt.get(row, 0) + 1
+        bk = self.buckets.get(b)
+        if bk is None:
+            bk = self.buckets[b] = {}
+            self.expiry.schedule(b, self)
+        key = (row, col)
+        bk[key] = bk.get(key, 0) + 1
+        return True
+
+    def drop(self, b: int) -> None:
+        bk = self.buckets.pop(b, None)
+        if not bk:
+            return
+        tot, rt = self.tot, self.row_tot
+        for (row, col), v in bk.items():
+            cols = tot.get(row)
+            if cols is None:
+                continue
+            left = cols.get(col, 0) - v
+            if left > 0:
+                cols[col] = left
+            else:
+                cols.pop(col, None)
+                if not cols:
+                    del tot[row]
+            rleft = rt.get(row, 0) - v
+            if rleft > 0:
+                rt[row] = rleft
+            else:
+                rt.pop(row, None)

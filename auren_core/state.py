@@ -62,6 +62,18 @@ _MAX_RUNS = 500
 _MAX_HYPOTHESES = 2000
 _MAX_NAME = 200
 _INV_B = 1.0 / BUCKET_S
+# indices into the global sums vector, as module constants (hot path)
+_LLM, _IN, _OUT, _CACHED, _COST, _LLM_COST = G.LLM, G.IN, G.OUT, G.CACHED, G.COST, G.LLM_COST
+_UNP, _UNP_IN, _UNP_OUT, _LLM_ERR = G.UNP, G.UNP_IN, G.UNP_OUT, G.LLM_ERR
+_TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
+_UNWINDOWED = frozenset({"hypothesis", "publisher_stats"})
+
+
+def _int(v: Any) -> int:
+    """A non-negative int from an untrusted payload value (else 0)."""
+    if type(v) is int:
+        return v if 0 <= v < 10**15 else 0
+    return int(_num(v))
 
 
 def _num(v: Any) -> float:
@@ -104,10 +116,12 @@ class Reducer:
         self.registry = AgentRegistry(clock=clock)
         s = self.s = Sections()
         self._exp = s.expiry
+        self._g = s.g
         self._accs: dict[str, AgentAcc] = {}
         self._log: deque[list[Any]] = deque(maxlen=max(1, log_size))
         self._runs: dict[str, RunAcc] = {}
         self._hyps: dict[str, HypRec] = {}
+        self._views: dict[str, tuple[tuple[Any, ...], AgentView]] = {}  # state() cache
         # health
         self.events_total = 0
         self.malformed = 0
@@ -185,6 +199,14 @@ class Reducer:
             self.s.invalidate()
 
     def _apply(self, item: Event | Malformed) -> None:
+        try:
+            self._apply_one(item)
+        except Exception as exc:  # a reducer bug must not stop the dashboard: count, show
+            self.bad_payloads += 1
+            sid = item.sid if isinstance(item.sid, str) else ""
+            self._on_malformed(Malformed(sid, f"not reducible: {type(exc).__name__}: {exc}"))
+
+    def _apply_one(self, item: Event | Malformed) -> None:
         self.events_total += 1
         if type(item) is not Event:
             if isinstance(item, Malformed):
@@ -200,47 +222,45 @@ class Reducer:
         if not -1e11 < ts < 1e11:  # NaN, inf or absurd: cannot be placed in time
             self._on_malformed(Malformed(ev.stream_id, f"bad ts {ts!r} in {ev.type[:40]}"))
             return
-        if self.first_ts is None or ts < self.first_ts:
+        first = self.first_ts
+        if first is None or ts < first:
             self.first_ts = ts
         self._log.append([ev, None])
         b = int(ts * _INV_B) if ts >= 0 else int(ts // BUCKET_S)
-        in_window = b > self._exp.cutoff
-        if not in_window:
-            self.out_of_window += 1
         t = ev.type
         rec = self.registry.observe(ev)
         acc: AgentAcc | None = None
         if rec is not None:
-            aid = rec.id
-            acc = self._accs.get(aid)
+            acc = self._accs.get(rec.id)
             if acc is None:
-                acc = self._accs[aid] = AgentAcc(self._exp)
+                acc = self._accs[rec.id] = AgentAcc(self._exp)
                 self._prune_accs()
             acc.version += 1
         if t not in EVENT_TYPES:
             self._on_unknown(t)
         if ev.run:
             self._run(ev)
-        if in_window:
-            self.s.g.at(b)[G.EV] += 1
-            self.s.g.tot[G.EV] += 1
-            self.s.version += 1
-            h = self._handlers.get(t)
+        h = self._handlers.get(t)
+        if b > self._exp.cutoff:
+            g = self._g
+            g.at(b)[0] += 1
+            g.tot[0] += 1
             if h is not None:
-                try:
-                    h(ev, b, acc)
-                except (TypeError, ValueError, AttributeError, KeyError) as exc:
-                    self.bad_payloads += 1
-                    self._on_malformed(
-                        Malformed(ev.stream_id, f"bad {t} payload: {type(exc).__name__}")
-                    )
-        elif t == "hypothesis" or t == "publisher_stats":
-            # not windowed: latest status wins by event time whenever it arrives
-            h = self._handlers[t]
-            try:
-                h(ev, b, acc)
-            except (TypeError, ValueError, AttributeError, KeyError):
-                self.bad_payloads += 1
+                self._call(h, ev, b, acc)
+        else:
+            self.out_of_window += 1
+            if h is not None and t in _UNWINDOWED:
+                # latest status wins by event time, whenever it arrives
+                self._call(h, ev, b, acc)
+
+    def _call(
+        self, h: Callable[[Event, int, AgentAcc | None], None], ev: Event, b: int, acc: Any
+    ) -> None:
+        try:
+            h(ev, b, acc)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            self.bad_payloads += 1
+            self._on_malformed(Malformed(ev.stream_id, f"bad {ev.type} payload: {exc!r}"[:300]))
 
     # ------------------------------------------------------------------ health
     def _on_malformed(self, m: Malformed) -> None:
@@ -279,26 +299,26 @@ class Reducer:
     # ------------------------------------------------------------------ economics
     def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
-        inp = int(_num(p.get("input_tokens")))
-        out = int(_num(p.get("output_tokens")))
-        cached = int(_num(p.get("cached_tokens")))
+        inp = _int(p.get("input_tokens"))
+        out = _int(p.get("output_tokens"))
+        cached = _int(p.get("cached_tokens"))
         cost = _opt_num(p.get("cost_usd"))
         err = p.get("ok", True) is False
-        g = self.s.g
+        g = self._g
         for vec in (g.at(b), g.tot):
-            vec[G.LLM] += 1
-            vec[G.IN] += inp
-            vec[G.OUT] += out
-            vec[G.CACHED] += cached
+            vec[_LLM] += 1
+            vec[_IN] += inp
+            vec[_OUT] += out
+            vec[_CACHED] += cached
             if cost is None:
-                vec[G.UNP] += 1
-                vec[G.UNP_IN] += inp
-                vec[G.UNP_OUT] += out
+                vec[_UNP] += 1
+                vec[_UNP_IN] += inp
+                vec[_UNP_OUT] += out
             else:
-                vec[G.COST] += cost
-                vec[G.LLM_COST] += cost
+                vec[_COST] += cost
+                vec[_LLM_COST] += cost
             if err:
-                vec[G.LLM_ERR] += 1
+                vec[_LLM_ERR] += 1
         if cost:
             self.s.add_spark(ev.ts, cost)
         if acc is not None:
@@ -314,13 +334,13 @@ class Reducer:
         if cost is None:
             cost = self.tool_costs.get(tool, 0.0)
         err = p.get("ok", True) is False
-        g = self.s.g
+        g = self._g
         for vec in (g.at(b), g.tot):
-            vec[G.TOOL] += 1
-            vec[G.COST] += cost
-            vec[G.TOOL_COST] += cost
+            vec[_TOOL] += 1
+            vec[_COST] += cost
+            vec[_TOOL_COST] += cost
             if err:
-                vec[G.TOOL_ERR] += 1
+                vec[_TOOL_ERR] += 1
         if cost:
             self.s.add_spark(ev.ts, cost)
         if acc is not None:
@@ -392,11 +412,13 @@ class Reducer:
     def _on_hypothesis(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
         hid = str(p.get("hypothesis_id") or "?")[:_MAX_NAME]
-        cur = self._hyps.get(hid)
+        # re-inserted on every update: the dict stays in update order (newest last)
+        cur = self._hyps.pop(hid, None)
         if cur is None:
             if len(self._hyps) >= _MAX_HYPOTHESES:
                 del self._hyps[next(iter(self._hyps))]
-            cur = self._hyps[hid] = HypRec(hid)
+            cur = HypRec(hid)
+        self._hyps[hid] = cur
         cur.update(ev, p)
         if acc is not None:
             acc.add_hypothesis(hid)

@@ -1,0 +1,130 @@
+"""Loop and stall detection: agents repeating themselves, or silent with work in flight."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from ..events import Event
+
+__all__ = ["detect_loops", "detect_stalls"]
+
+_enc = msgspec.json.Encoder(order="sorted")
+_ARG_KEYS = ("args", "input", "tool_input", "arguments")
+
+
+def _signature(ev: Event) -> tuple[str, str] | None:
+    """What makes two actions "the same": tool + arguments, or the prompt (hash)."""
+    p = ev.payload
+    if ev.type == "tool_used":
+        args = next((p[k] for k in _ARG_KEYS if k in p), None)
+        return ("tool", f"{p.get('tool')} {_enc.encode(args).decode()}")
+    if ev.type == "llm_call":
+        prompt = p.get("prompt_hash") or p.get("prompt")
+        if prompt:
+            return ("prompt", str(prompt)[:200])
+    return None
+
+
+def _cost(ev: Event) -> float:
+    c = ev.payload.get("cost_usd")
+    return float(c) if isinstance(c, (int, float)) and math.isfinite(c) else 0.0
+
+
+def _tokens(ev: Event) -> int:
+    p = ev.payload
+    i, o = p.get("input_tokens"), p.get("output_tokens")
+    return (i if type(i) is int else 0) + (o if type(o) is int else 0)
+
+
+Streak = tuple[tuple[str, str], list[Event], list[Event]]
+
+
+def _streaks(evs: Sequence[Event]) -> list[Streak]:
+    """Maximal runs of one signature; ``spent`` also holds the unsigned llm calls *between*
+    the first and the last repeat (not those after it)."""
+    out: list[Streak] = []
+    cur: Streak | None = None
+    between: list[Event] = []
+    for ev in evs:
+        s = _signature(ev)
+        if s is None:
+            between.append(ev)
+            continue
+        if cur is not None and s == cur[0]:
+            cur[1].append(ev)
+            cur[2].extend(between)
+            cur[2].append(ev)
+        else:
+            if cur is not None:
+                out.append(cur)
+            cur = (s, [ev], [ev])
+        between = []
+    if cur is not None:
+        out.append(cur)
+    return out
+
+
+def detect_loops(events: Sequence[Event], *, min_repeats: int = 3) -> list[dict[str, Any]]:
+    """Runs of >= ``min_repeats`` identical consecutive actions by one agent in one run, with
+    the tokens and cost the agent spent from the first repeat to the last."""
+    acts: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for ev in sorted(events, key=lambda e: e.ts):
+        if ev.agent and ev.type in ("tool_used", "llm_call"):
+            acts[(ev.agent, ev.run or "")].append(ev)
+    found: list[dict[str, Any]] = []
+    for (agent, run), evs in sorted(acts.items()):
+        for sig, streak, spent in _streaks(evs):
+            if len(streak) >= min_repeats:
+                found.append({
+                    "agent": agent, "run": run or None, "kind": sig[0], "signature": sig[1],
+                    "repeats": len(streak), "first_ts": streak[0].ts, "last_ts": streak[-1].ts,
+                    "cost_usd": round(sum(_cost(e) for e in spent), 10),
+                    "tokens": sum(_tokens(e) for e in spent),
+                })  # fmt: skip
+    return sorted(found, key=lambda f: (-f["cost_usd"], -f["repeats"], f["agent"]))
+
+
+_START = {"agent_started", "task_started"}
+_END = {"agent_completed", "agent_failed", "task_completed", "task_failed"}
+
+
+def detect_stalls(
+    events: Sequence[Event], *, now: float, silent_s: float = 120.0
+) -> list[dict[str, Any]]:
+    """Agents with a task in flight and no event for longer than ``silent_s``."""
+    last: dict[str, float] = {}
+    open_tasks: dict[str, dict[str, tuple[float, str | None]]] = defaultdict(dict)
+    spent: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for ev in sorted(events, key=lambda e: e.ts):
+        if not ev.agent:
+            continue
+        a = ev.agent
+        last[a] = max(last.get(a, ev.ts), ev.ts)
+        task = str(ev.payload.get("task_id") or "")
+        if ev.type in _START:
+            open_tasks[a].setdefault(task, (ev.ts, ev.run))
+        elif ev.type in _END:
+            open_tasks[a].pop(task, None)
+            if not task:
+                open_tasks[a].clear()
+        elif ev.type == "llm_call" or ev.type == "tool_used":
+            for t in open_tasks[a]:
+                spent[(a, t)].append(ev)
+    stalls = []
+    for a, tasks in sorted(open_tasks.items()):
+        quiet = now - last[a]
+        if not tasks or quiet <= silent_s:
+            continue
+        for task, (since, run) in sorted(tasks.items()):
+            evs = spent[(a, task)]
+            stalls.append({
+                "agent": a, "run": run, "task_id": task or None, "task_started": since,
+                "silent_s": round(quiet, 3), "cost_usd": round(sum(_cost(e) for e in evs), 10),
+                "tokens": sum(_tokens(e) for e in evs),
+            })  # fmt: skip
+    return stalls

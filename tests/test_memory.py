@@ -63,7 +63,7 @@ async def drop_table(dsn: str, table: str) -> None:
 
 def delete_keys(url: str, namespace: str) -> None:
     r = redis.Redis.from_url(url)
-    keys = list(r.scan_iter(match=f"{namespace}:*", count=1000))
+    keys = list(r.scan_iter(match=f"{namespace}*", count=1000))
     if keys:
         r.delete(*keys)
 
@@ -616,3 +616,17 @@ async def test_tier_costs_priced_per_tier_tried(env: Env) -> None:
     await unpriced.load(STRUCTURED)
     last = env.events("memory_tier_access")[-1].payload
     assert "cost_usd" not in last and "cost_by_tier" not in last
+
+
+async def test_reset_forgets_every_tier(env: Env) -> None:
+    mem = await seeded(env)
+    assert (await mem.load(STRUCTURED)).tier == "postgresql_structured"
+    assert (await mem.load(STRUCTURED)).tier == "redis_immediate"
+    other = await seeded(env, namespace=env.namespace + "-other")
+    assert await mem.reset() == {}
+    r = await mem.load(STRUCTURED)
+    assert r.tier == "miss" and not r.errors  # cache invalidated, PostgreSQL and Chroma empty
+    assert (await mem.load(SEMANTIC)).tier == "miss"
+    assert (await other.load(STRUCTURED)).tier == "postgresql_structured"  # namespaces apart
+    assert (await mem.save_many(ITEMS)).ok  # the collection is recreated on next use
+    assert (await mem.load(SEMANTIC)).tier == "chromadb_semantic"

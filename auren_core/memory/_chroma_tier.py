@@ -49,6 +49,7 @@ class ChromaTier:
         self.collection_name = collection_name(namespace)
         self._lock = threading.Lock()
         self._collection: Any = None
+        self._client: Any = None
 
     def _get_collection(self) -> Any:
         col = self._collection
@@ -74,6 +75,7 @@ class ChromaTier:
             )
         else:
             client = chromadb.PersistentClient(path=str(self.path), settings=settings)
+        self._client = client
         ename = embedder_name(self.embedder)
         col = client.get_or_create_collection(
             self.collection_name,
@@ -128,6 +130,13 @@ class ChromaTier:
         self._get_collection().upsert(
             ids=[i[0] for i in items], documents=[i[1] for i in items], metadatas=metas
         )
+
+    def delete_all(self) -> None:
+        """Delete this namespace's collection (it is recreated on next use)."""
+        self._get_collection()
+        with self._lock:
+            self._client.delete_collection(self.collection_name)
+            self._collection = None
 
     def drop(self) -> None:
         """Nothing to close: clients are shared per path/URL inside chromadb."""

@@ -155,6 +155,16 @@ class PostgresTier:
         args = [(self.namespace, i, t, m or {}, a) for i, t, m, a in items]
         await pool.executemany(sql, args, timeout=self.timeout)
 
+    async def delete_all(self) -> int:
+        """Forget every item of this namespace; returns how many rows went."""
+        pool = await self._get_pool()
+        status = await pool.execute(
+            f"DELETE FROM {self.table} WHERE namespace = $1",  # noqa: S608 (checked identifier)
+            self.namespace,
+            timeout=self.timeout,
+        )
+        return int(status.split()[-1])
+
     def drop(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:

@@ -15,6 +15,7 @@ lookups attributed to the agent.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from crewai.tools import BaseTool
@@ -23,6 +24,10 @@ from pydantic import BaseModel, Field
 from .tiered import TieredMemory
 
 __all__ = ["KnowledgeLookupInput", "KnowledgeLookupTool"]
+
+
+def _never_cache(_args: Any = None, _result: Any = None) -> bool:
+    return False
 
 
 class KnowledgeLookupInput(BaseModel):
@@ -43,6 +48,17 @@ class KnowledgeLookupTool(BaseTool):
     agent_id: str | None = None
     limit: int = 5
     max_chars: int = 4000
+    # CrewAI caches tool results per crew (same tool, same input): that would hide
+    # repeated lookups from the tier pane and serve answers a later save made stale.
+    # The tiered memory is the cache, so CrewAI's is switched off for this tool.
+    cache_function: Callable[..., bool] = _never_cache
+
+    def to_structured_tool(self) -> Any:
+        # CrewAI 1.6 consults ``cache_function`` on the structured copy it runs, and
+        # does not copy it there itself: without this the crew cache still applies.
+        structured = super().to_structured_tool()
+        structured.cache_function = self.cache_function  # type: ignore[attr-defined]
+        return structured
 
     def _run(self, query: str, **_: Any) -> str:
         # CrewAI runs tools in worker threads: the sync face uses the memory's own loop.

@@ -235,6 +235,14 @@ class TieredMemory:
             redis = self.redis
             await self._run(redis.invalidate)
 
+    async def reset(self) -> dict[str, str]:
+        """Delete every item of this namespace from all tiers (CrewAI's
+        ``reset_memories``). Returns the errors of tiers that could not be reset."""
+        return await self._run(self._reset)
+
+    def reset_sync(self) -> dict[str, str]:
+        return self._run_sync(self._reset, self._budget() + 30)
+
     async def connect(self) -> dict[str, str]:
         """Open every tier now (optional warm-up); returns the errors of those that failed."""
         return await self._run(self._connect)
@@ -410,6 +418,19 @@ class TieredMemory:
         if not written:
             log.warning("auren memory: save of %d item(s) reached no tier: %s", len(rows), errors)
         return SaveResult([r[0] for r in rows], written, errors)
+
+    async def _reset(self) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        if self.pg is not None:
+            await self._tier_call("postgresql", self.pg.delete_all, errors, 30.0)
+        if self.chroma is not None:
+            chroma = self.chroma
+            await self._tier_call(
+                "chromadb", lambda: asyncio.to_thread(chroma.delete_all), errors, 60.0
+            )
+        if self.redis is not None:
+            await self._tier_call("redis", self.redis.invalidate, errors)
+        return errors
 
     async def _connect(self) -> dict[str, str]:
         errors: dict[str, str] = {}

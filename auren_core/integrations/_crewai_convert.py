@@ -1,0 +1,400 @@
+"""CrewAI event -> AUREN v1 event conversion (the handler body).
+
+Runs in CrewAI's handler thread pool: builds a payload dict, encodes it and
+appends the bytes to the publisher's buffer. Nothing here touches the network
+and nothing raises into CrewAI.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import crewai.events as et
+import msgspec
+
+from .. import pricing
+from ..events import Event, encode, new_event_id
+from ..publisher import Publisher
+from ._crewai_tap import Meta, Tap
+
+__all__ = ["COLLABORATION_KINDS", "Converter", "slug"]
+
+COLLABORATION_KINDS = {"delegate work to coworker": "delegate", "ask question to coworker": "ask"}
+TEXT_LIMIT = 500
+REGISTER_EVERY_S = 900.0
+_NON_ID = re.compile(r"[^0-9a-z]+")
+
+
+@lru_cache(maxsize=4096)
+def slug(role: str | None) -> str | None:
+    """Stable agent id from a role: "Sleep Specialist" -> "sleep_specialist"."""
+    if not role:
+        return None
+    s = _NON_ID.sub("_", str(role).strip().lower()).strip("_")[:64]
+    return s or "agent"
+
+
+def _text(v: Any, limit: int = TEXT_LIMIT) -> str | None:
+    if v is None:
+        return None
+    s = v if isinstance(v, str) else str(v)
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def _jsonable(v: Any, depth: int = 0) -> Any:
+    if v is None or isinstance(v, bool | int | float):
+        return v
+    if isinstance(v, str):
+        return _text(v)
+    if depth < 3 and isinstance(v, Mapping):
+        return {str(k)[:100]: _jsonable(x, depth + 1) for k, x in list(v.items())[:50]}
+    if depth < 3 and isinstance(v, list | tuple):
+        return [_jsonable(x, depth + 1) for x in v[:50]]
+    return _text(repr(v))
+
+
+def _repair(v: Any) -> Any:
+    """Make any value encodable: unpaired surrogates escaped, others stringified."""
+    if isinstance(v, str):
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(v, dict):
+        return {_repair(str(k)): _repair(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_repair(x) for x in v]
+    if v is None or isinstance(v, bool | int | float):
+        return v
+    return _repair(repr(v))
+
+
+def _args(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, str):
+        try:
+            val = json.loads(raw)
+        except ValueError:
+            return {}
+        return val if isinstance(val, dict) else {}
+    return {}
+
+
+class Converter:
+    def __init__(
+        self,
+        publisher: Publisher,
+        tap: Tap,
+        *,
+        tool_costs: Mapping[str, float] | None = None,
+        redact_queries: bool = False,
+    ) -> None:
+        self.tap = tap
+        self.publisher = publisher
+        self.tool_costs: dict[str, float] = dict(tool_costs or {})
+        self.redact_queries = redact_queries
+        self.handled = 0
+        self.errors = 0
+        self.repaired = 0
+        self.error_types: collections.Counter[str] = collections.Counter()
+        self._registered: dict[tuple[Any, ...], float] = {}
+        self._lock = threading.Lock()
+        self._dispatch: dict[type[Any], Callable[[Any, Any, Meta], None]] = {
+            et.CrewKickoffStartedEvent: self._crew_started,
+            et.CrewKickoffCompletedEvent: self._crew_ended,
+            et.CrewKickoffFailedEvent: self._crew_ended,
+            et.TaskStartedEvent: self._task,
+            et.TaskCompletedEvent: self._task,
+            et.TaskFailedEvent: self._task,
+            et.AgentExecutionStartedEvent: self._agent,
+            et.AgentExecutionCompletedEvent: self._agent,
+            et.AgentExecutionErrorEvent: self._agent,
+            et.LLMCallCompletedEvent: self._llm,
+            et.LLMCallFailedEvent: self._llm,
+            et.ToolUsageStartedEvent: self._tool_started,
+            et.ToolUsageFinishedEvent: self._tool_ended,
+            et.ToolUsageErrorEvent: self._tool_ended,
+            et.ToolSelectionErrorEvent: self._tool_ended,
+            et.ToolValidateInputErrorEvent: self._tool_ended,
+            et.KnowledgeRetrievalCompletedEvent: self._knowledge,
+            et.KnowledgeQueryFailedEvent: self._knowledge,
+            et.KnowledgeSearchQueryFailedEvent: self._knowledge,
+            et.MemoryQueryCompletedEvent: self._knowledge,
+            et.MemoryQueryFailedEvent: self._knowledge,
+            et.MemoryRetrievalCompletedEvent: self._knowledge,
+        }
+
+    def reconfigure(
+        self,
+        publisher: Publisher,
+        *,
+        tool_costs: Mapping[str, float] | None = None,
+        redact_queries: bool = False,
+    ) -> None:
+        with self._lock:
+            self.publisher = publisher
+            self.tool_costs = dict(tool_costs or {})
+            self.redact_queries = redact_queries
+            self._registered.clear()
+
+    def counters(self) -> dict[str, int]:
+        return {"handled": self.handled, "handler_errors": self.errors, "repaired": self.repaired}
+
+    # ------------------------------------------------------------------ entry
+    def handle(self, source: Any, event: Any) -> None:
+        """The CrewAI handler. Never raises."""
+        try:
+            meta = self.tap.take(event)
+            if meta is None:  # emitted before the tap saw it: no order info
+                meta = Meta(None, new_event_id(), time.time())
+            fn = self._dispatch.get(type(event))
+            if fn is not None:
+                fn(source, event, meta)
+            self.handled += 1
+        except Exception as exc:
+            self.errors += 1
+            self.error_types[type(exc).__name__] += 1
+
+    def send(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        meta: Meta,
+        *,
+        agent: str | None = None,
+        eid: str | None = None,
+        parent: str | None = None,
+        seq: bool = True,
+    ) -> None:
+        ev = Event(
+            id=eid or meta.eid,
+            ts=meta.ts,
+            type=type,
+            agent=agent,
+            run=meta.run,
+            payload=payload,
+            seq=meta.seq if seq and meta.seq is not None else msgspec.UNSET,
+            parent=parent if parent is not None else (meta.parent or msgspec.UNSET),
+        )
+        try:
+            raw = encode(ev)
+        except (UnicodeEncodeError, TypeError, ValueError, msgspec.EncodeError) as exc:
+            self.repaired += 1
+            self.error_types[type_name(exc)] += 1
+            ev = msgspec.structs.replace(ev, payload=_repair(payload), agent=_repair(agent))
+            raw = encode(ev)
+        self.publisher._enqueue(raw)  # encoded here so a failure is ours to count
+
+    # ------------------------------------------------------------------ crew, task, agent
+    def _crew_started(self, source: Any, event: Any, meta: Meta) -> None:
+        agents = list(getattr(source, "agents", None) or ())
+        for a in agents:
+            self.register(a, meta)
+        process = getattr(source, "process", None)
+        self.send(
+            "crew_started",
+            {
+                "crew": _text(event.crew_name),
+                "process": getattr(process, "value", None) or _text(process),
+                "agents": [slug(a.role) for a in agents],
+                "inputs": _jsonable(event.inputs) if event.inputs else None,
+            },
+            meta,
+        )
+
+    def _crew_ended(self, source: Any, event: Any, meta: Meta) -> None:
+        err = getattr(event, "error", None)
+        self.send(
+            "crew_completed",
+            {
+                "crew": _text(event.crew_name),
+                "duration_ms": meta.duration_ms,
+                "ok": err is None,
+                "error": _text(err),
+            },
+            meta,
+        )
+
+    def _task(self, source: Any, event: Any, meta: Meta) -> None:
+        task = event.task
+        agent = getattr(task, "agent", None)
+        who = slug(getattr(agent, "role", None))
+        base: dict[str, Any] = {
+            "task_id": str(getattr(task, "id", event.task_id)),
+            "name": _text(getattr(task, "name", None)),
+        }
+        if isinstance(event, et.TaskStartedEvent):
+            base["description"] = _text(getattr(task, "description", None))
+            self.send("task_started", base, meta, agent=who)
+            return
+        base["duration_ms"] = meta.duration_ms
+        if isinstance(event, et.TaskFailedEvent):
+            base["error"] = _text(event.error)
+            self.send("task_failed", base, meta, agent=who)
+            return
+        raw = getattr(event.output, "raw", None)
+        base["output_chars"] = len(raw) if isinstance(raw, str) else None
+        self.send("task_completed", base, meta, agent=who)
+
+    def _agent(self, source: Any, event: Any, meta: Meta) -> None:
+        agent = event.agent
+        who = slug(agent.role)
+        task_id = str(getattr(event.task, "id", "")) or None
+        if isinstance(event, et.AgentExecutionStartedEvent):
+            self.register(agent, meta)
+            self.send("agent_started", {"task_id": task_id}, meta, agent=who)
+            return
+        payload: dict[str, Any] = {"task_id": task_id, "duration_ms": meta.duration_ms}
+        if isinstance(event, et.AgentExecutionErrorEvent):
+            payload["error"] = _text(event.error)
+            self.send("agent_failed", payload, meta, agent=who)
+        else:
+            self.send("agent_completed", payload, meta, agent=who)
+
+    def register(self, agent: Any, meta: Meta) -> None:
+        """``agent_registered`` once per agent (and again when it changes or every 15 min)."""
+        llm = getattr(agent, "llm", None)
+        model = getattr(llm, "model", None) if llm is not None else None
+        model = model if isinstance(model, str) else (_text(llm) if llm is not None else None)
+        tools = [str(getattr(t, "name", t)) for t in (getattr(agent, "tools", None) or ())]
+        deleg = bool(getattr(agent, "allow_delegation", False))
+        who = slug(agent.role)
+        key = (who, model, tuple(tools), deleg)
+        now = time.monotonic()
+        with self._lock:
+            last = self._registered.get(key)
+            if last is not None and now - last < REGISTER_EVERY_S:
+                return
+            self._registered[key] = now
+        caps = list(tools)
+        if deleg:
+            caps.append("delegation")
+        if getattr(agent, "knowledge_sources", None):
+            caps.append("knowledge")
+        payload = {
+            "role": _text(agent.role),
+            "goal": _text(getattr(agent, "goal", None)),
+            "tools": tools,
+            "model": model,
+            "capabilities": caps,
+            "allow_delegation": deleg,
+        }
+        self.send(
+            "agent_registered",
+            payload,
+            meta,
+            agent=who,
+            eid=new_event_id(),
+            parent=meta.eid,
+            seq=False,
+        )
+
+    # ------------------------------------------------------------------ llm, tools
+    def _llm(self, source: Any, event: Any, meta: Meta) -> None:
+        model = getattr(event, "model", None) or getattr(source, "model", None)
+        model = model if isinstance(model, str) else None
+        provider = getattr(source, "provider", None)
+        provider = provider if isinstance(provider, str) else None
+        ok = isinstance(event, et.LLMCallCompletedEvent)
+        inp, out, cached = meta.usage or (0, 0, 0)
+        if meta.usage is None:
+            cost, source_ = None, "no-usage" if ok else pricing.UNKNOWN
+        else:
+            cost, source_ = pricing.price(model, provider, inp, out, cached)
+        self.send(
+            "llm_call",
+            {
+                "model": model or "unknown",
+                "provider": provider,
+                "input_tokens": inp,
+                "output_tokens": out,
+                "cached_tokens": cached,
+                "cost_usd": cost,
+                "cost_source": source_,
+                "latency_ms": meta.duration_ms,
+                "ok": ok,
+                "error": None if ok else _text(getattr(event, "error", None)),
+            },
+            meta,
+            agent=slug(event.agent_role),
+        )
+
+    def _tool_started(self, source: Any, event: Any, meta: Meta) -> None:
+        kind = COLLABORATION_KINDS.get(str(event.tool_name).strip().lower())
+        if kind is None:
+            return  # a plain tool is reported once, when it ends
+        args = _args(event.tool_args)
+        to = slug(args.get("coworker")) or "unknown"
+        what = args.get("task") if kind == "delegate" else args.get("question")
+        self.send(
+            "collaboration",
+            {"to_agent": to, "kind": kind, "task": _text(what)},
+            meta,
+            agent=slug(event.agent_role),
+        )
+
+    def _tool_ended(self, source: Any, event: Any, meta: Meta) -> None:
+        name = str(event.tool_name)
+        ok = isinstance(event, et.ToolUsageFinishedEvent)
+        duration = meta.duration_ms
+        if ok and duration is None:
+            duration = (event.finished_at - event.started_at).total_seconds() * 1000.0
+        collab = name.strip().lower() in COLLABORATION_KINDS
+        if collab or meta.start_eid is None:  # the start (collaboration) event keeps its id
+            eid, parent = meta.eid, meta.parent
+        else:  # a plain tool's single event takes the start's id: children point at it
+            eid, parent = meta.start_eid, meta.start_parent
+        cost = self.tool_costs.get(name)
+        self.send(
+            "tool_used",
+            {
+                "tool": _text(name, 200),
+                "duration_ms": duration,
+                "ok": ok,
+                "cost_usd": float(cost) if cost is not None else None,
+                "from_cache": bool(getattr(event, "from_cache", False)),
+                "error": None if ok else _text(getattr(event, "error", None)),
+            },
+            meta,
+            agent=slug(getattr(event, "agent_role", None)),
+            eid=eid,
+            parent=parent,
+        )
+
+    # ------------------------------------------------------------------ knowledge, memory
+    def _knowledge(self, source: Any, event: Any, meta: Meta) -> None:
+        name = type(event).__name__
+        if name.startswith("Knowledge"):
+            item, src = "crewai:knowledge", "crewai_knowledge"
+            hit = isinstance(event, et.KnowledgeRetrievalCompletedEvent) and bool(
+                str(getattr(event, "retrieved_knowledge", "") or "").strip()
+            )
+            latency = None
+        else:
+            kind = getattr(event, "source_type", None) or "memory"
+            item, src = f"crewai:{kind}", f"crewai_{kind}"
+            if isinstance(event, et.MemoryRetrievalCompletedEvent):
+                hit = bool(str(event.memory_content or "").strip())
+                latency = event.retrieval_time_ms
+            elif isinstance(event, et.MemoryQueryCompletedEvent):
+                hit = bool(event.results)
+                latency = event.query_time_ms
+            else:
+                hit, latency = False, None
+        query = getattr(event, "query", None)
+        payload: dict[str, Any] = {"item": item, "source": src, "hit": hit, "latency_ms": latency}
+        if query is not None and not self.redact_queries:
+            payload["query"] = _text(query, 200)
+        err = getattr(event, "error", None)
+        if err is not None:
+            payload["error"] = _text(err)
+        self.send("knowledge_access", payload, meta, agent=slug(getattr(event, "agent_role", None)))
+
+
+def type_name(exc: BaseException) -> str:
+    return type(exc).__name__

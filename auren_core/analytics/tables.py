@@ -192,7 +192,8 @@ class Accumulator:
             out.append({
                 "agent": agent, "day": (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat(),
                 "llm_calls": r[0], "input_tokens": r[1], "output_tokens": r[2],
-                "cached_tokens": r[3], "total_tokens": r[1] + r[2], "cost_usd": _cost(r[4]),
+                "cached_tokens": r[3], "total_tokens": r[1] + r[2],
+                "cost_usd": _cost(r[4]) if r[5] < r[0] else None,  # None: no call was priced
                 "unpriced_calls": r[5],
             })  # fmt: skip
         return out
@@ -234,7 +235,8 @@ class Accumulator:
                 "dimension": dim, "key": key,
                 "label": self.labels.get(key, "") if dim == "query" else "",
                 "calls": r[0], "input_tokens": r[1], "output_tokens": r[2],
-                "cost_usd": _cost(r[3]), "unpriced_calls": r[4],
+                "cost_usd": _cost(r[3]) if r[4] < r[0] or not r[0] else None,
+                "unpriced_calls": r[4],
             })  # fmt: skip
         return out
 

@@ -1,0 +1,131 @@
+"""Export reports: tokens, knowledge, tiers, costs, collaboration - as CSV, JSON or JSONL.
+
+:func:`build_reports` makes one pass over the events (the stream or the PostgreSQL store
+feeds it) and returns plain tables (``list[dict]``, fixed columns per report);
+:func:`render` turns tables into bytes. ``auren export`` and serve-ws's
+``/api/v2/export/analytics`` both call these two functions, so the figures agree.
+
+CSV cells that start with ``= + - @``, a tab or a carriage return are prefixed with ``'`` so
+a spreadsheet shows them as text instead of running them as formulas. JSON output decodes
+back to exactly the tables that were rendered.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Literal
+
+import msgspec
+
+from .analytics.tables import Accumulator
+from .events import Event, Malformed
+
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "REPORTS",
+    "build_reports",
+    "neutralise",
+    "parse_duration",
+    "render",
+]
+
+REPORTS: Final = ("tokens", "knowledge", "tiers", "costs", "collaboration")
+FORMATS: Final = ("csv", "json", "jsonl")
+Format = Literal["csv", "json", "jsonl"]
+
+COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "tokens": (
+        "agent", "day", "llm_calls", "input_tokens", "output_tokens", "cached_tokens",
+        "total_tokens", "cost_usd", "unpriced_calls",
+    ),
+    "knowledge": (
+        "kind", "item", "agent", "accesses", "hits", "misses", "peak_hour_utc",
+        "first_seen", "last_seen",
+    ),
+    "tiers": (
+        "tier", "served", "share", "probes", "p50_ms", "p95_ms", "mean_ms", "items_retrieved",
+    ),
+    "costs": (
+        "dimension", "key", "label", "calls", "input_tokens", "output_tokens", "cost_usd",
+        "unpriced_calls",
+    ),
+    "collaboration": (
+        "from_agent", "to_agent", "kind", "count", "runs", "share_of_runs", "completed_runs",
+        "completion_rate",
+    ),
+}  # fmt: skip
+
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """``"90s"``, ``"30m"``, ``"24h"``, ``"7d"``, ``"2w"`` or plain seconds -> seconds."""
+    m = _DURATION.match(text.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
+    return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+def build_reports(
+    events: Iterable[Event | Malformed], reports: Sequence[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Tables for ``reports`` (names from :data:`REPORTS`; ``"all"`` means every one)."""
+    wanted = list(REPORTS) if "all" in reports else list(dict.fromkeys(reports))
+    unknown = [r for r in wanted if r not in REPORTS]
+    if unknown:
+        raise ValueError(f"unknown report {unknown[0]!r}; choose from {', '.join(REPORTS)}")
+    acc = Accumulator(set(wanted))
+    acc.feed(events)
+    return {name: acc.table(name) for name in wanted}
+
+
+def neutralise(value: Any) -> Any:
+    """The CSV-safe form of one cell (formula-looking text gets a leading quote)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return neutralise(value)
+
+
+def _write_csv(out: io.StringIO, name: str, rows: list[dict[str, Any]]) -> None:
+    cols = COLUMNS.get(name) or (tuple(rows[0]) if rows else ())
+    w = csv.writer(out, lineterminator="\r\n")  # RFC 4180; CR/LF in cells get quoted
+    w.writerow(cols)
+    w.writerows([_csv_cell(row.get(c)) for c in cols] for row in rows)
+
+
+def render(tables: dict[str, list[dict[str, Any]]], fmt: str) -> bytes:
+    """Bytes of ``tables`` in ``fmt``: ``csv`` (one table plain; several as ``# report: name``
+    sections separated by a blank line), ``json`` (``{report: rows}``), ``jsonl``
+    (one object per row with a ``report`` key first)."""
+    if fmt == "json":
+        return msgspec.json.format(msgspec.json.encode(tables), indent=2) + b"\n"
+    if fmt == "jsonl":
+        enc = msgspec.json.Encoder()
+        lines = [
+            enc.encode({"report": name, **row}) for name, rows in tables.items() for row in rows
+        ]
+        return b"".join(line + b"\n" for line in lines)
+    if fmt == "csv":
+        out = io.StringIO()
+        for i, (name, rows) in enumerate(tables.items()):
+            if len(tables) > 1:
+                out.write(("\r\n" if i else "") + f"# report: {name}\r\n")
+            _write_csv(out, name, rows)
+        return out.getvalue().encode("utf-8")
+    raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

@@ -1,0 +1,164 @@
+"""``auren export``: analytics reports as CSV, JSON or JSONL."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from auren_core.events import Event, Malformed
+
+
+def _sid(raw: object) -> str:
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _from_stream(
+    redis_url: str, stream: str, since: float, until: float | None, agents: list[str]
+) -> Iterator[Event | Malformed]:
+    import redis
+
+    from auren_core.events import Event
+    from auren_core.reader import decode_entries, id_for_time
+
+    r = redis.Redis.from_url(redis_url, socket_timeout=10)
+    start = id_for_time(since)
+    end = "+" if until is None else f"({id_for_time(until)}"
+    while True:
+        entries = r.xrange(stream, start, end, count=10_000)
+        if not entries:
+            return
+        for ev in decode_entries(entries):
+            if isinstance(ev, Event) and (not agents or ev.agent in agents):
+                yield ev
+        start = f"({_sid(entries[-1][0])}"
+
+
+def _stream_start(redis_url: str, stream: str) -> float | None:
+    """Unix time of the oldest entry the stream still holds (None if empty)."""
+    import redis
+
+    first = redis.Redis.from_url(redis_url, socket_timeout=5).xrange(stream, "-", "+", count=1)
+    return int(_sid(first[0][0]).split("-")[0]) / 1000.0 if first else None
+
+
+def _from_pg(
+    dsn: str, schema: str, since: float, until: float | None, agents: list[str]
+) -> list[Event]:
+    import asyncio
+
+    import asyncpg
+
+    from auren_core.config import ConfigError
+    from auren_core.store.queries import iter_events
+
+    async def go() -> list[Event]:
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            if not await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".events'):
+                raise ConfigError(f"no event store in schema {schema!r}: run `auren persist`")
+            out: list[Event] = []
+            async for chunk in iter_events(
+                conn, schema, since=since, until=until, agents=agents or None
+            ):
+                out.extend(chunk)
+            return out
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def command(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or jsonl.")] = "csv",
+    report: Annotated[
+        str, typer.Option(help="tokens, knowledge, tiers, costs, collaboration or all (a,b ok).")
+    ] = "all",
+    since: Annotated[str, typer.Option(help="Window: 30m, 24h, 7d ...")] = "24h",
+    until: Annotated[str | None, typer.Option(help="End of window, as an age (e.g. 1h).")] = None,
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
+    source: Annotated[str, typer.Option(help="auto, stream or pg.")] = "auto",
+    agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
+    stream: Annotated[str | None, typer.Option(help="Stream name (else AUREN_STREAM).")] = None,
+    pg_dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (else AUREN_PG_DSN).")] = None,
+    schema: Annotated[str, typer.Option(help="Event store schema (auren persist).")] = "auren",
+) -> None:
+    """Export token, knowledge, tier, cost and collaboration reports (CSV/JSON/JSONL)."""
+    import os
+    import sys
+    import time
+
+    from auren_core.config import ConfigError, load_settings
+    from auren_core.embedded import describe_backends, resolve_postgres, resolve_redis
+    from auren_core.export import FORMATS, REPORTS, build_reports, parse_duration, render
+    from auren_core.store.schema import validate_schema_name
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    reports = [r.strip() for r in report.split(",") if r.strip()]
+    bad = [r for r in reports if r not in (*REPORTS, "all")]
+    if bad or not reports:
+        raise ConfigError(f"--report must be {', '.join(REPORTS)} or all (got {report!r})")
+    if source not in ("auto", "stream", "pg"):
+        raise ConfigError(f"--source must be auto, stream or pg (got {source!r})")
+    try:
+        validate_schema_name(schema)
+        now = time.time()
+        t0 = now - parse_duration(since)
+        t1 = None if until is None else now - parse_duration(until)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    settings = load_settings(redis_url=redis_url, stream=stream, pg_dsn=pg_dsn)
+    agents = list(agent or [])
+
+    use_pg = source == "pg"
+    rb = None
+    if source != "pg":
+        rb = resolve_redis(settings)
+        held = _stream_start(rb.url, settings.stream)
+        if source == "auto" and (held is None or held > t0):
+            try:  # the stream does not reach back far enough: the store, if there is one
+                pb = resolve_postgres(settings, start=False)
+                use_pg = True
+            except ConfigError:
+                print("export: stream only (no PostgreSQL store found)", file=sys.stderr)
+    if use_pg:
+        pb = resolve_postgres(settings, start=False)
+        print(describe_backends(pb) + f" (schema {schema})", file=sys.stderr)
+        try:
+            events: list[Event] | Iterator[Event | Malformed] = _from_pg(
+                pb.url, schema, t0, t1, agents
+            )
+        except (OSError, ConnectionError) as exc:
+            raise ConfigError(f"cannot read PostgreSQL {pb.description}: {exc}") from None
+    else:
+        assert rb is not None
+        print(describe_backends(rb), file=sys.stderr)
+        events = _from_stream(rb.url, settings.stream, t0, t1, agents)
+    try:
+        data = render(build_reports(events, reports), fmt)
+    except ConfigError:
+        raise
+    except Exception as exc:  # unreachable server mid-read: one line, not a traceback
+        if type(exc).__module__.split(".")[0] not in ("redis", "asyncpg") and not isinstance(
+            exc, OSError
+        ):
+            raise
+        raise ConfigError(f"export failed reading events: {exc}") from None
+    if output is None or output == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    tmp = f"{output}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, output)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None

@@ -1,0 +1,213 @@
+"""Export: golden files per report and format, formula neutralising, JSON round trips,
+hostile filter values, and the CLI against the real stream and event store."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+import redis
+
+from auren_core.events import Event, Malformed, encode, make_event
+from auren_core.export import REPORTS, build_reports, neutralise, parse_duration, render
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("AUREN_UPDATE_GOLDEN") == "1"
+T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]
+SQLISH = "x'; DROP TABLE events; --"
+
+
+def history(t0: float = T0) -> list[Event]:
+    """A small fixed history touching every report, with hostile names in it."""
+    e: list[Event] = []
+
+    def add(
+        type: str, payload: dict[str, Any], agent: str | None, run: str | None, dt: float
+    ) -> None:
+        e.append(make_event(type, payload, agent=agent, run=run, ts=t0 + dt))
+
+    for i, run in enumerate(("run-a", "run-b", "run-c")):
+        base = i * 50000.0
+        add("crew_started", {"inputs": {"query": f"how do I sleep better #{i}"}}, None, run, base)
+        add("llm_call", {"model": "gpt-4o-mini", "input_tokens": 400 + i, "output_tokens": 120,
+                         "cached_tokens": 10, "cost_usd": 0.000132}, "neuroscientist", run,
+            base + 1)  # fmt: skip
+        add("llm_call", {"model": "gpt-4o", "input_tokens": 900, "output_tokens": 40,
+                         "cost_usd": 0.00265}, "sleep_specialist", run, base + 2)  # fmt: skip
+        add("llm_call", {"model": "local-llm", "input_tokens": 50, "output_tokens": 5,
+                         "cost_usd": None}, "nutritionist", run, base + 3)  # fmt: skip
+        add("tool_used", {"tool": "web_search", "duration_ms": 120.0, "cost_usd": 0.005},
+            "neuroscientist", run, base + 4)  # fmt: skip
+        add("collaboration", {"to_agent": "sleep_specialist", "kind": "delegate"},
+            "neuroscientist", run, base + 5)  # fmt: skip
+        add("memory_tier_access", {"tier_accessed": "redis_immediate", "query": "sleep stages",
+            "latency_by_tier": {"redis": 0.5 + i}, "items_retrieved": 2}, "neuroscientist", run,
+            base + 6)  # fmt: skip
+        add("memory_tier_access", {"tier_accessed": "chromadb_semantic", "query": "rem latency",
+            "latency_by_tier": {"redis": 0.4, "postgresql": 3.0, "chromadb": 40.0 + i},
+            "items_retrieved": 3}, "sleep_specialist", run, base + 7)  # fmt: skip
+        add("memory_tier_access", {"tier_accessed": "miss", "query": "melatonin dosage",
+            "latency_by_tier": {"redis": 0.3, "postgresql": 2.0, "chromadb": 35.0}},
+            "nutritionist", run, base + 8)  # fmt: skip
+        add("knowledge_access", {"item": "circadian.md", "source": "chromadb"},
+            "neuroscientist", run, base + 9)  # fmt: skip
+        add("crew_completed", {"ok": i != 2}, None, run, base + 10)
+    for j, name in enumerate(HOSTILE):  # hostile agent names and tool names
+        add("llm_call", {"model": name, "input_tokens": 1, "output_tokens": 1, "cost_usd": 0.001},
+            name, "run-x", 120000 + j)  # fmt: skip
+        add("tool_used", {"tool": name, "cost_usd": 0.0}, name, "run-x", 120000 + j)
+    add("llm_call", {"model": "m", "input_tokens": 7, "output_tokens": 7, "cost_usd": 0.5},
+        SQLISH, "run-x", 120100)  # fmt: skip
+    return e
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+@pytest.mark.parametrize("report", [*REPORTS, "all"])
+def test_golden_files(report: str, fmt: str) -> None:
+    data = render(build_reports(history(), [report]), fmt)
+    path = GOLDEN / f"export_{report}.{fmt}"
+    if UPDATE or not path.exists():
+        GOLDEN.mkdir(exist_ok=True)
+        path.write_bytes(data)
+        if not UPDATE:
+            pytest.fail(f"golden file {path.name} was missing; written - review and commit it")
+    assert data == path.read_bytes()
+
+
+def test_tokens_report_columns_and_figures() -> None:
+    rows = build_reports(history(), ["tokens"])["tokens"]
+    assert list(rows[0])[:5] == ["agent", "day", "llm_calls", "input_tokens", "output_tokens"]
+    neuro = [r for r in rows if r["agent"] == "neuroscientist"]
+    assert [r["day"] for r in neuro] == ["2026-01-01", "2026-01-02"]  # runs a, b | run c
+    assert [r["input_tokens"] for r in neuro] == [400 + 401, 402]
+    assert [r["cost_usd"] for r in neuro] == [0.000264, 0.000132]
+    nutri = next(r for r in rows if r["day"] == "2026-01-01" and r["agent"] == "nutritionist")
+    assert nutri["unpriced_calls"] == 2 and nutri["cost_usd"] is None  # unknown, not 0 USD
+
+
+def test_csv_neutralises_formulas_and_keeps_everything_else() -> None:
+    tables = build_reports(history(), ["costs", "tokens"])
+    text = render(tables, "csv").decode()
+    cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+    for bad in HOSTILE:
+        assert bad not in cells  # never raw
+        assert "'" + bad in cells  # ... but present, quoted
+    assert neutralise(-3) == -3 and neutralise("plain") == "plain"
+    assert neutralise("=1") == "'=1"
+    # numbers stay numbers (a negative number is not a formula)
+    assert "0.5" in cells
+
+
+def test_json_and_jsonl_round_trip_exactly() -> None:
+    tables = build_reports(history(), ["all"])
+    assert json.loads(render(tables, "json")) == tables
+    back: dict[str, list[dict[str, Any]]] = {name: [] for name in tables}
+    for line in render(tables, "jsonl").splitlines():
+        row = json.loads(line)
+        back[row.pop("report")].append(row)
+    assert back == tables
+
+
+def test_bad_inputs_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="unknown report"):
+        build_reports([], ["tokens; DROP"])
+    with pytest.raises(ValueError, match="unknown format"):
+        render({}, "xlsx")
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("1 OR 1=1")
+    assert parse_duration("24h") == 86400 and parse_duration("7d") == 7 * 86400
+    # malformed entries are skipped, never fatal
+    assert build_reports([Malformed("1-0", "bad")], ["tokens"]) == {"tokens": []}
+
+
+# --------------------------------------------------------------------------- CLI, real backends
+def _auren(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "auren_tui", *args], cwd=ROOT, capture_output=True, timeout=120,
+        env={**os.environ, **(env or {})},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def recent(redis_url: str, stream: str) -> list[Event]:
+    """The history, shifted to the last hours, in the real stream."""
+    evs = history(time.time() - 2 * 86400 + 3600)
+    evs = [e for e in evs if e.ts < time.time()]
+    r = redis.Redis.from_url(redis_url)
+    for e in evs:
+        r.xadd(stream, {"e": encode(e)})
+    return evs
+
+
+def test_cli_stream_export_matches_the_library_and_sql_filters_change_nothing(
+    redis_url: str, stream: str, recent: list[Event], tmp_path: Path
+) -> None:
+    out = tmp_path / "all.json"
+    common = ["--redis-url", redis_url, "--stream", stream, "--since", "3d", "--source", "stream"]
+    p = _auren("export", "--format", "json", "-o", str(out), *common)
+    assert p.returncode == 0, p.stderr
+    assert b"backends: redis" in p.stderr
+    assert json.loads(out.read_bytes()) == build_reports(recent, ["all"])
+    p2 = _auren("export", "--format", "json", "--agent", SQLISH, "--report", "tokens", *common)
+    assert p2.returncode == 0, p2.stderr
+    (row,) = json.loads(p2.stdout)["tokens"]  # the odd name is just a name
+    assert row["agent"] == SQLISH
+    p3 = _auren("export", "--format", "csv", "--report", "tokens", *common)
+    assert p3.stdout == render(build_reports(recent, ["tokens"]), "csv")
+    bad = _auren("export", "--format", "xlsx", *common)
+    assert bad.returncode == 2 and bad.stderr.count(b"\n") == 1
+
+
+@pytest.fixture
+def store_schema(pg_dsn: str) -> Iterator[str]:
+    name = f"t_export_{uuid.uuid4().hex[:10]}"
+    yield name
+
+    async def drop() -> None:
+        c = await asyncpg.connect(pg_dsn)
+        await c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        await c.close()
+
+    asyncio.run(drop())
+
+
+def test_cli_pg_export_with_hostile_filters(
+    pg_dsn: str, store_schema: str, recent: list[Event], tmp_path: Path
+) -> None:
+    from auren_core.store import ensure_schema
+    from auren_core.store.writer import Writer
+
+    async def load() -> None:
+        c = await asyncpg.connect(pg_dsn)
+        await ensure_schema(c, store_schema)
+        items = [msgspec.structs.replace(e, sid=f"{i + 1}-0") for i, e in enumerate(recent)]
+        await Writer(c, store_schema).write(items)
+        await c.close()
+
+    asyncio.run(load())
+    common = ["--pg-dsn", pg_dsn, "--schema", store_schema, "--since", "3d", "--source", "pg"]
+    before = _auren("export", "--format", "json", *common)
+    assert before.returncode == 0, before.stderr
+    assert json.loads(before.stdout) == build_reports(recent, ["all"])
+    for hostile in (SQLISH, "' OR '1'='1", 'x"; DELETE FROM events; --'):
+        p = _auren("export", "--format", "json", "--agent", hostile, "--report", "tokens", *common)
+        assert p.returncode == 0, p.stderr
+        rows = json.loads(p.stdout)["tokens"]
+        assert all(r["agent"] == hostile for r in rows)
+    after = _auren("export", "--format", "json", *common)
+    assert after.stdout == before.stdout  # nothing was dropped or deleted

@@ -1,0 +1,287 @@
+"""The server: one websockets listener for ``/ws`` and the HTTP API, one stream reader.
+
+Connection life: rate limit and routing (``process_request``) -> origin check (websockets,
+403) -> max clients (1013) -> auth (4401) -> subscribe (4400 on a bad message) -> snapshot
+-> catch-up from ``since`` over ``XRANGE`` -> join the live fan-out -> events frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio as aioredis
+from websockets.asyncio.server import Server as WsServer
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+from websockets.typing import Origin
+
+from ..reader import StreamReader, decode_entries
+from .auth import AuthError, KeyRing, RefreshStore, verify
+from .fanout import Client, Hub
+from .http import RateLimiter, error
+from .metrics import Metrics
+from .protocol import (
+    CLOSE_SERVER_FULL,
+    CLOSE_UNAUTHORIZED,
+    Authenticate,
+    ProtocolError,
+    Session,
+    Subscribe,
+    encode_event,
+    error_frame,
+    events_frame,
+    select,
+    snapshot_frame,
+)
+from .routes import Routes
+
+__all__ = ["Server", "ServerConfig"]
+
+log = logging.getLogger("auren.server")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    redis_url: str
+    stream: str = "auren:events"
+    host: str = "127.0.0.1"
+    port: int = 8765
+    auth: str = "jwt"  # "jwt" | "none"
+    key_file: Path | None = None
+    origins: tuple[str, ...] = ()  # allowed browser origins; "*" = any
+    max_clients: int = 10_000
+    max_message_bytes: int = 65_536  # client -> server; larger closes with 1009
+    conn_rate: float = 20.0  # new connections per second per address (0 = no limit)
+    conn_burst: int = 200
+    queue_frames: int = 512  # per-client queue bound (frames) ...
+    queue_bytes: int = 8 << 20  # ... and bytes (frames are shared, so this is references)
+    write_high: int = 256 << 10  # socket buffer above which frames queue instead
+    window_s: float = 3600.0  # the live reducer's window (snapshot, default tier-stats)
+    active_window_s: float = 300.0
+    budget_usd_per_hour: float | None = None
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    handshake_timeout: float = 10.0  # for auth and subscribe messages
+    compression: bool = False
+    max_window_events: int = 1_000_000
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.reducer = self.new_reducer(config.window_s)
+        self.hub = Hub(self.metrics, self.reducer)
+        self.routes = Routes(self)
+        self.limiter = RateLimiter(config.conn_rate, config.conn_burst)
+        self.keyring: KeyRing | None = None
+        self.refresh_store: RefreshStore | None = None
+        if config.auth == "jwt":
+            if config.key_file is None:
+                raise ValueError("auth=jwt needs a key file")
+            self.keyring = KeyRing.load(config.key_file)
+            sync = redis.Redis.from_url(config.redis_url, decode_responses=True)
+            self.refresh_store = RefreshStore(sync)
+        self.started = time.monotonic()
+        self._aredis: aioredis.Redis | None = None
+        self._ws: WsServer | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._connections = 0
+
+    def new_reducer(self, window_s: float) -> Any:
+        from ..state import Reducer
+
+        return Reducer(
+            window_s=window_s,
+            active_window_s=self.config.active_window_s,
+            budget_usd_per_hour=self.config.budget_usd_per_hour,
+        )
+
+    def live_state(self) -> dict[str, Any]:
+        doc: dict[str, Any] = self.reducer.state().to_dict()
+        return doc
+
+    @property
+    def port(self) -> int:
+        assert self._ws is not None
+        return int(self._ws.sockets[0].getsockname()[1])
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        self._aredis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
+        self._reader_task = asyncio.create_task(self._read(), name="auren-ws-reader")
+        self._ws = await serve(
+            self._handle,
+            cfg.host,
+            cfg.port,
+            process_request=self._process_request,
+            origins=None if "*" in cfg.origins else [None, *(Origin(o) for o in cfg.origins)],
+            compression="deflate" if cfg.compression else None,
+            max_size=cfg.max_message_bytes,
+            max_queue=4,
+            write_limit=cfg.write_high,
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_timeout,
+            close_timeout=2.0,
+            open_timeout=cfg.handshake_timeout,
+            reuse_address=True,
+            backlog=4096,
+        )
+
+    async def stop(self) -> None:
+        if self._ws is not None:
+            self._ws.close(close_connections=True)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.wait_closed(), 5)
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+        if self._aredis is not None:
+            await self._aredis.aclose()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Future()
+        finally:
+            await self.stop()
+
+    async def _read(self) -> None:
+        def status(state: str, detail: str) -> None:
+            self.metrics.reader_connected = state == "connected"
+            with contextlib.suppress(Exception):
+                self.reducer.set_connection(
+                    "live" if state == "connected" else "reconnecting", detail
+                )
+
+        reader = StreamReader(
+            self.config.redis_url,
+            self.config.stream,
+            since=time.time() - self.config.window_s,
+            on_status=status,
+        )
+        async for batch in reader.batches():
+            self.hub.publish(batch)
+            if not batch.backfill and not self.hub.ready.is_set():
+                self.hub.ready.set()
+            elif batch.backfill and not batch.items:
+                self.hub.ready.set()  # end-of-backfill marker
+
+    # ------------------------------------------------------------------ auth
+
+    async def check_access(self, token: str) -> dict[str, Any]:
+        assert self.keyring is not None and self._aredis is not None
+        claims = verify(self.keyring, token, typ="access")
+        fam = claims.get("fam")
+        if isinstance(fam, str) and self.refresh_store is not None:
+            state = await self._aredis.get(self.refresh_store._key(fam))
+            if state == b"revoked":
+                raise AuthError("token family revoked")
+        return claims
+
+    # ------------------------------------------------------------------ HTTP
+
+    async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        peer = conn.remote_address[0] if conn.remote_address else "?"
+        if not self.limiter.allow(str(peer)):
+            self.metrics.rejected_rate += 1
+            return error(
+                429,
+                "connection rate limit exceeded",
+                [("Retry-After", str(self.limiter.retry_after()))],
+            )
+        path = urlsplit(request.path).path
+        if path == "/ws":
+            return None  # WebSocket handshake (origin checked by websockets: 403)
+        return await self.routes.handle(request, path, request.headers.get("Origin"))
+
+    # ------------------------------------------------------------------ WebSocket
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        cfg = self.config
+        self.metrics.connections_total += 1
+        if self._connections >= cfg.max_clients:
+            self.metrics.rejected_full += 1
+            await ws.close(CLOSE_SERVER_FULL, f"server full ({cfg.max_clients} clients)")
+            return
+        self._connections += 1
+        client: Client | None = None
+        session = Session(auth_required=cfg.auth == "jwt")
+        try:
+            sub = None
+            while sub is None:
+                raw = await asyncio.wait_for(ws.recv(), cfg.handshake_timeout)
+                action = session.receive(raw)
+                if isinstance(action, Authenticate):
+                    try:
+                        await self.check_access(action.token)
+                    except AuthError as exc:
+                        self.metrics.rejected_auth += 1
+                        raise ProtocolError(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}") from None
+                    session.authenticated()
+                elif isinstance(action, Subscribe):
+                    sub = action.subscription
+            client = Client(
+                ws,
+                sub,
+                self.metrics,
+                max_frames=cfg.queue_frames,
+                max_bytes=cfg.queue_bytes,
+                high_water=cfg.write_high,
+            )
+            await self.hub.ready.wait()
+            client.start()
+            client.enqueue(snapshot_frame(self.live_state(), self.hub.last_id), -1)
+            await self._catch_up(client)
+            async for raw in ws:  # nothing more is expected: any message is an error
+                session.receive(raw)
+        except ProtocolError as exc:
+            self.metrics.protocol_errors += 1
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(error_frame(exc.code, exc.reason), text=True)
+                await ws.close(exc.code, exc.reason)
+        except TimeoutError:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(4400, "timed out waiting for auth/subscribe")
+        except ConnectionClosed:
+            pass
+        finally:
+            self._connections -= 1
+            if client is not None:
+                self.hub.leave(client)
+                await client.stop()
+
+    async def _catch_up(self, client: Client) -> None:
+        """Send what the stream holds after the client's cursor, then join the live set."""
+        assert self._aredis is not None
+        while not self.hub.join(client):
+            target = self.hub.last_id
+            assert target is not None
+            entries: Any = await self._aredis.xrange(
+                self.config.stream, min="(" + client.cursor, max=target, count=1000
+            )
+            if client.dead:
+                return
+            if not entries:
+                client.cursor = target  # trimmed or nothing there: up to date with target
+                continue
+            items = decode_entries(entries)
+            last = entries[-1][0]
+            last = last.decode() if isinstance(last, bytes) else str(last)
+            evs = select(items, client.sub)
+            if evs:
+                await client.wait_room()
+                client.enqueue(events_frame([encode_event(e) for e in evs], last), len(evs))
+            client.cursor = last

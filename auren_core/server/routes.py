@@ -1,0 +1,221 @@
+"""The HTTP API: tier stats, active agents, analytics export, token refresh, health, metrics.
+
+Every number comes from the shared reducer (``auren_core.state.Reducer``) fed with stream
+events: the live one for the server's own window, a fresh one over ``XRANGE`` for other
+windows (computed in a thread, cached briefly, capped at ``max_window_events``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+from websockets.http11 import Request, Response
+
+from ..events import Event, Malformed
+from ..reader import decode_entries, id_for_time
+from .auth import AuthError
+from .http import bearer, bytes_response, error, json_response, origin_allowed, text_response
+
+if TYPE_CHECKING:
+    from .app import Server
+
+__all__ = ["Routes"]
+
+MAX_WINDOW_HOURS = 24 * 30
+_CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+}
+
+
+def _param(query: dict[str, list[str]], name: str, default: str) -> str:
+    values = query.get(name)
+    return values[-1] if values else default
+
+
+def _hours(query: dict[str, list[str]], default: float) -> float:
+    raw = _param(query, "window_hours", str(default))
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ValueError(f"window_hours must be a number, got {raw[:20]!r}") from None
+    if not 0 < hours <= MAX_WINDOW_HOURS:
+        raise ValueError(f"window_hours must be in (0, {MAX_WINDOW_HOURS}]")
+    return hours
+
+
+class Routes:
+    def __init__(self, server: Server) -> None:
+        self.s = server
+        self._cache: dict[float, tuple[float, list[Event | Malformed], bool]] = {}
+        self._lock = asyncio.Lock()
+
+    async def handle(self, request: Request, path: str, origin: str | None) -> Response:
+        cfg = self.s.config
+        cors: list[tuple[str, str]] = []
+        if origin is not None:
+            if not origin_allowed(origin, cfg.origins):
+                return error(403, "origin not allowed")
+            cors = [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+        query = parse_qs(urlsplit(request.path).query)
+        try:
+            if path == "/healthz":
+                return self._health(cors)
+            if path == "/metrics":
+                return text_response(
+                    200, self.s.metrics.render(), "text/plain; version=0.0.4; charset=utf-8", cors
+                )
+            if path == "/api/v2/auth/refresh":
+                return await self._refresh(request, cors)
+            if not path.startswith("/api/v2/"):
+                return error(404, "not found", cors)
+            if request.method != "GET":
+                return error(405, "method not allowed", cors)
+            if cfg.auth == "jwt":
+                token = bearer(request)
+                if token is None:
+                    return error(401, "Authorization: Bearer <access token> required", cors)
+                try:
+                    await self.s.check_access(token)
+                except AuthError as exc:
+                    self.s.metrics.rejected_auth += 1
+                    return error(401, str(exc), cors)
+            if path == "/api/v2/memory/tier-stats":
+                return await self._tier_stats(query, cors)
+            if path == "/api/v2/agents/active":
+                return self._agents(cors)
+            if path == "/api/v2/export/analytics":
+                return await self._export(query, cors)
+            return error(404, "not found", cors)
+        except ValueError as exc:
+            return error(400, str(exc), cors)
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _health(self, cors: list[tuple[str, str]]) -> Response:
+        m, hub = self.s.metrics, self.s.hub
+        ok = m.reader_connected and hub.ready.is_set()
+        doc = {
+            "status": "ok" if ok else "degraded",
+            "reader_connected": m.reader_connected,
+            "ready": hub.ready.is_set(),
+            "last_id": hub.last_id,
+            "lag": m.lag,
+            "clients": hub.clients,
+            "events_per_s": round(m.rate.rate(), 3),
+            "stream": self.s.config.stream,
+            "uptime_s": round(time.monotonic() - self.s.started, 3),
+        }
+        return json_response(200 if ok else 503, doc, cors)
+
+    async def _refresh(self, request: Request, cors: list[tuple[str, str]]) -> Response:
+        if request.method not in ("POST", "GET"):
+            return error(405, "use POST", cors)
+        store = self.s.refresh_store
+        if self.s.config.auth != "jwt" or store is None or self.s.keyring is None:
+            return error(404, "auth is off", cors)
+        token = bearer(request)
+        if token is None:
+            return error(401, "Authorization: Bearer <refresh token> required", cors)
+        try:
+            pair = await asyncio.to_thread(store.refresh, self.s.keyring, token)
+        except AuthError as exc:
+            return error(401, str(exc), cors)
+        return json_response(200, pair.to_dict(), cors)
+
+    def _agents(self, cors: list[tuple[str, str]]) -> Response:
+        state = self.s.live_state()
+        agents = state.get("agents", [])
+        doc = {
+            "generated_at": state.get("generated_at"),
+            "active_window_s": self.s.config.active_window_s,
+            "count": len(agents),
+            "agents": agents,
+        }
+        return json_response(200, doc, cors)
+
+    async def _tier_stats(
+        self, query: dict[str, list[str]], cors: list[tuple[str, str]]
+    ) -> Response:
+        hours = _hours(query, self.s.config.window_s / 3600.0)
+        window_s = hours * 3600.0
+        if abs(window_s - self.s.config.window_s) < 1e-6:
+            stats = dict(self.s.reducer.state().tier_stats())
+            truncated = False
+        else:
+            items, truncated = await self._window(window_s)
+            reducer = self.s.new_reducer(window_s)
+            reducer.apply_batch(items)
+            stats = dict(reducer.state().tier_stats())
+        stats.update({"window_hours": hours, "truncated": truncated})
+        return json_response(200, stats, cors)
+
+    async def _export(self, query: dict[str, list[str]], cors: list[tuple[str, str]]) -> Response:
+        fmt = _param(query, "format", "json")
+        if fmt not in _CONTENT_TYPES:
+            raise ValueError("format must be csv, json or jsonl")
+        try:
+            from .. import export
+        except ImportError:
+            return error(
+                503,
+                "analytics export is not available in this build (auren_core.export missing)",
+                cors,
+            )
+        report = _param(query, "report", "all")
+        reports = list(export.REPORTS) if report == "all" else report.split(",")
+        bad = [r for r in reports if r not in export.REPORTS]
+        if bad:
+            raise ValueError(
+                f"unknown report {bad[0][:30]!r}; one of {', '.join(export.REPORTS)} or all"
+            )
+        hours = _hours(query, 24.0)
+        items, truncated = await self._window(hours * 3600.0)
+        events = [it for it in items if isinstance(it, Event)]
+        body = await asyncio.to_thread(
+            lambda: export.render(export.build_reports(events, reports), fmt)  # type: ignore[arg-type]
+        )
+        extra = [
+            *cors,
+            ("X-Auren-Truncated", "1" if truncated else "0"),
+            ("Content-Disposition", f'inline; filename="auren-{report}.{fmt}"'),
+        ]
+        return bytes_response(200, body, _CONTENT_TYPES[fmt], extra)
+
+    # ------------------------------------------------------------------ data
+
+    async def _window(self, window_s: float) -> tuple[list[Event | Malformed], bool]:
+        """Stream entries of the last ``window_s`` seconds (cached for 2 s)."""
+        async with self._lock:
+            hit = self._cache.get(window_s)
+            if hit is not None and time.monotonic() - hit[0] < 2.0:
+                return hit[1], hit[2]
+            items, truncated = await asyncio.to_thread(self._read_window, window_s)
+            self._cache = {window_s: (time.monotonic(), items, truncated)}
+            return items, truncated
+
+    def _read_window(self, window_s: float) -> tuple[list[Event | Malformed], bool]:
+        cap = self.s.config.max_window_events
+        client = redis.Redis.from_url(self.s.config.redis_url, socket_timeout=10)
+        try:
+            items: list[Event | Malformed] = []
+            start = id_for_time(time.time() - window_s)
+            while len(items) < cap:
+                entries: Any = client.xrange(
+                    self.s.config.stream, min=start, max="+", count=min(10_000, cap - len(items))
+                )
+                if not entries:
+                    break
+                items.extend(decode_entries(entries))
+                last = entries[-1][0]
+                start = "(" + (last.decode() if isinstance(last, bytes) else last)
+            else:
+                return items, True
+            return items, False
+        finally:
+            client.close()

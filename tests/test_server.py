@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 import redis
@@ -151,7 +152,7 @@ async def test_resume_seam_under_live_traffic(redis_url: str, stream: str) -> No
         await asyncio.sleep(0.6)
         stop.set()
         await task
-        entries = redis.Redis.from_url(redis_url).xrange(stream, min="(" + start)
+        entries: Any = redis.Redis.from_url(redis_url).xrange(stream, min="(" + start)
         want = [sid.decode() for sid, _ in entries]
         got, _ = await collect(ws, len(want))
         assert [e["_sid"] for e in got] == want

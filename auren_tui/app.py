@@ -1,0 +1,230 @@
+"""``auren top``: the Textual app and :func:`make_app`, the one factory for CLI, demo, tests.
+
+The app owns no data logic. One :class:`~auren_tui.worker.StreamWorker` thread reads
+the stream into the reducer and posts frozen states; a 20 Hz timer hands the newest
+state to the visible screen (never once per event). Pausing freezes the panes while
+the worker keeps reading; resuming shows the caught-up state at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import ModalScreen, Screen
+
+from .screens.agent import AgentScreen
+from .screens.help import HelpScreen
+from .screens.main import MainScreen
+from .widgets import AgentsTable
+from .worker import ReplaySource, ReplaySpec, Source, StateUpdated, StreamWorker, WorkerFailed
+
+if TYPE_CHECKING:
+    from auren_core.state import DashboardState
+
+__all__ = ["TopApp", "make_app"]
+
+FrameHook = Callable[[float, "DashboardState"], None]
+
+
+class TopApp(App[None]):
+    CSS_PATH = "top.tcss"
+    TITLE = "AUREN top"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("d", "drill", "Drill-down"),
+        Binding("c", "clear", "Clear"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        worker_factory: Callable[[Callable[[Any], object]], StreamWorker],
+        stream: str,
+        backends_line: str = "",
+        mode: str = "live",
+        fps: float = 20.0,
+    ) -> None:
+        super().__init__()
+        self._worker_factory = worker_factory
+        self.stream_name = stream
+        self.backends_line = backends_line
+        self.mode = mode
+        self.fps = fps
+        self.worker: StreamWorker | None = None
+        self.latest: DashboardState | None = None  # newest state from the worker
+        self.shown: DashboardState | None = None  # what the panes display
+        self.stats: Any = None
+        self.paused = False
+        self.failure: str | None = None
+        self.frames = 0
+        self.on_frame: FrameHook | None = None  # benchmarks: called after each painted frame
+        self._drawn: DashboardState | None = None
+        self._main = MainScreen(stream=stream, backends=backends_line, mode=mode)
+
+    # ------------------------------------------------------------------ lifecycle
+    def get_default_screen(self) -> Screen[Any]:
+        return self._main
+
+    def on_mount(self) -> None:
+        self.worker = self._worker_factory(self.post_message)
+        self.worker.start()
+        self.set_interval(1.0 / self.fps, self._tick, name="refresh")
+
+    def on_unmount(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+
+    def on_state_updated(self, message: StateUpdated) -> None:
+        self.latest = message.state
+        self.stats = message.stats
+
+    def on_worker_failed(self, message: WorkerFailed) -> None:
+        self.failure = message.error
+        self.notify(
+            f"stream worker failed: {message.error}", severity="error", timeout=30, markup=False
+        )
+
+    # ------------------------------------------------------------------ refresh
+    def _visible_screens(self) -> list[Screen[Any]]:
+        out: list[Screen[Any]] = []
+        for screen in reversed(self.screen_stack):
+            out.append(screen)
+            if not isinstance(screen, ModalScreen):
+                break
+        return out
+
+    def _tick(self) -> None:
+        state = self.latest
+        if state is None or state is self._drawn:
+            return
+        self._drawn = state
+        if not self.paused:
+            self.shown = state
+        behind = state.health.events_total - (self.shown.health.events_total if self.shown else 0)
+        for screen in self._visible_screens():
+            if isinstance(screen, (MainScreen, AgentScreen)):
+                screen.show_state(state, paused=self.paused, behind=behind)
+        self.frames += 1
+        if self.on_frame is not None:
+            hook = self.on_frame
+            self.call_after_refresh(lambda: hook(time.monotonic(), state))
+
+    def _redraw(self) -> None:
+        """Show ``latest`` now (after resume, screen changes)."""
+        self._drawn = None
+        self._tick()
+
+    def on_screen_resume(self) -> None:
+        self._redraw()
+
+    # ------------------------------------------------------------------ actions
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+        self._redraw()
+
+    def action_filter(self) -> None:
+        if self.screen is not self._main:
+            self.pop_screen()
+        self._main.open_filter()
+
+    def action_sort(self) -> None:
+        self._main.agents.sort_by(None)
+
+    def action_drill(self, agent_id: str | None = None) -> None:
+        agent_id = agent_id or self._main.agents.selected_agent
+        if agent_id is None:
+            self.notify("no agent selected", severity="warning")
+            return
+        self.push_screen(AgentScreen(agent_id))
+        self.call_after_refresh(self._redraw)
+
+    def on_agents_table_open(self, message: AgentsTable.Open) -> None:
+        self.action_drill(message.agent_id)
+
+    def action_clear(self) -> None:
+        self._main.log_pane.clear()
+        self._main.apply_filter("")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        pause = "Resume display" if self.paused else "Pause display"
+        yield SystemCommand(pause, "Freeze the panes; reading continues", self.action_toggle_pause)
+        yield SystemCommand("Filter event log", "type:NAME agent:NAME text", self.action_filter)
+        yield SystemCommand("Sort agents", "Sort by the next column", self.action_sort)
+        yield SystemCommand("Open selected agent", "Drill down into one agent", self.action_drill)
+        yield SystemCommand("Clear event log", "Hide the current log lines", self.action_clear)
+        yield SystemCommand("Help", "Keys and panes", self.action_help)
+
+
+def make_app(
+    *,
+    redis_url: str,
+    stream: str,
+    since_s: float = 3600.0,
+    budget_usd_per_hour: float | None = None,
+    active_window_s: float = 300.0,
+    backends_line: str = "",
+    replay: ReplaySpec | None = None,
+    clock: Callable[[], float] | None = None,
+    source: Source | None = None,
+    fps: float = 20.0,
+    tool_costs: dict[str, float] | None = None,
+) -> TopApp:
+    """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream."""
+    from auren_core.reader import StreamReader
+    from auren_core.state import Reducer
+
+    lag_probe = None
+    mode = "live"
+    if source is None and replay is not None:
+        rs = ReplaySource(
+            redis_url, stream, start_id=replay.start_id, end_id=replay.end_id, speed=replay.speed
+        )
+        clock = clock or rs.clock
+        source, mode = rs, f"replay x{replay.speed:g}"
+    elif source is None:
+        now = (clock or time.time)()
+        reader = StreamReader(
+            redis_url, stream, since=now - since_s if since_s > 0 else None, batch_count=5000
+        )
+        source, lag_probe = reader, _lag_probe(reader)
+    else:
+        mode = "recorded"
+    src: Source = source
+
+    def factory(post: Callable[[Any], object]) -> StreamWorker:
+        reducer = Reducer(
+            window_s=max(3600.0, since_s),
+            active_window_s=active_window_s,
+            budget_usd_per_hour=budget_usd_per_hour,
+            clock=clock or time.time,
+            tool_costs=tool_costs,
+        )
+        return StreamWorker(
+            reducer=reducer, source=src, post=post, fps=fps, lag_probe=lag_probe, source_name=mode
+        )
+
+    return TopApp(
+        worker_factory=factory, stream=stream, backends_line=backends_line, mode=mode, fps=fps
+    )
+
+
+def _lag_probe(reader: Any) -> Callable[[], Any]:
+    """Entries between the reader's position and the head: XINFO first (cheap), count if behind."""
+
+    async def probe() -> int | None:
+        return await reader.lag(cap=10_000)  # type: ignore[no-any-return]
+
+    return probe

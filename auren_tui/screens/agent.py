@@ -1,0 +1,143 @@
+"""The agent screen: one agent's costs, tools, collaborators, hypotheses and events."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from ..sanitize import clean, safe_text
+from ..widgets import EventLog, HealthLine, Pane
+from ..widgets.collab import names_for
+from ..widgets.format import fmt_ago, fmt_count, fmt_usd, sparkline
+
+if TYPE_CHECKING:
+    from auren_core.state import AgentView, DashboardState
+
+__all__ = ["AgentScreen"]
+
+_STATUS_STYLE = {"running": "bold green", "idle": "dim", "failed": "bold red"}
+
+
+def _gone(agent_id: str) -> Text:
+    return Text(f"{clean(agent_id, 60)} is not active in the window any more", style="dim")
+
+
+class AgentSummary(Pane):
+    """Identity, status, tokens and cost with the per-minute sparkline."""
+
+    def __init__(self, agent_id: str, **kw: str) -> None:
+        super().__init__(**kw)
+        self.agent_id = agent_id
+
+    def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
+        a = state.agent(self.agent_id)
+        if a is None:
+            return _gone(self.agent_id)
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append_text(safe_text(a.role or a.id, 60, "bold"))
+        head.append(f"  {a.status}", style=_STATUS_STYLE.get(a.status, ""))
+        head.append(f"  load {a.current_load}  last {fmt_ago(a.last_activity, state.generated_at)}")
+        lines: list[RenderableType] = [head]
+        lines.append(safe_text(f"id {a.id}  model {a.model or '—'}", width * 2, "dim"))
+        if a.goal:
+            lines.append(safe_text(f"goal: {a.goal}", width * 2, "italic"))
+        caps = ", ".join(clean(c, 30) for c in a.capabilities) or "—"
+        lines.append(safe_text(f"capabilities: {caps}", width * 2))
+        money = Text(no_wrap=True, overflow="ellipsis")
+        money.append(f"tokens {fmt_count(a.input_tokens)} in / {fmt_count(a.output_tokens)} out")
+        money.append(f" ({fmt_count(a.cached_tokens)} cached)  ", style="dim")
+        money.append(f"cost {fmt_usd(a.cost_usd)}  ", style="bold")
+        money.append(f"{fmt_usd(a.usd_per_hour, per='/h')}  {a.llm_calls} LLM calls")
+        if a.unpriced_llm_calls:
+            money.append(f"  {a.unpriced_llm_calls} unpriced", style="yellow")
+        lines.append(money)
+        spark = Text("cost/min ", style="dim", no_wrap=True)
+        spark.append(sparkline(a.cost_per_minute, max(10, width - 10)), style="green")
+        lines.append(spark)
+        if a.last_error:
+            lines.append(safe_text(f"last error: {a.last_error}", width * 2, "bold red"))
+        return Group(*lines)
+
+
+class AgentRelations(Pane):
+    """Tools used, collaborators and hypotheses of one agent."""
+
+    def __init__(self, agent_id: str, **kw: str) -> None:
+        super().__init__(**kw)
+        self.agent_id = agent_id
+
+    def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
+        a = state.agent(self.agent_id)
+        if a is None:
+            return _gone(self.agent_id)
+        names = names_for(state)
+        lines: list[RenderableType] = [Text("tools", style="bold underline")]
+        used = dict(a.tools_used)
+        for tool in sorted(set(a.tools) | set(used), key=lambda t: (-used.get(t, 0), t)):
+            lines.append(safe_text(f"  {tool}  x{used.get(tool, 0)}", width))
+        if not a.tools and not used:
+            lines.append(Text("  none", style="dim"))
+        lines.append(Text("collaborators", style="bold underline"))
+        for c in a.collaborators or ():
+            lines.append(safe_text(f"  {names.get(c, c)}", width))
+        if not a.collaborators:
+            lines.append(Text("  none", style="dim"))
+        lines.append(Text("hypotheses", style="bold underline"))
+        hyps = [h for h in state.hypotheses if h.agent == a.id]
+        for h in hyps[-max(1, height - len(lines)) :]:
+            t = Text(no_wrap=True, overflow="ellipsis")
+            t.append(f"  {clean(h.status, 10):<10}", style=_hyp_style(h.status))
+            conf = "" if h.confidence is None else f"{h.confidence:.2f} "
+            t.append(conf, style="dim")
+            t.append(clean(h.statement or h.id, width))
+            lines.append(t)
+        if not hyps:
+            lines.append(Text("  none", style="dim"))
+        return Group(*lines)
+
+
+def _hyp_style(status: str) -> str:
+    return {"validated": "green", "rejected": "red", "updated": "yellow"}.get(status, "cyan")
+
+
+class AgentScreen(Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("backspace", "app.pop_screen", "Back", show=False),
+    ]
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__()
+        self.agent_id = agent_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="agent-body"):
+            yield AgentSummary(self.agent_id, title="Agent", id="agent-summary")
+            with Horizontal(id="agent-lower"):
+                yield AgentRelations(
+                    self.agent_id, title="Tools · collaborators · hypotheses", id="agent-relations"
+                )
+                log = EventLog(title="Recent events", id="agent-log")
+                log.agent = self.agent_id
+                yield log
+        yield HealthLine(id="health")
+        yield Footer()
+
+    def show_state(self, state: DashboardState, *, paused: bool = False, behind: int = 0) -> None:
+        for line in self.query(HealthLine):  # empty until the screen has composed
+            line.show(state, paused=paused, behind=behind)
+        if paused:
+            return
+        for pane in self.query(Pane):
+            pane.set_state(state)
+
+    def agent_view(self, state: DashboardState) -> AgentView | None:
+        return state.agent(self.agent_id)

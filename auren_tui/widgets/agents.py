@@ -1,0 +1,178 @@
+"""Pane 2: active agents in a sortable ``DataTable``; Enter opens the agent screen."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Final
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import DataTable
+
+from ..sanitize import clean, safe_text
+from .format import fmt_ago, fmt_usd
+
+if TYPE_CHECKING:
+    from auren_core.state import AgentView, DashboardState
+
+__all__ = ["SORT_KEYS", "AgentsTable"]
+
+# (sort key, column label); numbers sort descending first, names and status ascending
+SORT_KEYS: Final[tuple[tuple[str, str], ...]] = (
+    ("cost", "Cost"),
+    ("rate", "$/h"),
+    ("tokens", "Tok in/out"),
+    ("last", "Last"),
+    ("load", "Load"),
+    ("status", "Status"),
+    ("agent", "Agent"),
+)
+_LABEL = dict(SORT_KEYS)
+_ASCENDING: Final = frozenset({"status", "agent"})
+_STATUS_ORDER: Final = {"failed": 0, "running": 1, "idle": 2}
+_STATUS_STYLE = {"running": "bold green", "idle": "dim", "failed": "bold red"}
+
+
+def fmt_tokens(n: int) -> str:
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}k"
+    return f"{n / 1e6:.1f}M"
+
+
+def _sort_value(a: AgentView, key: str) -> Any:
+    if key == "cost":
+        return a.cost_usd
+    if key == "rate":
+        return a.usd_per_hour
+    if key == "tokens":
+        return a.input_tokens + a.output_tokens
+    if key == "last":
+        return a.last_activity
+    if key == "load":
+        return a.current_load
+    if key == "status":
+        return _STATUS_ORDER.get(a.status, 3)
+    return (a.role or a.id).casefold()
+
+
+class AgentsTable(DataTable[Any]):
+    """Rows keyed by agent id, so the cursor stays on its agent across updates."""
+
+    class Open(Message):
+        """The user asked to drill into ``agent_id``."""
+
+        def __init__(self, agent_id: str) -> None:
+            super().__init__()
+            self.agent_id = agent_id
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
+        self.sort_key = "cost"
+        self.sort_reverse = False  # flips the default direction
+        self.state: DashboardState | None = None
+        self._order: list[str] = []
+        self._rows: dict[str, tuple[Any, ...]] = {}
+
+    def on_mount(self) -> None:
+        for key, label in (
+            ("agent", "Agent"),
+            ("status", "Status"),
+            ("last", "Last"),
+            ("load", "Load"),
+            ("tokens", "Tok in/out"),
+            ("cost", "Cost"),
+            ("rate", "$/h"),
+            ("caps", "Capabilities"),
+        ):
+            self.add_column(label, key=key)
+        self._title()
+
+    def _title(self) -> None:
+        arrow = "▲" if (self.sort_key in _ASCENDING) != self.sort_reverse else "▼"
+        self.border_title = "2 Active agents"
+        self.border_subtitle = f"sort: {_LABEL[self.sort_key]} {arrow} (s)"
+
+    @property
+    def selected_agent(self) -> str | None:
+        if not self._order or self.cursor_row < 0 or self.cursor_row >= len(self._order):
+            return None
+        return self._order[self.cursor_row]
+
+    def sort_by(self, key: str | None = None) -> None:
+        """Sort by ``key`` (same key again flips the order); ``None`` cycles the keys."""
+        keys = [k for k, _ in SORT_KEYS]
+        if key is None:
+            key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+            self.sort_reverse = False
+        elif key == self.sort_key:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_reverse = False
+        self.sort_key = key
+        self._title()
+        if self.state is not None:
+            self.set_state(self.state, force=True)
+
+    def _row(self, a: AgentView, now: float, name_w: int, caps_w: int) -> tuple[Any, ...]:
+        name = safe_text(a.role or a.id, name_w - 2 if a.last_error else name_w)
+        if a.last_error:
+            name.append(" !", style="bold red")
+        status = Text(a.status, style=_STATUS_STYLE.get(a.status, ""))
+        caps = safe_text(", ".join(clean(c, 30) for c in a.capabilities) or "—", caps_w, "dim")
+        tokens = Text(
+            f"{fmt_tokens(a.input_tokens)}/{fmt_tokens(a.output_tokens)}", justify="right"
+        )
+        cost = Text(fmt_usd(a.cost_usd), justify="right")
+        if a.unpriced_llm_calls:
+            cost.append("*", style="yellow")
+        rate = Text(fmt_usd(a.usd_per_hour), justify="right", style="dim")
+        load = Text(str(a.current_load), justify="right", style="bold" if a.current_load else "dim")
+        last = fmt_ago(a.last_activity, now)
+        return (name, status, last, load, tokens, cost, rate, caps)
+
+    def set_state(self, state: DashboardState, *, force: bool = False) -> None:
+        self.state = state
+        agents = sorted(state.agents, key=lambda a: ((a.role or a.id).casefold(), a.id))
+        agents.sort(
+            key=lambda a: _sort_value(a, self.sort_key),
+            reverse=(self.sort_key not in _ASCENDING) != self.sort_reverse,
+        )
+        order = [a.id for a in agents]
+        # the name gets what the fixed-width columns leave (capabilities go last, cut first)
+        width = self.size.width or 80
+        name_w = max(12, min(32, width - 57))
+        caps_w = max(12, width - 59 - name_w)
+        rows = {a.id: self._row(a, state.generated_at, name_w, caps_w) for a in agents}
+        if order == self._order and not force:
+            cols = list(self.columns)
+            for aid in order:
+                old, new = self._rows.get(aid), rows[aid]
+                if old == new:
+                    continue
+                for i, value in enumerate(new):
+                    if old is None or old[i] != value:
+                        self.update_cell(aid, cols[i], value)
+        else:
+            keep = self.selected_agent
+            self.clear()
+            for aid in order:
+                self.add_row(*rows[aid], key=aid)
+            if keep in order:
+                self.move_cursor(row=order.index(keep), animate=False)
+        self._order, self._rows = order, rows
+
+    def on_resize(self) -> None:
+        if self.state is not None:
+            self.set_state(self.state, force=True)
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = str(event.column_key.value)
+        if key in _LABEL:
+            self.sort_by(key)
+        event.stop()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(self.Open(str(event.row_key.value)))

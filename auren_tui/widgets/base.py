@@ -1,0 +1,43 @@
+"""The base pane: a ``Static`` that rebuilds its renderable from the latest state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import RenderableType
+from textual import events
+from textual.widgets import Static
+
+if TYPE_CHECKING:
+    from auren_core.state import DashboardState
+
+__all__ = ["Pane"]
+
+
+class Pane(Static):
+    """Holds the last state; :meth:`build` turns it into a renderable for the pane's size.
+
+    ``markup=False``: nothing in a pane is ever parsed as Rich markup, so a string such
+    as ``"[bold]"`` from an event stays literal.
+    """
+
+    def __init__(self, *, title: str = "", id: str | None = None, classes: str | None = None):
+        super().__init__("", id=id, classes=classes, markup=False)
+        self.border_title = title
+        self.state: DashboardState | None = None
+
+    def set_state(self, state: DashboardState) -> None:
+        self.state = state
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        if self.state is None:
+            return
+        size = self.content_size
+        self.update(self.build(self.state, max(20, size.width or 76), max(1, size.height or 8)))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._rebuild()
+
+    def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
+        raise NotImplementedError

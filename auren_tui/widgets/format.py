@@ -1,0 +1,132 @@
+"""Small pure formatters shared by the panes: numbers, durations, sparklines, shades.
+
+They format figures the reducer computed; none of them derives a metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+__all__ = [
+    "BLOCKS",
+    "SHADES",
+    "abbrev",
+    "bar",
+    "fmt_ago",
+    "fmt_count",
+    "fmt_ms",
+    "fmt_pct",
+    "fmt_usd",
+    "resample",
+    "shade",
+    "sparkline",
+]
+
+BLOCKS: Final = " ▁▂▃▄▅▆▇█"
+SHADES: Final = " ·░▒▓█"
+
+
+def fmt_usd(v: float | None, *, per: str = "") -> str:
+    if v is None:
+        return "—"
+    a = abs(v)
+    if a == 0:
+        s = "$0"
+    elif a < 0.01:
+        s = f"${v:.4f}"
+    elif a < 100:
+        s = f"${v:.2f}"
+    elif a < 100_000:
+        s = f"${v:,.0f}"
+    else:
+        s = f"${v / 1e6:.2f}M"
+    return s + per
+
+
+def fmt_count(n: float | None) -> str:
+    if n is None:
+        return "—"
+    a = abs(n)
+    if a < 10_000:
+        return f"{n:,.0f}"
+    if a < 1_000_000:
+        return f"{n / 1e3:.1f}k"
+    if a < 1_000_000_000:
+        return f"{n / 1e6:.1f}M"
+    return f"{n / 1e9:.1f}G"
+
+
+def fmt_ms(v: float | None) -> str:
+    if v is None:
+        return "—"
+    if v < 1:
+        return f"{v:.2f}ms"
+    if v < 100:
+        return f"{v:.1f}ms"
+    if v < 10_000:
+        return f"{v:.0f}ms"
+    return f"{v / 1000:.1f}s"
+
+
+def fmt_pct(v: float | None) -> str:
+    return "—" if v is None else f"{v * 100:.0f}%"
+
+
+def fmt_ago(ts: float | None, now: float) -> str:
+    if ts is None or ts <= 0:
+        return "—"
+    d = max(0.0, now - ts)
+    if d < 1:
+        return "now"
+    if d < 60:
+        return f"{d:.0f}s ago"
+    if d < 3600:
+        return f"{d / 60:.0f}m ago"
+    if d < 86400:
+        return f"{d / 3600:.0f}h ago"
+    return f"{d / 86400:.0f}d ago"
+
+
+def resample(values: Sequence[float], width: int) -> list[float]:
+    """Fit ``values`` into ``width`` columns, summing neighbours (costs add up)."""
+    n = len(values)
+    if width <= 0 or n == 0:
+        return []
+    if n <= width:
+        return list(values)
+    out = [0.0] * width
+    for i, v in enumerate(values):
+        out[i * width // n] += v
+    return out
+
+
+def sparkline(values: Sequence[float], width: int, top: float | None = None) -> str:
+    """Block-character sparkline; ``top`` shares one scale across several lines."""
+    vals = resample(values, width)
+    hi = top if top is not None else max(vals, default=0.0)
+    if hi <= 0:
+        return " " * len(vals) if vals else ""
+    steps = len(BLOCKS) - 1
+    return "".join(BLOCKS[0 if v <= 0 else max(1, min(steps, round(v / hi * steps)))] for v in vals)
+
+
+def bar(fraction: float | None, width: int) -> str:
+    if fraction is None or width <= 0:
+        return " " * max(0, width)
+    f = max(0.0, min(1.0, fraction))
+    full = int(f * width)
+    part = BLOCKS[round((f * width - full) * 8)] if full < width else ""
+    return ("█" * full + part).ljust(width)[:width]
+
+
+def shade(count: int, top: int) -> str:
+    """One shade character for ``count`` relative to ``top`` (0 is blank)."""
+    if count <= 0 or top <= 0:
+        return SHADES[0]
+    return SHADES[max(1, min(len(SHADES) - 1, round(count / top * (len(SHADES) - 1))))]
+
+
+def abbrev(name: str, width: int) -> str:
+    """A short column label: the name cut to ``width`` (no ellipsis, labels are keyed)."""
+    return name[:width]

@@ -1,0 +1,79 @@
+"""Pane 1: the memory-tier flow, Query -> Redis -> PostgreSQL -> ChromaDB -> miss."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .base import Pane
+from .format import bar, fmt_count, fmt_ms, fmt_pct, fmt_usd
+
+if TYPE_CHECKING:
+    from auren_core.state import DashboardState
+
+__all__ = ["TierFlow"]
+
+_LABELS = (("redis", "Redis"), ("postgresql", "PostgreSQL"), ("chromadb", "ChromaDB"))
+_SHORT = {"redis": "Redis", "postgresql": "PG", "chromadb": "Chroma"}
+
+
+def _hit_style(rate: float, tried: int) -> str:
+    if tried == 0:
+        return "dim"
+    return "green" if rate >= 0.6 else ("yellow" if rate >= 0.3 else "red")
+
+
+class TierFlow(Pane):
+    """Hit rate, p50/p95, fall-through to the next tier, misses and cost per tier."""
+
+    def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
+        tiers = state.tiers
+        views = tiers.by_name()
+        flow = Text(no_wrap=True, overflow="ellipsis")
+        flow.append("Query ", style="bold")
+        flow.append(fmt_count(tiers.queries), style="bold cyan")
+        short = width < 64
+        for key, label in _LABELS:
+            flow.append(" → " if short else " ─▶ ", style="dim")
+            flow.append(_SHORT[key] if short else label, style="bold")
+        flow.append(" → " if short else " ─▶ ", style="dim")
+        flow.append("miss ", style="bold")
+        miss_style = "red" if tiers.misses else "dim"
+        flow.append(f"{fmt_count(tiers.misses)} ({fmt_pct(tiers.miss_rate)})", style=miss_style)
+
+        col_w = max(8, min(16, (width - 7) // 3 - 1))
+        table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, expand=False)
+        table.add_column("", style="dim", no_wrap=True, width=6)
+        for _, label in _LABELS:
+            table.add_column(label, no_wrap=True, width=col_w, overflow="ellipsis")
+        hit_cells: list[Text] = []
+        for key, _ in _LABELS:
+            tv = views[key]
+            cell = Text(f"{fmt_pct(tv.hit_rate) if tv.tried else '—':>4} ")
+            cell.append(bar(tv.hit_rate if tv.tried else None, col_w - 5), style="blue")
+            cell.stylize(_hit_style(tv.hit_rate, tv.tried), 0, 4)
+            hit_cells.append(cell)
+        table.add_row("tried", *(fmt_count(views[k].tried) for k, _ in _LABELS))
+        table.add_row("hit", *hit_cells)
+        table.add_row("p50", *(fmt_ms(views[k].p50_ms) for k, _ in _LABELS))
+        table.add_row("p95", *(fmt_ms(views[k].p95_ms) for k, _ in _LABELS))
+        table.add_row(
+            "fall ↓",
+            *(
+                Text(fmt_pct(views[k].fall_through_rate) if views[k].tried else "—")
+                for k, _ in _LABELS
+            ),
+        )
+        table.add_row("cost", *(fmt_usd(views[k].cost_usd) for k, _ in _LABELS))
+        errors = sum(views[k].errors for k, _ in _LABELS)
+        parts: list[RenderableType] = [flow, table]
+        if errors:
+            parts.append(Text(f"tier errors: {fmt_count(errors)}", style="red"))
+        if tiers.cost_note and height >= 10:
+            parts.append(
+                Text(tiers.cost_note, style="dim italic", no_wrap=True, overflow="ellipsis")
+            )
+        return Group(*parts)

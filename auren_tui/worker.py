@@ -1,0 +1,369 @@
+"""The one stream worker: read batches, apply them to the reducer, post frozen state.
+
+It runs in its own thread with its own asyncio loop, so decoding and reducing never
+block the UI thread. The reducer belongs to this thread alone; the UI only ever sees
+the frozen :class:`~auren_core.state.DashboardState` objects carried by
+:class:`StateUpdated` messages, posted on a timer (at most ``fps`` a second, at least
+once a second so windows keep sliding) and collapsing in the app's queue when the UI
+is busy. Nothing here touches a widget.
+
+Sources (``StreamReader`` for live data, :class:`ReplaySource` for
+``--replay``, a list of recorded batches in tests) share one interface: ``batches()``,
+``close()`` and an ``on_status`` attribute, so replayed history takes the same path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from textual.message import Message
+
+from auren_core.events import Event, Malformed
+from auren_core.reader import Batch
+
+__all__ = [
+    "RecordedSource",
+    "ReplaySource",
+    "ReplaySpec",
+    "Source",
+    "StateUpdated",
+    "StreamWorker",
+    "WorkerFailed",
+    "WorkerStats",
+]
+
+log = logging.getLogger("auren.tui.worker")
+
+
+class Source(Protocol):
+    on_status: Callable[[str, str], None] | None
+
+    def batches(self) -> AsyncIterator[Batch]: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """What the worker itself has done (the reducer counts the rest)."""
+
+    events_read: int = 0
+    batches: int = 0
+    backfill_done: bool = False
+    last_batch_at: float | None = None  # time.monotonic()
+    source: str = "stream"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySpec:
+    """``--replay FROM[..TO] --speed N`` as stream ids (inclusive; ``-``/``+`` = the ends)."""
+
+    start_id: str = "-"
+    end_id: str = "+"
+    speed: float = 1.0
+
+
+class StateUpdated(Message):
+    """A new frozen state; a newer one replaces an older one still queued."""
+
+    def __init__(self, state: Any, stats: WorkerStats) -> None:
+        super().__init__()
+        self.state = state
+        self.stats = stats
+        self.posted_at = time.monotonic()
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StateUpdated)
+
+
+class WorkerFailed(Message):
+    """The worker died of a bug (never of an outage: those reconnect)."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class RecordedSource:
+    """Batches given up front (tests, snapshots); then idle like a quiet stream."""
+
+    def __init__(self, batches: Iterable[Batch], *, status: str = "connected") -> None:
+        self._batches = list(batches)
+        self._status = status
+        self.on_status: Callable[[str, str], None] | None = None
+        self._closed = asyncio.Event()
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        if self.on_status is not None:
+            self.on_status(self._status, "recorded events")
+        for b in self._batches:
+            yield b
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        self._closed.set()
+
+    @classmethod
+    def of(cls, items: Sequence[Event | Malformed], *, last_id: str = "") -> RecordedSource:
+        sid = last_id or next((i.stream_id for i in reversed(items) if isinstance(i, Event)), "")
+        return cls([Batch(list(items), sid, backfill=True), Batch([], sid, backfill=True)])
+
+
+_STATUS = {"connected": "live", "reconnecting": "reconnecting", "connecting": "connecting"}
+
+
+class StreamWorker:
+    """Owns the reducer and the source; runs in a daemon thread until :meth:`stop`."""
+
+    def __init__(
+        self,
+        *,
+        reducer: Any,
+        source: Source,
+        post: Callable[[Message], object],
+        fps: float = 20.0,
+        lag_probe: Callable[[], Any] | None = None,
+        source_name: str = "stream",
+    ) -> None:
+        self.reducer = reducer
+        self.source = source
+        self.post = post
+        self.interval = 1.0 / fps
+        self.lag_probe = lag_probe
+        self.source_name = source_name
+        self._events = 0
+        self._batches = 0
+        self._backfill_done = False
+        self._last_batch: float | None = None
+        self._lag: int | None = None
+        self._dirty = True
+        self._pending: list[Callable[[Any], None]] = []
+        self._pending_lock = threading.Lock()
+        self._stop_flag = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_async: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        source.on_status = self._on_status
+
+    # ---------------------------------------------------------------- thread side
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="auren-stream", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stop_flag.set()
+        loop, ev = self._loop, self._stop_async
+        if loop is not None and ev is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(ev.set)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def call(self, fn: Callable[[Any], None]) -> None:
+        """Run ``fn(reducer)`` on the worker thread before the next state is built."""
+        with self._pending_lock:
+            self._pending.append(fn)
+        self._dirty = True
+
+    def stats(self) -> WorkerStats:
+        return WorkerStats(
+            self._events, self._batches, self._backfill_done, self._last_batch, self.source_name
+        )
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except Exception as exc:  # a bug: show it in the app, never die silently
+            log.exception("stream worker failed")
+            self.post(WorkerFailed(f"{type(exc).__name__}: {exc}"))
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_async = asyncio.Event()
+        if self._stop_flag.is_set():
+            return
+        tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._tick())]
+        if self.lag_probe is not None:
+            tasks.append(asyncio.create_task(self._probe_lag()))
+        stop = asyncio.create_task(self._stop_async.wait())
+        await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        for t in tasks:
+            t.cancel()
+        await self.source.close()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t  # re-raises a crash of the reader or the ticker
+        stop.cancel()
+
+    def _on_status(self, state: str, detail: str) -> None:
+        self.reducer.set_connection(_STATUS.get(state, state), detail)
+        self._dirty = True
+
+    async def _read(self) -> None:
+        async for batch in self.source.batches():
+            if batch.items:
+                self.reducer.apply_batch(batch.items, last_id=batch.last_id, lag=self._lag)
+                self._events += len(batch.items)
+            self._batches += 1
+            self._last_batch = time.monotonic()
+            if not batch.backfill or not batch.items:  # live data, or the end-of-backfill marker
+                self._backfill_done = True
+            self._dirty = True
+
+    async def _tick(self) -> None:
+        last_post = 0.0
+        while True:
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            if self._pending:
+                with self._pending_lock:
+                    pending, self._pending = self._pending, []
+                for fn in pending:
+                    fn(self.reducer)
+            if self._dirty or now - last_post >= 1.0:
+                self._dirty = False
+                last_post = now
+                self.post(StateUpdated(self.reducer.state(), self.stats()))
+
+    async def _probe_lag(self) -> None:
+        assert self.lag_probe is not None
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self._lag = await self.lag_probe()
+            except Exception as exc:  # outage: the reader reports it; keep the last figure
+                log.debug("lag probe failed: %s", exc)
+
+
+def _item_ts(item: Event | Malformed) -> float:
+    if isinstance(item, Event):
+        return item.ts
+    ms, _, _ = item.sid.partition("-")
+    return int(ms) / 1000.0 if ms.isdigit() else 0.0
+
+
+class ReplaySource:
+    """Stream history from ``start_id`` to ``end_id`` (inclusive), paced by event time.
+
+    ``speed`` 1.0 is real time, 10 ten times faster, 0 as fast as possible. :meth:`clock`
+    is the replay's virtual time: give it to the reducer so windows, rates and "active
+    in the last 5 minutes" mean what they meant then. When history runs out the clock
+    stops at the last event and the source idles (the dashboard keeps the final state).
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        stream: str,
+        *,
+        start_id: str = "-",
+        end_id: str = "+",
+        speed: float = 1.0,
+        chunk: int = 2000,
+        slice_s: float = 0.05,
+    ) -> None:
+        self.redis_url = redis_url
+        self.stream = stream
+        self.start_id = start_id
+        self.end_id = end_id
+        self.speed = speed
+        self.chunk = chunk
+        self.slice_s = slice_s
+        self.on_status: Callable[[str, str], None] | None = None
+        self.done = False
+        self._virtual: float | None = None
+        self._anchor: tuple[float, float] | None = None  # (virtual ts, monotonic)
+        self._closed = asyncio.Event()
+
+    def clock(self) -> float:
+        if self._virtual is None:
+            return time.time()
+        if self.done or self.speed <= 0 or self._anchor is None:
+            return self._virtual
+        v0, m0 = self._anchor
+        return max(self._virtual, v0 + (time.monotonic() - m0) * self.speed)
+
+    def _status(self, state: str, detail: str) -> None:
+        if self.on_status is not None:
+            self.on_status(state, detail)
+
+    async def close(self) -> None:
+        self._closed.set()
+
+    async def _sleep_until(self, mono: float) -> None:
+        delay = mono - time.monotonic()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), delay)
+
+    async def _paced(self, items: list[Event | Malformed], last_id: str) -> AsyncIterator[Batch]:
+        group: list[Event | Malformed] = []
+        for item in items:
+            ts = _item_ts(item)
+            if self._anchor is None:
+                self._anchor = (ts, time.monotonic())
+            v0, m0 = self._anchor
+            due = m0 + (ts - v0) / self.speed
+            if group and due > time.monotonic() + self.slice_s:
+                tail = group[-1]
+                yield Batch(group, tail.stream_id if isinstance(tail, Event) else tail.sid)
+                group = []
+                await self._sleep_until(due)
+            group.append(item)
+            self._virtual = max(self._virtual or ts, ts)
+        if group:
+            yield Batch(group, last_id)
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        import redis.asyncio as aioredis
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        from auren_core.reader import decode_entries
+
+        cursor, last_id, failures = self.start_id, "", 0
+        client: aioredis.Redis | None = None
+        while not self._closed.is_set():
+            try:
+                if client is None:
+                    client = aioredis.Redis.from_url(self.redis_url, socket_connect_timeout=2.0)
+                    await client.ping()
+                    self._status("connected", f"replay x{self.speed:g}")
+                entries: Any = await client.xrange(
+                    self.stream, min=cursor, max=self.end_id, count=self.chunk
+                )
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                failures += 1
+                self._status("reconnecting", f"{type(exc).__name__}: {exc}")
+                if client is not None:
+                    await client.aclose()
+                client = None
+                await self._sleep_until(time.monotonic() + min(2.0, 0.05 * 2**failures))
+                continue
+            failures = 0
+            if entries:
+                sid = entries[-1][0]
+                last_id = sid.decode() if isinstance(sid, bytes) else str(sid)
+                cursor = "(" + last_id
+                items = decode_entries(entries)
+                if self.speed <= 0:
+                    self._virtual = max(_item_ts(i) for i in items)
+                    yield Batch(items, last_id)
+                else:
+                    async for b in self._paced(items, last_id):
+                        yield b
+            if len(entries or ()) < self.chunk:
+                break
+        if client is not None:
+            await client.aclose()
+        self.done = True
+        self._status("connected", "replay finished")
+        yield Batch([], last_id, backfill=True)
+        await self._closed.wait()

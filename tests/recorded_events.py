@@ -1,0 +1,270 @@
+"""A recorded event set for the dashboard's snapshot and Pilot tests.
+
+Deterministic: fixed ids, timestamps relative to ``FROZEN_NOW`` and stream ids derived
+from them, so a frozen clock gives byte-identical screens. It exercises every pane:
+a crew of AUREN specialists with LLM calls (priced and unpriced), tools, delegations
+and questions, hypotheses, memory-tier lookups down to misses, knowledge accesses with
+gaps, publisher drops, one malformed entry, one unknown type and hostile strings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from auren_core.events import Event, Malformed
+
+__all__ = ["AGENTS", "FROZEN_NOW", "HOSTILE_ROLE", "frozen_clock", "recorded", "to_stream"]
+
+FROZEN_NOW = 1_764_100_800.0  # 2025-11-25 20:00:00 UTC
+HOSTILE_ROLE = "[bold red]Evil[/] \x1b[31mroot\x1b[0m \u202etxt.exe"
+
+AGENTS: tuple[tuple[str, str, str, list[str], list[str]], ...] = (
+    ("neuro", "Neuroscientist", "gpt-4o", ["hrv", "cns"], ["pubmed_search", "hrv_analyzer"]),
+    ("sleep", "Sleep Specialist", "gpt-4o-mini", ["sleep", "circadian"], ["sleep_log"]),
+    ("nutri", "Nutritionist", "gpt-4o-mini", ["diet", "macros"], ["food_db"]),
+    ("coach", "Training Coach", "claude-3-5-haiku", ["load", "recovery"], ["whoop_api"]),
+    ("evil", HOSTILE_ROLE, "mystery-model-x", ["\x07bell", "[link=x]y[/link]"], ["rm -rf /"]),
+)
+
+
+def frozen_clock() -> float:
+    return FROZEN_NOW
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.items: list[Event | Malformed] = []
+        self.n = 0
+
+    def add(
+        self,
+        age_s: float,
+        type: str,
+        agent: str | None,
+        payload: dict[str, Any],
+        run: str | None = "run-1",
+    ) -> None:
+        self.n += 1
+        ts = round(FROZEN_NOW - age_s, 3)
+        sid = f"{int(ts * 1000)}-{self.n}"
+        self.items.append(
+            Event(
+                id=f"rec-{self.n}", ts=ts, type=type, agent=agent, run=run, payload=payload, sid=sid
+            )
+        )
+
+
+def recorded() -> list[Event | Malformed]:
+    """About 400 events over the last 40 minutes, oldest first."""
+    b = _Builder()
+    b.add(2400, "crew_started", None, {"crew": "auren", "agents": [a[0] for a in AGENTS]})
+    for aid, role, model, caps, tools in AGENTS:
+        b.add(
+            2399,
+            "agent_registered",
+            aid,
+            {
+                "role": role,
+                "goal": f"help as {role}",
+                "tools": tools,
+                "model": model,
+                "capabilities": caps,
+                "allow_delegation": aid == "neuro",
+            },
+        )
+    queries = [
+        "hrv baseline",
+        "sleep debt",
+        "protein target",
+        "deload week",
+        "\x1b]0;pwned\x07title",
+        "melatonin dose",
+    ]
+    for i in range(60):
+        age = 2300 - i * 37
+        aid, role, model, _caps, tools = AGENTS[i % 4]
+        run = f"run-{1 + i // 20}"
+        b.add(age, "agent_started", aid, {"task_id": f"t{i}"}, run)
+        priced = model != "claude-3-5-haiku" or i % 8 == 3
+        b.add(
+            age - 1,
+            "llm_call",
+            aid,
+            {
+                "model": model,
+                "provider": "openai",
+                "input_tokens": 800 + 37 * i,
+                "output_tokens": 120 + 11 * i,
+                "cached_tokens": 100 * (i % 3),
+                "cost_usd": round(0.0004 * (1 + i % 7), 6) if priced else None,
+                "cost_source": "genai-prices" if priced else "unknown",
+                "latency_ms": 400 + 13 * i,
+                "ok": True,
+            },
+            run,
+        )
+        b.add(
+            age - 2,
+            "tool_used",
+            aid,
+            {
+                "tool": tools[i % len(tools)],
+                "duration_ms": 30 + i,
+                "ok": i % 11 != 5,
+                "cost_usd": 0.001 if i % 3 == 0 else None,
+                "from_cache": i % 4 == 0,
+            },
+            run,
+        )
+        tier = (
+            "redis_immediate",
+            "redis_immediate",
+            "postgresql_structured",
+            "chromadb_semantic",
+            "miss",
+        )[i % 5]
+        lat = {"redis": 0.3 + (i % 5) * 0.1}
+        if tier != "redis_immediate":
+            lat["postgresql"] = 3.0 + (i % 7)
+        if tier in ("chromadb_semantic", "miss"):
+            lat["chromadb"] = 20.0 + (i % 9) * 3
+        b.add(
+            age - 3,
+            "memory_tier_access",
+            aid,
+            {
+                "tier_accessed": tier,
+                "query": queries[i % len(queries)],
+                "latency_by_tier": lat,
+                "items_retrieved": 0 if tier == "miss" else 1 + i % 3,
+            },
+            run,
+        )
+        b.add(
+            age - 4,
+            "knowledge_access",
+            aid,
+            {
+                "item": [
+                    "hrv-norms",
+                    "sleep-stages",
+                    "macro-table",
+                    "vo2max-curve",
+                    "[bold]cortisol[/bold]",
+                ][i % 5],
+                "source": "chromadb",
+                "hit": i % 5 < 3 or i % 2 == 0,
+            },
+            run,
+        )
+        if i % 3 == 0:
+            to = AGENTS[(i // 3) % 3 + 1][0] if aid == "neuro" else "neuro"
+            b.add(
+                age - 5,
+                "collaboration",
+                aid,
+                {"to_agent": to, "kind": "delegate" if i % 2 == 0 else "ask"},
+                run,
+            )
+        if i % 10 == 0:
+            b.add(
+                age - 6,
+                "hypothesis",
+                aid,
+                {
+                    "hypothesis_id": f"h{i // 10}",
+                    "status": ("formed", "updated", "validated", "rejected")[(i // 10) % 4],
+                    "confidence": 0.5 + (i % 5) / 10,
+                    "statement": f"HRV drop predicts poor sleep (cohort {i // 10})",
+                },
+                run,
+            )
+        b.add(
+            age - 7,
+            "agent_completed" if i % 13 != 7 else "agent_failed",
+            aid,
+            {
+                "task_id": f"t{i}",
+                "duration_ms": 1500 + i,
+                **({"error": "tool timeout"} if i % 13 == 7 else {}),
+            },
+            run,
+        )
+        if i % 20 == 19:
+            b.add(age - 8, "crew_completed", None, {"crew": "auren", "duration_ms": 60000.0}, run)
+    # the last minutes: busy agents, one still running, the hostile one says hello
+    for j in range(12):
+        aid, _r, model, _c, _t = AGENTS[j % 3]
+        b.add(
+            170 - j * 12,
+            "llm_call",
+            aid,
+            {
+                "model": model,
+                "input_tokens": 1500,
+                "output_tokens": 300,
+                "cost_usd": 0.0021,
+                "cost_source": "genai-prices",
+                "latency_ms": 900.0,
+            },
+            "run-4",
+        )
+    b.add(90, "agent_started", "neuro", {"task_id": "t-live"}, "run-4")
+    b.add(
+        60,
+        "llm_call",
+        "evil",
+        {
+            "model": "mystery-model-x",
+            "input_tokens": 66,
+            "output_tokens": 6,
+            "cost_usd": 0.5,
+            "error": "\x1b[2J\x1b[H cleared?",
+        },
+        "run-4",
+    )
+    b.add(
+        55,
+        "tool_used",
+        "evil",
+        {"tool": "\x1b]52;c;Y3VybCBldmlsCg==\x07copy", "ok": False, "error": "x" * 5000},
+        "run-4",
+    )
+    b.add(
+        40,
+        "publisher_stats",
+        None,
+        {"sent": 5000, "dropped": 17, "queued": 3, "publisher": "host:1:1"},
+        None,
+    )
+    b.add(30, "quantum_entangled", "neuro", {"spooky": True}, "run-4")  # unknown type
+    b.items.append(
+        Malformed(f"{int((FROZEN_NOW - 20) * 1000)}-999", "bad envelope: not json", b"{nope")
+    )
+    b.add(
+        10,
+        "hypothesis",
+        "neuro",
+        {
+            "hypothesis_id": "h-live",
+            "status": "formed",
+            "confidence": 0.61,
+            "statement": "late caffeine \u202eenil siht\u202c shortens deep sleep",
+        },
+        "run-4",
+    )
+    return b.items
+
+
+def to_stream(items: list[Event | Malformed]) -> list[bytes]:
+    """The raw stream entries (``e`` field values) of ``items``; malformed ones stay broken."""
+    out: list[bytes] = []
+    enc = msgspec.json.Encoder()
+    for it in items:
+        if isinstance(it, Malformed):
+            out.append(it.raw)
+        else:
+            out.append(enc.encode(msgspec.structs.replace(it, sid=msgspec.UNSET)))
+    return out

@@ -1,0 +1,436 @@
+"""Pilot tests of ``auren top``: pause, filter, sort, drill-down, clear, reconnect, hostile text."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from recorded_events import FROZEN_NOW, HOSTILE_ROLE, frozen_clock, recorded
+from rich.console import Console
+from rich.text import Text
+from servers import PrivateRedis
+from textual.pilot import Pilot
+
+from auren_core.events import Event, encode_fields
+from auren_core.publisher import Publisher
+from auren_core.state import Reducer
+from auren_tui.app import TopApp, make_app
+from auren_tui.sanitize import clean, is_clean, safe_text
+from auren_tui.screens.agent import AgentScreen
+from auren_tui.screens.help import HelpScreen
+from auren_tui.screens.main import MainScreen
+from auren_tui.widgets import AgentsTable, EventLog, HealthLine, LogFilter
+from auren_tui.worker import RecordedSource
+
+os.environ["TZ"] = "UTC"
+time.tzset()
+
+
+def recorded_app(**kw: object) -> TopApp:
+    return make_app(
+        redis_url="redis://unused",
+        stream="auren:events",
+        source=RecordedSource.of(recorded()),
+        clock=frozen_clock,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+def screen_text(app: TopApp) -> str:
+    """Every character the compositor would paint (control segments excluded)."""
+    console = Console(
+        width=app.size.width,
+        height=app.size.height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        record=True,
+        legacy_windows=False,
+        safe_box=False,
+    )
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text(styles=False)
+
+
+def health_text(app: TopApp) -> str:
+    return str(app.screen.query_one(HealthLine).render())
+
+
+# --------------------------------------------------------------------------- sanitiser
+
+
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("\x1b[31mred\x1b[0m", "red"),
+        ("\x1b]8;;https://evil\x07click\x1b]8;;\x07", "click"),
+        ("\x1b]52;c;ZXZpbA==\x1b\\x", "x"),
+        ("nul\x00byte", "nulbyte"),
+        ("\u202eexe.txt", "exe.txt"),
+        ("c1\x9b31mz", "c1z"),
+        ("[bold]x[/bold]", "[bold]x[/bold]"),
+        ("line\nbreak\ttab", "line break tab"),
+        ("\ud800lone", "lone"),
+    ],
+)
+def test_clean_removes_escapes_and_controls(raw: str, want: str) -> None:
+    assert clean(raw) == want
+
+
+def test_clean_truncates_and_safe_text_is_not_markup() -> None:
+    assert clean("x" * 500, 10) == "x" * 9 + "…"
+    t = safe_text("[bold red]boom[/]")
+    assert t.plain == "[bold red]boom[/]" and not t.spans
+
+
+# --------------------------------------------------------------------------- pilot: recorded
+
+
+async def test_main_screen_renders_every_pane_from_events() -> None:
+    app = recorded_app(budget_usd_per_hour=0.5)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None and app.frames > 1)
+        await pilot.pause(0.1)
+        text = screen_text(app)
+        state = app.shown
+        assert state is not None
+        for title in (
+            "1 Memory tiers",
+            "2 Active agents",
+            "3 Token economics",
+            "4 Collaboration",
+            "5 Knowledge",
+            "6 Event log",
+        ):
+            assert title in text
+        # figures on screen are the reducer's
+        assert f"Query {state.tiers.queries}" in text
+        assert "ALERT" in text and state.costs.budget_status == "alert"
+        assert "Neuroscientist" in text and "running" in text
+        assert "malformed 1" in text and "publisher drops 17" in text
+        assert HOSTILE_ROLE[:18] in text  # markup shown literally ...
+        assert "\x1b" not in text and "\u202e" not in text  # ... escapes and bidi gone
+
+
+async def test_pause_freezes_panes_and_resume_catches_up(redis_url: str, stream: str) -> None:
+    r = redis.Redis.from_url(redis_url)
+    for i in range(20):
+        r.xadd(
+            stream,
+            {
+                "e": encode_fields(
+                    "llm_call",
+                    {
+                        "model": "gpt-4o-mini",
+                        "input_tokens": 10,
+                        "output_tokens": 1,
+                        "cost_usd": 0.001,
+                    },
+                    "neuro",
+                    "r1",
+                )
+            },
+        )
+    app = make_app(redis_url=redis_url, stream=stream, since_s=600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None and app.shown.totals.llm_calls == 20)
+        await pilot.press("p")
+        assert app.paused
+        frozen = app.shown
+        for i in range(30):
+            r.xadd(stream, {"e": encode_fields("tool_used", {"tool": f"t{i}"}, "neuro", "r1")})
+        # reading continues while paused: the worker's state moves on, the panes do not
+        await wait_for(pilot, lambda: app.latest is not None and app.latest.totals.tool_calls == 30)
+        await pilot.pause(0.2)
+        assert app.shown is frozen
+        assert "PAUSED" in health_text(app) and "+30 new" in health_text(app)
+        log = app.screen.query_one(EventLog)
+        assert all(e.type == "llm_call" for e in log.shown)
+        await pilot.press("p")
+        assert not app.paused
+        await wait_for(pilot, lambda: any(e.type == "tool_used" for e in log.shown))
+        assert app.shown is not None and app.shown.totals.tool_calls == 30
+        assert "PAUSED" not in health_text(app)
+
+
+async def test_filter_by_type_agent_and_text() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None)
+        log = app.screen.query_one(EventLog)
+        await pilot.press("slash")
+        for ch in "type:hypothesis":
+            await pilot.press(ch)
+        await pilot.press("enter")
+        await pilot.pause(0.1)
+        assert log.filter.types == ("hypothesis",)
+        assert log.shown and all(e.type == "hypothesis" for e in log.shown)
+        want = [e for e in app.shown.log if e.type == "hypothesis"]  # type: ignore[union-attr]
+        assert [e.id for e in log.shown] == [e.id for e in want][-len(log.shown) :]
+        assert "filter: type:hypothesis" in str(log.border_subtitle)
+
+        assert isinstance(app.screen, MainScreen)
+        app.screen.apply_filter("agent:sleep llm")
+        await pilot.pause(0.1)
+        assert log.shown and all(e.agent == "sleep" and "llm" in e.type for e in log.shown)
+        app.screen.apply_filter("type:nothing_like_this")
+        await pilot.pause(0.1)
+        assert log.shown == [] and "no events match" in screen_text(app)
+        await pilot.press("c")  # clear resets the filter and hides the current lines
+        await pilot.pause(0.1)
+        assert not log.filter.active and log.shown == []
+
+
+def test_log_filter_parse() -> None:
+    f = LogFilter.parse("type:llm_call t:tool agent:Neuro  deep Sleep")
+    assert f.types == ("llm_call", "tool") and f.agents == ("neuro",) and f.text == "deep sleep"
+    assert not LogFilter.parse("   ").active
+
+
+async def test_sort_cycles_and_orders_rows() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None)
+        table = app.screen.query_one(AgentsTable)
+        state = app.shown
+        assert state is not None
+
+        def order() -> list[str]:
+            return [str(k.value) for k in table.rows]
+
+        by_cost = sorted(state.agents, key=lambda a: -a.cost_usd)
+        assert order()[0] == by_cost[0].id
+        await pilot.press("s")  # cost -> $/h
+        await pilot.pause(0.1)
+        assert table.sort_key == "rate"
+        rates = [state.agent(a).usd_per_hour for a in order()]  # type: ignore[union-attr]
+        assert rates == sorted(rates, reverse=True)
+        table.sort_by("agent")
+        await pilot.pause(0.1)
+        names = [(state.agent(a).role or a).casefold() for a in order()]  # type: ignore[union-attr]
+        assert names == sorted(names)
+        table.sort_by("agent")  # same key again: reversed
+        await pilot.pause(0.1)
+        names = [(state.agent(a).role or a).casefold() for a in order()]  # type: ignore[union-attr]
+        assert names == sorted(names, reverse=True)
+        assert "▼" in str(table.border_subtitle)
+
+
+async def test_drill_down_opens_agent_screen_and_back() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None)
+        table = app.screen.query_one(AgentsTable)
+        table.focus()
+        target = [str(k.value) for k in table.rows].index("neuro")
+        table.move_cursor(row=target)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert isinstance(screen, AgentScreen) and screen.agent_id == "neuro"
+        text = screen_text(app)
+        agent = app.shown.agent("neuro")  # type: ignore[union-attr]
+        assert agent is not None
+        assert "Neuroscientist" in text and "pubmed_search" in text
+        assert "HRV drop predicts" in text  # its hypotheses
+        log = screen.query_one(EventLog)
+        assert log.shown and all(e.agent == "neuro" for e in log.shown)
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.press("d")  # the footer key does the same as Enter
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))
+        assert app.screen.agent_id == "neuro"  # type: ignore[attr-defined]
+
+
+async def test_help_and_palette_commands() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None)
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert "pause / resume" in screen_text(app)
+        await pilot.press("escape")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for want in (
+            "Pause display",
+            "Filter event log",
+            "Sort agents",
+            "Open selected agent",
+            "Clear event log",
+            "Help",
+            "Quit",
+        ):
+            assert want in titles
+
+
+# --------------------------------------------------------------------------- reconnect
+
+
+async def test_reconnect_shows_reconnecting_and_loses_nothing(private_redis: PrivateRedis) -> None:
+    url, stream = private_redis.url, "auren:events"
+    pub = Publisher(url, stream, stats_interval=3600)
+    app = make_app(redis_url=url, stream=stream, since_s=600)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for i in range(100):
+            pub.emit("tool_used", {"tool": "before", "duration_ms": i}, agent="a1", run="r")
+        await wait_for(pilot, lambda: app.shown is not None and app.shown.totals.tool_calls == 100)
+        private_redis.stop()
+        await wait_for(
+            pilot, lambda: app.shown is not None and app.shown.health.connection == "reconnecting"
+        )
+        assert "reconnecting" in health_text(app)
+        for i in range(50):  # published during the outage: buffered by the publisher
+            pub.emit("tool_used", {"tool": "during", "duration_ms": i}, agent="a1", run="r")
+        await asyncio.sleep(0.5)
+        private_redis.start()
+        for i in range(50):
+            pub.emit("tool_used", {"tool": "after", "duration_ms": i}, agent="a1", run="r")
+        await wait_for(
+            pilot, lambda: app.shown is not None and app.shown.totals.tool_calls == 200, timeout=30
+        )
+        assert app.shown is not None and app.shown.health.connection == "live"
+        await pilot.pause(0.2)
+        assert "live" in health_text(app) and "reconnecting" not in health_text(app)
+    pub.close()
+
+
+# --------------------------------------------------------------------------- fuzz
+
+_HOSTILE = st.sampled_from(
+    [
+        "\x1b[2J\x1b[H",
+        "\x1b]0;title\x07",
+        "\x1b]8;;http://x\x1b\\link",
+        "\x9b31m",
+        "\x00",
+        "\u202e",
+        "\u2066",
+        "[bold]",
+        "[/]",
+        "[link=file:///etc/passwd]x",
+        "\r\n",
+        "\x7f",
+        "\x1bP1$r\x1b\\",
+        "\x07",
+        "é",
+        "漢字",
+        "🙂",
+        "x" * 300,
+    ]
+)
+hostile_text = st.lists(st.one_of(_HOSTILE, st.text(max_size=20)), max_size=6).map("".join)
+
+
+def _hostile_state(s: str) -> Reducer:
+    red = Reducer(clock=frozen_clock)
+    t = FROZEN_NOW - 5
+    evs = [
+        Event(
+            id="f1",
+            ts=t,
+            type="agent_registered",
+            agent=s,
+            run=s,
+            payload={"role": s, "goal": s, "tools": [s], "capabilities": [s], "model": s},
+        ),
+        Event(
+            id="f2",
+            ts=t,
+            type="llm_call",
+            agent=s,
+            run=s,
+            payload={"model": s, "input_tokens": 5, "cost_usd": 0.1, "error": s},
+        ),
+        Event(
+            id="f3", ts=t, type="tool_used", agent=s, payload={"tool": s, "ok": False, "error": s}
+        ),
+        Event(
+            id="f4",
+            ts=t,
+            type="memory_tier_access",
+            agent=s,
+            payload={"tier_accessed": "miss", "query": s},
+        ),
+        Event(id="f5", ts=t, type="knowledge_access", agent=s, payload={"item": s, "hit": False}),
+        Event(
+            id="f6",
+            ts=t,
+            type="collaboration",
+            agent=s,
+            payload={"to_agent": s + "2", "kind": "ask"},
+        ),
+        Event(
+            id="f7",
+            ts=t,
+            type="hypothesis",
+            agent=s,
+            payload={"hypothesis_id": s, "status": "formed", "statement": s},
+        ),
+        Event(id="f8", ts=t, type=s or "x", agent=s, payload={"k": s}),
+    ]
+    red.apply_batch(evs, last_id="1-1")
+    return red
+
+
+def _assert_inert(text: str) -> None:
+    bad = [
+        c
+        for c in text
+        if (ord(c) < 32 and c != "\n")
+        or 0x7F <= ord(c) <= 0x9F
+        or c in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"
+    ]
+    assert not bad, f"escape/control chars rendered: {bad!r}"
+
+
+def test_fuzz_detector_catches_unsanitised_text() -> None:
+    """The check below would fail if a widget rendered raw text (proves it can fail)."""
+    console = Console(file=io.StringIO(), record=True, width=40, force_terminal=True)
+    console.print(Text("a\x1b[31mb"))
+    with pytest.raises(AssertionError):
+        _assert_inert(console.export_text(styles=False))
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(s=hostile_text)
+def test_fuzz_hostile_strings_render_inert(s: str) -> None:
+    async def run() -> None:
+        app = recorded_app()
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: app.shown is not None)
+            state = _hostile_state(s).state()
+            main = app.screen
+            assert isinstance(main, MainScreen)
+            app.paused = True  # keep the recorded stream from overwriting our state
+            main.show_state(state)
+            await pilot.pause(0.05)
+            _assert_inert(screen_text(app))
+            app.action_drill(state.agents[0].id if state.agents else "none")
+            await pilot.pause(0.05)
+            app.screen.show_state(state)  # type: ignore[attr-defined]
+            await pilot.pause(0.05)
+            _assert_inert(screen_text(app))
+            assert app.failure is None
+
+    asyncio.run(run())
+    assert is_clean(clean(s))

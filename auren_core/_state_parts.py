@@ -203,34 +203,34 @@ class Sections:
         served: int,
         lats: list[tuple[int, float]],
         err_tiers: list[int],
-        cost: float | None,
+        costs: list[tuple[int, float]] | None,
         query: Any,
         agent: str | None,
     ) -> None:
+        """One load: ``costs`` is None when the event carried no price at all."""
         tiers = self.tiers
         tried = {i for i, _ in lats}
         if served >= 0:
             tried.add(served)
+        base, per = T.BASE, T.PER
         for vec in (tiers.at(b), tiers.tot):
             vec[T.QUERIES] += 1
             if served < 0:
                 vec[T.MISSES] += 1
+            else:
+                vec[base + served * per + T.HITS] += 1
             for i in tried:
-                vec[T.BASE + i * T.PER + T.TRIED] += 1
-            if served >= 0:
-                vec[T.BASE + served * T.PER + T.HITS] += 1
+                vec[base + i * per + T.TRIED] += 1
             for i, ms in lats:
-                vec[T.BASE + i * T.PER + T.LAT_SUM] += ms
-                vec[T.BASE + i * T.PER + T.LAT_N] += 1
+                vec[base + i * per + T.LAT_SUM] += ms
+                vec[base + i * per + T.LAT_N] += 1
             for i in err_tiers:
                 if i >= 0:
-                    vec[T.BASE + i * T.PER + T.ERRS] += 1
-            if cost is not None:
+                    vec[base + i * per + T.ERRS] += 1
+            if costs is not None:
                 vec[T.COST_SEEN] += 1
-                # a miss costs what the deepest tier tried cost
-                who = served if served >= 0 else max(tried, default=-1)
-                if who >= 0:
-                    vec[T.BASE + who * T.PER + T.COST] += cost
+                for i, c in costs:
+                    vec[base + i * per + T.COST] += c
         for i, ms in lats:
             self.hist[i].add(b, ms)
         if served < 0:

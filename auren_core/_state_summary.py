@@ -28,10 +28,10 @@ def _cost(v: Any) -> str:
 
 
 def summarize(ev: Event) -> str:
-    p = ev.payload
     t = ev.type
-    g = p.get
     try:
+        p = ev.payload
+        g = p.get
         if t == "llm_call":
             text = (
                 f"{_s(g('model'), 40)} in={g('input_tokens', 0)} out={g('output_tokens', 0)}"

@@ -379,8 +379,11 @@ class Reducer:
         self.s.collab.add(b, (src, dst, kind))
         if acc is not None:
             acc.partners.add(b, dst)
-        other = self._accs.get(dst)
-        if other is not None and dst != src:
+        if dst != src:
+            other = self._accs.get(dst)
+            if other is None:  # not seen yet: keep its side of the pair for when it shows up
+                other = self._accs[dst] = AgentAcc(self._exp)
+                self._prune_accs()
             other.partners.add(b, src)
             other.version += 1
 
@@ -398,9 +401,22 @@ class Reducer:
                     lats.append((i, ms))
         errs = p.get("errors")
         err_tiers = [tier_index(k) for k in errs] if isinstance(errs, dict) else []
-        cost = _opt_num(p.get("cost_usd"))
-        query = p.get("query")
-        self.s.tier_event(b, ev.ts, served, lats, err_tiers, cost, query, ev.agent)
+        costs: list[tuple[int, float]] | None = None
+        by_tier = p.get("cost_by_tier")
+        if isinstance(by_tier, dict) and by_tier:
+            costs = []
+            for name, v in by_tier.items():
+                i, c = tier_index(name), _opt_num(v)
+                if i >= 0 and c is not None:
+                    costs.append((i, c))
+        else:
+            cost = _opt_num(p.get("cost_usd"))
+            if cost is not None:
+                # no breakdown: a load costs what the tier that served it (or, for a
+                # miss, the deepest tier tried) charged
+                who = served if served >= 0 else max((i for i, _ in lats), default=-1)
+                costs = [(who, cost)] if who >= 0 else []
+        self.s.tier_event(b, ev.ts, served, lats, err_tiers, costs, p.get("query"), ev.agent)
 
     def _on_knowledge(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload

@@ -1,0 +1,738 @@
+"""The pure reducer: constructed event sequences with known answers, no servers."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from auren_core._state_window import BUCKET_S
+from auren_core.events import EVENT_TYPES, Event, Malformed, decode, encode, make_event
+from auren_core.state import DashboardState, Reducer
+
+T0 = 1_800_000_000.0  # a round "now" (divisible by 60 and by BUCKET_S)
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ev(
+    type: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    agent: str | None = None,
+    run: str | None = None,
+    ts: float,
+) -> Event:
+    return make_event(type, payload or {}, agent=agent, run=run, ts=ts)
+
+
+def llm(
+    agent: str, ts: float, inp: int, out: int, cost: float | None, *, run: str | None = None
+) -> Event:
+    return ev(
+        "llm_call",
+        {"model": "gpt-4o-mini", "input_tokens": inp, "output_tokens": out, "cost_usd": cost},
+        agent=agent,
+        run=run,
+        ts=ts,
+    )
+
+
+def tier(ts: float, served: str, lat: dict[str, float], **extra: Any) -> Event:
+    agent = extra.pop("agent", "neuro")
+    payload = {"tier_accessed": served, "latency_by_tier": lat, **extra}
+    return ev("memory_tier_access", payload, agent=agent, ts=ts)
+
+
+def reducer(clock: Clock | None = None, **kw: Any) -> tuple[Reducer, Clock]:
+    c = clock or Clock()
+    return Reducer(clock=c, **kw), c
+
+
+# --------------------------------------------------------------------------- totals
+def test_tokens_and_costs_with_unknown_price_counted_separately() -> None:
+    r, _ = reducer(tool_costs={"web_search": 0.005})
+    r.apply_batch(
+        [
+            llm("neuro", T0 - 30, 1000, 200, 0.0021),
+            llm("neuro", T0 - 20, 500, 100, None),  # unknown price: never counted as 0
+            llm("sleep", T0 - 10, 300, 50, 0.0009),
+            ev("llm_call", {"model": "m", "cached_tokens": 40, "ok": False}, agent="sleep", ts=T0),
+            ev("tool_used", {"tool": "web_search"}, agent="neuro", ts=T0 - 5),  # configured
+            ev("tool_used", {"tool": "calc", "cost_usd": 0.01}, agent="neuro", ts=T0 - 4),
+            ev("tool_used", {"tool": "calc", "ok": False}, agent="sleep", ts=T0 - 3),
+        ]
+    )
+    st = r.state()
+    t = st.totals
+    assert t.events == 7
+    assert t.llm_calls == 4
+    assert (t.input_tokens, t.output_tokens, t.cached_tokens) == (1800, 350, 40)
+    assert t.unpriced_llm_calls == 2  # the one with cost None and the one without cost_usd
+    assert (t.unpriced_input_tokens, t.unpriced_output_tokens) == (500, 100)
+    assert t.llm_cost_usd == pytest.approx(0.0030)
+    assert t.tool_calls == 3 and t.tool_errors == 1 and t.llm_errors == 1
+    assert t.tool_cost_usd == pytest.approx(0.015)
+    assert t.cost_usd == pytest.approx(0.0030 + 0.015)  # LLM + tools
+    neuro = st.agent("neuro")
+    sleep = st.agent("sleep")
+    assert neuro is not None and sleep is not None
+    assert (neuro.input_tokens, neuro.output_tokens, neuro.llm_calls) == (1500, 300, 2)
+    assert neuro.unpriced_llm_calls == 1
+    assert neuro.cost_usd == pytest.approx(0.0021 + 0.015)
+    assert dict(neuro.tools_used) == {"web_search": 1, "calc": 1}
+    assert sleep.cost_usd == pytest.approx(0.0009)
+    d = st.to_dict()["totals"]
+    assert d["cost_usd"] == pytest.approx(0.018) and d["unpriced_llm_calls"] == 2
+
+
+def test_usd_per_hour_over_the_window_and_young_agents() -> None:
+    r, _ = reducer(window_s=3600)
+    r.apply_batch(
+        [
+            ev("agent_started", agent="old", ts=T0 - 3590),
+            llm("old", T0 - 100, 10, 10, 0.5),
+            llm("young", T0 - 200, 10, 10, 0.1),
+        ]
+    )
+    st = r.state()
+    old, young = st.agent("old"), st.agent("young")
+    assert old is not None and young is not None
+    assert old.usd_per_hour == pytest.approx(0.5 * 3600 / 3590)  # measured over its 3590 s
+    assert young.usd_per_hour == pytest.approx(0.1 * 3600 / 200)
+
+
+# --------------------------------------------------------------------------- windows
+def test_window_expiry_with_frozen_clock() -> None:
+    r, clock = reducer(window_s=600, active_window_s=300)
+    t = T0 - 100
+    r.apply_batch([llm("neuro", t, 100, 10, 0.01), ev("tool_used", {"tool": "x"}, ts=t)])
+    r.apply_batch([llm("neuro", T0, 1, 1, 0.001)])
+    assert r.state().totals.llm_calls == 2
+    # just inside the window: the bucket of t ends after now - window
+    clock.now = t + 600 + BUCKET_S - 1
+    st = r.state()
+    assert st.totals.input_tokens == 101 and st.totals.tool_calls == 1
+    # once the whole bucket is older than the window, it is gone everywhere
+    clock.now = t + 600 + BUCKET_S
+    st = r.state()
+    assert st.totals.input_tokens == 1 and st.totals.tool_calls == 0
+    assert st.totals.cost_usd == pytest.approx(0.001)
+    assert st.totals.events == 1
+    clock.now = T0 + 600 + BUCKET_S
+    st = r.state()
+    assert st.totals.events == 0 and st.totals.cost_usd == 0.0
+    assert st.agents == ()  # and no agent is active any more
+    # a late event older than the window counts in health, not in the window
+    r.apply_batch([llm("neuro", T0 - 5000, 7, 7, 1.0)])
+    st = r.state()
+    assert st.totals.events == 0 and st.health.out_of_window == 1
+    assert st.health.events_total == 4
+
+
+def test_active_agent_window() -> None:
+    r, clock = reducer(active_window_s=300)
+    r.apply_batch(
+        [
+            ev("agent_started", agent="a", ts=T0 - 100),
+            ev("agent_started", agent="b", ts=T0 - 400),
+            ev("agent_started", agent="c", ts=T0 - 299),
+        ]
+    )
+    assert [a.id for a in r.state().agents] == ["a", "c"]  # most recent first
+    assert [a.id for a in r.registry.active(300, now=T0)] == ["a", "c"]
+    assert [a.id for a in r.registry.active(500, now=T0)] == ["a", "c", "b"]
+    clock.now = T0 + 2
+    assert [a.id for a in r.state().agents] == ["a"]
+
+
+# --------------------------------------------------------------------------- load and status
+def test_load_in_flight_failed_status_and_out_of_order_ends() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            ev("task_started", {"task_id": "t1"}, agent="a", ts=T0 - 50),
+            ev("agent_started", {"task_id": "t1"}, agent="a", ts=T0 - 50),  # same work
+            ev("task_started", {"task_id": "t2"}, agent="a", ts=T0 - 49),
+            ev("agent_started", {}, agent="a", ts=T0 - 48),  # execution without task id
+        ]
+    )
+    a = r.state().agent("a")
+    assert a is not None and a.current_load == 3 and a.status == "running"
+    r.apply_batch(
+        [
+            ev("agent_completed", {"task_id": "t1"}, agent="a", ts=T0 - 40),
+            ev("task_completed", {"task_id": "t1"}, agent="a", ts=T0 - 40),
+            ev("agent_completed", {}, agent="a", ts=T0 - 39),
+        ]
+    )
+    a = r.state().agent("a")
+    assert a is not None and a.current_load == 1 and a.status == "running"
+    # the end of t3 arrives before its start (thread-pool delivery order)
+    r.apply_batch(
+        [
+            ev("task_completed", {"task_id": "t3"}, agent="a", ts=T0 - 30),
+            ev("task_started", {"task_id": "t3"}, agent="a", ts=T0 - 35),
+        ]
+    )
+    a = r.state().agent("a")
+    assert a is not None and a.current_load == 1
+    r.apply(ev("task_failed", {"task_id": "t2", "error": "boom"}, agent="a", ts=T0 - 20))
+    a = r.state().agent("a")
+    assert a is not None and a.status == "failed" and a.current_load == 0
+    assert a.last_error == "boom"
+    # an older start delivered late does not clear the failure
+    r.apply(ev("agent_started", {"task_id": "t0"}, agent="a", ts=T0 - 60))
+    a = r.state().agent("a")
+    assert a is not None and a.status == "failed"
+    r.apply(ev("task_started", {"task_id": "t9"}, agent="a", ts=T0 - 10))
+    a = r.state().agent("a")
+    assert a is not None and a.status == "running"
+
+
+def test_capabilities_from_agent_registered() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            ev(
+                "agent_registered",
+                {
+                    "role": "Neuroscientist",
+                    "goal": "explain HRV",
+                    "tools": ["pubmed", "calc"],
+                    "model": "gpt-4o-mini",
+                    "capabilities": ["hrv", "sleep"],
+                },
+                agent="neuro",
+                ts=T0 - 5,
+            ),
+            ev(
+                "agent_registered",
+                {"role": "Coach", "tools": ["plan"], "allow_delegation": True},
+                agent="coach",
+                ts=T0 - 5,
+            ),
+        ]
+    )
+    st = r.state()
+    n, c = st.agent("neuro"), st.agent("coach")
+    assert n is not None and c is not None
+    assert (n.role, n.capabilities, n.tools, n.model) == (
+        "Neuroscientist",
+        ("hrv", "sleep"),
+        ("pubmed", "calc"),
+        "gpt-4o-mini",
+    )
+    assert c.capabilities == ("plan", "delegation")  # derived when none given
+    assert st.to_dict()["agents"][0]["capabilities"] in (["hrv", "sleep"], ["plan", "delegation"])
+
+
+# --------------------------------------------------------------------------- memory tiers
+def test_tier_hit_rates_fall_through_and_gaps() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            tier(T0 - 9, "redis_immediate", {"redis": 1.0}, query="hrv"),
+            tier(T0 - 8, "postgresql_structured", {"redis": 2.0, "postgresql": 10.0}),
+            tier(
+                T0 - 7,
+                "chromadb_semantic",
+                {"redis": 1.0, "postgresql": 10.0, "chromadb": 40.0},
+            ),
+            tier(
+                T0 - 6,
+                "miss",
+                {"redis": 1.0, "postgresql": 10.0, "chromadb": 50.0},
+                query="melatonin dose",
+                agent="sleep",
+            ),
+            tier(
+                T0 - 5,
+                "miss",
+                {"redis": 1.0},
+                query="melatonin dose",
+                errors={"postgresql": "down"},
+            ),
+        ]
+    )
+    ti = r.state().tiers
+    assert (ti.queries, ti.misses) == (5, 2) and ti.miss_rate == pytest.approx(0.4)
+    assert (ti.redis.tried, ti.redis.hits) == (5, 1)
+    assert ti.redis.hit_rate == pytest.approx(0.2) and ti.redis.fall_through_rate == 0.8
+    assert (ti.postgresql.tried, ti.postgresql.hits, ti.postgresql.errors) == (3, 1, 1)
+    assert ti.postgresql.fall_through_rate == pytest.approx(2 / 3)
+    assert (ti.chromadb.tried, ti.chromadb.hits) == (2, 1)
+    assert ti.chromadb.fall_through_rate == pytest.approx(0.5)
+    assert ti.chromadb.share == pytest.approx(0.2)
+    assert ti.redis.mean_ms == pytest.approx(6.0 / 5)
+    assert ti.chromadb.mean_ms == pytest.approx(45.0)
+    assert [(g.query, g.count, g.agents) for g in ti.gaps] == [
+        ("melatonin dose", 2, ("neuro", "sleep"))
+    ]
+    assert ti.cost_note  # no event carried a price: said so, costs are 0
+    assert ti.redis.cost_usd == 0.0
+
+
+def test_tier_percentiles_from_histogram() -> None:
+    r, _ = reducer()
+    # redis latencies 1..100 ms, postgresql 10x that
+    r.apply_batch(
+        [
+            tier(T0 - 1, "postgresql_structured", {"redis": float(i), "postgresql": 10.0 * i})
+            for i in range(1, 101)
+        ]
+    )
+    ti = r.state().tiers
+    assert ti.redis.p50_ms == pytest.approx(50.0, rel=0.05)
+    assert ti.redis.p95_ms == pytest.approx(95.0, rel=0.05)
+    assert ti.postgresql.p50_ms == pytest.approx(500.0, rel=0.05)
+    assert ti.postgresql.p95_ms == pytest.approx(950.0, rel=0.05)
+    assert ti.chromadb.p50_ms is None and ti.chromadb.tried == 0
+    stats = r.state().tier_stats()
+    assert set(stats) >= {"tier_hit_rates", "average_latencies_ms", "cost_by_tier"}
+    assert stats["tier_hit_rates"] == {"redis": 0.0, "postgresql": 1.0, "chromadb": 0.0}
+    assert stats["average_latencies_ms"]["redis"] == pytest.approx(50.5)
+
+
+def test_tier_costs_from_breakdown_or_total() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            tier(
+                T0 - 3,
+                "postgresql_structured",
+                {"redis": 1.0, "postgresql": 3.0},
+                cost_by_tier={"redis": 0.0001, "postgresql": 0.001},
+                cost_usd=0.0011,
+            ),
+            tier(T0 - 2, "chromadb_semantic", {"redis": 1.0, "chromadb": 9.0}, cost_usd=0.002),
+            tier(T0 - 1, "miss", {"redis": 1.0, "postgresql": 2.0}, cost_usd=0.0005),
+        ]
+    )
+    st = r.state()
+    costs = st.tier_stats()["cost_by_tier"]
+    assert costs["redis"] == pytest.approx(0.0001)
+    assert costs["postgresql"] == pytest.approx(0.0015)  # the miss is charged to the deepest
+    assert costs["chromadb"] == pytest.approx(0.002)
+    assert st.tiers.cost_note == ""
+
+
+# --------------------------------------------------------------------------- collaboration
+def test_collaboration_counts_and_collaborators() -> None:
+    r, _ = reducer()
+    evs = [
+        ev("collaboration", {"to_agent": "B", "kind": "delegate"}, agent="A", ts=T0 - i)
+        for i in range(3)
+    ]
+    evs += [ev("collaboration", {"to_agent": "B", "kind": "ask"}, agent="A", ts=T0 - 5)]
+    evs += [
+        ev("collaboration", {"to_agent": "C", "kind": "ask"}, agent="B", ts=T0 - i)
+        for i in range(2)
+    ]
+    evs += [ev("agent_started", agent="C", ts=T0)]
+    r.apply_batch(evs)
+    st = r.state()
+    got = [(e.from_agent, e.to_agent, e.kind, e.count) for e in st.collaboration]
+    assert got == [("A", "B", "delegate", 3), ("B", "C", "ask", 2), ("A", "B", "ask", 1)]
+    assert st.to_dict()["collaboration"][0] == {
+        "from": "A",
+        "to": "B",
+        "kind": "delegate",
+        "count": 3,
+    }
+    a, b = st.agent("A"), st.agent("B")
+    assert a is not None and b is not None
+    assert a.collaborators == ("B",) and b.collaborators == ("A", "C")
+
+
+# --------------------------------------------------------------------------- economics
+@pytest.mark.parametrize(
+    ("used", "status"), [(0.5, "ok"), (0.85, "warning"), (1.05, "alert"), (3.0, "alert")]
+)
+def test_budget_thresholds(used: float, status: str) -> None:
+    budget = 2.0
+    r, _ = reducer(budget_usd_per_hour=budget)
+    span = 3590.0
+    cost = used * budget * span / 3600.0
+    r.apply_batch([ev("agent_started", agent="a", ts=T0 - span), llm("a", T0 - 1, 1, 1, cost)])
+    c = r.state().costs
+    assert c.burn_usd_per_hour == pytest.approx(used * budget)
+    assert c.budget_used == pytest.approx(used)
+    assert c.budget_status == status
+    assert c.projected_day_usd == pytest.approx(used * budget * 24)
+    assert c.projected_month_usd == pytest.approx(used * budget * 24 * 30)
+
+
+def test_budget_unset_and_burn_with_short_history() -> None:
+    r, _ = reducer()
+    r.apply_batch([llm("a", T0 - 600, 1, 1, 0.1), llm("a", T0 - 1, 1, 1, 0.2)])
+    c = r.state().costs
+    assert c.budget_status == "unset" and c.budget_used is None
+    assert c.span_s == 600.0
+    assert c.burn_usd_per_hour == pytest.approx(0.3 * 6)
+
+
+def test_cost_per_run_and_sparklines() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            ev("crew_started", run="r1", ts=T0 - 200),
+            llm("a", T0 - 190, 10, 5, 0.1, run="r1"),
+            llm("b", T0 - 130, 10, 5, 0.2, run="r1"),
+            ev("crew_completed", {"ok": True}, run="r1", ts=T0 - 120),
+            ev("crew_started", run="r2", ts=T0 - 100),
+            llm("a", T0 - 30, 10, 5, 0.3, run="r2"),
+            llm("a", T0 - 20, 10, 5, None, run="r2"),
+            ev("crew_completed", {"ok": True}, run="r2", ts=T0 - 10),
+            ev("crew_started", run="r3", ts=T0 - 5),
+            llm("b", T0 - 4, 10, 5, 1.0, run="r3"),  # still running: not in the mean
+        ]
+    )
+    c = r.state().costs
+    assert c.cost_per_run_usd == pytest.approx(0.3)
+    runs = {x.run: x for x in c.runs}
+    assert runs["r1"].cost_usd == pytest.approx(0.3) and runs["r1"].status == "completed"
+    assert runs["r2"].unpriced_llm_calls == 1 and runs["r2"].llm_calls == 2
+    assert runs["r3"].status == "running" and runs["r3"].ended is None
+    a = r.state().agent("a")
+    assert a is not None and len(a.cost_per_minute) == 60
+    # T0 is a minute boundary: T0-30 and T0-20 fall in the last full minute, T0-190 three back
+    assert a.cost_per_minute[-1] == 0.0
+    assert a.cost_per_minute[-2] == pytest.approx(0.3)
+    assert a.cost_per_minute[-5] == pytest.approx(0.1)
+    assert sum(c.cost_per_minute) == pytest.approx(1.6)
+
+
+# --------------------------------------------------------------------------- knowledge, hypotheses
+def test_knowledge_heatmap_and_gaps() -> None:
+    r, _ = reducer()
+    evs = []
+    for agent, item, n in [("a", "doc1", 3), ("b", "doc1", 1), ("b", "doc2", 2), ("c", "doc3", 1)]:
+        evs += [ev("knowledge_access", {"item": item}, agent=agent, ts=T0 - 1)] * n
+    evs += [ev("knowledge_access", {"item": "q?", "hit": False}, agent="a", ts=T0 - 1)] * 2
+    r.apply_batch(evs)
+    k = r.state().knowledge
+    assert k.items == ("doc1", "doc2", "doc3")
+    assert k.agents == ("a", "b", "c")  # a and b tie at 3: first seen first
+    cell = {(i, a): k.counts[x][y] for x, i in enumerate(k.items) for y, a in enumerate(k.agents)}
+    assert cell[("doc1", "a")] == 3 and cell[("doc1", "b")] == 1 and cell[("doc2", "a")] == 0
+    assert k.item_totals == (4, 2, 1)
+    assert [(g.query, g.count) for g in k.gaps] == [("q?", 2)]
+    assert k.accesses == 9 and k.hit_rate == pytest.approx(7 / 9)
+
+
+def test_hypothesis_latest_status_by_event_time() -> None:
+    r, _ = reducer()
+    h = "h-sleep-hrv"
+    r.apply_batch(
+        [
+            ev(
+                "hypothesis",
+                {"hypothesis_id": h, "status": "formed", "confidence": 0.4},
+                agent="neuro",
+                ts=T0 - 30,
+            ),
+            ev(
+                "hypothesis",
+                {"hypothesis_id": h, "status": "validated", "confidence": 0.9},
+                agent="neuro",
+                ts=T0 - 10,
+            ),
+            # delivered late: older than the validation
+            ev(
+                "hypothesis",
+                {"hypothesis_id": h, "status": "updated", "confidence": 0.6},
+                agent="neuro",
+                ts=T0 - 20,
+            ),
+            ev(
+                "hypothesis",
+                {"hypothesis_id": "h2", "status": "rejected"},
+                agent="sleep",
+                ts=T0 - 5,
+            ),
+        ]
+    )
+    st = r.state()
+    hyps = {x.id: x for x in st.hypotheses}
+    assert hyps[h].status == "validated" and hyps[h].confidence == 0.9 and hyps[h].updates == 3
+    assert hyps["h2"].status == "rejected"
+    neuro = st.agent("neuro")
+    assert neuro is not None and neuro.hypotheses == (h,)
+
+
+# --------------------------------------------------------------------------- health
+def test_malformed_unknown_and_publisher_drops_per_identity() -> None:
+    r, _ = reducer()
+    bad = [decode(b"{not json", "1-1"), decode(b'{"v":1}', "1-2"), Malformed("1-3", "no e")]
+    stats = [
+        ev(
+            "publisher_stats",
+            {"sent": 9, "dropped": 3, "queued": 0, "publisher": "h:1:a"},
+            ts=T0 - 20,
+        ),
+        ev(
+            "publisher_stats",
+            {"sent": 20, "dropped": 5, "queued": 0, "publisher": "h:1:a"},
+            ts=T0 - 10,
+        ),
+        # an older report from the same publisher, delivered late: ignored
+        ev(
+            "publisher_stats",
+            {"sent": 5, "dropped": 1, "queued": 0, "publisher": "h:1:a"},
+            ts=T0 - 30,
+        ),
+        ev(
+            "publisher_stats",
+            {"sent": 1, "dropped": 2, "queued": 0, "publisher": "h:2:a"},
+            ts=T0 - 10,
+        ),
+    ]
+    unknown = [ev("quantum_event", {"x": 1}, agent="a", ts=T0), ev("quantum_event", ts=T0)]
+    r.apply_batch([*bad, *stats, *unknown], last_id="9-9", lag=42)
+    r.set_connection("reconnecting", "Connection refused")
+    h = r.state().health
+    assert h.malformed == 3 and len(h.malformed_reasons) == 3
+    assert h.malformed_reasons[-1] == "1-3: no e"
+    assert h.unknown_types == 2 and h.unknown_type_names == (("quantum_event", 2),)
+    assert h.publisher_dropped == 7 and h.publishers == 2
+    assert (h.lag, h.last_id, h.connection) == (42, "9-9", "reconnecting")
+    assert h.connection_detail == "Connection refused"
+    log = r.state().log
+    assert [e.malformed for e in log[:3]] == [True, True, True]
+    d = r.state().to_dict()["health"]
+    assert (d["malformed"], d["unknown_types"], d["publisher_dropped"], d["lag"]) == (3, 2, 7, 42)
+
+
+def test_events_per_second_from_arrivals() -> None:
+    r, clock = reducer()
+    r.apply_batch([ev("agent_started", agent="a", ts=T0)] * 100)
+    assert r.state().health.events_per_s == pytest.approx(100.0)  # 1 s minimum span
+    clock.now = T0 + 2
+    r.apply_batch([ev("agent_started", agent="a", ts=T0)] * 50)
+    assert r.state().health.events_per_s == pytest.approx(150 / 2)
+    clock.now = T0 + 30
+    assert r.state().health.events_per_s == 0.0
+
+
+def test_bad_timestamps_and_payload_types_are_counted_not_fatal() -> None:
+    r, _ = reducer()
+    weird: list[Any] = [
+        Event(id="1", ts=math.nan, type="llm_call", agent="a"),
+        Event(id="2", ts=math.inf, type="llm_call"),
+        Event(id="3", ts=T0, type="llm_call", agent="a", payload={"input_tokens": "lots"}),
+        Event(id="4", ts=T0, type="tool_used", agent="a", payload={"tool": ["x"], "cost_usd": "1"}),
+        Event(id="5", ts=T0, type="collaboration", agent="a", payload={"to_agent": {"x": 1}}),
+        Event(id="6", ts=T0, type="memory_tier_access", payload={"latency_by_tier": [1, 2]}),
+        Event(id="7", ts="soon", type="llm_call"),  # type: ignore[arg-type]
+        Event(id="8", ts=T0, type="hypothesis", payload=[1, 2]),  # type: ignore[arg-type]
+        "not an event",
+    ]
+    r.apply_batch(weird)
+    st = r.state()
+    assert st.health.events_total == len(weird)
+    assert st.health.malformed == 5  # nan, inf, "soon", list payload, the string
+    assert st.totals.llm_calls == 1 and st.totals.input_tokens == 0
+    orjson.dumps(st.to_dict())
+
+
+# --------------------------------------------------------------------------- log and snapshot
+def test_event_log_is_bounded_newest_last_and_raw() -> None:
+    r, _ = reducer(log_size=5)
+    hostile = "[bold red]x\x1b]8;;http://e\x07\u202e"
+    r.apply_batch([ev("tool_used", {"tool": f"t{i}"}, agent=hostile, ts=T0) for i in range(8)])
+    log = r.state().log
+    assert len(log) == 5
+    assert [e.summary.split()[0] for e in log] == ["t3", "t4", "t5", "t6", "t7"]
+    assert log[-1].agent == hostile  # raw: sanitising is the renderer's job
+
+
+SNAPSHOT_KEYS = {
+    "generated_at": None,
+    "window_s": None,
+    "totals": {"events", "llm_calls", "input_tokens", "output_tokens", "cost_usd", "tool_calls"},
+    "agents": None,
+    "tiers": {"redis", "postgresql", "chromadb", "misses"},
+    "collaboration": None,
+    "health": {"malformed", "unknown_types", "publisher_dropped", "lag"},
+}
+AGENT_KEYS = {
+    "id",
+    "role",
+    "status",
+    "last_activity",
+    "current_load",
+    "capabilities",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+}
+
+
+def scenario() -> list[Event]:
+    out = [
+        ev("agent_registered", {"role": "Neuro", "tools": ["t"]}, agent="neuro", ts=T0 - 50),
+        ev("crew_started", run="r", ts=T0 - 49),
+        ev("task_started", {"task_id": "x"}, agent="neuro", run="r", ts=T0 - 48),
+        llm("neuro", T0 - 47, 100, 10, 0.001, run="r"),
+        tier(T0 - 46, "redis_immediate", {"redis": 0.7}),
+        ev("collaboration", {"to_agent": "sleep", "kind": "ask"}, agent="neuro", ts=T0 - 45),
+        ev("knowledge_access", {"item": "doc"}, agent="neuro", ts=T0 - 44),
+        ev("hypothesis", {"hypothesis_id": "h", "status": "formed"}, agent="neuro", ts=T0 - 43),
+    ]
+    # through the real wire format, with stream ids
+    return [decode(encode(e), f"{i + 1}-0") for i, e in enumerate(out)]  # type: ignore[misc]
+
+
+def test_snapshot_has_design_keys_and_is_deterministic_json() -> None:
+    a, _ = reducer(budget_usd_per_hour=1.0)
+    b, _ = reducer(budget_usd_per_hour=1.0)
+    a.apply_batch(scenario(), last_id="8-0")
+    b.apply_batch(scenario(), last_id="8-0")
+    d = a.state().to_dict()
+    for key, sub in SNAPSHOT_KEYS.items():
+        assert key in d
+        if sub:
+            assert sub <= set(d[key]), key
+    for t in ("redis", "postgresql", "chromadb"):
+        assert {"hits", "hit_rate", "p50_ms", "p95_ms"} <= set(d["tiers"][t])
+    assert set(d["agents"][0]) >= AGENT_KEYS
+    assert {"events_per_s", "connection", "last_id"} <= set(d["health"])
+    assert {"burn_usd_per_hour", "budget_status", "cost_per_run_usd", "runs"} <= set(d["costs"])
+    assert {"items", "agents", "counts", "gaps"} <= set(d["knowledge"])
+    assert d["generated_at"] == T0 and d["health"]["last_id"] == "8-0"
+    # event ids differ between the two runs' encodings only if make_event ran twice: compare
+    # everything but the log ids
+    da, db = a.state().to_dict(), b.state().to_dict()
+    for x in (da, db):
+        for e in x["log"]:
+            e.pop("id")
+    assert orjson.dumps(da) == orjson.dumps(db)
+    assert orjson.dumps(a.state().to_dict()) == orjson.dumps(a.state().to_dict())
+
+
+def test_state_is_frozen_and_independent_of_later_events() -> None:
+    r, _ = reducer()
+    r.apply_batch(scenario())
+    st = r.state()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        st.totals.events = 3  # type: ignore[misc]
+    before = st.totals.events
+    r.apply(llm("neuro", T0, 1, 1, 0.1))
+    assert st.totals.events == before and r.state().totals.events == before + 1
+    assert isinstance(st, DashboardState)
+
+
+# --------------------------------------------------------------------------- property
+_text = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12)
+_scalar = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | _text
+)
+_json = st.recursive(
+    _scalar,
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(_text, c, max_size=3),
+    max_leaves=8,
+)
+_tiers = st.sampled_from(
+    [
+        "redis",
+        "postgresql",
+        "chromadb",
+        "redis_immediate",
+        "postgresql_structured",
+        "chromadb_semantic",
+        "miss",
+        "bogus",
+    ]
+)
+_keys = st.sampled_from(
+    [
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "cost_usd",
+        "ok",
+        "tool",
+        "to_agent",
+        "kind",
+        "hypothesis_id",
+        "status",
+        "confidence",
+        "item",
+        "hit",
+        "publisher",
+        "dropped",
+        "task_id",
+        "role",
+        "tools",
+        "capabilities",
+        "allow_delegation",
+        "query",
+        "error",
+    ]
+)
+_payload = st.one_of(
+    st.dictionaries(_keys | _text, _json, max_size=6),
+    st.fixed_dictionaries(
+        {
+            "tier_accessed": _tiers,
+            "latency_by_tier": st.dictionaries(_tiers, _json, max_size=4) | _json,
+            "cost_by_tier": st.dictionaries(_tiers, _json, max_size=3) | _json,
+            "cost_usd": _json,
+            "errors": st.dictionaries(_tiers, _text, max_size=2) | _json,
+            "query": _json,
+        }
+    ),
+)
+_near = st.floats(T0 - 8000, T0 + 100)
+_ts = st.one_of(_near, _near, _near, _near, st.floats(allow_nan=True, allow_infinity=True))
+_event = st.builds(
+    lambda t, p, a, r, ts, i: Event(id=i, ts=ts, type=t, agent=a, run=r, payload=p),
+    st.one_of(*[st.sampled_from(sorted(EVENT_TYPES))] * 4, _text),
+    _payload,
+    st.none() | st.sampled_from(["a", "b", "c"]) | _text,
+    st.none() | st.sampled_from(["r1", "r2"]) | _text,
+    _ts,
+    _text,
+)
+_item = st.one_of(_event, _event, _event, st.builds(Malformed, _text, _text))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=st.lists(st.lists(_item, max_size=12), max_size=6),
+    nows=st.lists(st.floats(T0 - 100, T0 + 8000), min_size=1, max_size=4),
+    window=st.sampled_from([60.0, 600.0, 3600.0]),
+)
+def test_arbitrary_event_streams_never_raise(
+    batches: list[list[Any]], nows: list[float], window: float
+) -> None:
+    clock = Clock()
+    r = Reducer(clock=clock, window_s=window, budget_usd_per_hour=1.0, log_size=50)
+    total = 0
+    for batch, now in zip(batches, nows * len(batches)):
+        clock.now = now
+        r.apply_batch(batch, last_id="1-1", lag=0)
+        total += len(batch)
+        snap = r.state()
+        assert snap.health.events_total == total
+        orjson.dumps(snap.to_dict())
+        orjson.dumps(snap.tier_stats())
+    s = r.state(now=T0 + 10_000_000)  # everything expired: the window is empty again
+    assert s.totals.events == 0 and s.tiers.queries == 0 and s.collaboration == ()
+    assert s.totals.cost_usd == 0.0 and s.knowledge.items == ()

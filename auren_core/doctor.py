@@ -186,7 +186,7 @@ def check_chroma(settings: Settings) -> Check:
     if settings.chroma_url:
         url = settings.chroma_url.rstrip("/") + "/api/v2/heartbeat"
         try:
-            with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 (configured URL)
+            with urllib.request.urlopen(url, timeout=3) as resp:
                 return Check("chromadb", resp.status == 200, f"{url}: HTTP {resp.status}")
         except Exception as exc:
             return Check(

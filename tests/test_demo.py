@@ -70,3 +70,7 @@ def test_demo_then_top_once_json(fresh_env: dict[str, str]) -> None:
     for tier in ("redis", "postgresql", "chromadb"):
         assert snap["tiers"][tier]["hits"] > 0, (tier, snap["tiers"])
     assert snap["health"]["malformed"] == 0
+    hyp = snap["hypotheses"]
+    assert len(hyp) >= 2 and len({h["agent"] for h in hyp}) >= 2
+    assert {h["status"] for h in hyp} <= {"formed", "updated", "validated", "rejected"}
+    assert len(snap["knowledge"]["items"]) >= 3

@@ -33,6 +33,12 @@ def quiet_crewai() -> None:
 
         if not has_user_declined_tracing():
             mark_first_execution_done(user_consented=False)
+        # the trace listener singleton read the first-run flag when crewai was imported
+        from crewai.events.listeners.tracing.trace_listener import TraceCollectionListener
+
+        handler = getattr(TraceCollectionListener(), "first_time_handler", None)
+        if handler is not None and hasattr(handler, "is_first_time"):
+            handler.is_first_time = False
     except Exception as exc:  # a CrewAI without this module: nothing to silence
         log.debug("quiet_crewai: %s", exc)
 

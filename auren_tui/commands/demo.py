@@ -72,7 +72,10 @@ def command(
     print(f"auren demo: {line}; stream {settings.stream!r}", file=sys.stderr)
 
     publisher = api.configure(redis_url=rb.url, stream=settings.stream)
-    auren_core.instrument(publisher=publisher)
+    # the demo's lab-API tool has a price unless auren.toml sets tool costs
+    auren_core.instrument(
+        publisher=publisher, tool_costs=settings.tool_costs or {"biomarker_lookup": 0.002}
+    )
     is_url = cb.url.startswith(("http://", "https://"))
     memory = TieredMemory(
         rb.url,

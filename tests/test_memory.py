@@ -630,3 +630,29 @@ async def test_reset_forgets_every_tier(env: Env) -> None:
     assert (await other.load(STRUCTURED)).tier == "postgresql_structured"  # namespaces apart
     assert (await mem.save_many(ITEMS)).ok  # the collection is recreated on next use
     assert (await mem.load(SEMANTIC)).tier == "chromadb_semantic"
+
+
+async def test_hostile_queries_are_harmless(env: Env) -> None:
+    mem = await seeded(env)
+    nasty = [
+        "'; DROP TABLE auren_memory; --",
+        "memory consolidation' OR '1'='1",
+        "\x1b[31mred\x1b[0m \x00 \u202e memory",
+        '=HYPERLINK("http://x")',
+        "",
+        "   ",
+        "sleep " * 40_000,  # 240 kB
+        '"unbalanced quote -minus !!! (( ))',
+    ]
+    for q in nasty:
+        r = await mem.load(q, limit=10**9, agent="<b>[red]x[/red]</b>")
+        assert r.tier in {"postgresql_structured", "chromadb_semantic", "redis_immediate", "miss"}
+        assert len(r.items) <= 100
+    assert (await mem.load(STRUCTURED)).items[0].id == "sleep-1"  # the table survived
+    ev = env.events("memory_tier_access")
+    assert len(ev) == len(nasty) + 1
+    assert all(len(e.payload["query"]) <= 500 for e in ev)
+    assert ev[6].payload["query"].endswith("[240000 chars]")
+    assert ev[2].payload["query"] == nasty[2]  # carried verbatim: renderers sanitise
+    # no tier failed, so none is skipped afterwards: bad input is not a sick tier
+    assert not [e.payload["errors"] for e in ev if e.payload.get("errors")]

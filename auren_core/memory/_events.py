@@ -29,6 +29,16 @@ def redact(query: str) -> str:
     return "sha256:" + hashlib.sha256(query.encode()).hexdigest()[:16]
 
 
+MAX_QUERY_CHARS = 500
+
+
+def shorten(query: str) -> str:
+    """Queries travel in events: a pasted document must not become a 1 MB entry."""
+    if len(query) <= MAX_QUERY_CHARS:
+        return query
+    return f"{query[: MAX_QUERY_CHARS - 20]}... [{len(query)} chars]"
+
+
 def load_events(
     query: str,
     result: MemoryResult,
@@ -42,7 +52,7 @@ def load_events(
     in ``errors`` only). With ``tier_costs``, each tier tried costs its price and the
     load carries ``cost_usd`` (their sum) and ``cost_by_tier``.
     """
-    shown = redact(query) if redact_queries else query
+    shown = redact(query) if redact_queries else shorten(query)
     payload: dict[str, Any] = {
         "tier_accessed": result.tier,
         "query": shown,

@@ -24,6 +24,7 @@ __all__ = ["PostgresTier", "check_identifier"]
 
 log = logging.getLogger("auren.memory")
 
+MAX_QUERY_CHARS = 1000
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -128,9 +129,23 @@ class PostgresTier:
     async def connect(self) -> None:
         await self._get_pool()
 
+    @staticmethod
+    def query_error(exc: BaseException) -> bool:
+        """Did this request fail because of what it asked (bad data, a query too
+        complex), not because the server is unwell? Such a failure says nothing about
+        the tier's health, so it must not make later reads skip PostgreSQL."""
+        import asyncpg
+
+        state = getattr(exc, "sqlstate", None) or ""
+        # 22 data exception, 42 syntax/access rule, 54 program limit exceeded
+        return isinstance(exc, asyncpg.PostgresError) and state[:2] in {"22", "42", "54"}
+
     async def search(self, query: str, limit: int) -> list[MemoryItem]:
         pool = await self._get_pool()
-        rows = await pool.fetch(self._search, self.namespace, query, limit, timeout=self.timeout)
+        # Full-text queries are short; a pasted document would only hit PostgreSQL's
+        # limits (every word must match anyway). PostgreSQL text cannot hold NUL.
+        q = query[:MAX_QUERY_CHARS].replace("\x00", " ")
+        rows = await pool.fetch(self._search, self.namespace, q, limit, timeout=self.timeout)
         return [
             MemoryItem(
                 id=r["id"],

@@ -58,6 +58,9 @@ def query_hash(query: str) -> str:
     return hashlib.blake2b(norm.encode(), digest_size=16).hexdigest()
 
 
+MAX_LIMIT = 100  # items per load: a tool argument, so bounded
+
+
 class TieredMemory:
     """Knowledge store for AUREN agents over three real tiers; see the module doc.
 
@@ -293,8 +296,11 @@ class TieredMemory:
         except Exception as exc:
             err = describe(exc) if not isinstance(exc, TimeoutError) else "timeout"
             errors[tier] = err
-            health.failed(err)
-            log.debug("auren memory: %s failed: %s", tier, err)
+            if tier == "postgresql" and PostgresTier.query_error(exc):
+                log.debug("auren memory: postgresql refused a request: %s", err)
+            else:
+                health.failed(err)
+                log.debug("auren memory: %s failed: %s", tier, err)
             return False, None
         health.ok()
         return True, value
@@ -302,7 +308,7 @@ class TieredMemory:
     async def _load(
         self, query: str, limit: int, agent: str | None, run: str | None
     ) -> MemoryResult:
-        limit = max(1, int(limit))
+        limit = min(MAX_LIMIT, max(1, int(limit)))
         lat: dict[str, float] = {}
         errors: dict[str, str] = {}
         items: list[MemoryItem] = []
@@ -479,4 +485,10 @@ def _row(item: RowLike) -> Row:
         return (item.id, item.text, item.metadata or None, None)
     vals = list(item)
     vals += [None] * (4 - len(vals))
-    return (str(vals[0]), str(vals[1]), vals[2], vals[3])
+    # PostgreSQL text cannot hold NUL: keep every tier's copy of an item identical.
+    return (
+        str(vals[0]).replace("\x00", "\ufffd"),
+        str(vals[1]).replace("\x00", "\ufffd"),
+        vals[2],
+        vals[3],
+    )

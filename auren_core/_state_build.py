@@ -7,6 +7,7 @@ recomputed from events.
 from __future__ import annotations
 
 import math
+from itertools import islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -293,13 +294,19 @@ def _health(r: Reducer, now: float) -> Health:
 
 
 def _log(r: Reducer) -> tuple[LogEntry, ...]:
-    out = []
-    for cell in r._log:
-        e = cell[1]
-        if e is None:
-            e = cell[1] = log_entry(cell[0])
-        out.append(e)
-    return tuple(out)
+    """The tail as LogEntry tuples, converting only entries added since the last call."""
+    seq, built = r._log_built
+    new = r._log_seq - seq
+    if new == 0:
+        return built
+    log = r._log
+    n = len(log)
+    if new >= n:
+        out = tuple(map(log_entry, log))
+    else:
+        out = (built + tuple(map(log_entry, islice(log, n - new, n))))[-n:]
+    r._log_built = (r._log_seq, out)
+    return out
 
 
 def build_state(r: Reducer, now: float) -> DashboardState:

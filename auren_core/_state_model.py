@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ._state_summary import LogEntry
+
 __all__ = [
     "TIERS",
     "AgentView",
@@ -190,20 +192,6 @@ class HypothesisView:
     statement: str | None = None
     run: str | None = None
     updates: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One line of the live tail. Text fields are raw (untrusted)."""
-
-    sid: str
-    id: str
-    ts: float | None
-    type: str
-    agent: str | None
-    run: str | None
-    summary: str
-    malformed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

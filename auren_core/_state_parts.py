@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._state_window import Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
+from ._state_window import BUCKET_S, Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
 from .events import Event
 
 __all__ = ["AgentAcc", "G", "HypRec", "RunAcc", "Sections", "T", "add_minute", "tier_index"]
@@ -48,8 +48,12 @@ def tier_index(name: Any) -> int:
     return _TIER_NAMES.get(name, -1) if isinstance(name, str) else -1
 
 
-def add_minute(spark: dict[int, float], ts: float, cost: float) -> None:
-    m = int(ts // 60)
+_B_PER_MIN = 60 / BUCKET_S
+
+
+def add_minute(spark: dict[int, float], b: int, cost: float) -> None:
+    """Add to the per-minute series (by bucket, so clamped future events stay bounded)."""
+    m = int(b // _B_PER_MIN)
     spark[m] = spark.get(m, 0.0) + cost
     if len(spark) > SPARK_MINUTES + 10:
         newest = max(spark)
@@ -71,7 +75,7 @@ class AgentAcc:
         self.hyps: list[str] = []
         self.version = 0
 
-    def llm(self, b: int, ts: float, inp: int, out: int, cached: int, cost: float | None) -> None:
+    def llm(self, b: int, inp: int, out: int, cached: int, cost: float | None) -> None:
         s = self.sums
         for vec in (s.at(b), s.tot):
             vec[0] += inp
@@ -83,9 +87,9 @@ class AgentAcc:
             else:
                 vec[3] += cost
         if cost:
-            add_minute(self.spark, ts, cost)
+            add_minute(self.spark, b, cost)
 
-    def tool(self, b: int, ts: float, tool: str, cost: float) -> None:
+    def tool(self, b: int, tool: str, cost: float) -> None:
         s = self.sums
         for vec in (s.at(b), s.tot):
             vec[6] += 1
@@ -93,7 +97,7 @@ class AgentAcc:
             vec[7] += cost
         self.tools.add(b, tool)
         if cost:
-            add_minute(self.spark, ts, cost)
+            add_minute(self.spark, b, cost)
 
     def add_hypothesis(self, hid: str) -> None:
         hyps = self.hyps
@@ -181,8 +185,8 @@ class Sections:
     def invalidate(self) -> None:
         self.version += 1
 
-    def add_spark(self, ts: float, cost: float) -> None:
-        add_minute(self.spark, ts, cost)
+    def add_spark(self, b: int, cost: float) -> None:
+        add_minute(self.spark, b, cost)
 
     def _gap_seen(self, key: str, ts: float, agent: str | None) -> None:
         meta = self.gap_meta.get(key)

@@ -66,13 +66,17 @@ _INV_B = 1.0 / BUCKET_S
 _LLM, _IN, _OUT, _CACHED, _COST, _LLM_COST = G.LLM, G.IN, G.OUT, G.CACHED, G.COST, G.LLM_COST
 _UNP, _UNP_IN, _UNP_OUT, _LLM_ERR = G.UNP, G.UNP_IN, G.UNP_OUT, G.LLM_ERR
 _TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
+_FUTURE_BUCKETS = int(300 // BUCKET_S)
 _UNWINDOWED = frozenset({"hypothesis", "publisher_stats"})
+
+
+_BIG = 10**15
 
 
 def _int(v: Any) -> int:
     """A non-negative int from an untrusted payload value (else 0)."""
     if type(v) is int:
-        return v if 0 <= v < 10**15 else 0
+        return v if 0 <= v < _BIG else 0
     return int(_num(v))
 
 
@@ -118,9 +122,12 @@ class Reducer:
         self._exp = s.expiry
         self._g = s.g
         self._accs: dict[str, AgentAcc] = {}
-        self._log: deque[list[Any]] = deque(maxlen=max(1, log_size))
+        self._log: deque[Event | Malformed] = deque(maxlen=max(1, log_size))
+        self._log_seq = 0  # entries ever appended (state() converts only the new ones)
+        self._log_built: tuple[int, tuple[LogEntry, ...]] = (0, ())
         self._runs: dict[str, RunAcc] = {}
         self._hyps: dict[str, HypRec] = {}
+        self._max_b = 2**62
         self._views: dict[str, tuple[tuple[Any, ...], AgentView]] = {}  # state() cache
         # health
         self.events_total = 0
@@ -149,6 +156,7 @@ class Reducer:
             "crew_started": self._on_crew,
             "crew_completed": self._on_crew,
         }
+        self.advance(clock())
 
     # ------------------------------------------------------------------ input
     def set_connection(self, state: str, detail: str = "") -> None:
@@ -162,11 +170,15 @@ class Reducer:
         last_id: str | None = None,
         lag: int | None = None,
     ) -> None:
+        """Apply a reader batch, then move the window to the clock's now."""
         apply = self._apply
         n = 0
         for it in items:
-            apply(it)
             n += 1
+            try:
+                apply(it)
+            except Exception as exc:  # a reducer bug must not stop the dashboard
+                self._not_reducible(it, exc)
         now = self.clock()
         self._arrived(now, n)
         if last_id:
@@ -176,8 +188,20 @@ class Reducer:
         self.advance(now)
 
     def apply(self, item: Event | Malformed) -> None:
-        self._apply(item)
-        self._arrived(self.clock(), 1)
+        try:
+            self._apply(item)
+        except Exception as exc:
+            self._not_reducible(item, exc)
+        now = self.clock()
+        self._arrived(now, 1)
+        self.advance(now)
+
+    def _not_reducible(self, item: object, exc: Exception) -> None:
+        """Counted and shown like a malformed entry (never silently swallowed)."""
+        self.bad_payloads += 1
+        sid = getattr(item, "sid", "")
+        reason = f"not reducible: {type(exc).__name__}: {exc}"
+        self._on_malformed(Malformed(sid if isinstance(sid, str) else "", reason))
 
     def _arrived(self, now: float, n: int) -> None:
         if n <= 0:
@@ -193,26 +217,20 @@ class Reducer:
 
     def advance(self, now: float) -> None:
         """Move the window's trailing edge to ``now - window_s`` (drops expired buckets)."""
+        # events from a clock running ahead land at most this far in the future
+        self._max_b = int(now // BUCKET_S) + _FUTURE_BUCKETS
         cutoff = int((now - self.window_s) // BUCKET_S) - 1
         if cutoff > self._exp.cutoff:
             self._exp.advance(cutoff)
             self.s.invalidate()
 
     def _apply(self, item: Event | Malformed) -> None:
-        try:
-            self._apply_one(item)
-        except Exception as exc:  # a reducer bug must not stop the dashboard: count, show
-            self.bad_payloads += 1
-            sid = item.sid if isinstance(item.sid, str) else ""
-            self._on_malformed(Malformed(sid, f"not reducible: {type(exc).__name__}: {exc}"))
-
-    def _apply_one(self, item: Event | Malformed) -> None:
         self.events_total += 1
         if type(item) is not Event:
             if isinstance(item, Malformed):
                 self._on_malformed(item)
             else:
-                self._malformed_obj(item)
+                self._on_malformed(Malformed("", f"not an event: {type(item).__name__}"))
             return
         ev: Event = item
         sid = ev.sid
@@ -225,8 +243,11 @@ class Reducer:
         first = self.first_ts
         if first is None or ts < first:
             self.first_ts = ts
-        self._log.append([ev, None])
+        self._log.append(ev)
+        self._log_seq += 1
         b = int(ts * _INV_B) if ts >= 0 else int(ts // BUCKET_S)
+        if b > self._max_b:
+            b = self._max_b
         t = ev.type
         rec = self.registry.observe(ev)
         acc: AgentAcc | None = None
@@ -238,39 +259,39 @@ class Reducer:
             acc.version += 1
         if t not in EVENT_TYPES:
             self._on_unknown(t)
-        if ev.run:
-            self._run(ev)
+        run = ev.run
+        if run:
+            racc = self._runs.get(run)
+            if racc is None:
+                self._new_run(run, ts)
+            elif ts < racc.started:
+                racc.started = ts
         h = self._handlers.get(t)
         if b > self._exp.cutoff:
             g = self._g
-            g.at(b)[0] += 1
+            bk = g._lbk if b == g._lb else g.at(b)
+            bk[0] += 1
             g.tot[0] += 1
-            if h is not None:
-                self._call(h, ev, b, acc)
         else:
             self.out_of_window += 1
-            if h is not None and t in _UNWINDOWED:
-                # latest status wins by event time, whenever it arrives
-                self._call(h, ev, b, acc)
-
-    def _call(
-        self, h: Callable[[Event, int, AgentAcc | None], None], ev: Event, b: int, acc: Any
-    ) -> None:
-        try:
-            h(ev, b, acc)
-        except (TypeError, ValueError, AttributeError, KeyError) as exc:
-            self.bad_payloads += 1
-            self._on_malformed(Malformed(ev.stream_id, f"bad {ev.type} payload: {exc!r}"[:300]))
+            if t not in _UNWINDOWED:
+                return
+            # latest status wins by event time, whenever it arrives
+        if h is not None:
+            try:
+                h(ev, b, acc)
+            except (TypeError, ValueError, AttributeError, KeyError) as exc:
+                self.bad_payloads += 1
+                reason = f"bad {t} payload: {exc!r}"
+                self._on_malformed(Malformed(ev.stream_id, reason[:300]))
 
     # ------------------------------------------------------------------ health
     def _on_malformed(self, m: Malformed) -> None:
         self.malformed += 1
         reason = m.reason if len(m.reason) <= _MAX_NAME else m.reason[:_MAX_NAME] + "..."
         self.malformed_reasons.append(f"{m.sid}: {reason}" if m.sid else reason)
-        self._log.append([m, None])
-
-    def _malformed_obj(self, obj: object) -> None:
-        self._on_malformed(Malformed("", f"not an event: {type(obj).__name__}"))
+        self._log.append(m)
+        self._log_seq += 1
 
     def _on_unknown(self, t: str) -> None:
         self.unknown_types += 1
@@ -299,10 +320,15 @@ class Reducer:
     # ------------------------------------------------------------------ economics
     def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
-        inp = _int(p.get("input_tokens"))
-        out = _int(p.get("output_tokens"))
-        cached = _int(p.get("cached_tokens"))
-        cost = _opt_num(p.get("cost_usd"))
+        # fast paths for the shapes decode() validated; anything else goes through _int
+        v = p.get("input_tokens", 0)
+        inp = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        v = p.get("output_tokens", 0)
+        out = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        v = p.get("cached_tokens", 0)
+        cached = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        c = p.get("cost_usd")
+        cost = c if type(c) is float and 0.0 <= c < 1e18 else _opt_num(c)
         err = p.get("ok", True) is False
         g = self._g
         for vec in (g.at(b), g.tot):
@@ -320,9 +346,9 @@ class Reducer:
             if err:
                 vec[_LLM_ERR] += 1
         if cost:
-            self.s.add_spark(ev.ts, cost)
+            self.s.add_spark(b, cost)
         if acc is not None:
-            acc.llm(b, ev.ts, inp, out, cached, cost)
+            acc.llm(b, inp, out, cached, cost)
         run = self._runs.get(ev.run) if ev.run else None
         if run is not None:
             run.llm(inp, out, cost)
@@ -342,23 +368,17 @@ class Reducer:
             if err:
                 vec[_TOOL_ERR] += 1
         if cost:
-            self.s.add_spark(ev.ts, cost)
+            self.s.add_spark(b, cost)
         if acc is not None:
-            acc.tool(b, ev.ts, tool, cost)
+            acc.tool(b, tool, cost)
         run = self._runs.get(ev.run) if ev.run else None
         if run is not None:
             run.cost_usd += cost
 
-    def _run(self, ev: Event) -> None:
-        rid = ev.run
-        assert rid is not None
-        run = self._runs.get(rid)
-        if run is None:
-            if len(self._runs) >= _MAX_RUNS:
-                del self._runs[next(iter(self._runs))]
-            run = self._runs[rid] = RunAcc(rid[:_MAX_NAME], ev.ts)
-        elif ev.ts < run.started:
-            run.started = ev.ts
+    def _new_run(self, rid: str, ts: float) -> None:
+        if len(self._runs) >= _MAX_RUNS:
+            del self._runs[next(iter(self._runs))]
+        self._runs[rid] = RunAcc(rid[:_MAX_NAME], ts)
 
     def _on_crew(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         run = self._runs.get(ev.run) if ev.run else None

@@ -736,3 +736,46 @@ def test_arbitrary_event_streams_never_raise(
     s = r.state(now=T0 + 10_000_000)  # everything expired: the window is empty again
     assert s.totals.events == 0 and s.tiers.queries == 0 and s.collaboration == ()
     assert s.totals.cost_usd == 0.0 and s.knowledge.items == ()
+
+
+def test_log_tail_is_built_incrementally_and_stays_ordered() -> None:
+    r, _ = reducer(log_size=5)
+    r.apply_batch([ev("tool_used", {"tool": f"t{i}"}, ts=T0) for i in range(3)])
+    first = r.state().log
+    assert [e.summary.split()[0] for e in first] == ["t0", "t1", "t2"]
+    r.apply_batch([ev("tool_used", {"tool": f"t{i}"}, ts=T0) for i in range(3, 7)])
+    r.apply(Malformed("7-0", "truncated"))
+    log = r.state().log
+    assert [e.type for e in log] == ["tool_used"] * 4 + ["malformed"]
+    assert [e.summary.split()[0] for e in log[:4]] == ["t3", "t4", "t5", "t6"]
+    assert log[-1].malformed and log[-1].sid == "7-0" and log[-1].summary == "truncated"
+    assert r.state().log is log  # nothing new: the same tuple, no rebuilding
+
+
+def test_events_from_a_clock_running_ahead_stay_bounded() -> None:
+    r, clock = reducer(window_s=600)
+    r.apply_batch([llm("a", T0 + 86_400, 10, 1, 1.0)])  # a day ahead
+    st = r.state()
+    assert st.totals.cost_usd == 1.0
+    # placed at most 5 minutes ahead, so it leaves the window like a recent event
+    clock.now = T0 + 300 + 600 + BUCKET_S
+    assert r.state().totals.cost_usd == 0.0 and r.state().totals.events == 0
+
+
+def test_in_process_registration_shows_in_state() -> None:
+    r, _ = reducer()
+
+    class Tool:
+        name = "pubmed"
+
+    class Agent:
+        role = "Neuroscientist"
+        goal = "HRV"
+        tools = [Tool()]
+        allow_delegation = False
+        llm = "gpt-4o-mini"
+
+    r.registry.register_agent(Agent(), ts=T0 - 1)
+    a = r.state().agent("Neuroscientist")
+    assert a is not None and a.capabilities == ("pubmed",) and a.model == "gpt-4o-mini"
+    assert a.status == "idle" and a.input_tokens == 0

@@ -87,6 +87,13 @@ def _sink_proc(
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
+    """Until the sink prints its ``persist:`` line (signal handlers installed, running)."""
+    assert proc.stderr is not None
+    while not proc.stderr.readline().startswith(b"persist:"):
+        assert proc.poll() is None, proc.stderr.read()
+
+
 def _group_done(r: redis.Redis, stream: str, total: int) -> bool:
     groups = r.xinfo_groups(stream)
     if not groups:
@@ -113,20 +120,20 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(
     pending_after_kill: list[int] = []
     for i in range(6):  # alternate names: c1 resumes its own pending, c2 claims c1's
         proc = _sink_proc(redis_url, stream, pg_dsn, schema, f"c{i % 2 + 1}")
-        time.sleep(rng.uniform(1.2, 2.5))
+        _wait_ready(proc)  # process start is slow on a loaded machine: kill it while working
+        time.sleep(rng.uniform(0.3, 1.5))
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
-        pending_after_kill.append(r.xpending(stream, "auren-persist")["pending"])
+        groups = r.xinfo_groups(stream) if r.exists(stream) else []
+        pending_after_kill.append(groups[0]["pending"] if groups else 0)
     producer.join(60)
     assert not producer.is_alive()
     assert r.xlen(stream) == total
     sinks = [_sink_proc(redis_url, stream, pg_dsn, schema, c) for c in ("c1", "c2")]
     for p in sinks:  # wait until each is running (signal handlers installed)
-        assert p.stderr is not None
-        while not p.stderr.readline().startswith(b"persist:"):
-            assert p.poll() is None
+        _wait_ready(p)
     deadline = time.monotonic() + 60
     while not _group_done(r, stream, total) and time.monotonic() < deadline:
         time.sleep(0.2)

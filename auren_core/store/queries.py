@@ -4,7 +4,8 @@ Filter values (agent names, types) are always bound as query parameters, never s
 SQL, so a value like ``x'; DROP TABLE events; --`` is just a name that matches nothing.
 """
 
-# ruff: noqa: S608  (identifiers are validated schema names via qident; values are $n params)
+# SQL identifiers here are validated schema names quoted by qident(); values are $n params.
+# ruff: noqa: S608
 from __future__ import annotations
 
 import datetime as dt

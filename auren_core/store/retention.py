@@ -13,7 +13,8 @@ Granularity is one UTC day: a day's partition goes when its *end* passes the cut
 detailed rows live between ``detail_days`` and ``detail_days + 1`` days.
 """
 
-# ruff: noqa: S608  (identifiers are validated schema names via qident; values are $n params)
+# SQL identifiers here are validated schema names quoted by qident(); values are $n params.
+# ruff: noqa: S608
 from __future__ import annotations
 
 import datetime as dt

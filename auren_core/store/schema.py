@@ -14,7 +14,8 @@ Migrations and partition DDL run under a transaction-scoped advisory lock so sev
 can start at once. Retention drops whole partitions (see :mod:`.retention`).
 """
 
-# ruff: noqa: S608  (identifiers are validated schema names via qident; values are $n params)
+# SQL identifiers here are validated schema names quoted by qident(); values are $n params.
+# ruff: noqa: S608
 from __future__ import annotations
 
 import datetime as dt

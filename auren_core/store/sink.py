@@ -70,6 +70,7 @@ class Sink:
         policy: RetentionPolicy | None = None,
         maintain_every_s: float = 300.0,
         clock: Callable[[], float] = time.time,
+        read_ahead: bool = True,
     ) -> None:
         self.redis_url = redis_url
         self.stream = stream
@@ -84,6 +85,8 @@ class Sink:
         self.policy = policy or RetentionPolicy()
         self.maintain_every_s = maintain_every_s
         self.clock = clock
+        self.read_ahead = read_ahead  # read the next batch while the current one is written
+        self._prefetch: asyncio.Task[list[Any]] | None = None
         self.stats = SinkStats()
         self._stop = asyncio.Event()
         self._redis: aioredis.Redis | None = None
@@ -239,6 +242,9 @@ class Sink:
                         phase = "new"
                         next_claim = time.monotonic() + self.claim_every_s
                         continue
+                elif self._prefetch is not None:
+                    task, self._prefetch = self._prefetch, None
+                    entries = await task
                 else:
                     entries = await self._read(">")
                 self.stats.redis_up = True
@@ -250,6 +256,8 @@ class Sink:
                 continue
             if entries:
                 self.stats.read += len(entries)
+                if self.read_ahead and phase == "new" and time.monotonic() < next_claim:
+                    self._prefetch = asyncio.create_task(self._read(">"))
                 await self._store_and_ack(entries)
             if time.monotonic() >= next_maint and self.maintain_every_s > 0:
                 next_maint = time.monotonic() + self.maintain_every_s
@@ -261,6 +269,11 @@ class Sink:
         await self.close()
 
     async def close(self) -> None:
+        if self._prefetch is not None:  # read but not stored: stays pending for the next run
+            self._prefetch.cancel()
+            with contextlib.suppress(BaseException):
+                await self._prefetch
+            self._prefetch = None
         await self._drop_pg()
         if self._redis is not None:
             await self._redis.aclose()

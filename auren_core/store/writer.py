@@ -11,7 +11,8 @@ Connection-level failures are *not* handled here: they propagate, the caller ret
 whole batch later and acknowledges nothing meanwhile.
 """
 
-# ruff: noqa: S608  (identifiers are validated schema names via qident; values are $n params)
+# SQL identifiers here are validated schema names quoted by qident(); values are $n params.
+# ruff: noqa: S608
 from __future__ import annotations
 
 import datetime as dt
@@ -102,7 +103,7 @@ class Writer:
     async def write(self, items: Sequence[Event | Malformed]) -> WriteResult:
         now = self._clock()
         rows: list[Row] = []
-        raws: list[bytes] = []
+        evs: list[Event] = []
         dead: list[tuple[str, str, bytes | None]] = []
         for it in items:
             if isinstance(it, Malformed):
@@ -113,7 +114,7 @@ class Writer:
                 dead.append((it.stream_id, row, encode(it)))
             else:
                 rows.append(row)
-                raws.append(encode(it))
+                evs.append(it)
         await ensure_partitions(
             self.conn, self.schema, "events", {day_of(r[1]) for r in rows}, self._known_days
         )
@@ -126,7 +127,7 @@ class Writer:
         except Exception as exc:
             if not is_data_error(exc):
                 raise
-            res = await self._row_by_row(rows, raws, dead)
+            res = await self._row_by_row(rows, evs, dead)
         res.duplicates = len(rows) - res.inserted - res.refused
         return res
 
@@ -139,7 +140,6 @@ class Writer:
             f"INSERT INTO {self.s}.events ({cols}) SELECT {cols} FROM auren_staging "
             "ON CONFLICT DO NOTHING"
         )
-        await self.conn.execute("TRUNCATE auren_staging")
         return int(status.rsplit(" ", 1)[-1])
 
     async def _dead(self, dead: Sequence[tuple[str, str, bytes | None]]) -> int:
@@ -155,7 +155,7 @@ class Writer:
     async def _row_by_row(
         self,
         rows: Sequence[Row],
-        raws: Sequence[bytes],
+        evs: Sequence[Event],
         dead: Sequence[tuple[str, str, bytes | None]],
     ) -> WriteResult:
         """Slow path after a data error: each row under a savepoint; refusals -> dead letter."""
@@ -167,7 +167,7 @@ class Writer:
             "ON CONFLICT DO NOTHING"
         )
         async with self.conn.transaction():
-            for row, raw in zip(rows, raws, strict=True):
+            for row, ev in zip(rows, evs, strict=True):
                 try:
                     async with self.conn.transaction():
                         status = await self.conn.execute(sql, *row)
@@ -176,6 +176,7 @@ class Writer:
                     if not is_data_error(exc):
                         raise
                     res.refused += 1
-                    more_dead.append((row[0], _clean(f"refused by PostgreSQL: {exc}"), raw))
+                    reason = _clean(f"refused by PostgreSQL: {exc}")
+                    more_dead.append((row[0], reason, encode(ev)))
             res.dead = await self._dead(more_dead)
         return res

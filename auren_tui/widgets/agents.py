@@ -73,6 +73,7 @@ class AgentsTable(DataTable[Any]):
         self.state: DashboardState | None = None
         self._order: list[str] = []
         self._rows: dict[str, tuple[Any, ...]] = {}
+        self._widths_used: tuple[int, int] | None = None
 
     def on_mount(self) -> None:
         for key, label in (
@@ -139,11 +140,11 @@ class AgentsTable(DataTable[Any]):
             reverse=(self.sort_key not in _ASCENDING) != self.sort_reverse,
         )
         order = [a.id for a in agents]
-        # the name gets what the fixed-width columns leave (capabilities go last, cut first)
-        width = self.size.width or 80
-        name_w = max(12, min(32, width - 57))
-        caps_w = max(12, width - 59 - name_w)
-        rows = {a.id: self._row(a, state.generated_at, name_w, caps_w) for a in agents}
+        widths = self._widths()
+        if widths is None:  # not laid out yet: on_resize renders
+            return
+        self._widths_used = widths
+        rows = {a.id: self._row(a, state.generated_at, *widths) for a in agents}
         if order == self._order and not force:
             cols = list(self.columns)
             for aid in order:
@@ -162,8 +163,19 @@ class AgentsTable(DataTable[Any]):
                 self.move_cursor(row=order.index(keep), animate=False)
         self._order, self._rows = order, rows
 
+    def _widths(self) -> tuple[int, int] | None:
+        """(name, capabilities) widths: the name gets what the fixed columns leave.
+
+        From the outer region (layout only), not the content size, which moves with the
+        scrollbars the rows themselves cause."""
+        width = self.region.width - 4  # border and padding
+        if width <= 0:
+            return None
+        name_w = max(12, min(32, width - 57))
+        return name_w, max(12, width - 59 - name_w)
+
     def on_resize(self) -> None:
-        if self.state is not None:
+        if self.state is not None and self._widths() != self._widths_used:
             self.set_state(self.state, force=True)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:

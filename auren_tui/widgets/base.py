@@ -34,7 +34,9 @@ class Pane(Static):
         if self.state is None:
             return
         size = self.content_size
-        self.update(self.build(self.state, max(20, size.width or 76), max(1, size.height or 8)))
+        if size.width <= 0 or size.height <= 0:
+            return  # not laid out yet: on_resize renders at the real size
+        self.update(self.build(self.state, max(20, size.width), size.height))
 
     def on_resize(self, event: events.Resize) -> None:
         self._rebuild()

@@ -33,10 +33,16 @@ class HealthLine(Static):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
+        self._last: tuple[DashboardState, bool, int] | None = None
+
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.show(self._last[0], paused=self._last[1], behind=self._last[2])
 
     def show(self, state: DashboardState, *, paused: bool = False, behind: int = 0) -> None:
+        self._last = (state, paused, behind)
         h = state.health
-        short = (self.size.width or 80) < 130
+        short = (self.size.width or 80) < 130  # before layout: on_resize shows it again
         t = Text(no_wrap=True, overflow="ellipsis")
         if paused:
             t.append(" ❚❚ PAUSED ", style="bold black on yellow")

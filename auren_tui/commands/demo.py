@@ -119,7 +119,7 @@ def command(
         memory.close()
         s = runner.stats
         print(
-            f"auren demo: {s.queries} user queries ({s.failed} failed, as planned), "
+            f"auren demo: {s.queries} user queries ({s.failed} ended in an error), "
             f"{c.sent} events sent, {c.dropped} dropped",
             file=sys.stderr,
         )

@@ -1,17 +1,19 @@
 """Tiered memory benchmarks (issue 4). Prints figures with their method; asserts nothing.
 
   .venv/bin/python bench/bench_memory.py [--redis-url URL] [--pg-dsn DSN] [--loads N]
+      [--rounds R] [--block B] [--linger S] [--tier-costs redis=...,chromadb=...]
 
 Real Redis, real PostgreSQL, a real ChromaDB PersistentClient in a temp dir.
 
-1. tracking overhead: one TieredMemory, the same queries of four kinds (cache hit,
-   structured hit, semantic hit, miss: one to three tiers tried), loaded in pairs
-   with tracking on and off (``mem.track``), order alternating within each pair,
-   promotion off so every repetition tries the same tiers. Reported per kind:
-   median and mean load latency both ways and the difference (end to end,
-   includes the publisher thread's XADDs competing for the GIL and the 2 cores).
-   Also timed directly: the tracking code on the caller's path (building the
-   events and enqueueing them), per load. Target: <= 5 % or <= 50 us per load.
+1. tracking overhead: one TieredMemory, one query of each kind (cache hit, structured
+   hit, semantic hit, miss: one to three tiers tried; each checked to be served by its
+   tier), promotion off so every repetition tries the same tiers. R rounds of a
+   tracked and an untracked block of B loads (``mem.track`` on/off, order alternating).
+   Per block: mean wall time per load and process CPU time per load (every thread, so
+   the publisher thread's work counts). Reported: the median per-round difference and
+   its interquartile range. Then the caller-side tracking step alone in a tight loop
+   (building the events and ``Publisher.emit``). Target: <= 5 % or <= 50 us per load.
+   ``--linger`` sets the publisher's ``flush_interval`` (default: the publisher's own).
 2. tier statistics: a reproducible workload (seeded corpus and query mix, promotion
    on) published to a fresh stream, read back and reduced by the dashboard's own
    reducer; printed in the shape of ``GET /api/v2/memory/tier-stats``.
@@ -173,91 +175,74 @@ async def pick_queries(mem: TieredMemory, items: list[Any]) -> dict[str, str]:
 
 
 async def timed_block(mem: TieredMemory, q: str, track: bool, n: int) -> tuple[float, float]:
-    """Median wall time per load and process CPU time (all threads) per load, in us."""
+    """Mean wall time and mean process CPU time (every thread) per load, in us."""
     mem.track = track
-    clock = time.perf_counter
-    walls = []
-    c0 = time.process_time()
+    c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(n):
-        t0 = clock()
         await mem.load(q, agent="bench")
-        walls.append((clock() - t0) * 1e6)
-    return statistics.median(walls), (time.process_time() - c0) / n * 1e6
+    return (time.perf_counter() - w0) / n * 1e6, (time.process_time() - c0) / n * 1e6
 
 
-def paced_cpu(mem: TieredMemory, result: MemoryResult, interval_s: float, n: int) -> float:
-    """Process CPU (every thread) per call of the tracking step when called every
-    ``interval_s`` (the load rate), minus the same paced loop without it; in us."""
-
-    def run(track: bool) -> float:
-        c0 = time.process_time()
-        nxt = time.perf_counter()
-        for _ in range(n):
-            if track:
-                mem._publish("how does losing sleep hurt memory", result, "bench", None)
-            nxt += interval_s
-            delay = nxt - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        return (time.process_time() - c0) / n * 1e6
-
-    run(True)
-    off = [run(False) for _ in range(2)]
-    on = [run(True) for _ in range(2)]
-    return min(on) - min(off)
+def quartiles(xs: list[float]) -> tuple[float, float, float]:
+    q1, q2, q3 = statistics.quantiles(xs, n=4)
+    return q1, q2, q3
 
 
 async def overhead(
-    mem: TieredMemory, items: list[Any], url: str, stream: str, rounds: int, block: int
+    mem: TieredMemory,
+    items: list[Any],
+    url: str,
+    stream: str,
+    rounds: int,
+    block: int,
+    linger: float | None,
 ) -> None:
     queries = await pick_queries(mem, items)
-    pub = Publisher(url, stream, stats_interval=3600)  # the defaults
+    pub = Publisher(url, stream, stats_interval=3600)
+    if linger is not None:
+        pub.flush_interval = linger
     mem.events = EventSink(pub)
-    print("\n1. tracking overhead per load, tracked vs untracked, same run (promotion off)")
     print(
-        f"   a) wall: {rounds} rounds x (tracked block, untracked block) of {block} loads of one"
-        " query,\n      order alternating; median latency per block, median over rounds"
-        " (end to end: includes\n      the publisher thread competing for the GIL and the"
-        " 2 shared cores: noisy)."
+        "\n1. tracking overhead per load, tracked vs untracked, same run (promotion off;"
+        f" Publisher flush_interval={pub.flush_interval})"
     )
     print(
-        "   b) cpu: the tracking step alone (build the events + Publisher.emit + the publisher"
-        "\n      thread's XADDs), called at that kind's untracked load rate; process CPU per"
-        "\n      call minus an identical paced loop without it. Default publisher, and with a"
-        "\n      50 ms batching linger (Publisher(flush_interval=0.05))."
+        f"   method: {rounds} rounds; each round one block of {block} tracked and one of"
+        f" {block} untracked\n   loads of the same query (order alternating between rounds)."
+        " Per block the mean wall\n   time and the process CPU time (every thread, so the"
+        " publisher thread's XADDs count)\n   per load; per round tracked minus untracked."
+        " Shown: median of the rounds [interquartile\n   range] -- the machine is shared,"
+        " so the spread is shown, not hidden."
+        " us = microseconds."
     )
     print(
-        f"   {'kind':27} {'events':>6} {'untracked':>9} {'tracked':>8} {'+us':>6} {'+%':>6}"
-        f" {'cpu us':>7} {'+%':>6} {'cpu@50ms':>8}"
+        f"   {'kind':27} {'events':>6} {'untracked':>9} {'wall +us [IQR]':>22} {'+%':>6}"
+        f" {'cpu +us [IQR]':>22}"
     )
     for label, q in queries.items():
         res = await mem.load(q)
         await timed_block(mem, q, True, 20)  # warm both paths
         await timed_block(mem, q, False, 20)
-        wall: dict[bool, list[float]] = {True: [], False: []}
-        cpu_off: list[float] = []
+        base: list[float] = []
+        dwall: list[float] = []
+        dcpu: list[float] = []
         for r in range(rounds):
+            got = {}
             for track in (True, False) if r % 2 else (False, True):
-                w, c = await timed_block(mem, q, track, block)
-                wall[track].append(w)
-                if not track:
-                    cpu_off.append(c)
-        m = statistics.median
-        w0, w1 = m(wall[False]), m(wall[True])
-        pub.flush(10)
-        cpu = paced_cpu(mem, res, w0 / 1e6, 400)
-        pub50 = Publisher(url, stream, stats_interval=3600, flush_interval=0.05)
-        mem.events = EventSink(pub50)
-        cpu50 = paced_cpu(mem, res, w0 / 1e6, 400)
-        pub50.close()
-        mem.events = EventSink(pub)
+                got[track] = await timed_block(mem, q, track, block)
+            base.append(got[False][0])
+            dwall.append(got[True][0] - got[False][0])
+            dcpu.append(got[True][1] - got[False][1])
+        w1, w2, w3 = quartiles(dwall)
+        c1, c2, c3 = quartiles(dcpu)
+        b = statistics.median(base)
         print(
-            f"   {label:27} {1 + max(1, len(res.items)):6} {w0:9.0f} {w1:8.0f} {w1 - w0:6.0f}"
-            f" {100 * (w1 - w0) / w0:5.1f}% {cpu:7.1f} {100 * cpu / m(cpu_off):5.1f}%"
-            f" {cpu50:8.1f}"
+            f"   {label:27} {1 + max(1, len(res.items)):6} {b:9.0f}"
+            f" {w2:7.1f} [{w1:6.0f},{w3:5.0f}] {100 * w2 / b:5.1f}%"
+            f" {c2:7.1f} [{c1:6.0f},{c3:5.0f}]"
         )
     mem.track = True
-    print("   c) the caller-side step alone (build the events + Publisher.emit), tight loop:")
+    print("   the caller-side step alone (build the events + Publisher.emit), tight loop:")
     lat = {"redis": 0.21, "postgresql": 0.93}
     five = [MemoryItem(id=i, text=t, metadata=m, source="postgresql") for i, t, m in items[:5]]
     for n_items in (0, 1, 5):
@@ -321,8 +306,11 @@ async def main() -> None:
     )
     ap.add_argument("--items", type=int, default=300)
     ap.add_argument("--loads", type=int, default=1000)
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--block", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--block", type=int, default=20)
+    ap.add_argument(
+        "--linger", type=float, default=None, help="Publisher flush_interval for part 1 (s)"
+    )
     ap.add_argument(
         "--tier-costs",
         default="",
@@ -352,7 +340,7 @@ async def main() -> None:
         t0 = time.perf_counter()
         assert (await mem.save_many(items)).ok
         print(f"save_many of {len(items)} items: {time.perf_counter() - t0:.2f} s")
-        await overhead(mem, items, args.redis_url, stream, args.rounds, args.block)
+        await overhead(mem, items, args.redis_url, stream, args.rounds, args.block, args.linger)
         mem.events = EventSink(pub)
         redis.Redis.from_url(args.redis_url).delete(stream)  # part 2 starts from nothing
         await mem.clear_cache()

@@ -8,6 +8,9 @@ reducer the dashboard, ``auren top --once --json`` and the HTTP API use.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -147,6 +150,18 @@ def test_crew_lookups_reach_the_tier_pane(backends: Backends) -> None:
     assert ts["tried"] == {"redis": 4, "postgresql": 3, "chromadb": 2}
     assert ts["tier_hit_rates"]["redis"] == pytest.approx(1 / 4)
     assert all(ts["average_latencies_ms"][t] > 0 for t in ("redis", "postgresql", "chromadb"))
+    # `auren top --once --json` (another process, reading the real stream) agrees.
+    out = subprocess.run(
+        [sys.executable, "-m", "auren_tui.cli", "top", "--once", "--json"]
+        + ["--redis-url", backends.redis_url, "--stream", backends.stream],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    top = json.loads(out.stdout)["tiers"]
+    assert [top[t]["hits"] for t in ("redis", "postgresql", "chromadb")] == [1, 1, 1]
+    assert top["misses"] == 1
     # The gap and the items are on the knowledge heatmap, per agent.
     know = [e for e in backends.events() if e.type == "knowledge_access"]
     assert ("training_coach", False) in {(e.agent, e.payload["hit"]) for e in know}

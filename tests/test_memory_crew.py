@@ -151,15 +151,15 @@ def test_crew_lookups_reach_the_tier_pane(backends: Backends) -> None:
     assert ts["tier_hit_rates"]["redis"] == pytest.approx(1 / 4)
     assert all(ts["average_latencies_ms"][t] > 0 for t in ("redis", "postgresql", "chromadb"))
     # `auren top --once --json` (another process, reading the real stream) agrees.
-    out = subprocess.run(
-        [sys.executable, "-m", "auren_tui.cli", "top", "--once", "--json"]
-        + ["--redis-url", backends.redis_url, "--stream", backends.stream],
+    cmd = [sys.executable, "-m", "auren_tui.cli", "top", "--once", "--json"]
+    proc = subprocess.run(
+        [*cmd, "--redis-url", backends.redis_url, "--stream", backends.stream],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    top = json.loads(out.stdout)["tiers"]
+    top = json.loads(proc.stdout)["tiers"]
     assert [top[t]["hits"] for t in ("redis", "postgresql", "chromadb")] == [1, 1, 1]
     assert top["misses"] == 1
     # The gap and the items are on the knowledge heatmap, per agent.

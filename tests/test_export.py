@@ -211,3 +211,26 @@ def test_cli_pg_export_with_hostile_filters(
         assert all(r["agent"] == hostile for r in rows)
     after = _auren("export", "--format", "json", *common)
     assert after.stdout == before.stdout  # nothing was dropped or deleted
+
+
+def test_cli_output_to_a_fifo_is_written_in_place_and_bad_paths_are_one_line(
+    redis_url: str, stream: str, recent: list[Event], tmp_path: Path
+) -> None:
+    """A special file (like /dev/null) must be written to, never replaced by a regular file."""
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    common = ["--redis-url", redis_url, "--stream", stream, "--since", "3d", "--source", "stream"]
+    p = _auren("export", "--report", "tokens", "-o", str(fifo), *common)
+    reader.join(30)
+    assert p.returncode == 0, p.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert got == [render(build_reports(recent, ["tokens"]), "csv")]
+    bad = _auren("export", "-o", str(tmp_path / "missing" / "x.csv"), *common)
+    assert bad.returncode == 2 and bad.stderr.count(b"\n") == 2  # backends line + the error
+    assert b"cannot write" in bad.stderr

@@ -72,6 +72,35 @@ def _from_pg(
     return asyncio.run(go())
 
 
+def _write_output(path: str, data: bytes) -> None:
+    """Regular files are replaced atomically (a reader never sees half a report); anything
+    else (``/dev/null``, a FIFO, ``/dev/stdout``) is written in place, never replaced."""
+    import os
+    import stat
+
+    from auren_core.config import ConfigError
+
+    try:
+        try:
+            regular = stat.S_ISREG(os.stat(path).st_mode)
+        except FileNotFoundError:
+            regular = True
+        if not regular:
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or jsonl.")] = "csv",
     report: Annotated[
@@ -90,7 +119,6 @@ def command(
     schema: Annotated[str, typer.Option(help="Event store schema (auren persist).")] = "auren",
 ) -> None:
     """Export token, knowledge, tier, cost and collaboration reports (CSV/JSON/JSONL)."""
-    import os
     import sys
     import time
 
@@ -155,10 +183,4 @@ def command(
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    tmp = f"{output}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, output)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
+    _write_output(output, data)

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -120,11 +121,13 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(
     pending_after_kill: list[int] = []
     for i in range(6):  # alternate names: c1 resumes its own pending, c2 claims c1's
         proc = _sink_proc(redis_url, stream, pg_dsn, schema, f"c{i % 2 + 1}")
-        _wait_ready(proc)  # process start is slow on a loaded machine: kill it while working
-        time.sleep(rng.uniform(0.3, 1.5))
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        try:
+            _wait_ready(proc)  # process start is slow on a loaded machine: kill it working
+            time.sleep(rng.uniform(0.3, 1.5))
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
         kills += 1
         groups = r.xinfo_groups(stream) if r.exists(stream) else []
         pending_after_kill.append(groups[0]["pending"] if groups else 0)
@@ -132,14 +135,20 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(
     assert not producer.is_alive()
     assert r.xlen(stream) == total
     sinks = [_sink_proc(redis_url, stream, pg_dsn, schema, c) for c in ("c1", "c2")]
-    for p in sinks:  # wait until each is running (signal handlers installed)
-        _wait_ready(p)
-    deadline = time.monotonic() + 60
-    while not _group_done(r, stream, total) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for p in sinks:
-        p.send_signal(signal.SIGTERM)
-        assert p.wait(10) == 0
+    try:
+        for p in sinks:  # wait until each is running (signal handlers installed)
+            _wait_ready(p)
+        deadline = time.monotonic() + 60
+        while not _group_done(r, stream, total) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for p in sinks:
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(10) == 0
+    finally:
+        for p in sinks:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     n, distinct = await _count(conn, schema)
     assert (n, distinct) == (total, total)  # 0 lost, 0 duplicate rows
     stored = {rec["sid"] for rec in await conn.fetch(f'SELECT sid FROM "{schema}".events')}
@@ -197,6 +206,7 @@ async def test_postgres_down_under_load_loses_nothing(redis_url: str, stream: st
     finally:
         await conn.close()
         server.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 NOW = dt.datetime(2026, 3, 20, 12, 0, tzinfo=UTC).timestamp()

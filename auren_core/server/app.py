@@ -73,6 +73,8 @@ class ServerConfig:
     handshake_timeout: float = 10.0  # for auth and subscribe messages
     compression: bool = False
     max_window_events: int = 1_000_000
+    snapshot_ttl_s: float = 0.5  # subscribers within this share one snapshot
+    snapshot_log: int = 50  # recent log entries kept in the WebSocket snapshot
 
 
 class Server:
@@ -96,6 +98,7 @@ class Server:
         self._ws: WsServer | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._connections = 0
+        self._snapshot: tuple[float, bytes] | None = None
 
     def new_reducer(self, window_s: float) -> Any:
         from ..state import Reducer
@@ -109,6 +112,24 @@ class Server:
     def live_state(self) -> dict[str, Any]:
         doc: dict[str, Any] = self.reducer.state().to_dict()
         return doc
+
+    def snapshot(self) -> bytes:
+        """The encoded snapshot frame, shared by clients subscribing within ``snapshot_ttl_s``.
+
+        One ``state()`` per burst of subscribers (1000 reconnecting clients cost one, not
+        1000), and the bytes are shared. The recent-event ``log`` is cut to
+        ``snapshot_log`` entries: the events themselves come with ``since``.
+        """
+        now = time.monotonic()
+        if self._snapshot is not None and now - self._snapshot[0] < self.config.snapshot_ttl_s:
+            return self._snapshot[1]
+        state = self.live_state()
+        log = state.get("log")
+        if isinstance(log, list):
+            state["log"] = log[-self.config.snapshot_log :] if self.config.snapshot_log else []
+        frame = snapshot_frame(state, self.hub.last_id)
+        self._snapshot = (now, frame)
+        return frame
 
     @property
     def port(self) -> int:
@@ -243,7 +264,7 @@ class Server:
             )
             await self.hub.ready.wait()
             client.start()
-            client.enqueue(snapshot_frame(self.live_state(), self.hub.last_id), -1)
+            client.enqueue(self.snapshot(), -1)
             await self._catch_up(client)
             async for raw in ws:  # nothing more is expected: any message is an error
                 session.receive(raw)

@@ -13,7 +13,7 @@ Real Redis, real PostgreSQL, a real ChromaDB PersistentClient in a temp dir.
    the publisher thread's work counts). Reported: the median per-round difference and
    its interquartile range. Then the caller-side tracking step alone in a tight loop
    (building the events and ``Publisher.emit``). Target: <= 5 % or <= 50 us per load.
-   ``--linger`` sets the publisher's ``flush_interval`` (default: the publisher's own).
+   ``--linger`` sets the memory's ``event_linger_s`` (0 = hand events over per load).
 2. tier statistics: a reproducible workload (seeded corpus and query mix, promotion
    on) published to a fresh stream, read back and reduced by the dashboard's own
    reducer; printed in the shape of ``GET /api/v2/memory/tier-stats``.
@@ -38,7 +38,6 @@ import redis
 
 from auren_core.events import Event, decode
 from auren_core.memory import MemoryItem, MemoryResult, TierAccessed, TieredMemory
-from auren_core.memory._events import EventSink
 from auren_core.publisher import Publisher
 
 TOPICS = {
@@ -191,20 +190,16 @@ def quartiles(xs: list[float]) -> tuple[float, float, float]:
 async def overhead(
     mem: TieredMemory,
     items: list[Any],
-    url: str,
-    stream: str,
     rounds: int,
     block: int,
     linger: float | None,
 ) -> None:
     queries = await pick_queries(mem, items)
-    pub = Publisher(url, stream, stats_interval=3600)
     if linger is not None:
-        pub.flush_interval = linger
-    mem.events = EventSink(pub)
+        mem.events.linger_s = linger
     print(
         "\n1. tracking overhead per load, tracked vs untracked, same run (promotion off;"
-        f" Publisher flush_interval={pub.flush_interval})"
+        f" event_linger_s={mem.events.linger_s}, default Publisher)"
     )
     print(
         f"   method: {rounds} rounds; each round one block of {block} tracked and one of"
@@ -242,7 +237,10 @@ async def overhead(
             f" {c2:7.1f} [{c1:6.0f},{c3:5.0f}]"
         )
     mem.track = True
-    print("   the caller-side step alone (build the events + Publisher.emit), tight loop:")
+    print(
+        "   the caller-side step alone, tight loop (build the events and queue them; every"
+        "\n   1000 events they are encoded and enqueued on the publisher inside the call):"
+    )
     lat = {"redis": 0.21, "postgresql": 0.93}
     five = [MemoryItem(id=i, text=t, metadata=m, source="postgresql") for i, t, m in items[:5]]
     for n_items in (0, 1, 5):
@@ -257,7 +255,7 @@ async def overhead(
             f"     1 tier event + {max(1, n_items)} knowledge event(s): "
             f"p50 {statistics.median(samples):.1f} us, p99 {pct(samples, 99):.1f} us"
         )
-    pub.close()
+    mem.flush_events()
 
 
 # --------------------------------------------------------------------------- 2
@@ -309,7 +307,10 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--block", type=int, default=20)
     ap.add_argument(
-        "--linger", type=float, default=None, help="Publisher flush_interval for part 1 (s)"
+        "--linger",
+        type=float,
+        default=None,
+        help="TieredMemory event_linger_s for part 1 (default: its own, 0.05)",
     )
     ap.add_argument(
         "--tier-costs",
@@ -340,14 +341,17 @@ async def main() -> None:
         t0 = time.perf_counter()
         assert (await mem.save_many(items)).ok
         print(f"save_many of {len(items)} items: {time.perf_counter() - t0:.2f} s")
-        await overhead(mem, items, args.redis_url, stream, args.rounds, args.block, args.linger)
-        mem.events = EventSink(pub)
+        await overhead(mem, items, args.rounds, args.block, args.linger)
+        mem.events.linger_s = 0.05
+        mem.flush_events()
+        assert pub.flush(20)
         redis.Redis.from_url(args.redis_url).delete(stream)  # part 2 starts from nothing
         await mem.clear_cache()
         mem.promote, mem.track = True, True
         t0 = time.perf_counter()
         served = await workload(mem, items, args.loads)
         took = time.perf_counter() - t0
+        mem.flush_events()
         assert pub.flush(20)
         print(f"\n2. tier statistics: {args.loads} loads (seed 42) in {took:.2f} s, promotion on")
         print(f"   served (from the load results): {json.dumps(served, sort_keys=True)}")

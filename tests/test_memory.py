@@ -97,6 +97,8 @@ class Env:
         return mem
 
     def raw_entries(self) -> list[tuple[str, bytes]]:
+        for mem in self.mems:
+            mem.flush_events()
         assert self.publisher.flush(10)
         rows: Any = redis.Redis.from_url(self.redis_url).xrange(self.stream)
         return [(sid.decode(), fields[b"e"]) for sid, fields in rows]
@@ -656,3 +658,40 @@ async def test_hostile_queries_are_harmless(env: Env) -> None:
     assert ev[2].payload["query"] == nasty[2]  # carried verbatim: renderers sanitise
     # no tier failed, so none is skipped afterwards: bad input is not a sick tier
     assert not [e.payload["errors"] for e in ev if e.payload.get("errors")]
+
+
+async def test_events_batched_within_linger_with_load_timestamps(env: Env) -> None:
+    mem = await seeded(env, event_linger_s=0.05)
+    before = time.time()
+    await mem.load(STRUCTURED, agent="neuroscientist")
+    after = time.time()
+    await asyncio.sleep(0.3)  # no flush_events(): the timer hands them over
+    assert env.publisher.flush(10)
+    rows: Any = redis.Redis.from_url(env.redis_url).xrange(env.stream)
+    evs = [decode(f[b"e"], sid.decode()) for sid, f in rows]
+    assert [e.type for e in evs if isinstance(e, Event)] == [
+        "memory_tier_access",
+        "knowledge_access",
+    ]
+    assert all(isinstance(e, Event) and before <= e.ts <= after for e in evs)
+
+
+def test_events_survive_a_loop_that_ends_without_close(redis_url: str, stream: str) -> None:
+    """asyncio.run() returns before the linger timer fires; interpreter exit still
+    hands the events to the publisher, which sends them before the process ends."""
+    code = (
+        "import asyncio\n"
+        "from auren_core.memory import TieredMemory\n"
+        "from auren_core.publisher import Publisher\n"
+        f"pub = Publisher({redis_url!r}, {stream!r}, stats_interval=3600)\n"
+        f"mem = TieredMemory({redis_url!r}, None, publisher=pub, event_linger_s=30,"
+        f" namespace='linger-{uuid.uuid4().hex[:8]}')\n"
+        "async def main():\n"
+        "    for q in ('a', 'b', 'c'):\n"
+        "        await mem.load(q, agent='x')\n"
+        "asyncio.run(main())\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    rows: Any = redis.Redis.from_url(redis_url).xrange(stream)
+    types = [orjson.loads(f[b"e"])["type"] for _, f in rows]
+    assert types.count("memory_tier_access") == 3 and types.count("knowledge_access") == 3

@@ -70,6 +70,7 @@ class Backends:
         )
 
     def events(self) -> list[Event]:
+        self.memory.flush_events()
         assert self.publisher.flush(10)
         rows: Any = redis.Redis.from_url(self.redis_url).xrange(self.stream)
         out = [decode(f[b"e"], sid.decode()) for sid, f in rows]

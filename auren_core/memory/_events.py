@@ -7,12 +7,20 @@ Publisher, which only enqueues (never blocks on the network, never raises).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import hashlib
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+# Imported first so that the publisher's exit flush is registered before ours, and
+# so runs after it (atexit is last-in, first-out).
+from .. import publisher as _publisher  # noqa: F401
+from ..events import Event, make_event
 from ._health import describe
 from ._types import TIERS, MemoryResult
 
@@ -82,27 +90,41 @@ def load_events(
 
 
 class EventSink:
-    """Publishes load events; the process publisher is looked up lazily (and, if it
-    cannot be created, retried after 30 s: events are counted as dropped meanwhile)."""
+    """Hands load events to the auren Publisher, a few at a time.
 
-    def __init__(self, publisher: Publisher | None) -> None:
+    The publisher's thread wakes for the first event after an idle spell; at the pace of
+    memory reads (one every few hundred microseconds to milliseconds) that wake-up, not
+    the event, is most of what tracking costs (see bench/bench_memory.py). So events are
+    built at load time (their ``ts`` is the load's) and handed over together at most
+    ``linger_s`` later, from a timer on the loop that ran the load. ``linger_s=0``
+    hands each load's events over at once. :meth:`flush` hands over what is pending
+    (``TieredMemory.close`` does, and so does interpreter exit).
+
+    The process publisher is looked up lazily (if it cannot be created, retried after
+    30 s; events are counted in ``errors`` meanwhile).
+    """
+
+    def __init__(self, publisher: Publisher | None, linger_s: float = 0.0) -> None:
         self._publisher = publisher
+        self.linger_s = linger_s
         self._retry_at = 0.0
         self.errors = 0
+        self._pending: list[Event] = []
+        self._lock = threading.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        _SINKS.add(self)
 
     def _get(self) -> Publisher | None:
         pub = self._publisher
         if pub is not None:
             return pub
         if time.monotonic() < self._retry_at:
-            self.errors += 1
             return None
         try:
             from ..api import get_publisher
 
             pub = self._publisher = get_publisher()
         except Exception as exc:
-            self.errors += 1
             self._retry_at = time.monotonic() + 30.0
             log.warning("auren memory: no publisher (%s); events dropped", describe(exc))
             return None
@@ -114,14 +136,57 @@ class EventSink:
         agent: str | None,
         run: str | None,
     ) -> None:
-        """Enqueue ``events``. Never raises, never blocks."""
+        """Queue ``events`` (stamped now). Never raises, never blocks."""
         try:
-            pub = self._get()
-            if pub is None:
-                return
-            emit = pub.emit
-            for etype, payload in events:
-                emit(etype, payload, agent=agent, run=run)
+            now = time.time()
+            built = [make_event(t, p, agent=agent, run=run, ts=now) for t, p in events]
+            loop: asyncio.AbstractEventLoop | None = None
+            if self.linger_s > 0:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+            with self._lock:
+                self._pending.extend(built)
+                if loop is not None and len(self._pending) < _MAX_PENDING:
+                    if self._timer is None:
+                        self._timer = loop.call_later(self.linger_s, self._on_timer)
+                    return
+            self.flush()
         except Exception as exc:
             self.errors += 1
             log.debug("auren memory: publish failed: %s", describe(exc))
+
+    def _on_timer(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand every pending event to the publisher now. Never raises."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        try:
+            pub = self._get()
+            if pub is None:
+                self.errors += len(pending)
+                return
+            for ev in pending:
+                pub.publish(ev)
+        except Exception as exc:
+            self.errors += 1
+            log.debug("auren memory: publish failed: %s", describe(exc))
+
+
+_MAX_PENDING = 1000
+_SINKS: weakref.WeakSet[EventSink] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    """Events of loads whose loop ended before the timer fired (``asyncio.run``
+    returning) still reach the publisher, whose own exit flush runs after this."""
+    for sink in list(_SINKS):
+        sink.flush()

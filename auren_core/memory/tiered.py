@@ -67,7 +67,9 @@ class TieredMemory:
     ``redis_url`` / ``pg_dsn`` may be None to run without that tier; ChromaDB is
     used when ``chroma_path`` or ``chroma_url`` is given. ``publisher=None`` uses
     the process publisher (``auren_core.api.get_publisher()``) on first load;
-    ``track=False`` publishes nothing (benchmarks compare the two).
+    ``track=False`` publishes nothing (benchmarks compare the two). A load's events
+    reach the publisher at most ``event_linger_s`` later (batched: see ``_events``;
+    0 = at once); ``flush_events()`` and ``close()`` hand them over now.
     ``chroma_max_distance`` (cosine distance) defaults to the embedder's own
     ``max_distance`` attribute, else 0.5.
     """
@@ -94,13 +96,14 @@ class TieredMemory:
         backoff_s: float = 1.0,
         backoff_cap_s: float = 30.0,
         tier_costs_usd: Mapping[str, float] | None = None,
+        event_linger_s: float = 0.05,
     ) -> None:
         self.namespace = namespace
         self.promote = promote
         self.redact_queries = redact_queries
         self.track = track
         self.embedder: Embedder = embedder if embedder is not None else HashingEmbedder()
-        self.events = EventSink(publisher)
+        self.events = EventSink(publisher, event_linger_s)
         self.tier_costs_usd = dict(tier_costs_usd or {})
         self.redis = RedisTier(redis_url, namespace, ttl_s, redis_timeout) if redis_url else None
         self.pg = (
@@ -163,6 +166,7 @@ class TieredMemory:
 
     # ------------------------------------------------------------------ event loops
     def _drop_clients(self) -> None:
+        self.events.flush()  # the old loop's timer may never fire
         for tier in (self.redis, self.pg, self.chroma):
             if tier is not None:
                 tier.drop()
@@ -253,8 +257,14 @@ class TieredMemory:
     def connect_sync(self) -> dict[str, str]:
         return self._run_sync(self._connect, self._budget() + 10)
 
+    def flush_events(self) -> None:
+        """Hand the events of past loads to the publisher now (they otherwise wait up
+        to ``event_linger_s``). Then ``publisher.flush()`` waits until they are sent."""
+        self.events.flush()
+
     async def aclose(self) -> None:
         """Close connections and the private loop thread (if any)."""
+        self.events.flush()
         if self._loop.alive():
             try:
                 await self._run(self._close)
@@ -264,6 +274,7 @@ class TieredMemory:
 
     def close(self) -> None:
         """Blocking :meth:`aclose` for sync callers."""
+        self.events.flush()
         home = self._loop.home
         if home is not None and self._loop.alive():
             try:

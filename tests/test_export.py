@@ -135,6 +135,28 @@ def test_bad_inputs_are_clear_errors() -> None:
     assert build_reports([Malformed("1-0", "bad")], ["tokens"]) == {"tokens": []}
 
 
+def test_lenient_decoding_survives_garbage_and_wrongly_typed_payloads() -> None:
+    from auren_core.export import decode_lenient
+
+    raws: list[bytes | None] = [
+        b"not json", None, b"x" * 2_000_000, b'{"v":2,"id":"a","ts":1,"type":"llm_call"}',
+        b'{"v":1,"id":"a","ts":1767225600,"type":"llm_call","agent":"a","payload":'
+        b'{"model":["x"],"input_tokens":"9","output_tokens":true,"cost_usd":"free"}}',
+        b'{"v":1,"id":"b","ts":1767225600,"type":"tool_used","agent":"a","payload":'
+        b'{"tool":{"n":1},"cost_usd":0.5}}',
+        b'{"v":1,"id":"c","ts":1767225600,"type":"memory_tier_access","payload":'
+        b'{"tier_accessed":7,"latency_by_tier":[1],"query":{"q":1}}}',
+    ]  # fmt: skip
+    items = [decode_lenient(r, f"{i}-0") for i, r in enumerate(raws)]
+    assert [type(i).__name__ for i in items[:4]] == ["Malformed"] * 4
+    tables = build_reports(items, ["all"])
+    (tok,) = tables["tokens"]
+    assert (tok["input_tokens"], tok["output_tokens"], tok["cost_usd"]) == (0, 0, None)
+    tool = next(r for r in tables["costs"] if r["dimension"] == "tool")
+    assert (tool["key"], tool["cost_usd"]) == ("{'n': 1}", 0.5)
+    assert json.loads(render(tables, "json")) == tables
+
+
 # --------------------------------------------------------------------------- CLI, real backends
 def _auren(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(

@@ -68,22 +68,41 @@ class Accumulator:
 
     def __init__(self, wanted: set[str]) -> None:
         self.wanted = wanted
-        self.tokens: dict[tuple[str, int], list[Any]] = {}
+        self.llm: dict[tuple[str, str, str, int], list[Any]] = {}
+        self.tools: dict[tuple[str, str, str], list[Any]] = {}
         self.know: dict[tuple[str, str, str], list[Any]] = {}
         self.served: dict[str, int] = {}
         self.items: dict[str, int] = {}
         self.lat: dict[str, list[float]] = {"redis": [], "postgresql": [], "chromadb": []}
-        self.costs: dict[tuple[str, str], list[Any]] = {}
         self.labels: dict[str, str] = {}
         self.collab: dict[tuple[str, str, str], list[Any]] = {}
         self.runs: set[str] = set()
         self.completed: set[str] = set()
 
-    def _cost_row(self, dim: str, key: str) -> list[Any]:
-        row = self.costs.get((dim, key))
-        if row is None:
-            row = self.costs[(dim, key)] = [0, 0, 0, 0.0, 0]
-        return row
+    def _tokens(self) -> dict[tuple[str, int], list[Any]]:
+        out: dict[tuple[str, int], list[Any]] = {}
+        for (agent, _, _, day), r in self.llm.items():
+            acc = out.setdefault((agent, day), [0, 0, 0, 0, 0.0, 0])
+            for j in range(6):
+                acc[j] += r[j]
+        return out
+
+    def _costs(self) -> dict[tuple[str, str], list[Any]]:
+        """(dimension, key) -> [calls, input, output, cost, unpriced]."""
+        out: dict[tuple[str, str], list[Any]] = {}
+        for (agent, model, run, _), r in self.llm.items():
+            for k in (("agent", agent), ("model", model), ("query", run)):
+                acc = out.setdefault(k, [0, 0, 0, 0.0, 0])
+                acc[0] += r[0]
+                acc[1] += r[1]
+                acc[2] += r[2]
+                acc[3] += r[4]
+                acc[4] += r[5]
+        for (tl, agent, run), (calls, cost) in self.tools.items():
+            out.setdefault(("tool", tl), [0, 0, 0, 0.0, 0])[0] += calls
+            for k in (("tool", tl), ("agent", agent), ("query", run)):
+                out.setdefault(k, [0, 0, 0, 0.0, 0])[3] += cost
+        return out
 
     def feed(self, events: Iterable[Event | Malformed]) -> None:
         want_tok = "tokens" in self.wanted
@@ -101,41 +120,36 @@ class Accumulator:
             if run is not None and want_collab:
                 self.runs.add(run)
             if t == "llm_call":
-                i, o = _n(p.get("input_tokens")), _n(p.get("output_tokens"))
-                c = _f(p.get("cost_usd"))
-                if want_tok:
-                    key = (agent, int(ev.ts // 86400))
-                    row = self.tokens.get(key)
+                if want_tok or want_cost:  # one update per call; tables group it later
+                    m = p.get("model")
+                    if type(m) is not str:
+                        m = "" if m is None else str(m)
+                    key = (agent, m, run or "", int(ev.ts // 86400))
+                    row = self.llm.get(key)
                     if row is None:
-                        row = self.tokens[key] = [0, 0, 0, 0, 0.0, 0]
+                        row = self.llm[key] = [0, 0, 0, 0, 0.0, 0]
                     row[0] += 1
-                    row[1] += i
-                    row[2] += o
+                    row[1] += _n(p.get("input_tokens"))
+                    row[2] += _n(p.get("output_tokens"))
                     row[3] += _n(p.get("cached_tokens"))
+                    c = _f(p.get("cost_usd"))
                     if c is None:
                         row[5] += 1
                     else:
                         row[4] += c
-                if want_cost:
-                    model = str(p.get("model") or "")
-                    for dim, k in (("agent", agent), ("model", model), ("query", run or "")):
-                        r = self._cost_row(dim, k)
-                        r[0] += 1
-                        r[1] += i
-                        r[2] += o
-                        if c is None:
-                            r[4] += 1
-                        else:
-                            r[3] += c
             elif t == "tool_used":
                 if want_cost:
+                    tl = p.get("tool")
+                    if type(tl) is not str:
+                        tl = "" if tl is None else str(tl)
+                    key3 = (tl, agent, run or "")
+                    trow = self.tools.get(key3)
+                    if trow is None:
+                        trow = self.tools[key3] = [0, 0.0]
+                    trow[0] += 1
                     c = _f(p.get("cost_usd"))
-                    r = self._cost_row("tool", str(p.get("tool") or ""))
-                    r[0] += 1
                     if c is not None:
-                        r[3] += c
-                        for dim, k in (("agent", agent), ("query", run or "")):
-                            self._cost_row(dim, k)[3] += c
+                        trow[1] += c
             elif t == "memory_tier_access":
                 tier = tier_name(p.get("tier_accessed"))
                 if want_tier:
@@ -188,7 +202,8 @@ class Accumulator:
 
     def _t_tokens(self) -> list[dict[str, Any]]:
         out = []
-        for (agent, day), r in sorted(self.tokens.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        tokens = self._tokens()
+        for (agent, day), r in sorted(tokens.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             out.append({
                 "agent": agent, "day": (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat(),
                 "llm_calls": r[0], "input_tokens": r[1], "output_tokens": r[2],
@@ -229,7 +244,7 @@ class Accumulator:
         order = {"agent": 0, "model": 1, "tool": 2, "query": 3}
         out = []
         for (dim, key), r in sorted(
-            self.costs.items(), key=lambda kv: (order[kv[0][0]], -kv[1][3], kv[0][1])
+            self._costs().items(), key=lambda kv: (order[kv[0][0]], -kv[1][3], kv[0][1])
         ):
             out.append({
                 "dimension": dim, "key": key,

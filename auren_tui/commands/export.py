@@ -22,7 +22,8 @@ def _from_stream(
     import redis
 
     from auren_core.events import Event
-    from auren_core.reader import decode_entries, id_for_time
+    from auren_core.export import decode_lenient
+    from auren_core.reader import id_for_time
 
     r = redis.Redis.from_url(redis_url, socket_timeout=10)
     start = id_for_time(since)
@@ -31,7 +32,8 @@ def _from_stream(
         entries = r.xrange(stream, start, end, count=10_000)
         if not entries:
             return
-        for ev in decode_entries(entries):
+        for _sid_raw, fields in entries:
+            ev = decode_lenient(fields.get(b"e") if fields else None)
             if isinstance(ev, Event) and (not agents or ev.agent in agents):
                 yield ev
         start = f"({_sid(entries[-1][0])}"

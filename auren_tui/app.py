@@ -205,16 +205,21 @@ def make_app(
     src: Source = source
 
     def factory(post: Callable[[Any], object]) -> StreamWorker:
-        reducer = Reducer(
-            window_s=max(3600.0, since_s),
-            active_window_s=active_window_s,
-            budget_usd_per_hour=budget_usd_per_hour,
-            clock=clock or time.time,
-            tool_costs=tool_costs,
-        )
-        return StreamWorker(
+        def reducer() -> Reducer:
+            return Reducer(
+                window_s=max(3600.0, since_s),
+                active_window_s=active_window_s,
+                budget_usd_per_hour=budget_usd_per_hour,
+                clock=clock or time.time,
+                tool_costs=tool_costs,
+            )
+
+        worker = StreamWorker(
             reducer=reducer, source=src, post=post, fps=fps, lag_probe=lag_probe, source_name=mode
         )
+        # a replay's clock is unknown until its first events: the reducer waits for them
+        worker.lazy_reducer = replay is not None
+        return worker
 
     return TopApp(
         worker_factory=factory, stream=stream, backends_line=backends_line, mode=mode, fps=fps

@@ -125,19 +125,23 @@ class StreamWorker:
     def __init__(
         self,
         *,
-        reducer: Any,
+        reducer: Callable[[], Any],
         source: Source,
         post: Callable[[Message], object],
         fps: float = 20.0,
         lag_probe: Callable[[], Any] | None = None,
         source_name: str = "stream",
     ) -> None:
-        self.reducer = reducer
+        self._make_reducer = reducer
+        self.reducer: Any = None
         self.source = source
         self.post = post
         self.interval = 1.0 / fps
         self.lag_probe = lag_probe
         self.source_name = source_name
+        # replay: build the reducer only once the first events have set the virtual clock
+        self.lazy_reducer = False
+        self._status: tuple[str, str] | None = None
         self._events = 0
         self._batches = 0
         self._backfill_done = False
@@ -167,7 +171,8 @@ class StreamWorker:
             self._thread.join(timeout)
 
     def call(self, fn: Callable[[Any], None]) -> None:
-        """Run ``fn(reducer)`` on the worker thread before the next state is built."""
+        """Run ``fn(reducer)`` on the worker thread before the next state is built
+        (dropped while there is no reducer yet)."""
         with self._pending_lock:
             self._pending.append(fn)
         self._dirty = True
@@ -203,11 +208,15 @@ class StreamWorker:
         stop.cancel()
 
     def _on_status(self, state: str, detail: str) -> None:
-        self.reducer.set_connection(_STATUS.get(state, state), detail)
+        self._status = (_STATUS.get(state, state), detail)
+        if self.reducer is not None:
+            self.reducer.set_connection(*self._status)
         self._dirty = True
 
     async def _read(self) -> None:
         async for batch in self.source.batches():
+            if self.reducer is None and (batch.items or not self.lazy_reducer):
+                self._new_reducer()
             if batch.items:
                 self.reducer.apply_batch(batch.items, last_id=batch.last_id, lag=self._lag)
                 self._events += len(batch.items)
@@ -216,6 +225,11 @@ class StreamWorker:
             if not batch.backfill or not batch.items:  # live data, or the end-of-backfill marker
                 self._backfill_done = True
             self._dirty = True
+
+    def _new_reducer(self) -> None:
+        self.reducer = self._make_reducer()
+        if self._status is not None:
+            self.reducer.set_connection(*self._status)
 
     async def _tick(self) -> None:
         last_post = 0.0
@@ -226,7 +240,12 @@ class StreamWorker:
                 with self._pending_lock:
                     pending, self._pending = self._pending, []
                 for fn in pending:
-                    fn(self.reducer)
+                    if self.reducer is not None:
+                        fn(self.reducer)
+            if self.reducer is None:
+                if self.lazy_reducer:
+                    continue
+                self._new_reducer()
             if self._dirty or now - last_post >= 1.0:
                 self._dirty = False
                 last_post = now
@@ -284,7 +303,10 @@ class ReplaySource:
 
     def clock(self) -> float:
         if self._virtual is None:
-            return time.time()
+            # before the first event: the start of the range, never wall time (a reducer
+            # window that has moved to "now" would count all of history as expired)
+            ms = self.start_id.lstrip("(").partition("-")[0]
+            return int(ms) / 1000.0 if ms.isdigit() else 0.0
         if self.done or self.speed <= 0 or self._anchor is None:
             return self._virtual
         v0, m0 = self._anchor

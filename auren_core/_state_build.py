@@ -6,10 +6,12 @@ recomputed from events.
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections.abc import Callable, Iterable
 from itertools import islice
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from operator import attrgetter, itemgetter
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._state_model import (
     TIERS,
@@ -28,9 +30,10 @@ from ._state_model import (
     TierView,
     Totals,
 )
-from ._state_parts import SPARK_MINUTES, AgentAcc, G, T
+from ._state_parts import SPARK_MINUTES, AgentAcc, G, HypRec, T
 from ._state_summary import log_entry
 from ._state_window import BUCKET_S, KeyedCounts
+from .events import Event, Malformed
 
 if TYPE_CHECKING:
     from .registry import AgentRecord
@@ -46,6 +49,8 @@ MAX_HYPS = 200
 RATE_WINDOW_S = 5
 MIN_SPAN_S = 60.0
 _COUNT = itemgetter(1)
+T_ = TypeVar("T_")
+_HYP_ORDER = attrgetter("ts", "id")
 _NO_TIER_COST = "no memory_tier_access event in the window carried cost_usd: tier costs are 0"
 
 
@@ -96,6 +101,15 @@ def _top_of(d: dict[str, int], n: int) -> list[tuple[str, int]]:
     return items[:n]
 
 
+def _cached(acc: AgentAcc, name: str, key: Any, make: Callable[[], T_]) -> T_:
+    hit = acc.cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[1]  # type: ignore[no-any-return]
+    val = make()
+    acc.cache[name] = (key, val)
+    return val
+
+
 def _agent(r: Reducer, rec: AgentRecord, acc: AgentAcc, now: float, span: float) -> AgentView:
     v = acc.sums.tot
     cost = max(0.0, v[AgentAcc.COST])
@@ -120,10 +134,17 @@ def _agent(r: Reducer, rec: AgentRecord, acc: AgentAcc, now: float, span: float)
         usd_per_hour=cost * 3600.0 / span,
         llm_calls=int(v[AgentAcc.LLM]),
         tool_calls=int(v[AgentAcc.TOOL]),
-        tools_used=tuple(_top(acc.tools, 50)),
-        collaborators=tuple(sorted(acc.partners.tot)),
-        hypotheses=tuple(acc.hyps),
-        cost_per_minute=_minutes(acc.spark, now),
+        tools_used=_cached(acc, "tools", acc.tools.ver, lambda: tuple(_top(acc.tools, 50))),
+        collaborators=_cached(
+            acc, "partners", acc.partners.ver, lambda: tuple(sorted(acc.partners.tot))
+        ),
+        hypotheses=_cached(acc, "hyps", len(acc.hyps) and acc.hyps[-1], lambda: tuple(acc.hyps)),
+        cost_per_minute=_cached(
+            acc,
+            "spark",
+            (int(now // 60), sum(acc.spark.values())),
+            lambda: _minutes(acc.spark, now),
+        ),
         last_error=rec.last_error,
     )
 
@@ -293,6 +314,15 @@ def _health(r: Reducer, now: float) -> Health:
     )
 
 
+def _entries(items: Iterable[Event | Malformed]) -> tuple[LogEntry, ...]:
+    return tuple(
+        LogEntry(e.sid if type(e.sid) is str else "", e.id, e.ts, e.type, e.agent, e.run, False, e)
+        if type(e) is Event
+        else log_entry(e)
+        for e in items
+    )
+
+
 def _log(r: Reducer) -> tuple[LogEntry, ...]:
     """The tail as LogEntry tuples, converting only entries added since the last call."""
     seq, built = r._log_built
@@ -301,30 +331,17 @@ def _log(r: Reducer) -> tuple[LogEntry, ...]:
         return built
     log = r._log
     n = len(log)
-    if new >= n:
-        out = tuple(map(log_entry, log))
-    else:
-        out = (built + tuple(map(log_entry, islice(log, n - new, n))))[-n:]
+    out = _entries(log) if new >= n else (built + _entries(islice(log, n - new, n)))[-n:]
     r._log_built = (r._log_seq, out)
     return out
 
 
-def build_state(r: Reducer, now: float) -> DashboardState:
-    totals = _totals(r)
-    # _hyps is kept in order of last update, so the newest are at its end
-    hyps = sorted(list(r._hyps.values())[-MAX_HYPS:], key=lambda h: (h.ts, h.id))
-    edges = sorted(r.s.collab.tot.items(), key=_COUNT, reverse=True)[:MAX_EDGES]
-    return DashboardState(
-        generated_at=now,
-        window_s=r.window_s,
-        active_window_s=r.active_window_s,
-        totals=totals,
-        agents=_agents(r, now),
-        tiers=_tiers(r),
-        costs=_costs(r, totals, now),
-        collaboration=tuple(CollabEdge(f, t, k, n) for (f, t, k), n in edges),
-        knowledge=_knowledge(r),
-        hypotheses=tuple(
+def _hyp_view(h: HypRec) -> HypothesisView:
+    key = (h.ts, h.updates)
+    v = h.view
+    if v is None or v[0] != key:
+        v = h.view = (
+            key,
             HypothesisView(
                 id=h.id,
                 status=h.status,
@@ -334,9 +351,47 @@ def build_state(r: Reducer, now: float) -> DashboardState:
                 statement=h.statement,
                 run=h.run,
                 updates=h.updates,
-            )
-            for h in hyps
-        ),
+            ),
+        )
+    return v[1]
+
+
+def _edges(r: Reducer) -> tuple[CollabEdge, ...]:
+    """Busiest first; ties keep first-seen order. Rebuilt only when the counts changed,
+    reusing the edge objects whose count did not."""
+    kc = r.s.collab
+    ver, built, objs = r._edges
+    if ver == kc.ver:
+        return built
+    top = heapq.nlargest(MAX_EDGES, kc.tot.items(), key=_COUNT)
+    new: dict[tuple[str, str, str], CollabEdge] = {}
+    out = []
+    for key, n in top:
+        e = objs.get(key)
+        if e is None or e.count != n:
+            e = CollabEdge(key[0], key[1], key[2], n)
+        new[key] = e
+        out.append(e)
+    res = tuple(out)
+    r._edges = (kc.ver, res, new)
+    return res
+
+
+def build_state(r: Reducer, now: float) -> DashboardState:
+    totals = _totals(r)
+    # _hyps is kept in order of last update, so the newest are at its end
+    hyps = sorted(list(r._hyps.values())[-MAX_HYPS:], key=_HYP_ORDER)
+    return DashboardState(
+        generated_at=now,
+        window_s=r.window_s,
+        active_window_s=r.active_window_s,
+        totals=totals,
+        agents=_agents(r, now),
+        tiers=_tiers(r),
+        costs=_costs(r, totals, now),
+        collaboration=_edges(r),
+        knowledge=_knowledge(r),
+        hypotheses=tuple(map(_hyp_view, hyps)),
         log=_log(r),
         health=_health(r, now),
     )

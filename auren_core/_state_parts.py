@@ -65,7 +65,7 @@ class AgentAcc:
     """Windowed economics of one agent (identity and load live in the registry)."""
 
     IN, OUT, CACHED, COST, UNP, LLM, TOOL, TOOL_COST = range(8)
-    __slots__ = ("hyps", "partners", "spark", "sums", "tools", "version")
+    __slots__ = ("cache", "hyps", "partners", "spark", "sums", "tools", "version")
 
     def __init__(self, expiry: Expiry) -> None:
         self.sums = Sums(8, expiry)
@@ -74,6 +74,8 @@ class AgentAcc:
         self.spark: dict[int, float] = {}
         self.hyps: list[str] = []
         self.version = 0
+        # derived tuples for the snapshot, keyed by what they depend on
+        self.cache: dict[str, tuple[Any, Any]] = {}
 
     def llm(self, b: int, inp: int, out: int, cached: int, cost: float | None) -> None:
         s = self.sums
@@ -137,7 +139,7 @@ class RunAcc:
 class HypRec:
     """Latest status of one hypothesis, by event time (late updates do not win)."""
 
-    __slots__ = ("agent", "confidence", "id", "run", "statement", "status", "ts", "updates")
+    __slots__ = ("agent", "confidence", "id", "run", "statement", "status", "ts", "updates", "view")
 
     def __init__(self, hid: str) -> None:
         self.id = hid
@@ -148,6 +150,7 @@ class HypRec:
         self.statement: str | None = None
         self.run: str | None = None
         self.updates = 0
+        self.view: tuple[tuple[float, int], Any] | None = None  # snapshot cache
 
     def update(self, ev: Event, p: dict[str, Any]) -> None:
         self.updates += 1

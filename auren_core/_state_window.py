@@ -106,9 +106,10 @@ class Sums:
 class KeyedCounts(Generic[K]):
     """Windowed counts per key, with a cap on distinct keys (overflow is counted)."""
 
-    __slots__ = ("buckets", "expiry", "max_keys", "overflow", "tot")
+    __slots__ = ("buckets", "expiry", "max_keys", "overflow", "tot", "ver")
 
     def __init__(self, expiry: Expiry, max_keys: int = 5000) -> None:
+        self.ver = 0  # changes whenever ``tot`` does (lets readers cache derived views)
         self.tot: dict[K, int] = {}
         self.buckets: dict[int, dict[K, int]] = {}
         self.expiry = expiry
@@ -116,6 +117,7 @@ class KeyedCounts(Generic[K]):
         self.overflow = 0  # additions refused because the key cap was reached (lifetime)
 
     def add(self, b: int, key: K, n: int = 1) -> bool:
+        self.ver += 1
         tot = self.tot
         cur = tot.get(key)
         if cur is None:
@@ -136,6 +138,7 @@ class KeyedCounts(Generic[K]):
         bk = self.buckets.pop(b, None)
         if not bk:
             return
+        self.ver += 1
         tot = self.tot
         for k, v in bk.items():
             left = tot.get(k, 0) - v

@@ -128,6 +128,8 @@ class Reducer:
         self._runs: dict[str, RunAcc] = {}
         self._hyps: dict[str, HypRec] = {}
         self._max_b = 2**62
+        # state() cache: (collab version, edges, edge objects by key)
+        self._edges: tuple[int, tuple[CollabEdge, ...], dict[Any, CollabEdge]] = (-1, (), {})
         self._views: dict[str, tuple[tuple[Any, ...], AgentView]] = {}  # state() cache
         # health
         self.events_total = 0

@@ -8,6 +8,7 @@ import typer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import Any
 
     from auren_core.events import Event, Malformed
 
@@ -25,15 +26,23 @@ def _from_stream(
     from auren_core.export import decode_lenient
     from auren_core.reader import id_for_time
 
-    r = redis.Redis.from_url(redis_url, socket_timeout=10)
+    r = redis.Redis.from_url(redis_url, socket_timeout=30)
+    # raw replies ([id, [field, value, ...]]): redis-py's per-entry dict building would
+    # otherwise cost more than decoding the events
+    r.set_response_callback("XRANGE", lambda resp, **_: resp)
     start = id_for_time(since)
     end = "+" if until is None else f"({id_for_time(until)}"
     while True:
-        entries = r.xrange(stream, start, end, count=10_000)
+        entries: Any = r.xrange(stream, start, end, count=20_000)
         if not entries:
             return
         for _sid_raw, fields in entries:
-            ev = decode_lenient(fields.get(b"e") if fields else None)
+            raw = None
+            for j in range(0, len(fields or ()) - 1, 2):
+                if fields[j] == b"e":
+                    raw = fields[j + 1]
+                    break
+            ev = decode_lenient(raw)
             if isinstance(ev, Event) and (not agents or ev.agent in agents):
                 yield ev
         start = f"({_sid(entries[-1][0])}"

@@ -200,9 +200,27 @@ class LogHistogram:
 class NestedCounts:
     """Windowed counts per (row, column), readable per row (knowledge item x agent)."""
 
-    __slots__ = ("buckets", "expiry", "max_cols", "max_rows", "overflow", "row_tot", "tot")
+    __slots__ = (
+        "buckets",
+        "cells",
+        "expiry",
+        "max_cells",
+        "max_cols",
+        "max_rows",
+        "overflow",
+        "row_tot",
+        "tot",
+    )
 
-    def __init__(self, expiry: Expiry, max_rows: int = 5000, max_cols: int = 500) -> None:
+    def __init__(
+        self,
+        expiry: Expiry,
+        max_rows: int = 5000,
+        max_cols: int = 500,
+        max_cells: int = 50_000,
+    ) -> None:
+        self.cells = 0
+        self.max_cells = max_cells
         self.tot: dict[str, dict[str, int]] = {}
         self.row_tot: dict[str, int] = {}
         self.buckets: dict[int, dict[tuple[str, str], int]] = {}
@@ -220,10 +238,13 @@ class NestedCounts:
             cols = self.tot[row] = {}
         cur = cols.get(col)
         if cur is None:
-            if len(cols) >= self.max_cols:
+            if len(cols) >= self.max_cols or self.cells >= self.max_cells:
                 self.overflow += 1
+                if not cols:
+                    del self.tot[row]
                 return False
             cols[col] = 1
+            self.cells += 1
         else:
             cols[col] = cur + 1
         rt = self.row_tot
@@ -248,8 +269,9 @@ class NestedCounts:
             left = cols.get(col, 0) - v
             if left > 0:
                 cols[col] = left
-            else:
-                cols.pop(col, None)
+            elif col in cols:
+                del cols[col]
+                self.cells -= 1
                 if not cols:
                     del tot[row]
             rleft = rt.get(row, 0) - v

@@ -779,3 +779,34 @@ def test_in_process_registration_shows_in_state() -> None:
     a = r.state().agent("Neuroscientist")
     assert a is not None and a.capabilities == ("pubmed",) and a.model == "gpt-4o-mini"
     assert a.status == "idle" and a.input_tokens == 0
+
+
+# --------------------------------------------------------------------------- window structures
+def test_window_structures_expire_exactly_and_stay_bounded() -> None:
+    from auren_core._state_window import Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
+
+    e = Expiry()
+    sums = Sums(2, e)
+    kc: KeyedCounts[str] = KeyedCounts(e, max_keys=2)
+    nc = NestedCounts(e, max_rows=10, max_cols=10, max_cells=3)
+    for b, key in [(1, "x"), (2, "y"), (3, "x"), (1000, "y")]:
+        bk = sums.at(b)
+        bk[0] += 1
+        sums.tot[0] += 1
+        kc.add(b, key)
+    assert not kc.add(5, "z") and kc.overflow == 1  # key cap
+    for row, col in [("i", "a"), ("i", "b"), ("j", "a"), ("j", "b"), ("k", "a")]:
+        nc.add(1, row, col)
+    assert nc.cells == 3 and nc.overflow == 2 and nc.tot == {"i": {"a": 1, "b": 1}, "j": {"a": 1}}
+    e.advance(2)  # drops buckets 1 and 2
+    assert sums.tot[0] == 2 and kc.tot == {"x": 1, "y": 1}
+    assert nc.cells == 0 and nc.tot == {} and nc.row_tot == {}
+    e.advance(10**6)  # a long jump: everything goes, by scanning, not by counting up
+    assert sums.tot == [0.0, 0.0] and kc.tot == {} and not e.due
+    assert kc.add(10**6 + 1, "z")  # room again once keys expired
+
+    h = LogHistogram(e)
+    assert h.quantiles((0.5,)) == (None,)
+    for ms in [0.0, -1.0, float("nan"), 1e12]:  # odd values land in the end bins, no error
+        h.add(10**6 + 1, ms)
+    assert h.quantiles((0.5, 1.0))[1] == pytest.approx(LogHistogram.value_of(LogHistogram.MAX_BIN))

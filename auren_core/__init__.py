@@ -1,15 +1,18 @@
 """AUREN Observatory engine: events, publisher, reader, state, analytics.
 
-Importing this package never imports textual, rich, crewai or chromadb.
+Importing this package never imports textual, rich, crewai or chromadb, and imports
+the rest lazily (PEP 562): ``auren top`` pays only for what it uses.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .api import configure, emit, get_publisher, hypothesis, set_publisher
-from .events import EVENT_TYPES, Event, Malformed, decode, encode, make_event
-from .publisher import Publisher
+if TYPE_CHECKING:
+    from .api import configure, emit, get_publisher, hypothesis, set_publisher
+    from .events import EVENT_TYPES, Event, Malformed, decode, encode, make_event
+    from .publisher import Publisher
 
 __all__ = [
     "EVENT_TYPES",
@@ -27,6 +30,34 @@ __all__ = [
     "set_publisher",
 ]
 __version__ = "0.1.0"
+
+_LAZY = {
+    "configure": ".api",
+    "emit": ".api",
+    "get_publisher": ".api",
+    "hypothesis": ".api",
+    "set_publisher": ".api",
+    "EVENT_TYPES": ".events",
+    "Event": ".events",
+    "Malformed": ".events",
+    "decode": ".events",
+    "encode": ".events",
+    "make_event": ".events",
+    "Publisher": ".publisher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'auren_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
 
 
 def instrument(**kwargs: Any) -> Any:

@@ -25,43 +25,30 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import hashlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._chroma_tier import ChromaTier
+from ._core import MAX_LIMIT, RowLike, TierCore, query_hash, to_row
 from ._events import EventSink, load_events
 from ._health import TierHealth, describe
 from ._loop import HomeLoop, WrongLoopError
 from ._pg_tier import PostgresTier
 from ._redis_tier import RedisTier
-from ._types import TIER_EVENT_NAMES, TIERS, MemoryItem, MemoryResult, SaveResult, TierName
+from ._types import TIERS, MemoryResult, SaveResult, TierName
 from .embedding import Embedder, HashingEmbedder
 
 if TYPE_CHECKING:
     from ..publisher import Publisher
 
-__all__ = ["TieredMemory", "WrongLoopError"]
+__all__ = ["MAX_LIMIT", "TieredMemory", "WrongLoopError", "query_hash"]
 
 log = logging.getLogger("auren.memory")
 T = TypeVar("T")
-Row = tuple[str, str, dict[str, Any] | None, str | None]
-# What save_many accepts: a MemoryItem or (id, text[, metadata[, agent]]).
-RowLike = MemoryItem | Sequence[Any]
 
 
-def query_hash(query: str) -> str:
-    """Stable key of a query: whitespace- and case-insensitive."""
-    norm = " ".join(query.lower().split())
-    return hashlib.blake2b(norm.encode(), digest_size=16).hexdigest()
-
-
-MAX_LIMIT = 100  # items per load: a tool argument, so bounded
-
-
-class TieredMemory:
+class TieredMemory(TierCore):
     """Knowledge store for AUREN agents over three real tiers; see the module doc.
 
     ``redis_url`` / ``pg_dsn`` may be None to run without that tier; ChromaDB is
@@ -220,7 +207,7 @@ class TieredMemory:
         return await self.save_many([(item_id, text, metadata, agent)])
 
     async def save_many(self, items: Iterable[RowLike]) -> SaveResult:
-        rows = [_row(i) for i in items]
+        rows = [to_row(i) for i in items]
         return await self._run(lambda: self._save(rows))
 
     def save_sync(
@@ -233,7 +220,7 @@ class TieredMemory:
         return self.save_many_sync([(item_id, text, metadata, agent)])
 
     def save_many_sync(self, items: Iterable[RowLike]) -> SaveResult:
-        rows = [_row(i) for i in items]
+        rows = [to_row(i) for i in items]
         return self._run_sync(lambda: self._save(rows), self._budget(len(rows)))
 
     async def clear_cache(self) -> None:
@@ -291,187 +278,6 @@ class TieredMemory:
     def _budget(self, n: int = 1) -> float:
         return sum(self.timeouts.values()) * 2 + 15 + 0.01 * n
 
-    # ------------------------------------------------------------------ core
-    async def _tier_call(
-        self,
-        tier: TierName,
-        make: Callable[[], Awaitable[T]],
-        errors: dict[str, str],
-        timeout: float | None = None,
-    ) -> tuple[bool, T | None]:
-        """Run one tier operation under its timeout; record a failure, never raise."""
-        health = self.health[tier]
-        try:
-            async with asyncio.timeout(timeout or self.timeouts[tier]):
-                value = await make()
-        except Exception as exc:
-            err = describe(exc) if not isinstance(exc, TimeoutError) else "timeout"
-            errors[tier] = err
-            if tier == "postgresql" and PostgresTier.query_error(exc):
-                log.debug("auren memory: postgresql refused a request: %s", err)
-            else:
-                health.failed(err)
-                log.debug("auren memory: %s failed: %s", tier, err)
-            return False, None
-        health.ok()
-        return True, value
-
-    async def _load(
-        self, query: str, limit: int, agent: str | None, run: str | None
-    ) -> MemoryResult:
-        limit = min(MAX_LIMIT, max(1, int(limit)))
-        lat: dict[str, float] = {}
-        errors: dict[str, str] = {}
-        items: list[MemoryItem] = []
-        served: TierName | None = None
-        qhash = query_hash(query)
-        gen: int | None = None
-        clock = time.perf_counter
-
-        if self.redis is not None:
-            if self.health["redis"].available():
-                redis = self.redis
-                t0 = clock()
-                ok, got = await self._tier_call("redis", lambda: redis.get(qhash, limit), errors)
-                lat["redis"] = (clock() - t0) * 1000
-                if ok and got is not None:
-                    cached, gen = got
-                    if cached is not None:
-                        items, served = cached, "redis"
-            else:
-                errors["redis"] = self.health["redis"].skipped_reason()
-
-        if served is None and self.pg is not None:
-            if self.health["postgresql"].available():
-                pg = self.pg
-                t0 = clock()
-                ok, rows = await self._tier_call(
-                    "postgresql",
-                    lambda: pg.search(query, limit),
-                    errors,
-                    None if pg._pool is not None else self.timeouts["postgresql"] * 2,
-                )
-                lat["postgresql"] = (clock() - t0) * 1000
-                if ok and rows:
-                    items, served = rows, "postgresql"
-            else:
-                errors["postgresql"] = self.health["postgresql"].skipped_reason()
-
-        if served is None and self.chroma is not None:
-            if self.health["chromadb"].available():
-                chroma = self.chroma
-                t0 = clock()
-                ok, hits = await self._tier_call(
-                    "chromadb",
-                    lambda: asyncio.to_thread(chroma.search, query, limit),
-                    errors,
-                    None if self._chroma_warm else 60.0,
-                )
-                lat["chromadb"] = (clock() - t0) * 1000
-                self._chroma_warm = self._chroma_warm or ok
-                if ok and hits:
-                    items, served = hits, "chromadb"
-            else:
-                errors["chromadb"] = self.health["chromadb"].skipped_reason()
-
-        if served is not None and served != "redis" and self.promote:
-            await self._promote(served, qhash, gen, limit, items, agent, errors)
-
-        tier = TIER_EVENT_NAMES[served] if served is not None else "miss"
-        result = MemoryResult(items, tier, lat, errors)
-        if self.track:
-            self._publish(query, result, agent, run)
-        return result
-
-    async def _promote(
-        self,
-        served: TierName,
-        qhash: str,
-        gen: int | None,
-        limit: int,
-        items: list[MemoryItem],
-        agent: str | None,
-        errors: dict[str, str],
-    ) -> None:
-        """Copy a lower tier's answer upward. Failures are recorded, never raised."""
-        if served == "chromadb" and self.pg is not None and self.health["postgresql"].available():
-            pg = self.pg
-            rows: list[Row] = [(i.id, i.text, i.metadata, agent) for i in items]
-            perr: dict[str, str] = {}
-            await self._tier_call("postgresql", lambda: pg.upsert(rows, overwrite=False), perr)
-            if perr:
-                errors.setdefault("postgresql", "promote: " + perr["postgresql"])
-        if gen is not None and self.redis is not None:
-            redis = self.redis
-            rerr: dict[str, str] = {}
-            await self._tier_call("redis", lambda: redis.put(qhash, gen, limit, items), rerr)
-            if rerr:
-                errors.setdefault("redis", "promote: " + rerr["redis"])
-
-    async def _save(self, rows: list[Row]) -> SaveResult:
-        errors: dict[str, str] = {}
-        written: list[TierName] = []
-        if not rows:
-            return SaveResult([], [], {})
-        budget = 30.0 + len(rows) * 0.01  # bulk loads are not reads: a generous bound
-        jobs: list[tuple[TierName, Callable[[], Awaitable[Any]]]] = []
-        if self.pg is not None:
-            pg = self.pg
-            jobs.append(("postgresql", lambda: pg.upsert(rows)))
-        if self.chroma is not None:
-            chroma = self.chroma
-            jobs.append(("chromadb", lambda: asyncio.to_thread(chroma.upsert, rows)))
-        results = await asyncio.gather(
-            *(self._tier_call(t, make, errors, budget) for t, make in jobs)
-        )
-        written = [t for (t, _), (ok, _) in zip(jobs, results, strict=True) if ok]
-        if self.chroma is not None and "chromadb" in written:
-            self._chroma_warm = True
-        if self.redis is not None:
-            redis = self.redis
-            ok, _ = await self._tier_call("redis", redis.invalidate, errors)
-            if not ok:
-                log.warning("auren memory: cache not invalidated: %s", errors.get("redis"))
-        if not written:
-            log.warning("auren memory: save of %d item(s) reached no tier: %s", len(rows), errors)
-        return SaveResult([r[0] for r in rows], written, errors)
-
-    async def _reset(self) -> dict[str, str]:
-        errors: dict[str, str] = {}
-        if self.pg is not None:
-            await self._tier_call("postgresql", self.pg.delete_all, errors, 30.0)
-        if self.chroma is not None:
-            chroma = self.chroma
-            await self._tier_call(
-                "chromadb", lambda: asyncio.to_thread(chroma.delete_all), errors, 60.0
-            )
-        if self.redis is not None:
-            await self._tier_call("redis", self.redis.invalidate, errors)
-        return errors
-
-    async def _connect(self) -> dict[str, str]:
-        errors: dict[str, str] = {}
-        if self.redis is not None:
-            redis = self.redis
-            await self._tier_call("redis", lambda: redis.get("connect", 1), errors)
-        if self.pg is not None:
-            await self._tier_call("postgresql", self.pg.connect, errors)
-        if self.chroma is not None:
-            chroma = self.chroma
-            ok, _ = await self._tier_call(
-                "chromadb", lambda: asyncio.to_thread(chroma.connect), errors, 60.0
-            )
-            self._chroma_warm = self._chroma_warm or ok
-        return errors
-
-    async def _close(self) -> None:
-        if self.redis is not None:
-            await self.redis.close()
-        if self.pg is not None:
-            await self.pg.close()
-        if self.chroma is not None:
-            self.chroma.drop()
-
     @property
     def publish_errors(self) -> int:
         """Events that could not be handed to the publisher (none were waited for)."""
@@ -490,16 +296,10 @@ class TieredMemory:
             return
         self.events.publish(evs, agent, run)
 
-
-def _row(item: RowLike) -> Row:
-    if isinstance(item, MemoryItem):
-        return (item.id, item.text, item.metadata or None, None)
-    vals = list(item)
-    vals += [None] * (4 - len(vals))
-    # PostgreSQL text cannot hold NUL: keep every tier's copy of an item identical.
-    return (
-        str(vals[0]).replace("\x00", "\ufffd"),
-        str(vals[1]).replace("\x00", "\ufffd"),
-        vals[2],
-        vals[3],
-    )
+    async def _load(
+        self, query: str, limit: int, agent: str | None, run: str | None
+    ) -> MemoryResult:
+        result = await self._lookup(query, limit, agent)
+        if self.track:
+            self._publish(query, result, agent, run)
+        return result

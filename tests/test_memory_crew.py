@@ -210,3 +210,6 @@ def test_crew_external_memory_is_the_tiered_memory(backends: Backends) -> None:
     assert {i.metadata.get("agent") for i in saved} == {role_slug(x) for x in roles}
     tiers = backends.reduced()["tiers"]
     assert tiers["queries"] == len(searches) + 1
+    # CrewAI's own reset command empties every tier of the namespace
+    crew.reset_memories(command_type="external")
+    assert backends.memory.load_sync("circadian anchoring improves sleep onset").tier == "miss"

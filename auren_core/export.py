@@ -95,15 +95,20 @@ def decode_lenient(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
 
 
 def build_reports(
-    events: Iterable[Event | Malformed], reports: Sequence[str]
+    events: Iterable[Event | Malformed],
+    reports: Sequence[str],
+    *,
+    aggregates: Iterable[dict[str, Any]] = (),
 ) -> dict[str, list[dict[str, Any]]]:
-    """Tables for ``reports`` (names from :data:`REPORTS`; ``"all"`` means every one)."""
+    """Tables for ``reports`` (names from :data:`REPORTS`; ``"all"`` means every one).
+    ``aggregates``: daily rollup rows for days older than the detailed events (PostgreSQL)."""
     wanted = list(REPORTS) if "all" in reports else list(dict.fromkeys(reports))
     unknown = [r for r in wanted if r not in REPORTS]
     if unknown:
         raise ValueError(f"unknown report {unknown[0]!r}; choose from {', '.join(REPORTS)}")
     acc = Accumulator(set(wanted))
     acc.feed(events)
+    acc.feed_aggregates(aggregates)
     return {name: acc.table(name) for name in wanted}
 
 

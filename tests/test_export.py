@@ -256,3 +256,41 @@ def test_cli_output_to_a_fifo_is_written_in_place_and_bad_paths_are_one_line(
     bad = _auren("export", "-o", str(tmp_path / "missing" / "x.csv"), *common)
     assert bad.returncode == 2 and bad.stderr.count(b"\n") == 2  # backends line + the error
     assert b"cannot write" in bad.stderr
+
+
+def test_cli_pg_export_reaches_back_through_daily_rollups(pg_dsn: str, store_schema: str) -> None:
+    """Detailed events older than the retention window are gone; tokens and costs for
+    those days still come out of the daily rollups, with the same figures."""
+    from auren_core.store import RetentionPolicy, ensure_schema, maintain
+    from auren_core.store.writer import Writer
+
+    now = time.time()
+    evs = [
+        msgspec.structs.replace(
+            make_event("llm_call", {"model": f"m{d % 2}", "input_tokens": 10 * d + k,
+                                    "output_tokens": d, "cost_usd": 0.001 * (k + 1)},
+                       agent=f"a{k % 2}", run=f"r{d}", ts=now - d * 86400 - k),
+            sid=f"{d + 1}-{k}",
+        )
+        for d in range(10)
+        for k in range(4)
+    ]  # fmt: skip
+
+    async def load() -> None:
+        c = await asyncpg.connect(pg_dsn)
+        await ensure_schema(c, store_schema)
+        await Writer(c, store_schema).write(evs)
+        res = await maintain(c, store_schema, now=now, policy=RetentionPolicy(detail_days=3))
+        assert res is not None and len(res.dropped_events) >= 6
+        await c.close()
+
+    asyncio.run(load())
+    p = _auren("export", "--format", "json", "--report", "tokens", "--since", "11d",
+               "--source", "pg", "--pg-dsn", pg_dsn, "--schema", store_schema)  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)["tokens"]
+    want = build_reports(evs, ["tokens"])["tokens"]
+    key = ("agent", "day", "llm_calls", "input_tokens", "output_tokens")
+    assert [tuple(r[k] for k in key) for r in got] == [tuple(r[k] for k in key) for r in want]
+    assert [r["cost_usd"] for r in got] == pytest.approx([r["cost_usd"] for r in want])
+    assert len({r["day"] for r in got}) >= 10

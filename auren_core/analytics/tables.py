@@ -182,6 +182,28 @@ class Accumulator:
             elif t == "crew_completed" and run is not None and p.get("ok", True) is not False:
                 self.completed.add(run)
 
+    def feed_aggregates(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Rollup rows (``agg_daily``, see :mod:`auren_core.store.retention`) for days whose
+        detailed events are gone: they extend tokens, costs (without the per-query split: the
+        run is not kept in rollups) and tier counts; the other reports need detail."""
+        for r in rows:
+            t, agent, key = r["type"], r["agent"], r["key"]
+            if t == "llm_call":
+                k4 = (agent, key, "", int(r["bucket"] // 86400))
+                row = self.llm.setdefault(k4, [0, 0, 0, 0, 0.0, 0])
+                for j, col in enumerate(
+                    ("events", "input_tokens", "output_tokens", "cached_tokens", "cost_usd",
+                     "unpriced")
+                ):  # fmt: skip
+                    row[j] += r[col]
+            elif t == "tool_used":
+                trow = self.tools.setdefault((key, agent, ""), [0, 0.0])
+                trow[0] += r["events"]
+                trow[1] += r["cost_usd"]
+            elif t == "memory_tier_access":
+                tier = tier_name(key)
+                self.served[tier] = self.served.get(tier, 0) + r["events"]
+
     def _know(self, kind: str, item: str, agent: str, hit: bool, ts: float) -> None:
         key = (kind, item, agent)
         row = self.know.get(key)

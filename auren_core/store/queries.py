@@ -17,7 +17,7 @@ import msgspec
 from ..events import Event
 from .schema import qident, validate_schema_name
 
-__all__ = ["fetch_aggregates", "iter_events"]
+__all__ = ["fetch_aggregates", "first_detail_day", "iter_events"]
 
 UTC = dt.UTC
 _payload = msgspec.json.Decoder(dict[str, Any])
@@ -107,3 +107,13 @@ async def fetch_aggregates(
         *args,
     )
     return [dict(r) for r in rows]
+
+
+async def first_detail_day(conn: Any, schema: str) -> float | None:
+    """Start (unix seconds) of the oldest day that still has detailed events, or None."""
+    from .schema import list_partitions
+
+    days = await list_partitions(conn, validate_schema_name(schema), "events")
+    if not days:
+        return None
+    return dt.datetime.combine(min(days), dt.time(), UTC).timestamp()

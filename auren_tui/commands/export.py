@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Any
 
     from auren_core.events import Event, Malformed
 
@@ -58,15 +57,15 @@ def _stream_start(redis_url: str, stream: str) -> float | None:
 
 def _from_pg(
     dsn: str, schema: str, since: float, until: float | None, agents: list[str]
-) -> list[Event]:
+) -> tuple[list[Event], list[dict[str, Any]]]:
     import asyncio
 
     import asyncpg
 
     from auren_core.config import ConfigError
-    from auren_core.store.queries import iter_events
+    from auren_core.store.queries import fetch_aggregates, first_detail_day, iter_events
 
-    async def go() -> list[Event]:
+    async def go() -> tuple[list[Event], list[dict[str, Any]]]:
         conn = await asyncpg.connect(dsn, timeout=5)
         try:
             if not await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".events'):
@@ -76,7 +75,15 @@ def _from_pg(
                 conn, schema, since=since, until=until, agents=agents or None
             ):
                 out.extend(chunk)
-            return out
+            # days older than the first detailed day come from the daily rollups
+            first = await first_detail_day(conn, schema)
+            day0 = since - since % 86400
+            aggs: list[dict[str, Any]] = []
+            if first is not None and first > day0:
+                aggs = await fetch_aggregates(
+                    conn, schema, since=day0, until=first, agents=agents or None
+                )
+            return out, aggs
         finally:
             await conn.close()
 
@@ -167,21 +174,29 @@ def command(
                 use_pg = True
             except ConfigError:
                 print("export: stream only (no PostgreSQL store found)", file=sys.stderr)
+    events: list[Event] | Iterator[Event | Malformed] = []
+    aggs: list[dict[str, Any]] = []
     if use_pg:
         pb = resolve_postgres(settings, start=False)
         print(describe_backends(pb) + f" (schema {schema})", file=sys.stderr)
         try:
-            events: list[Event] | Iterator[Event | Malformed] = _from_pg(
-                pb.url, schema, t0, t1, agents
-            )
+            events, aggs = _from_pg(pb.url, schema, t0, t1, agents)
         except (OSError, ConnectionError) as exc:
-            raise ConfigError(f"cannot read PostgreSQL {pb.description}: {exc}") from None
-    else:
+            if source == "pg":
+                raise ConfigError(f"cannot read PostgreSQL {pb.description}: {exc}") from None
+            print(f"export: PostgreSQL unavailable ({exc}); stream only", file=sys.stderr)
+            use_pg = False
+        except ConfigError as exc:
+            if source == "pg":
+                raise
+            print(f"export: {exc}; stream only", file=sys.stderr)
+            use_pg = False
+    if not use_pg:
         assert rb is not None
         print(describe_backends(rb), file=sys.stderr)
         events = _from_stream(rb.url, settings.stream, t0, t1, agents)
     try:
-        data = render(build_reports(events, reports), fmt)
+        data = render(build_reports(events, reports, aggregates=aggs), fmt)
     except ConfigError:
         raise
     except Exception as exc:  # unreachable server mid-read: one line, not a traceback

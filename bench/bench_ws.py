@@ -36,11 +36,13 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import functools
 import multiprocessing as mp
 import os
 import re
 import resource
 import socket
+import statistics
 import time
 import uuid
 from array import array
@@ -137,7 +139,7 @@ def run_bare(port: int, url: str, stream: str) -> None:
             handler, "127.0.0.1", port, compression=None, max_size=65536, backlog=4096
         ):
             while True:
-                resp = await r.xread({stream: last}, count=2000, block=1000)
+                resp: Any = await r.xread({stream: last}, count=2000, block=1000)
                 if not resp:
                     continue
                 entries = resp[0][1]
@@ -179,7 +181,7 @@ class WsReader(asyncio.Protocol):
         self.tail = b""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.t = transport  # type: ignore[assignment]
+        self.t: asyncio.Transport = transport  # type: ignore[assignment]
         key = base64.b64encode(os.urandom(16)).decode()
         self.t.write(
             f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -285,8 +287,8 @@ def run_clients(port: int, n: int, mode: str, conn: Connection, progress: Any) -
             ready: asyncio.Future[None] = loop.create_future()
             try:
                 t, _ = await loop.create_connection(
-                    lambda r=ready: WsReader(st, mode, r), "127.0.0.1", port
-                )  # type: ignore[misc]
+                    functools.partial(WsReader, st, mode, ready), "127.0.0.1", port
+                )
                 await asyncio.wait_for(ready, 60)
                 transports.append(t)
             except (OSError, TimeoutError, ConnectionError) as exc:
@@ -491,6 +493,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,100,1000")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--idle", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=3, help="alternating rounds per phase")
     args = ap.parse_args()
     raise_nofile()
     ctx = mp.get_context("spawn")
@@ -502,23 +505,40 @@ def main() -> None:
         flush=True,
     )
     try:
-        results: list[dict[str, Any]] = []
         for n in [int(x) for x in args.clients.split(",") if x]:
             rate = RATE.get(n, 200)
             print(f"{n} clients: paced {rate} events/s, then flood", flush=True)
             for rate_i in (rate, 0):
-                for kind in ("auren", "bare"):
-                    proc, port = start_server(ctx, kind, args.redis_url, stream)
-                    res = phase(
-                        ctx, kind, port, proc.pid, args.redis_url, stream, n, rate_i, args.seconds
-                    )
-                    proc.kill()
-                    proc.join()
-                    show(res)
-                    results.append(res)
-                a, b = results[-2], results[-1]
+                runs: dict[str, list[dict[str, Any]]] = {"auren": [], "bare": []}
+                for _ in range(args.repeat):  # alternate, so drift in load hits both
+                    for kind in ("auren", "bare"):
+                        proc, port = start_server(ctx, kind, args.redis_url, stream)
+                        res = phase(
+                            ctx,
+                            kind,
+                            port,
+                            proc.pid,
+                            args.redis_url,
+                            stream,
+                            n,
+                            rate_i,
+                            args.seconds,
+                        )
+                        proc.kill()
+                        proc.join()
+                        show(res)
+                        runs[kind].append(res)
+                med = {
+                    k: {f: statistics.median(r[f] for r in v) for f in ("per_s", "p50", "p99")}
+                    for k, v in runs.items()
+                }
+                a, b = med["auren"], med["bare"]
+                lat = f", p99 auren {a['p99']:.1f} ms vs bare {b['p99']:.1f} ms" if rate_i else ""
                 print(
-                    f"  -> auren/bare throughput {a['per_s'] / max(b['per_s'], 1):.0%}", flush=True
+                    f"  -> median of {args.repeat}: auren {a['per_s']:,.0f} vs bare "
+                    f"{b['per_s']:,.0f} deliveries/s = {a['per_s'] / max(b['per_s'], 1):.0%}"
+                    f"{lat}",
+                    flush=True,
                 )
         if args.idle:
             idle(ctx, args.redis_url, stream, args.idle)

@@ -213,6 +213,13 @@ async def test_max_clients_and_rate_limit(redis_url: str, stream: str) -> None:
         assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
         status, headers, _ = await aget(srv.port, "/healthz")
         assert status == 429 and int(headers["Retry-After"]) >= 1
+    async with running(
+        redis_url, stream, conn_rate=1.0, conn_burst=2, trusted_proxies=("127.0.0.1",)
+    ) as srv:  # behind a proxy: the limit is per forwarded client address
+        for client in ("10.0.0.1", "10.0.0.2"):
+            xff = {"X-Forwarded-For": f"203.0.113.9, {client}"}
+            codes = [(await aget(srv.port, "/healthz", xff))[0] for _ in range(3)]
+            assert codes == [200, 200, 429], (client, codes)
 
 
 # --------------------------------------------------------------------------- HTTP API

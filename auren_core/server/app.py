@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ class ServerConfig:
     max_message_bytes: int = 65_536  # client -> server; larger closes with 1009
     conn_rate: float = 20.0  # new connections per second per address (0 = no limit)
     conn_burst: int = 200
+    trusted_proxies: tuple[str, ...] = ()  # their X-Forwarded-For names the client address
     queue_frames: int = 512  # per-client queue bound (frames) ...
     queue_bytes: int = 8 << 20  # ... and bytes (frames are shared, so this is references)
     write_high: int = 256 << 10  # socket buffer above which frames queue instead
@@ -195,10 +197,12 @@ class Server:
         )
         async for batch in reader.batches():
             self.hub.publish(batch)
-            if not batch.backfill and not self.hub.ready.is_set():
+            if not self.hub.ready.is_set() and (not batch.backfill or not batch.items):
+                # live, or the end-of-backfill marker: the window's history is in the
+                # reducer; freeze it out of the cyclic GC's way (shorter pauses while live)
+                gc.collect()
+                gc.freeze()
                 self.hub.ready.set()
-            elif batch.backfill and not batch.items:
-                self.hub.ready.set()  # end-of-backfill marker
 
     # ------------------------------------------------------------------ auth
 
@@ -215,8 +219,11 @@ class Server:
     # ------------------------------------------------------------------ HTTP
 
     async def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
-        peer = conn.remote_address[0] if conn.remote_address else "?"
-        if not self.limiter.allow(str(peer)):
+        peer = str(conn.remote_address[0]) if conn.remote_address else "?"
+        if peer in self.config.trusted_proxies:  # behind nginx: the client is the last hop
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            peer = forwarded.rsplit(",", 1)[-1].strip() or peer
+        if not self.limiter.allow(peer):
             self.metrics.rejected_rate += 1
             return error(
                 429,

@@ -237,13 +237,14 @@ class Hub:
             m.malformed += sum(1 for it in items if isinstance(it, Malformed))
         if batch.lag is not None:
             m.lag = batch.lag
+        if items and (self.groups or self.pending):
+            self._fan_out(items, batch.last_id)  # latency first: the reducer can wait
+        self.last_id = batch.last_id
+        # same synchronous step: nobody can observe the fan-out before the reducer has it
         if self.reducer is not None and items:
             self.reducer.apply_batch(items, last_id=batch.last_id, lag=batch.lag)
         for cb in self.on_batch:
             cb(batch)
-        if items and (self.groups or self.pending):
-            self._fan_out(items, batch.last_id)
-        self.last_id = batch.last_id
 
     def _fan_out(self, items: list[Event | Malformed], last_id: str) -> None:
         cache: dict[int, bytes] = {}

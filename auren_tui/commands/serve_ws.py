@@ -66,6 +66,10 @@ def command(
     conn_rate: Annotated[
         float, typer.Option(help="New connections per second per address (0: no limit).")
     ] = 20.0,
+    trust_proxy: Annotated[
+        list[str] | None,
+        typer.Option("--trust-proxy", help="Proxy address whose X-Forwarded-For is believed."),
+    ] = None,
     window: Annotated[str, typer.Option(help="Window of the snapshot state, e.g. 1h.")] = "1h",
     compression: Annotated[
         bool, typer.Option(help="permessage-deflate (costs CPU and memory per client).")
@@ -111,6 +115,7 @@ def command(
         max_clients=max_clients,
         max_message_bytes=max_message_bytes,
         conn_rate=conn_rate,
+        trusted_proxies=tuple(trust_proxy or ()),
         window_s=parse_duration(window),
         active_window_s=settings.active_window_s,
         budget_usd_per_hour=settings.budget_usd_per_hour,

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 import redis
 
-from auren_core.events import Malformed, make_event
+from auren_core.events import Malformed, encode, make_event
 from auren_core.publisher import Publisher
 from auren_core.store import RetentionPolicy, ensure_schema, list_partitions, maintain
 from auren_core.store.sink import Sink
@@ -317,3 +317,28 @@ def test_cli_rejects_a_hostile_schema_name() -> None:
     )  # fmt: skip
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "schema name" in out.stderr
+
+
+async def test_a_dead_consumers_pending_entries_are_claimed_and_stored(
+    redis_url: str, stream: str, pg_dsn: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    """Consumer "dead" reads entries and vanishes without acking; a sink named "alive" with a
+    short min-idle claims them (XAUTOCLAIM), stores them once and acknowledges them."""
+    r = redis.Redis.from_url(redis_url)
+    r.xgroup_create(stream, "auren-persist", id="0", mkstream=True)
+    for i in range(500):
+        r.xadd(stream, {"e": encode(make_event("tool_used", {"tool": f"t{i}"}, agent="a"))})
+    taken = r.xreadgroup("auren-persist", "dead", {stream: ">"}, count=300)
+    assert len(taken[0][1]) == 300
+    await asyncio.sleep(0.3)
+    sink = Sink(redis_url, stream, pg_dsn, schema=schema, consumer="alive", claim_idle_ms=200,
+                block_ms=100, maintain_every_s=0)  # fmt: skip
+    task = asyncio.create_task(sink.run())
+    deadline = time.monotonic() + 20
+    while sink.stats.acked < 500 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    sink.stop()
+    await task
+    assert sink.stats.claimed == 300
+    assert await _count(conn, schema) == (500, 500)
+    assert r.xpending(stream, "auren-persist")["pending"] == 0

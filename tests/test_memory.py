@@ -122,9 +122,16 @@ def test_published_schema_is_current() -> None:
     assert orjson.loads(orjson.dumps(event_schema())) == SCHEMA
 
 
+@pytest.fixture(scope="module")
+def chroma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Chroma directory (one client) per module: tests differ by namespace
+    (collection), and opening a new store per test costs more than the test."""
+    return tmp_path_factory.mktemp("chroma-shared")
+
+
 @pytest.fixture
-async def env(redis_url: str, pg_dsn: str, stream: str, tmp_path: Path) -> AsyncIterator[Env]:
-    e = Env(redis_url, pg_dsn, stream, tmp_path)
+async def env(redis_url: str, pg_dsn: str, stream: str, chroma_dir: Path) -> AsyncIterator[Env]:
+    e = Env(redis_url, pg_dsn, stream, chroma_dir)
     yield e
     for mem in e.mems:
         await mem.aclose()

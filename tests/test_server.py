@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -439,3 +439,70 @@ def test_event_frames_decode_back_to_events() -> None:
     frame = json.loads(events_frame([encode_event(ev)], "5-1"))  # type: ignore[arg-type]
     assert frame["events"][0]["_sid"] == "5-1" and frame["last_id"] == "5-1"
     assert decode(json.dumps(frame["events"][0])).id == "x"  # type: ignore[union-attr]
+
+
+class _RecordingWs:
+    """Stands in for a connection in the pure fan-out test: no transport, records sends."""
+
+    transport = None
+    remote_address = ("127.0.0.1", 1)
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, data: bytes, text: bool = False) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+
+async def test_hub_seams_without_sockets() -> None:
+    """Behind -> catch up first; ahead -> held, then only later events; full queue -> cut."""
+    from auren_core.reader import Batch
+    from auren_core.server.fanout import Client, Hub
+    from auren_core.server.metrics import Metrics
+    from auren_core.server.protocol import Subscription
+
+    def ev(sid: str) -> Any:
+        raw = f'{{"v":1,"id":"{sid}","ts":1.0,"type":"llm_call","payload":{{"model":"m"}}}}'
+        return decode(raw.encode(), sid)
+
+    m = Metrics()
+    hub = Hub(m)
+    hub.last_id = "10-0"
+
+    def client(since: str, **kw: int) -> tuple[Client, _RecordingWs]:
+        ws = _RecordingWs()
+        c = Client(
+            cast(Any, ws),
+            Subscription(since=since),
+            m,
+            max_frames=kw.get("frames", 8),
+            max_bytes=1 << 20,
+            high_water=1,
+        )
+        c.start()
+        return c, ws
+
+    behind, _ = client("5-0")
+    assert hub.join(behind) is False  # needs XRANGE catch-up first
+    ahead, ahead_ws = client("12-0")
+    live, live_ws = client("now")
+    assert hub.join(ahead) and hub.join(live)
+    assert hub.pending == [ahead]
+    hub.publish(Batch([ev("11-0"), ev("12-0"), ev("13-0")], "13-0"))
+    await asyncio.sleep(0.01)
+    sids = [[e["_sid"] for e in json.loads(f)["events"]] for f in ahead_ws.sent]
+    assert sids == [["13-0"]] and hub.pending == []
+    assert [e["_sid"] for e in json.loads(live_ws.sent[0])["events"]] == ["11-0", "12-0", "13-0"]
+    slow, slow_ws = client("now", frames=2)
+    slow._sender.cancel()  # type: ignore[union-attr]  # a client that never drains
+    assert hub.join(slow)
+    for i in range(4):
+        hub.publish(Batch([ev(f"2{i}-0")], f"2{i}-0"))
+    assert slow.dead and "slow consumer" in slow.cut_reason
+    assert m.slow_disconnects == 1 and slow not in hub.groups.get(slow.sub.key, set())
+    await asyncio.sleep(0.01)
+    assert slow_ws.closed[0] == 4408
+    assert len(live_ws.sent) == 5  # the others never waited

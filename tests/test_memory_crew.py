@@ -131,11 +131,24 @@ def crew_with_lookup_tools(mem: TieredMemory, llm: ScriptedLLM) -> Crew:
     return Crew(agents=agents, tasks=tasks, process=Process.sequential, verbose=False)
 
 
-@pytest.mark.usefixtures("drop_table")
+@pytest.fixture
+def instrumented(backends: Backends) -> Iterator[None]:
+    from auren_core.integrations.crewai import instrument, uninstrument
+
+    instrument(publisher=backends.publisher)
+    yield
+    uninstrument()
+
+
+@pytest.mark.usefixtures("drop_table", "instrumented")
 def test_crew_lookups_reach_the_tier_pane(backends: Backends) -> None:
     llm = ScriptedLLM("gpt-4o-mini", script=lookup_script, seed=3)
     out = crew_with_lookup_tools(backends.memory, llm).kickoff()
     assert "Training Coach" in str(out)
+    # The crew is instrumented: its lookups belong to its kickoff (run).
+    runs = {e.run for e in backends.events() if e.type == "crew_started"}
+    assert len(runs) == 1 and None not in runs
+    assert {e.run for e in backends.events() if e.type == "memory_tier_access"} == runs
 
     tier_events = [e for e in backends.events() if e.type == "memory_tier_access"]
     assert [(e.agent, e.payload["tier_accessed"]) for e in tier_events] == [

@@ -26,13 +26,13 @@ Importing this module imports crewai (``auren_core`` itself never does).
 from __future__ import annotations
 
 import hashlib
-import re
 from contextvars import ContextVar, Token
 from typing import Any
 
 from crewai.memory.external.external_memory import ExternalMemory
 from crewai.memory.storage.interface import Storage
 
+from .crewai_tool import current_run
 from .tiered import TieredMemory
 
 __all__ = ["TieredExternalMemory", "TieredStorage", "role_slug", "tiered_external_memory"]
@@ -43,8 +43,11 @@ _MAX_META_CHARS = 2000
 
 
 def role_slug(role: str) -> str:
-    """The agent id AUREN uses for a CrewAI role: "Sleep Specialist" -> "sleep_specialist"."""
-    return re.sub(r"[^a-z0-9]+", "_", role.lower()).strip("_")
+    """The agent id AUREN's CrewAI instrumentation uses for a role:
+    "Sleep Specialist" -> "sleep_specialist"."""
+    from ..integrations.crewai import slug
+
+    return slug(role) or "agent"
 
 
 class TieredStorage(Storage):
@@ -72,7 +75,7 @@ class TieredStorage(Storage):
             raise RuntimeError(f"auren memory: save reached no tier: {res.errors}")
 
     def search(self, query: str, limit: int = 5, score_threshold: float = 0.6) -> list[Any]:
-        res = self.memory.load_sync(query, limit, agent=_current_agent.get())
+        res = self.memory.load_sync(query, limit, agent=_current_agent.get(), run=current_run())
         return [
             {"id": i.id, "content": i.text, "metadata": i.metadata, "score": i.score}
             for i in res.items

@@ -10,11 +10,13 @@ Importing this module imports crewai (``auren_core`` itself never does)::
                                                                   agent_id="neuroscientist")])
 
 Each call is one tracked load, so the dashboard's tier pane sees the crew's
-lookups attributed to the agent.
+lookups attributed to the agent, and, when the crew is instrumented
+(``auren_core.instrument()``), to the crew kickoff (``run``) it belongs to.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +26,17 @@ from pydantic import BaseModel, Field
 from .tiered import TieredMemory
 
 __all__ = ["KnowledgeLookupInput", "KnowledgeLookupTool"]
+
+
+def current_run() -> str | None:
+    """The kickoff id of the instrumented crew running in this context, if any."""
+    tap = sys.modules.get("auren_core.integrations._crewai_tap")
+    var = getattr(tap, "_RUN", None)
+    try:
+        run = var.get() if var is not None else None
+    except Exception:  # another version of the integration: no run, no harm
+        return None
+    return run if isinstance(run, str) else None
 
 
 def _never_cache(_args: Any = None, _result: Any = None) -> bool:
@@ -62,9 +75,9 @@ class KnowledgeLookupTool(BaseTool):
 
     def _run(self, query: str, **_: Any) -> str:
         # CrewAI runs tools in worker threads: the sync face uses the memory's own loop.
-        res = self.memory.load_sync(query, self.limit, agent=self.agent_id)
+        res = self.memory.load_sync(query, self.limit, agent=self.agent_id, run=current_run())
         return res.as_text(self.max_chars)
 
     async def _arun(self, query: str, **_: Any) -> str:
-        res = await self.memory.load(query, self.limit, agent=self.agent_id)
+        res = await self.memory.load(query, self.limit, agent=self.agent_id, run=current_run())
         return res.as_text(self.max_chars)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable
-from itertools import islice
+from collections.abc import Callable
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,9 +30,7 @@ from ._state_model import (
     Totals,
 )
 from ._state_parts import SPARK_MINUTES, AgentAcc, G, HypRec, T
-from ._state_summary import log_entry
 from ._state_window import BUCKET_S, KeyedCounts
-from .events import Event, Malformed
 
 if TYPE_CHECKING:
     from .registry import AgentRecord
@@ -314,26 +311,13 @@ def _health(r: Reducer, now: float) -> Health:
     )
 
 
-def _entries(items: Iterable[Event | Malformed]) -> tuple[LogEntry, ...]:
-    return tuple(
-        LogEntry(e.sid if type(e.sid) is str else "", e.id, e.ts, e.type, e.agent, e.run, False, e)
-        if type(e) is Event
-        else log_entry(e)
-        for e in items
-    )
-
-
 def _log(r: Reducer) -> tuple[LogEntry, ...]:
-    """The tail as LogEntry tuples, converting only entries added since the last call."""
+    """The tail (entries are built at apply time, while the event is still hot in cache)."""
     seq, built = r._log_built
-    new = r._log_seq - seq
-    if new == 0:
-        return built
-    log = r._log
-    n = len(log)
-    out = _entries(log) if new >= n else (built + _entries(islice(log, n - new, n)))[-n:]
-    r._log_built = (r._log_seq, out)
-    return out
+    if seq != r._log_seq:
+        built = tuple(r._log)
+        r._log_built = (r._log_seq, built)
+    return built
 
 
 def _hyp_view(h: HypRec) -> HypothesisView:

@@ -34,6 +34,7 @@ from ._state_model import (
     Totals,
 )
 from ._state_parts import AgentAcc, G, HypRec, RunAcc, Sections, tier_index
+from ._state_summary import log_entry
 from ._state_window import BUCKET_S
 from .events import EVENT_TYPES, Event, Malformed
 from .registry import AgentRegistry
@@ -66,6 +67,7 @@ _INV_B = 1.0 / BUCKET_S
 _LLM, _IN, _OUT, _CACHED, _COST, _LLM_COST = G.LLM, G.IN, G.OUT, G.CACHED, G.COST, G.LLM_COST
 _UNP, _UNP_IN, _UNP_OUT, _LLM_ERR = G.UNP, G.UNP_IN, G.UNP_OUT, G.LLM_ERR
 _TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
+_tuple_new = tuple.__new__
 _FUTURE_BUCKETS = int(300 // BUCKET_S)
 _UNWINDOWED = frozenset({"hypothesis", "publisher_stats"})
 
@@ -122,7 +124,7 @@ class Reducer:
         self._exp = s.expiry
         self._g = s.g
         self._accs: dict[str, AgentAcc] = {}
-        self._log: deque[Event | Malformed] = deque(maxlen=max(1, log_size))
+        self._log: deque[LogEntry] = deque(maxlen=max(1, log_size))
         self._log_seq = 0  # entries ever appended (state() converts only the new ones)
         self._log_built: tuple[int, tuple[LogEntry, ...]] = (0, ())
         self._runs: dict[str, RunAcc] = {}
@@ -245,12 +247,19 @@ class Reducer:
         first = self.first_ts
         if first is None or ts < first:
             self.first_ts = ts
-        self._log.append(ev)
+        t = ev.type
+        # a LogEntry now, while the event is hot in cache (tuple.__new__: NamedTuple's own
+        # __new__ is a Python function and doubles the cost)
+        self._log.append(
+            _tuple_new(
+                LogEntry,
+                (sid if type(sid) is str else "", ev.id, ts, t, ev.agent, ev.run, False, ev),
+            )
+        )
         self._log_seq += 1
         b = int(ts * _INV_B) if ts >= 0 else int(ts // BUCKET_S)
         if b > self._max_b:
             b = self._max_b
-        t = ev.type
         rec = self.registry.observe(ev)
         acc: AgentAcc | None = None
         if rec is not None:
@@ -292,7 +301,7 @@ class Reducer:
         self.malformed += 1
         reason = m.reason if len(m.reason) <= _MAX_NAME else m.reason[:_MAX_NAME] + "..."
         self.malformed_reasons.append(f"{m.sid}: {reason}" if m.sid else reason)
-        self._log.append(m)
+        self._log.append(log_entry(m))
         self._log_seq += 1
 
     def _on_unknown(self, t: str) -> None:

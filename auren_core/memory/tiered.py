@@ -8,7 +8,8 @@ question is answered from Redis next time.
 
 Every load publishes ``memory_tier_access`` (tier, latency of exactly the tiers
 tried, items, errors) and one ``knowledge_access`` per item (or one with
-``hit=False`` for a knowledge gap) through the non-blocking auren Publisher.
+``hit=False`` for a knowledge gap) through the non-blocking auren Publisher,
+stamped at load time and handed over in batches (see ``_events``).
 
 A tier that fails or times out is recorded in ``errors`` and the read falls
 through; the tier is then skipped with backoff (see ``_health``) and reconnected

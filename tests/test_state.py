@@ -713,6 +713,24 @@ _event = st.builds(
 _item = st.one_of(_event, _event, _event, st.builds(Malformed, _text, _text))
 
 
+def _check_invariants(s: DashboardState) -> None:
+    t = s.totals
+    assert min(t.events, t.llm_calls, t.input_tokens, t.output_tokens, t.tool_calls) >= 0
+    assert t.cost_usd >= 0 and t.unpriced_llm_calls <= t.llm_calls <= t.events
+    for tv in s.tiers.by_name().values():
+        assert 0 <= tv.hits <= tv.tried <= s.tiers.queries
+        assert 0.0 <= tv.hit_rate <= 1.0 and 0.0 <= tv.fall_through_rate <= 1.0
+        if tv.p50_ms is not None:
+            assert tv.p95_ms is not None and tv.p50_ms <= tv.p95_ms
+    assert 0 <= s.tiers.misses <= s.tiers.queries
+    for a in s.agents:
+        assert a.current_load >= 0 and a.cost_usd >= 0 and a.input_tokens >= 0
+        assert a.status in ("running", "idle", "failed") and len(a.cost_per_minute) == 60
+    assert all(e.count > 0 for e in s.collaboration)
+    assert len(s.log) <= 50 and s.health.malformed <= s.health.events_total
+    assert s.costs.budget_status in ("ok", "warning", "alert")
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     batches=st.lists(st.lists(_item, max_size=12), max_size=6),
@@ -731,6 +749,7 @@ def test_arbitrary_event_streams_never_raise(
         total += len(batch)
         snap = r.state()
         assert snap.health.events_total == total
+        _check_invariants(snap)
         orjson.dumps(snap.to_dict())
         orjson.dumps(snap.tier_stats())
     s = r.state(now=T0 + 10_000_000)  # everything expired: the window is empty again

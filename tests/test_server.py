@@ -506,3 +506,46 @@ async def test_hub_seams_without_sockets() -> None:
     await asyncio.sleep(0.01)
     assert slow_ws.closed[0] == 4408
     assert len(live_ws.sent) == 5  # the others never waited
+
+
+async def test_redis_outage_and_recovery(private_redis: Any) -> None:
+    url, stream = private_redis.url, "auren:outage"
+    async with running(url, stream, ping_interval=None) as srv:
+        ws, _ = await subscribe(srv.port)
+        ids = publish(url, stream, [llm("a", i) for i in range(3)])
+        assert [e["_sid"] for e in (await collect(ws, 3))[0]] == ids
+        assert (await aget(srv.port, "/healthz"))[0] == 200
+        private_redis.stop()
+        for _ in range(100):
+            status, _, body = await aget(srv.port, "/healthz")
+            if status == 503:
+                break
+            await asyncio.sleep(0.05)
+        assert status == 503 and json.loads(body)["reader_connected"] is False
+        late = await connect(f"ws://127.0.0.1:{srv.port}/ws")  # needs a catch-up: refused
+        await late.send(json.dumps({"type": "subscribe", "since": "0-0"}))
+        assert json.loads(await asyncio.wait_for(late.recv(), 10))["type"] == "snapshot"
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(late.recv(), 10)
+        assert late.close_code == 1013 and "stream unavailable" in (late.close_reason or "")
+        private_redis.start()
+        after = publish(url, stream, [llm("b", i) for i in range(4)])  # the old client stays
+        assert [e["_sid"] for e in (await collect(ws, 4, timeout=20))[0]] == after
+        assert (await aget(srv.port, "/healthz"))[0] == 200
+        await ws.close()
+
+
+async def test_lag_is_measured_from_the_stream(redis_url: str, stream: str) -> None:
+    async with running(redis_url, stream) as srv:
+        ids = publish(redis_url, stream, [llm("a", i) for i in range(25)])
+        for _ in range(100):
+            if srv.hub.last_id == ids[-1]:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.2)
+        assert srv.metrics.lag == 0
+        srv.hub.last_id = ids[4]  # as if the fan-out were 20 entries behind the head
+        await asyncio.sleep(1.2)
+        assert srv.metrics.lag == 20
+        body = (await aget(srv.port, "/metrics"))[2].decode()
+        assert "\nauren_ws_lag_entries 20\n" in body

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 from websockets.asyncio.server import Server as WsServer
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -40,6 +41,7 @@ from .protocol import (
     encode_event,
     error_frame,
     events_frame,
+    id_after,
     select,
     snapshot_frame,
 )
@@ -99,6 +101,7 @@ class Server:
         self._aredis: aioredis.Redis | None = None
         self._ws: WsServer | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self._connections = 0
         self._snapshot: tuple[float, bytes] | None = None
 
@@ -144,6 +147,7 @@ class Server:
         cfg = self.config
         self._aredis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
         self._reader_task = asyncio.create_task(self._read(), name="auren-ws-reader")
+        self._lag_task = asyncio.create_task(self._watch_lag(), name="auren-ws-lag")
         self._ws = await serve(
             self._handle,
             cfg.host,
@@ -167,10 +171,11 @@ class Server:
             self._ws.close(close_connections=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.wait_closed(), 5)
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader_task
+        for task in (self._reader_task, self._lag_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._aredis is not None:
             await self._aredis.aclose()
 
@@ -203,6 +208,32 @@ class Server:
                 gc.collect()
                 gc.freeze()
                 self.hub.ready.set()
+
+    async def _watch_lag(self, every: float = 1.0, cap: int = 10_000) -> None:
+        """Entries between the live position and the stream head, once a second.
+
+        Cheap when caught up (one XREVRANGE); when behind, counts up to ``cap`` entries.
+        """
+        assert self._aredis is not None
+        while True:
+            await asyncio.sleep(every)
+            last = self.hub.last_id
+            if last is None:
+                continue
+            try:
+                head: Any = await self._aredis.xrevrange(self.config.stream, count=1)
+                head_id = head[0][0].decode() if head else None
+                if head_id is None or not id_after(head_id, last):
+                    lag = 0
+                else:
+                    rest: Any = await self._aredis.xrange(
+                        self.config.stream, min="(" + last, count=cap
+                    )
+                    lag = len(rest or [])
+            except (RedisError, OSError):
+                continue  # the reader reports the outage; keep the last figure
+            self.metrics.lag = lag
+            self.reducer.lag = lag
 
     # ------------------------------------------------------------------ auth
 
@@ -285,6 +316,10 @@ class Server:
                 await ws.close(4400, "timed out waiting for auth/subscribe")
         except ConnectionClosed:
             pass
+        except (RedisError, OSError) as exc:  # catch-up read failed: the stream is down
+            log.warning("catch-up failed: %s", exc)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(CLOSE_SERVER_FULL, "stream unavailable: retry with since=last_id")
         finally:
             self._connections -= 1
             if client is not None:

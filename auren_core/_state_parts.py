@@ -7,7 +7,17 @@ from typing import Any
 from ._state_window import BUCKET_S, Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
 from .events import Event
 
-__all__ = ["AgentAcc", "G", "HypRec", "RunAcc", "Sections", "T", "add_minute", "tier_index"]
+__all__ = [
+    "TIER_IDX",
+    "AgentAcc",
+    "G",
+    "HypRec",
+    "RunAcc",
+    "Sections",
+    "T",
+    "add_minute",
+    "tier_index",
+]
 
 SPARK_MINUTES = 60
 _MAX_AGENT_HYPS = 20
@@ -31,7 +41,7 @@ class T:
     N = BASE + 3 * PER
 
 
-_TIER_NAMES = {
+TIER_IDX = {
     "redis": 0,
     "redis_immediate": 0,
     "postgresql": 1,
@@ -45,7 +55,7 @@ _TIER_NAMES = {
 
 def tier_index(name: Any) -> int:
     """0/1/2 for the three tiers (short or event names), -1 for miss or unknown."""
-    return _TIER_NAMES.get(name, -1) if isinstance(name, str) else -1
+    return TIER_IDX.get(name, -1) if isinstance(name, str) else -1
 
 
 _B_PER_MIN = 60 / BUCKET_S

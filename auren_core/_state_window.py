@@ -148,6 +148,11 @@ class KeyedCounts(Generic[K]):
                 tot.pop(k, None)
 
 
+_LO_MS = 0.001
+_INV_LO = 1.0 / _LO_MS
+_INV_LOG_R = 1.0 / math.log(1.05)
+
+
 class LogHistogram:
     """Latency bins ~5% wide from 1 us to ~1 h, windowed through :class:`KeyedCounts`."""
 
@@ -175,7 +180,11 @@ class LogHistogram:
         return float(cls.LO_MS * cls.RATIO ** (b - 0.5))
 
     def add(self, bucket: int, ms: float) -> None:
-        self.counts.add(bucket, self.bin_of(ms))
+        if ms > _LO_MS:  # bin_of, inlined: this runs for every tier of every lookup
+            b = int(math.log(ms * _INV_LO) * _INV_LOG_R) + 1
+            self.counts.add(bucket, b if b < self.MAX_BIN else self.MAX_BIN)
+        else:
+            self.counts.add(bucket, 0)
 
     def quantiles(self, qs: tuple[float, ...]) -> tuple[float | None, ...]:
         tot = self.counts.tot

@@ -33,6 +33,7 @@ from ._state_model import (
     TierView,
     Totals,
 )
+from ._state_parts import TIER_IDX as _TIER_IDX
 from ._state_parts import AgentAcc, G, HypRec, RunAcc, Sections, tier_index
 from ._state_summary import log_entry
 from ._state_window import BUCKET_S
@@ -421,26 +422,31 @@ class Reducer:
     # ------------------------------------------------------------------ memory tiers
     def _on_tier(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
-        served = tier_index(p.get("tier_accessed"))
+        ta = p.get("tier_accessed")
+        served = _TIER_IDX.get(ta, -1) if type(ta) is str else -1
         lat = p.get("latency_by_tier")
         lats: list[tuple[int, float]] = []
-        if isinstance(lat, dict):
+        if type(lat) is dict:
             for name, v in lat.items():
-                i = tier_index(name)
-                ms = _opt_num(v)
-                if i >= 0 and ms is not None:
-                    lats.append((i, ms))
+                i = _TIER_IDX.get(name, -1) if type(name) is str else -1
+                if i < 0:
+                    continue
+                if type(v) is not float or not 0.0 <= v < 1e18:
+                    v = _opt_num(v)
+                    if v is None:
+                        continue
+                lats.append((i, v))
         errs = p.get("errors")
-        err_tiers = [tier_index(k) for k in errs] if isinstance(errs, dict) else []
+        err_tiers = [tier_index(k) for k in errs] if errs and type(errs) is dict else []
         costs: list[tuple[int, float]] | None = None
         by_tier = p.get("cost_by_tier")
-        if isinstance(by_tier, dict) and by_tier:
+        if by_tier and type(by_tier) is dict:
             costs = []
             for name, v in by_tier.items():
                 i, c = tier_index(name), _opt_num(v)
                 if i >= 0 and c is not None:
                     costs.append((i, c))
-        else:
+        elif p.get("cost_usd") is not None:
             cost = _opt_num(p.get("cost_usd"))
             if cost is not None:
                 # no breakdown: a load costs what the tier that served it (or, for a

@@ -1,0 +1,254 @@
+"""Per-type event handlers of the reducer (internal mixin of :class:`~auren_core.state.Reducer`).
+
+Payloads are untrusted: ``decode`` validated the ones read from the stream, but
+in-process callers can hand anything over. Every value goes through a fast path for
+the validated shape and a defensive fallback; a handler that still fails is counted
+by the reducer as a bad payload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._state_parts import TIER_IDX as _TIER_IDX
+from ._state_parts import AgentAcc, G, HypRec, RunAcc, tier_index
+from .events import Event
+
+if TYPE_CHECKING:
+    from ._state_parts import Sections
+    from ._state_window import Expiry, Sums
+    from .registry import AgentRegistry
+
+__all__ = ["MAX_NAME", "Handlers"]
+
+MAX_NAME = 200
+_MAX_PUBLISHERS = 1000
+_MAX_RUNS = 500
+_MAX_HYPOTHESES = 2000
+# indices into the global sums vector, as module constants (hot path)
+_LLM, _IN, _OUT, _CACHED, _COST, _LLM_COST = G.LLM, G.IN, G.OUT, G.CACHED, G.COST, G.LLM_COST
+_UNP, _UNP_IN, _UNP_OUT, _LLM_ERR = G.UNP, G.UNP_IN, G.UNP_OUT, G.LLM_ERR
+_TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
+_BIG = 10**15
+
+
+def _int(v: Any) -> int:
+    """A non-negative int from an untrusted payload value (else 0)."""
+    if type(v) is int:
+        return v if 0 <= v < _BIG else 0
+    return int(_num(v))
+
+
+def _num(v: Any) -> float:
+    """A finite non-negative number from an untrusted payload value (else 0)."""
+    if v is None or isinstance(v, bool):
+        return 0.0
+    if isinstance(v, int | float):
+        f = float(v)
+        return f if 0.0 <= f < 1e18 else 0.0
+    return 0.0
+
+
+def _opt_num(v: Any) -> float | None:
+    if v is None or isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if 0.0 <= f < 1e18 else None
+
+
+Handler = Callable[[Event, int, "AgentAcc | None"], None]
+
+
+class Handlers:
+    """The ``_on_<type>`` methods; state lives on the reducer."""
+
+    # provided by Reducer.__init__
+    s: Sections
+    _exp: Expiry
+    _g: Sums
+    _accs: dict[str, AgentAcc]
+    _runs: dict[str, RunAcc]
+    _hyps: dict[str, HypRec]
+    tool_costs: dict[str, float]
+    publishers: dict[str, tuple[float, int]]
+    registry: AgentRegistry
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "llm_call": self._on_llm,
+            "tool_used": self._on_tool,
+            "collaboration": self._on_collab,
+            "memory_tier_access": self._on_tier,
+            "knowledge_access": self._on_knowledge,
+            "hypothesis": self._on_hypothesis,
+            "publisher_stats": self._on_pubstats,
+            "crew_started": self._on_crew,
+            "crew_completed": self._on_crew,
+        }
+
+    def _on_pubstats(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        ident = p.get("publisher")
+        key = str(ident)[:MAX_NAME] if ident else f"(agent {ev.agent})"
+        dropped = int(_num(p.get("dropped")))
+        cur = self.publishers.get(key)
+        if cur is None:
+            if len(self.publishers) >= _MAX_PUBLISHERS:
+                return
+            self.publishers[key] = (ev.ts, dropped)
+        elif ev.ts >= cur[0]:
+            self.publishers[key] = (ev.ts, dropped)
+
+    # ------------------------------------------------------------------ economics
+    def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        # fast paths for the shapes decode() validated; anything else goes through _int
+        v = p.get("input_tokens", 0)
+        inp = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        v = p.get("output_tokens", 0)
+        out = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        v = p.get("cached_tokens", 0)
+        cached = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        c = p.get("cost_usd")
+        cost = c if type(c) is float and 0.0 <= c < 1e18 else _opt_num(c)
+        err = p.get("ok", True) is False
+        g = self._g
+        for vec in (g.at(b), g.tot):
+            vec[_LLM] += 1
+            vec[_IN] += inp
+            vec[_OUT] += out
+            vec[_CACHED] += cached
+            if cost is None:
+                vec[_UNP] += 1
+                vec[_UNP_IN] += inp
+                vec[_UNP_OUT] += out
+            else:
+                vec[_COST] += cost
+                vec[_LLM_COST] += cost
+            if err:
+                vec[_LLM_ERR] += 1
+        if cost:
+            self.s.add_spark(b, cost)
+        if acc is not None:
+            acc.llm(b, inp, out, cached, cost)
+        run = self._runs.get(ev.run) if ev.run else None
+        if run is not None:
+            run.llm(inp, out, cost)
+
+    def _on_tool(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        tool = str(p.get("tool") or "?")[:MAX_NAME]
+        cost = _opt_num(p.get("cost_usd"))
+        if cost is None:
+            cost = self.tool_costs.get(tool, 0.0)
+        err = p.get("ok", True) is False
+        g = self._g
+        for vec in (g.at(b), g.tot):
+            vec[_TOOL] += 1
+            vec[_COST] += cost
+            vec[_TOOL_COST] += cost
+            if err:
+                vec[_TOOL_ERR] += 1
+        if cost:
+            self.s.add_spark(b, cost)
+        if acc is not None:
+            acc.tool(b, tool, cost)
+        run = self._runs.get(ev.run) if ev.run else None
+        if run is not None:
+            run.cost_usd += cost
+
+    def _new_run(self, rid: str, ts: float) -> None:
+        if len(self._runs) >= _MAX_RUNS:
+            del self._runs[next(iter(self._runs))]
+        self._runs[rid] = RunAcc(rid[:MAX_NAME], ts)
+
+    def _on_crew(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        run = self._runs.get(ev.run) if ev.run else None
+        if run is None:
+            return
+        if ev.type == "crew_started":
+            run.started = min(run.started, ev.ts)
+        else:
+            run.ended = ev.ts
+            run.status = "completed" if ev.payload.get("ok", True) is not False else "failed"
+
+    # ------------------------------------------------------------------ collaboration
+    def _on_collab(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        src = ev.agent or "?"
+        dst = str(p.get("to_agent") or "?")[:MAX_NAME]
+        kind = str(p.get("kind") or "?")[:40]
+        self.s.collab.add(b, (src, dst, kind))
+        if acc is not None:
+            acc.partners.add(b, dst)
+        if dst != src:
+            other = self._accs.get(dst)
+            if other is None:  # not seen yet: keep its side of the pair for when it shows up
+                other = self._accs[dst] = AgentAcc(self._exp)
+                self._prune_accs()
+            other.partners.add(b, src)
+            other.version += 1
+
+    # ------------------------------------------------------------------ memory tiers
+    def _on_tier(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        ta = p.get("tier_accessed")
+        served = _TIER_IDX.get(ta, -1) if type(ta) is str else -1
+        lat = p.get("latency_by_tier")
+        lats: list[tuple[int, float]] = []
+        if type(lat) is dict:
+            for name, v in lat.items():
+                i = _TIER_IDX.get(name, -1) if type(name) is str else -1
+                if i < 0:
+                    continue
+                if type(v) is not float or not 0.0 <= v < 1e18:
+                    v = _opt_num(v)
+                    if v is None:
+                        continue
+                lats.append((i, v))
+        errs = p.get("errors")
+        err_tiers = [tier_index(k) for k in errs] if errs and type(errs) is dict else []
+        costs: list[tuple[int, float]] | None = None
+        by_tier = p.get("cost_by_tier")
+        if by_tier and type(by_tier) is dict:
+            costs = []
+            for name, v in by_tier.items():
+                i, c = tier_index(name), _opt_num(v)
+                if i >= 0 and c is not None:
+                    costs.append((i, c))
+        elif p.get("cost_usd") is not None:
+            cost = _opt_num(p.get("cost_usd"))
+            if cost is not None:
+                # no breakdown: a load costs what the tier that served it (or, for a
+                # miss, the deepest tier tried) charged
+                who = served if served >= 0 else max((i for i, _ in lats), default=-1)
+                costs = [(who, cost)] if who >= 0 else []
+        self.s.tier_event(b, ev.ts, served, lats, err_tiers, costs, p.get("query"), ev.agent)
+
+    def _on_knowledge(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        item = str(p.get("item") or "?")[:MAX_NAME]
+        hit = p.get("hit", True) is not False
+        self.s.knowledge_event(b, ev.ts, item, ev.agent or "?", hit)
+
+    # ------------------------------------------------------------------ hypotheses
+    def _on_hypothesis(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        p = ev.payload
+        hid = str(p.get("hypothesis_id") or "?")[:MAX_NAME]
+        # re-inserted on every update: the dict stays in update order (newest last)
+        cur = self._hyps.pop(hid, None)
+        if cur is None:
+            if len(self._hyps) >= _MAX_HYPOTHESES:
+                del self._hyps[next(iter(self._hyps))]
+            cur = HypRec(hid)
+        self._hyps[hid] = cur
+        cur.update(ev, p)
+        if acc is not None:
+            acc.add_hypothesis(hid)
+
+    # ------------------------------------------------------------------ bounds
+    def _prune_accs(self) -> None:
+        if len(self._accs) > self.registry.max_agents + 100:
+            for aid in [a for a in self._accs if a not in self.registry]:
+                del self._accs[aid]

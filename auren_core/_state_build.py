@@ -7,14 +7,12 @@ recomputed from events.
 from __future__ import annotations
 
 import heapq
-import math
-from collections.abc import Callable
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
+from ._state_agents import MIN_SPAN_S, agents_view, minutes, top, top_of
 from ._state_model import (
     TIERS,
-    AgentView,
     BudgetStatus,
     CollabEdge,
     Costs,
@@ -29,11 +27,10 @@ from ._state_model import (
     TierView,
     Totals,
 )
-from ._state_parts import SPARK_MINUTES, AgentAcc, G, HypRec, T
-from ._state_window import BUCKET_S, KeyedCounts
+from ._state_parts import G, HypRec, T
+from ._state_window import KeyedCounts
 
 if TYPE_CHECKING:
-    from .registry import AgentRecord
     from .state import Reducer
 
 __all__ = ["build_state"]
@@ -44,21 +41,13 @@ TOP_GAPS = 20
 MAX_EDGES = 500
 MAX_HYPS = 200
 RATE_WINDOW_S = 5
-MIN_SPAN_S = 60.0
 _COUNT = itemgetter(1)
-T_ = TypeVar("T_")
 _HYP_ORDER = attrgetter("ts", "id")
 _NO_TIER_COST = "no memory_tier_access event in the window carried cost_usd: tier costs are 0"
 
 
 def _div(a: float, b: float) -> float:
     return a / b if b > 0 else 0.0
-
-
-def _minutes(spark: dict[int, float], now: float) -> tuple[float, ...]:
-    m = int(now // 60)
-    get = spark.get
-    return tuple(get(k, 0.0) for k in range(m - SPARK_MINUTES + 1, m + 1))
 
 
 def _span(r: Reducer, start: float | None, now: float) -> float:
@@ -86,92 +75,6 @@ def _totals(r: Reducer) -> Totals:
         tool_errors=int(v[G.TOOL_ERR]),
         tool_cost_usd=max(0.0, v[G.TOOL_COST]),
     )
-
-
-def _top(kc: KeyedCounts[str], n: int) -> list[tuple[str, int]]:
-    return _top_of(kc.tot, n)
-
-
-def _top_of(d: dict[str, int], n: int) -> list[tuple[str, int]]:
-    """The ``n`` largest counts; ties keep first-seen order (deterministic)."""
-    items = sorted(d.items(), key=_COUNT, reverse=True)
-    return items[:n]
-
-
-def _cached(acc: AgentAcc, name: str, key: Any, make: Callable[[], T_]) -> T_:
-    hit = acc.cache.get(name)
-    if hit is not None and hit[0] == key:
-        return hit[1]  # type: ignore[no-any-return]
-    val = make()
-    acc.cache[name] = (key, val)
-    return val
-
-
-def _agent(r: Reducer, rec: AgentRecord, acc: AgentAcc, now: float, span: float) -> AgentView:
-    v = acc.sums.tot
-    cost = max(0.0, v[AgentAcc.COST])
-    aid = rec.id
-    return AgentView(
-        id=aid,
-        role=rec.role or aid,
-        status=rec.status,
-        last_activity=rec.last_activity,
-        current_load=rec.load,
-        capabilities=rec.capabilities,
-        goal=rec.goal,
-        model=rec.model,
-        tools=rec.tools,
-        allow_delegation=rec.allow_delegation,
-        first_seen=rec.first_seen,
-        input_tokens=int(v[AgentAcc.IN]),
-        output_tokens=int(v[AgentAcc.OUT]),
-        cached_tokens=int(v[AgentAcc.CACHED]),
-        cost_usd=cost,
-        unpriced_llm_calls=int(v[AgentAcc.UNP]),
-        usd_per_hour=cost * 3600.0 / span,
-        llm_calls=int(v[AgentAcc.LLM]),
-        tool_calls=int(v[AgentAcc.TOOL]),
-        tools_used=_cached(acc, "tools", acc.tools.ver, lambda: tuple(_top(acc.tools, 50))),
-        collaborators=_cached(
-            acc, "partners", acc.partners.ver, lambda: tuple(sorted(acc.partners.tot))
-        ),
-        hypotheses=_cached(acc, "hyps", len(acc.hyps) and acc.hyps[-1], lambda: tuple(acc.hyps)),
-        cost_per_minute=_cached(
-            acc,
-            "spark",
-            (int(now // 60), sum(acc.spark.values())),
-            lambda: _minutes(acc.spark, now),
-        ),
-        last_error=rec.last_error,
-    )
-
-
-def _agents(r: Reducer, now: float) -> tuple[AgentView, ...]:
-    """Active agents, most recent first. A view is rebuilt only when its agent saw an
-    event, the window moved, the minute turned, or (for agents younger than the
-    window) the 10 s step of its $/hour span changed."""
-    recs = r.registry.active_records(r.active_window_s, now)
-    recs.sort(key=lambda x: (-x.last_activity, x.id))
-    old = r._views
-    new: dict[str, tuple[tuple[Any, ...], AgentView]] = {}
-    cutoff = r.s.expiry.cutoff
-    minute = int(now // 60)
-    w = r.window_s
-    out = []
-    for rec in recs:
-        aid = rec.id
-        acc = r._accs.get(aid)
-        if acc is None:
-            acc = r._accs[aid] = AgentAcc(r.s.expiry)
-        age = now - rec.first_seen
-        span = w if age >= w else max(MIN_SPAN_S, min(w, math.ceil(age / BUCKET_S) * BUCKET_S))
-        key = (acc.version, rec.load, rec.status, rec.role, rec.capabilities, cutoff, minute, span)
-        hit = old.get(aid)
-        view = hit[1] if hit is not None and hit[0] == key else _agent(r, rec, acc, now, span)
-        new[aid] = (key, view)
-        out.append(view)
-    r._views = new
-    return tuple(out)
 
 
 def _tiers(r: Reducer) -> Tiers:
@@ -216,7 +119,7 @@ def _tiers(r: Reducer) -> Tiers:
 def _gaps(r: Reducer, kc: KeyedCounts[str]) -> tuple[Gap, ...]:
     out = []
     meta = r.s.gap_meta
-    for key, n in _top(kc, TOP_GAPS):
+    for key, n in top(kc, TOP_GAPS):
         last, agents = meta.get(key, (0.0, set()))
         out.append(Gap(query=key, count=n, last_ts=last, agents=tuple(sorted(agents))))
     return tuple(out)
@@ -225,12 +128,12 @@ def _gaps(r: Reducer, kc: KeyedCounts[str]) -> tuple[Gap, ...]:
 def _knowledge(r: Reducer) -> Knowledge:
     s = r.s
     know = s.know
-    items = [k for k, _ in _top_of(know.row_tot, TOP_ITEMS)]
+    items = [k for k, _ in top_of(know.row_tot, TOP_ITEMS)]
     per_agent: dict[str, int] = {}
     for item in items:
         for agent, n in know.tot[item].items():
             per_agent[agent] = per_agent.get(agent, 0) + n
-    agents = [a for a, _ in _top_of(per_agent, TOP_AGENTS)]
+    agents = [a for a, _ in top_of(per_agent, TOP_AGENTS)]
     counts = tuple(tuple(know.tot[i].get(a, 0) for a in agents) for i in items)
     acc, hits = s.know_hits.tot
     return Knowledge(
@@ -283,7 +186,7 @@ def _costs(r: Reducer, totals: Totals, now: float) -> Costs:
             )
             for x in runs
         ),
-        cost_per_minute=_minutes(r.s.spark, now),
+        cost_per_minute=minutes(r.s.spark, now),
         unpriced_llm_calls=totals.unpriced_llm_calls,
     )
 
@@ -347,10 +250,10 @@ def _edges(r: Reducer) -> tuple[CollabEdge, ...]:
     ver, built, objs = r._edges
     if ver == kc.ver:
         return built
-    top = heapq.nlargest(MAX_EDGES, kc.tot.items(), key=_COUNT)
+    best = heapq.nlargest(MAX_EDGES, kc.tot.items(), key=_COUNT)
     new: dict[tuple[str, str, str], CollabEdge] = {}
     out = []
-    for key, n in top:
+    for key, n in best:
         e = objs.get(key)
         if e is None or e.count != n:
             e = CollabEdge(key[0], key[1], key[2], n)
@@ -370,7 +273,7 @@ def build_state(r: Reducer, now: float) -> DashboardState:
         window_s=r.window_s,
         active_window_s=r.active_window_s,
         totals=totals,
-        agents=_agents(r, now),
+        agents=agents_view(r, now),
         tiers=_tiers(r),
         costs=_costs(r, totals, now),
         collaboration=_edges(r),

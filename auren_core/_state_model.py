@@ -58,6 +58,10 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class AgentView:
+    """One active agent. Identity, load and status come from the registry; tokens,
+    costs (LLM + tools) and counts are over the window; ``usd_per_hour`` is its cost
+    over the window (or over its lifetime, in 10 s steps, if it is younger)."""
+
     id: str
     role: str
     status: Literal["running", "idle", "failed"]
@@ -147,6 +151,17 @@ class RunCost:
 
 @dataclass(frozen=True, slots=True)
 class Costs:
+    """Token economics over the window.
+
+    ``burn_usd_per_hour`` = priced cost in the window / ``span_s`` (the window, or
+    the time since the first event if that is shorter, at least 60 s); projections
+    are that rate x 24 h and x 30 days. ``budget_status``: ``warning`` from 80% of
+    ``budget_usd_per_hour``, ``alert`` from 100%, ``unset`` without a budget.
+    ``cost_per_run_usd`` is the mean cost of the crew runs (user queries) that
+    completed inside the window; calls with an unknown price are counted in
+    ``unpriced_llm_calls``, never as 0.
+    """
+
     window_cost_usd: float = 0.0
     span_s: float = 0.0  # the time the burn rate is measured over
     burn_usd_per_hour: float = 0.0

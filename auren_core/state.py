@@ -66,7 +66,11 @@ _UNWINDOWED = frozenset({"hypothesis", "publisher_stats"})
 
 
 class Reducer(Handlers):
-    """Folds events into rolling-window aggregates; :meth:`state` snapshots them."""
+    """Folds events into rolling-window aggregates; :meth:`state` snapshots them.
+
+    Not thread-safe: apply and snapshot from one thread (the stream worker); the
+    :class:`DashboardState` it returns is immutable and can go anywhere.
+    """
 
     def __init__(
         self,

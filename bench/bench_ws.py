@@ -44,6 +44,7 @@ import resource
 import socket
 import statistics
 import time
+import urllib.request
 import uuid
 from array import array
 from multiprocessing.connection import Connection
@@ -380,14 +381,14 @@ def phase(
     sent, took = a.recv()
     idle_since, prev = time.monotonic(), -1
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the tail: all delivered, or nothing new for 2 s
+    while time.monotonic() < deadline:  # the tail: all delivered, or nothing new for 5 s
         time.sleep(0.05)
         got = sum(v.value for v in progress)
         if got >= sent * opened:
             break
         if got != prev:
             idle_since, prev = time.monotonic(), got
-        elif time.monotonic() - idle_since > 2.0:
+        elif time.monotonic() - idle_since > 5.0:
             break
     cpu = cpu_s(pid) - cpu0
     for pp in pipes:
@@ -407,6 +408,18 @@ def phase(
     for p in [*procs, pub]:
         p.join(10)
     span = took if rate > 0 else max(1e-9, max(last) - min(first)) if first else took
+    cut = ""
+    if kind == "auren":  # the server's own account of slow clients
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+            mx = dict(
+                ln.split(" ", 1)
+                for ln in resp.read().decode().splitlines()
+                if ln and not ln.startswith("#")
+            )
+        cut = (
+            f"cut {int(float(mx['auren_ws_slow_disconnects_total']))} "
+            f"drops {int(float(mx['auren_ws_drops_total']))}"
+        )
     return {
         "server": kind,
         "clients": n,
@@ -422,6 +435,7 @@ def phase(
         "cpu_per_m": cpu / max(total, 1) * 1e6,
         "errors": nerr,
         "err": errs[:2],
+        "cut": cut,
     }
 
 
@@ -446,6 +460,7 @@ def show(r: dict[str, Any]) -> None:
         f"  {r['server']:5} {r['clients']:5} clients {r['mode']:5}  "
         f"{r['per_s']:11,.0f} deliveries/s  {lat}  delivered {pct_del:5.1f}%  "
         f"server CPU {r['cpu_per_m']:5.2f} s/M  RSS {r['rss']:6.1f} MB"
+        + (f"  {r['cut']}" if r["cut"] else "")
         + (f"  errors {r['errors']} {r['err']}" if r["errors"] else ""),
         flush=True,
     )

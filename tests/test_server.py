@@ -549,3 +549,34 @@ async def test_lag_is_measured_from_the_stream(redis_url: str, stream: str) -> N
         assert srv.metrics.lag == 20
         body = (await aget(srv.port, "/metrics"))[2].decode()
         assert "\nauren_ws_lag_entries 20\n" in body
+
+
+async def test_keepalive_closes_a_client_that_never_answers_pings(
+    redis_url: str, stream: str
+) -> None:
+    async with running(redis_url, stream, ping_interval=0.2, ping_timeout=0.3) as srv:
+        reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        payload, mask = b'{"type":"subscribe"}', b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        writer.write(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+        polite, _ = await subscribe(srv.port)  # the websockets client answers pings
+        data = b""
+        async with asyncio.timeout(10):
+            while chunk := await reader.read(65536):  # until the server hangs up
+                data += chunk
+        assert b"\x89\x04" in data  # a ping (4-byte payload) was sent...
+        assert b"\x88" in data and (1011).to_bytes(2, "big") in data  # ...then close 1011
+        ids = publish(redis_url, stream, [llm("a", 1)])
+        assert [e["_sid"] for e in (await collect(polite, 1))[0]] == ids
+        for _ in range(100):  # dropped once the 2 s close timeout ends the TCP connection
+            if srv.hub.clients == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.hub.clients == 1
+        writer.close()
+        await polite.close()

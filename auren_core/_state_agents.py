@@ -28,10 +28,33 @@ _COUNT = itemgetter(1)
 T_ = TypeVar("T_")
 
 
+_ZEROS = (0.0,) * SPARK_MINUTES
+
+
 def minutes(spark: dict[int, float], now: float) -> tuple[float, ...]:
+    """Per-minute values for the last hour, oldest first, ending with now's minute."""
     m = int(now // 60)
-    get = spark.get
-    return tuple(get(k, 0.0) for k in range(m - SPARK_MINUTES + 1, m + 1))
+    return tuple(map(spark.get, range(m - SPARK_MINUTES + 1, m + 1), _ZEROS))
+
+
+def _agent_minutes(acc: AgentAcc, now: float) -> tuple[float, ...]:
+    """The agent's sparkline; when only the current minute changed (the usual case),
+    only its last value is replaced."""
+    m = int(now // 60)
+    hit = acc.cache.get("spark")
+    if hit is not None:
+        (cm, cver), vals = hit
+        if cver == acc.spark_ver and cm == m:
+            return vals  # type: ignore[no-any-return]
+        if cm == m and acc.spark_low >= m:
+            vals = (*vals[:-1], acc.spark.get(m, 0.0))
+            acc.cache["spark"] = ((m, acc.spark_ver), vals)
+            acc.spark_low = 2**62
+            return vals  # type: ignore[no-any-return]
+    vals = minutes(acc.spark, now)
+    acc.cache["spark"] = ((m, acc.spark_ver), vals)
+    acc.spark_low = 2**62
+    return vals
 
 
 def top(kc: KeyedCounts[str], n: int) -> list[tuple[str, int]]:
@@ -82,12 +105,7 @@ def _agent(r: Reducer, rec: AgentRecord, acc: AgentAcc, now: float, span: float)
             acc, "partners", acc.partners.ver, lambda: tuple(sorted(acc.partners.tot))
         ),
         hypotheses=_cached(acc, "hyps", len(acc.hyps) and acc.hyps[-1], lambda: tuple(acc.hyps)),
-        cost_per_minute=_cached(
-            acc,
-            "spark",
-            (int(now // 60), sum(acc.spark.values())),
-            lambda: minutes(acc.spark, now),
-        ),
+        cost_per_minute=_agent_minutes(acc, now),
         last_error=rec.last_error,
     )
 

@@ -61,7 +61,7 @@ def tier_index(name: Any) -> int:
 _B_PER_MIN = 60 / BUCKET_S
 
 
-def add_minute(spark: dict[int, float], b: int, cost: float) -> None:
+def add_minute(spark: dict[int, float], b: int, cost: float) -> int:
     """Add to the per-minute series (by bucket, so clamped future events stay bounded)."""
     m = int(b // _B_PER_MIN)
     spark[m] = spark.get(m, 0.0) + cost
@@ -69,19 +69,32 @@ def add_minute(spark: dict[int, float], b: int, cost: float) -> None:
         newest = max(spark)
         for k in [k for k in spark if k <= newest - SPARK_MINUTES]:
             del spark[k]
+    return m
 
 
 class AgentAcc:
     """Windowed economics of one agent (identity and load live in the registry)."""
 
     IN, OUT, CACHED, COST, UNP, LLM, TOOL, TOOL_COST = range(8)
-    __slots__ = ("cache", "hyps", "partners", "spark", "sums", "tools", "version")
+    __slots__ = (
+        "cache",
+        "hyps",
+        "partners",
+        "spark",
+        "spark_low",
+        "spark_ver",
+        "sums",
+        "tools",
+        "version",
+    )
 
     def __init__(self, expiry: Expiry) -> None:
         self.sums = Sums(8, expiry)
         self.tools: KeyedCounts[str] = KeyedCounts(expiry, max_keys=200)
         self.partners: KeyedCounts[str] = KeyedCounts(expiry, max_keys=200)
         self.spark: dict[int, float] = {}
+        self.spark_ver = 0  # bumped on every change of ``spark``
+        self.spark_low = 2**62  # the oldest minute changed since the last snapshot
         self.hyps: list[str] = []
         self.version = 0
         # derived tuples for the snapshot, keyed by what they depend on
@@ -99,7 +112,7 @@ class AgentAcc:
             else:
                 vec[3] += cost
         if cost:
-            add_minute(self.spark, b, cost)
+            self._spark(b, cost)
 
     def tool(self, b: int, tool: str, cost: float) -> None:
         s = self.sums
@@ -109,7 +122,13 @@ class AgentAcc:
             vec[7] += cost
         self.tools.add(b, tool)
         if cost:
-            add_minute(self.spark, b, cost)
+            self._spark(b, cost)
+
+    def _spark(self, b: int, cost: float) -> None:
+        m = add_minute(self.spark, b, cost)
+        self.spark_ver += 1
+        if m < self.spark_low:
+            self.spark_low = m
 
     def add_hypothesis(self, hid: str) -> None:
         hyps = self.hyps

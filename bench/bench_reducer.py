@@ -11,6 +11,7 @@ apply-only cost = (b) - (a). Then time
 ``Reducer.state()`` and ``to_dict()`` with many active agents and items.
 
     .venv/bin/python bench/bench_reducer.py [--events 200000] [--agents 50] [--repeat 3]
+        [--span SECONDS]   # e.g. --span 3000 --agents 1000: sparse agents, worst case
 """
 
 from __future__ import annotations
@@ -123,9 +124,17 @@ def main() -> None:
     ap.add_argument("--agents", type=int, default=50)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument(
+        "--span",
+        type=float,
+        default=None,
+        help="event-time span of the entries in s (default: as if they arrived at 50k/s;"
+        " a long span makes almost every event open a new per-agent bucket)",
+    )
     args = ap.parse_args()
     now = 1_800_000_000.0
-    raw = entries(args.events, args.agents, now - 3000, 3000)
+    span = args.span if args.span else args.events / TARGET_EPS
+    raw = entries(args.events, args.agents, now - span, span)
     sids = [f"{i}-0" for i in range(len(raw))]
     n = len(raw)
 
@@ -156,7 +165,10 @@ def main() -> None:
         decoded[:] = [decode(r, s) for r, s in zip(raw, sids, strict=True)]
         t_apply = min(t_apply, best(apply_only, 1))
         decoded.clear()  # free them: live objects slow the GC in the other runs
-    print(f"entries: {n}, agents: {args.agents}, batch: {args.batch}, best of {args.repeat}")
+    print(
+        f"entries: {n} over {span:g} s of event time, agents: {args.agents},"
+        f" batch: {args.batch}, best of {args.repeat}"
+    )
     print(
         f"(a) bare decode           : {n / t_bare:>10,.0f} events/s  ({t_bare * 1e6 / n:.2f} us/ev)"
     )
@@ -178,12 +190,18 @@ def main() -> None:
     per_frame = TARGET_EPS // 20
     frames = 40
     for n_agents in (args.agents, 1000):
-        raw_l = entries(per_frame * (20 + frames), n_agents, now - 3000, 3000, seed=11)
-        red = Reducer(clock=lambda: now)
-        red.apply_batch([decode(r, "") for r in raw_l[: per_frame * 20]])  # a populated window
+        total = per_frame * (20 + frames)
+        t0 = now - total / TARGET_EPS
+        raw_l = entries(total, n_agents, t0, total / TARGET_EPS, seed=11)
+        clock = [t0 + 1.0]
+        red = Reducer(clock=lambda: clock[0])
+        for f in range(20):  # warm up: keys and agents populated
+            clock[0] = t0 + (f + 1) / 20
+            red.apply_batch([decode(r, "") for r in raw_l[f * per_frame : (f + 1) * per_frame]])
         t = time.process_time()
         t_state = 0.0
         for f in range(20, 20 + frames):
+            clock[0] = t0 + (f + 1) / 20  # the clock moves with the frames
             chunk = raw_l[f * per_frame : (f + 1) * per_frame]
             red.apply_batch([decode(r, f"{f}-{i}") for i, r in enumerate(chunk)])
             ts = time.process_time()

@@ -829,3 +829,23 @@ def test_window_structures_expire_exactly_and_stay_bounded() -> None:
     for ms in [0.0, -1.0, float("nan"), 1e12]:  # odd values land in the end bins, no error
         h.add(10**6 + 1, ms)
     assert h.quantiles((0.5, 1.0))[1] == pytest.approx(LogHistogram.value_of(LogHistogram.MAX_BIN))
+
+
+def test_sparkline_updates_incrementally_and_for_late_events() -> None:
+    r, clock = reducer()
+    clock.now = T0 + 30  # minute M = T0/60
+    r.apply(llm("a", T0 + 1, 1, 1, 0.1))
+    a = r.state().agent("a")
+    assert a is not None and a.cost_per_minute[-1] == pytest.approx(0.1)
+    r.apply(llm("a", T0 + 2, 1, 1, 0.2))  # same minute
+    a = r.state().agent("a")
+    assert a is not None and a.cost_per_minute[-1] == pytest.approx(0.3)
+    r.apply(llm("a", T0 - 100, 1, 1, 0.05))  # late: two minutes back
+    a = r.state().agent("a")
+    assert a is not None and a.cost_per_minute[-3] == pytest.approx(0.05)
+    assert a.cost_per_minute[-1] == pytest.approx(0.3)
+    clock.now = T0 + 90  # the minute turns: the series shifts left
+    a = r.state().agent("a")
+    assert a is not None and a.cost_per_minute[-2] == pytest.approx(0.3)
+    assert a.cost_per_minute[-1] == 0.0 and a.cost_per_minute[-4] == pytest.approx(0.05)
+    assert sum(a.cost_per_minute) == pytest.approx(0.35) == r.state().totals.cost_usd

@@ -9,7 +9,6 @@ versions, so thousands of mostly idle agents cost little per frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -67,46 +66,57 @@ def top_of(d: dict[str, int], n: int) -> list[tuple[str, int]]:
     return items[:n]
 
 
-def _cached(acc: AgentAcc, name: str, key: Any, make: Callable[[], T_]) -> T_:
-    hit = acc.cache.get(name)
+def _parts(acc: AgentAcc) -> tuple[Any, Any, Any]:
+    """Tools used, collaborators and hypotheses, each rebuilt only when it changed."""
+    c = acc.cache
+    key = (acc.tools.ver, acc.partners.ver, len(acc.hyps), acc.hyps[-1] if acc.hyps else None)
+    hit = c.get("parts")
     if hit is not None and hit[0] == key:
         return hit[1]  # type: ignore[no-any-return]
-    val = make()
-    acc.cache[name] = (key, val)
+    old = hit[0] if hit is not None else (-1, -1, -1, None)
+    prev = hit[1] if hit is not None else ((), (), ())
+    tools = prev[0] if old[0] == key[0] else tuple(top(acc.tools, 50))
+    partners = prev[1] if old[1] == key[1] else tuple(acc.partners.tot)  # first seen first
+    hyps = prev[2] if old[2:] == key[2:] else tuple(acc.hyps)
+    val = (tools, partners, hyps)
+    c["parts"] = (key, val)
     return val
 
 
-def _agent(r: Reducer, rec: AgentRecord, acc: AgentAcc, now: float, span: float) -> AgentView:
+def _agent(
+    rec: AgentRecord, acc: AgentAcc, now: float, span: float, load: int, status: Any
+) -> AgentView:
     v = acc.sums.tot
-    cost = max(0.0, v[AgentAcc.COST])
+    cost = v[3]  # AgentAcc.COST
+    if cost < 0.0:
+        cost = 0.0
     aid = rec.id
+    tools_used, collaborators, hypotheses = _parts(acc)
     return AgentView(
-        id=aid,
-        role=rec.role or aid,
-        status=rec.status,
-        last_activity=rec.last_activity,
-        current_load=rec.load,
-        capabilities=rec.capabilities,
-        goal=rec.goal,
-        model=rec.model,
-        tools=rec.tools,
-        allow_delegation=rec.allow_delegation,
-        first_seen=rec.first_seen,
-        input_tokens=int(v[AgentAcc.IN]),
-        output_tokens=int(v[AgentAcc.OUT]),
-        cached_tokens=int(v[AgentAcc.CACHED]),
-        cost_usd=cost,
-        unpriced_llm_calls=int(v[AgentAcc.UNP]),
-        usd_per_hour=cost * 3600.0 / span,
-        llm_calls=int(v[AgentAcc.LLM]),
-        tool_calls=int(v[AgentAcc.TOOL]),
-        tools_used=_cached(acc, "tools", acc.tools.ver, lambda: tuple(top(acc.tools, 50))),
-        collaborators=_cached(
-            acc, "partners", acc.partners.ver, lambda: tuple(sorted(acc.partners.tot))
-        ),
-        hypotheses=_cached(acc, "hyps", len(acc.hyps) and acc.hyps[-1], lambda: tuple(acc.hyps)),
-        cost_per_minute=_agent_minutes(acc, now),
-        last_error=rec.last_error,
+        aid,
+        rec.role or aid,
+        status,
+        rec.last_activity,
+        load,
+        rec.capabilities,
+        rec.goal,
+        rec.model,
+        rec.tools,
+        rec.allow_delegation,
+        rec.first_seen,
+        int(v[0]),  # IN
+        int(v[1]),  # OUT
+        int(v[2]),  # CACHED
+        cost,
+        int(v[4]),  # UNP
+        cost * 3600.0 / span,
+        int(v[5]),  # LLM
+        int(v[6]),  # TOOL
+        tools_used,
+        collaborators,
+        hypotheses,
+        _agent_minutes(acc, now),
+        rec.last_error,
     )
 
 
@@ -129,9 +139,13 @@ def agents_view(r: Reducer, now: float) -> tuple[AgentView, ...]:
             acc = r._accs[aid] = AgentAcc(r.s.expiry)
         age = now - rec.first_seen
         span = w if age >= w else max(MIN_SPAN_S, min(w, math.ceil(age / BUCKET_S) * BUCKET_S))
-        key = (acc.version, rec.load, rec.status, rec.role, rec.capabilities, cutoff, minute, span)
+        load, status = rec.load, rec.status
+        key = (acc.version, load, status, rec.role, rec.capabilities, cutoff, minute, span)
         hit = old.get(aid)
-        view = hit[1] if hit is not None and hit[0] == key else _agent(r, rec, acc, now, span)
+        if hit is not None and hit[0] == key:
+            view = hit[1]
+        else:
+            view = _agent(rec, acc, now, span, load, status)
         new[aid] = (key, view)
         out.append(view)
     r._views = new

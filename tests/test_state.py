@@ -91,6 +91,7 @@ def test_tokens_and_costs_with_unknown_price_counted_separately() -> None:
     assert (neuro.input_tokens, neuro.output_tokens, neuro.llm_calls) == (1500, 300, 2)
     assert neuro.unpriced_llm_calls == 1
     assert neuro.cost_usd == pytest.approx(0.0021 + 0.015)
+    assert (neuro.tool_calls, sleep.cached_tokens, sleep.llm_calls) == (2, 40, 2)
     assert dict(neuro.tools_used) == {"web_search": 1, "calc": 1}
     assert sleep.cost_usd == pytest.approx(0.0009)
     d = st.to_dict()["totals"]
@@ -235,6 +236,9 @@ def test_capabilities_from_agent_registered() -> None:
         "gpt-4o-mini",
     )
     assert c.capabilities == ("plan", "delegation")  # derived when none given
+    assert (n.goal, n.allow_delegation, c.allow_delegation) == ("explain HRV", False, True)
+    assert n.first_seen == n.last_activity == T0 - 5 and (n.llm_calls, n.tool_calls) == (0, 0)
+    assert (n.status, n.current_load, n.last_error, n.cached_tokens) == ("idle", 0, None, 0)
     assert st.to_dict()["agents"][0]["capabilities"] in (["hrv", "sleep"], ["plan", "delegation"])
 
 

@@ -228,8 +228,10 @@ class Handlers:
 
     def _on_knowledge(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
-        item = str(p.get("item") or "?")[:MAX_NAME]
         hit = p.get("hit", True) is not False
+        # a miss is a gap in knowledge: name it by what was asked, when the event says
+        q = None if hit else p.get("query")
+        item = str(q or p.get("item") or "?")[:MAX_NAME]
         self.s.knowledge_event(b, ev.ts, item, ev.agent or "?", hit)
 
     # ------------------------------------------------------------------ hypotheses

@@ -425,6 +425,14 @@ def test_knowledge_heatmap_and_gaps() -> None:
     for agent, item, n in [("a", "doc1", 3), ("b", "doc1", 1), ("b", "doc2", 2), ("c", "doc3", 1)]:
         evs += [ev("knowledge_access", {"item": item}, agent=agent, ts=T0 - 1)] * n
     evs += [ev("knowledge_access", {"item": "q?", "hit": False}, agent="a", ts=T0 - 1)] * 2
+    evs += [
+        ev(
+            "knowledge_access",
+            {"item": "crew-knowledge", "hit": False, "query": "HRV after alcohol?"},
+            agent="b",
+            ts=T0 - 1,
+        )
+    ]
     r.apply_batch(evs)
     k = r.state().knowledge
     assert k.items == ("doc1", "doc2", "doc3")
@@ -432,8 +440,11 @@ def test_knowledge_heatmap_and_gaps() -> None:
     cell = {(i, a): k.counts[x][y] for x, i in enumerate(k.items) for y, a in enumerate(k.agents)}
     assert cell[("doc1", "a")] == 3 and cell[("doc1", "b")] == 1 and cell[("doc2", "a")] == 0
     assert k.item_totals == (4, 2, 1)
-    assert [(g.query, g.count) for g in k.gaps] == [("q?", 2)]
-    assert k.accesses == 9 and k.hit_rate == pytest.approx(7 / 9)
+    assert [(g.query, g.count, g.agents) for g in k.gaps] == [
+        ("q?", 2, ("a",)),
+        ("HRV after alcohol?", 1, ("b",)),
+    ]
+    assert k.accesses == 10 and k.hit_rate == pytest.approx(7 / 10)
 
 
 def test_hypothesis_latest_status_by_event_time() -> None:

@@ -76,7 +76,7 @@ def _parts(acc: AgentAcc) -> tuple[Any, Any, Any]:
     old = hit[0] if hit is not None else (-1, -1, -1, None)
     prev = hit[1] if hit is not None else ((), (), ())
     tools = prev[0] if old[0] == key[0] else tuple(top(acc.tools, 50))
-    partners = prev[1] if old[1] == key[1] else tuple(acc.partners.tot)  # first seen first
+    partners = prev[1] if old[1] == key[1] else tuple(sorted(acc.partners.tot))
     hyps = prev[2] if old[2:] == key[2:] else tuple(acc.hyps)
     val = (tools, partners, hyps)
     c["parts"] = (key, val)

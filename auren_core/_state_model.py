@@ -82,7 +82,7 @@ class AgentView:
     llm_calls: int = 0
     tool_calls: int = 0
     tools_used: tuple[tuple[str, int], ...] = ()
-    collaborators: tuple[str, ...] = ()  # in the window, first seen first
+    collaborators: tuple[str, ...] = ()  # in the window, sorted
     hypotheses: tuple[str, ...] = ()
     cost_per_minute: tuple[float, ...] = ()  # oldest first, the last entry is the current minute
     last_error: str | None = None

@@ -8,6 +8,7 @@ the worker keeps reading; resuming shows the caught-up state at once.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,16 @@ from .screens.agent import AgentScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
 from .widgets import AgentsTable
-from .worker import ReplaySource, ReplaySpec, Source, StateUpdated, StreamWorker, WorkerFailed
+from .worker import (
+    ProcessWorker,
+    ReplaySource,
+    ReplaySpec,
+    Source,
+    StateUpdated,
+    StreamWorker,
+    WorkerFailed,
+    lag_probe_for,
+)
 
 if TYPE_CHECKING:
     from auren_core.state import DashboardState
@@ -46,7 +56,7 @@ class TopApp(App[None]):
     def __init__(
         self,
         *,
-        worker_factory: Callable[[Callable[[Any], object]], StreamWorker],
+        worker_factory: Callable[[Callable[[Any], object]], Any],
         stream: str,
         backends_line: str = "",
         mode: str = "live",
@@ -58,15 +68,18 @@ class TopApp(App[None]):
         self.backends_line = backends_line
         self.mode = mode
         self.fps = fps
-        self.worker: StreamWorker | None = None
+        self.worker: Any = None  # StreamWorker (thread) or ProcessWorker
         self.latest: DashboardState | None = None  # newest state from the worker
         self.shown: DashboardState | None = None  # what the panes display
         self.stats: Any = None
         self.paused = False
         self.failure: str | None = None
         self.frames = 0
-        self.on_frame: FrameHook | None = None  # benchmarks: called after each painted frame
+        # benchmarks: called with (wall time, state) once each frame has been painted
+        self.on_frame: FrameHook | None = None
         self._drawn: DashboardState | None = None
+        self._last_draw = 0.0
+        self._frame_cost = 0.0
         self._main = MainScreen(stream=stream, backends=backends_line, mode=mode)
 
     # ------------------------------------------------------------------ lifecycle
@@ -74,6 +87,7 @@ class TopApp(App[None]):
         return self._main
 
     def on_mount(self) -> None:
+        _calm_gc()
         self.worker = self._worker_factory(self.post_message)
         self.worker.start()
         self.set_interval(1.0 / self.fps, self._tick, name="refresh")
@@ -85,6 +99,7 @@ class TopApp(App[None]):
     def on_state_updated(self, message: StateUpdated) -> None:
         self.latest = message.state
         self.stats = message.stats
+        self._tick()  # draw now if the frame budget allows (the timer catches the rest)
 
     def on_worker_failed(self, message: WorkerFailed) -> None:
         self.failure = message.error
@@ -105,6 +120,12 @@ class TopApp(App[None]):
         state = self.latest
         if state is None or state is self._drawn:
             return
+        now = time.monotonic()
+        # 20 Hz while a frame is cheap; down to 10 Hz when painting gets expensive, so the
+        # UI never eats the core the stream needs (cost: time until the frame is painted)
+        if now - self._last_draw < min(0.1, 2.0 * self._frame_cost) and self._drawn is not None:
+            return
+        self._last_draw = now
         self._drawn = state
         if not self.paused:
             self.shown = state
@@ -113,9 +134,12 @@ class TopApp(App[None]):
             if isinstance(screen, (MainScreen, AgentScreen)):
                 screen.show_state(state, paused=self.paused, behind=behind)
         self.frames += 1
+        self.call_after_refresh(self._painted, now, state)
+
+    def _painted(self, started: float, state: DashboardState) -> None:
+        self._frame_cost = 0.7 * self._frame_cost + 0.3 * (time.monotonic() - started)
         if self.on_frame is not None:
-            hook = self.on_frame
-            self.call_after_refresh(lambda: hook(time.monotonic(), state))
+            self.on_frame(time.time(), state)
 
     def _redraw(self) -> None:
         """Show ``latest`` now (after resume, screen changes)."""
@@ -168,6 +192,14 @@ class TopApp(App[None]):
         yield SystemCommand("Help", "Keys and panes", self.action_help)
 
 
+def _calm_gc() -> None:
+    """Fewer, cheaper garbage collections: a full collection over Textual's widget tree
+    and the frozen states stalled frames (and keypresses) for 150-400 ms. States are
+    freed by reference counting; cycles are rare, so collect them rarely."""
+    gc.freeze()  # what exists after start-up is long-lived: never scan it again
+    gc.set_threshold(50_000, 20, 100)
+
+
 def make_app(
     *,
     redis_url: str,
@@ -181,38 +213,68 @@ def make_app(
     source: Source | None = None,
     fps: float = 20.0,
     tool_costs: dict[str, float] | None = None,
+    in_process: bool | None = None,
 ) -> TopApp:
-    """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream."""
+    """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream.
+
+    A live stream or a replay is read by a worker *process* (its own core for decoding
+    and reducing); a ``source`` or an injected ``clock`` (tests, snapshots), or
+    ``in_process=True``, keeps the same worker in a thread of this process.
+    """
+    mode = "live" if replay is None else f"replay x{replay.speed:g}"
+    if source is not None:
+        mode = "recorded"
+    reducer_kw: dict[str, Any] = {
+        "window_s": max(3600.0, since_s),
+        "active_window_s": active_window_s,
+        "budget_usd_per_hour": budget_usd_per_hour,
+        "tool_costs": tool_costs,
+    }
+    if in_process is None:
+        in_process = source is not None or clock is not None
+    if not in_process:
+        config = {
+            "redis_url": redis_url,
+            "stream": stream,
+            "since_s": since_s,
+            "replay": [replay.start_id, replay.end_id, replay.speed] if replay else None,
+            "reducer": reducer_kw,
+            "fps": fps,
+            "mode": mode,
+        }
+
+        def process_factory(post: Callable[[Any], object]) -> Any:
+            return ProcessWorker(config, post)
+
+        return TopApp(
+            worker_factory=process_factory,
+            stream=stream,
+            backends_line=backends_line,
+            mode=mode,
+            fps=fps,
+        )
+
     from auren_core.reader import StreamReader
     from auren_core.state import Reducer
 
     lag_probe = None
-    mode = "live"
     if source is None and replay is not None:
         rs = ReplaySource(
             redis_url, stream, start_id=replay.start_id, end_id=replay.end_id, speed=replay.speed
         )
         clock = clock or rs.clock
-        source, mode = rs, f"replay x{replay.speed:g}"
+        source = rs
     elif source is None:
         now = (clock or time.time)()
         reader = StreamReader(
             redis_url, stream, since=now - since_s if since_s > 0 else None, batch_count=5000
         )
-        source, lag_probe = reader, _lag_probe(reader)
-    else:
-        mode = "recorded"
+        source, lag_probe = reader, lag_probe_for(reader)
     src: Source = source
 
-    def factory(post: Callable[[Any], object]) -> StreamWorker:
+    def factory(post: Callable[[Any], object]) -> Any:
         def reducer() -> Reducer:
-            return Reducer(
-                window_s=max(3600.0, since_s),
-                active_window_s=active_window_s,
-                budget_usd_per_hour=budget_usd_per_hour,
-                clock=clock or time.time,
-                tool_costs=tool_costs,
-            )
+            return Reducer(clock=clock or time.time, **reducer_kw)
 
         worker = StreamWorker(
             reducer=reducer, source=src, post=post, fps=fps, lag_probe=lag_probe, source_name=mode
@@ -224,12 +286,3 @@ def make_app(
     return TopApp(
         worker_factory=factory, stream=stream, backends_line=backends_line, mode=mode, fps=fps
     )
-
-
-def _lag_probe(reader: Any) -> Callable[[], Any]:
-    """Entries between the reader's position and the head: XINFO first (cheap), count if behind."""
-
-    async def probe() -> int | None:
-        return await reader.lag(cap=10_000)  # type: ignore[no-any-return]
-
-    return probe

@@ -15,13 +15,16 @@ Sources (``StreamReader`` for live data, :class:`ReplaySource` for
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import os
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from textual.message import Message
 
@@ -29,14 +32,18 @@ from auren_core.events import Event, Malformed
 from auren_core.reader import Batch
 
 __all__ = [
+    "ProcessWorker",
     "RecordedSource",
     "ReplaySource",
     "ReplaySpec",
     "Source",
     "StateUpdated",
     "StreamWorker",
+    "WireLog",
     "WorkerFailed",
     "WorkerStats",
+    "child_main",
+    "lag_probe_for",
 ]
 
 log = logging.getLogger("auren.tui.worker")
@@ -256,9 +263,15 @@ class StreamWorker:
         while True:
             await asyncio.sleep(1.0)
             try:
-                self._lag = await self.lag_probe()
+                lag = await self.lag_probe()
             except Exception as exc:  # outage: the reader reports it; keep the last figure
                 log.debug("lag probe failed: %s", exc)
+                continue
+            if lag != self._lag:
+                self._lag = lag
+                if self.reducer is not None and lag is not None:
+                    self.reducer.apply_batch([], lag=lag)  # no events: just the new lag
+                    self._dirty = True
 
 
 def _item_ts(item: Event | Malformed) -> float:
@@ -389,3 +402,244 @@ class ReplaySource:
         self._status("connected", "replay finished")
         yield Batch([], last_id, backfill=True)
         await self._closed.wait()
+
+
+# --------------------------------------------------------------------------- process mode
+#
+# Reading, decoding and reducing cost ~20-30 us an event in Python; in a thread they share
+# one core (the GIL) with rendering. For a live stream the worker therefore runs the same
+# StreamWorker in a child process and ships frozen states back over a pipe: the reducer
+# gets a core of its own and the UI thread only unpickles a state (~4 ms) per frame.
+
+
+class WireLog(NamedTuple):
+    """A log line as shipped from the worker process (``summary`` already computed)."""
+
+    sid: str
+    id: str
+    ts: float | None
+    type: str
+    agent: str | None
+    run: str | None
+    malformed: bool
+    summary: str
+
+
+MAX_ROWS_PER_FRAME = 500  # above ~10k ev/s at 20 Hz the tail shows a sample of the newest
+
+
+def _new_rows(log: Sequence[Any], mark: tuple[str, str] | None) -> list[tuple[Any, ...]]:
+    start = max(0, len(log) - MAX_ROWS_PER_FRAME)
+    if mark is not None:
+        for i in range(len(log) - 1, start - 1, -1):
+            if (log[i].sid, log[i].id) == mark:
+                start = i + 1
+                break
+    return [
+        (e.sid, e.id, e.ts, e.type, e.agent, e.run, e.malformed, e.summary) for e in log[start:]
+    ]
+
+
+def child_main(argv: Sequence[str]) -> None:
+    """Entry point of the worker process: config JSON in argv[1], frames on stdout."""
+    import dataclasses
+    import json
+    import pickle
+    import struct
+    import sys
+
+    cfg = json.loads(argv[1])
+    out = sys.stdout.buffer
+    latest: list[Any] = [None]
+    cond = threading.Condition()
+
+    def writer() -> None:
+        mark: tuple[str, str] | None = None
+        while True:
+            with cond:
+                while latest[0] is None:
+                    cond.wait()
+                msg, latest[0] = latest[0], None
+            if isinstance(msg, StateUpdated):
+                st = msg.state
+                rows = _new_rows(st.log, mark)
+                if st.log:
+                    mark = (st.log[-1].sid, st.log[-1].id)
+                body = pickle.dumps(("state", dataclasses.replace(st, log=()), rows, msg.stats), 5)
+            else:
+                body = pickle.dumps(("failed", getattr(msg, "error", "?")), 5)
+            try:
+                out.write(struct.pack("!I", len(body)) + body)
+                out.flush()
+            except OSError:  # the app has gone
+                os._exit(0)
+
+    def post(msg: Any) -> None:
+        with cond:  # newest wins: a state not yet written is replaced (its rows are not lost)
+            latest[0] = msg
+            cond.notify()
+
+    worker = _build_worker(cfg, post)
+    import gc
+
+    gc.freeze()  # as in the app: the reducer holds many long-lived objects; collect rarely
+    gc.set_threshold(50_000, 20, 100)
+
+    def watch_stdin() -> None:
+        sys.stdin.buffer.read()  # EOF: the app closed the pipe (or died)
+        worker.stop(timeout=0)
+
+    threading.Thread(target=writer, daemon=True).start()
+    threading.Thread(target=watch_stdin, daemon=True).start()
+    worker._run()
+    with cond:
+        while latest[0] is not None:
+            cond.wait(0.05)
+
+
+def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamWorker:
+    from auren_core.reader import StreamReader
+    from auren_core.state import Reducer
+
+    clock: Callable[[], float] = time.time
+    lag_probe = None
+    source: Source
+    if cfg.get("replay"):
+        start_id, end_id, speed = cfg["replay"]
+        rs = ReplaySource(
+            cfg["redis_url"], cfg["stream"], start_id=start_id, end_id=end_id, speed=speed
+        )
+        source, clock = rs, rs.clock
+    else:
+        since_s = cfg["since_s"]
+        reader = StreamReader(
+            cfg["redis_url"],
+            cfg["stream"],
+            batch_count=5000,
+            since=time.time() - since_s if since_s > 0 else None,
+        )
+        source, lag_probe = reader, lag_probe_for(reader)
+
+    def reducer() -> Any:
+        return Reducer(clock=clock, **cfg["reducer"])
+
+    worker = StreamWorker(
+        reducer=reducer,
+        source=source,
+        post=post,
+        fps=cfg["fps"],
+        lag_probe=lag_probe,
+        source_name=cfg["mode"],
+    )
+    worker.lazy_reducer = bool(cfg.get("replay"))
+    return worker
+
+
+def lag_probe_for(reader: Any, cap: int = 10_000) -> Callable[[], Any]:
+    """Entries between the reader's position and the head, counted up to ``cap``.
+
+    One persistent connection (on the worker's loop); XINFO first, which is O(1) and
+    says "caught up" in the common case, and an exclusive XRANGE only when behind."""
+    import redis.asyncio as aioredis
+
+    clients: list[aioredis.Redis] = []
+
+    async def probe() -> int | None:
+        last = reader.last_id
+        if last is None:
+            return None
+        if not clients:
+            clients.append(aioredis.Redis.from_url(reader.redis_url, socket_timeout=2.0))
+        client = clients[0]
+        try:
+            info = await client.xinfo_stream(reader.stream)
+            head = info["last-generated-id"]
+            if (head.decode() if isinstance(head, bytes) else str(head)) == last:
+                return 0
+            rest = await client.xrange(reader.stream, min=f"({last}", count=cap + 1)
+        except Exception:
+            await client.aclose()
+            clients.clear()
+            raise
+        return len(rest or [])
+
+    return probe
+
+
+class ProcessWorker:
+    """Runs :func:`child_main` in a child process; posts its states into the app."""
+
+    def __init__(
+        self, config: dict[str, Any], post: Callable[[Message], object], log_size: int = 2000
+    ) -> None:
+        self.config = config
+        self.post = post
+        self._log: collections.deque[WireLog] = collections.deque(maxlen=log_size)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._err: Any = None
+
+    def start(self) -> None:
+        import json
+        import sys
+        import tempfile
+
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        code = "import sys; from auren_tui.worker import child_main; child_main(sys.argv)"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(self.config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+        )
+        self._thread = threading.Thread(target=self._read, name="auren-stream", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        import dataclasses
+        import pickle
+        import struct
+
+        assert self._proc is not None and self._proc.stdout is not None
+        f = self._proc.stdout
+        while True:
+            head = f.read(4)
+            if len(head) < 4:
+                break
+            body = f.read(struct.unpack("!I", head)[0])
+            msg = pickle.loads(body)  # noqa: S301 - our own child process
+            if msg[0] == "state":
+                _, state, rows, stats = msg
+                self._log.extend(WireLog(*r) for r in rows)
+                self.post(StateUpdated(dataclasses.replace(state, log=tuple(self._log)), stats))
+            else:
+                self.post(WorkerFailed(str(msg[1])))
+        rc = self._proc.wait()
+        if not self._stopping:
+            self.post(WorkerFailed(f"stream worker process exited ({rc}): {self._stderr_tail()}"))
+
+    def _stderr_tail(self) -> str:
+        if self._err is None:
+            return ""
+        self._err.seek(0)
+        lines = self._err.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1][:300] if lines else "no output"
+
+    def stop(self, timeout: float = 3.0) -> None:
+        self._stopping = True
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._err is not None:
+            self._err.close()

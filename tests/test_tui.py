@@ -211,7 +211,7 @@ async def test_sort_cycles_and_orders_rows() -> None:
         assert state is not None
 
         def order() -> list[str]:
-            return [str(k.value) for k in table.rows]
+            return table.order
 
         by_cost = sorted(state.agents, key=lambda a: -a.cost_usd)
         assert order()[0] == by_cost[0].id
@@ -237,7 +237,7 @@ async def test_drill_down_opens_agent_screen_and_back() -> None:
         await wait_for(pilot, lambda: app.shown is not None)
         table = app.screen.query_one(AgentsTable)
         table.focus()
-        target = [str(k.value) for k in table.rows].index("neuro")
+        target = table.order.index("neuro")
         table.move_cursor(row=target)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))

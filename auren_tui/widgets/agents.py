@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from rich.text import Text
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
 
@@ -30,6 +31,11 @@ _LABEL = dict(SORT_KEYS)
 _ASCENDING: Final = frozenset({"status", "agent"})
 _STATUS_ORDER: Final = {"failed": 0, "running": 1, "idle": 2}
 _STATUS_STYLE = {"running": "bold green", "idle": "dim", "failed": "bold red"}
+
+
+def _wider(old: Any, new: Any) -> bool:
+    """Whether a cell grew (only then is the column width worth re-measuring)."""
+    return len(str(new)) > len(str(old))
 
 
 def fmt_tokens(n: int) -> str:
@@ -72,7 +78,7 @@ class AgentsTable(DataTable[Any]):
         self.sort_reverse = False  # flips the default direction
         self.state: DashboardState | None = None
         self._order: list[str] = []
-        self._rows: dict[str, tuple[Any, ...]] = {}
+        self._rows: list[tuple[Any, ...]] = []
         self._widths_used: tuple[int, int] | None = None
 
     def on_mount(self) -> None:
@@ -144,24 +150,32 @@ class AgentsTable(DataTable[Any]):
         if widths is None:  # not laid out yet: on_resize renders
             return
         self._widths_used = widths
-        rows = {a.id: self._row(a, state.generated_at, *widths) for a in agents}
-        if order == self._order and not force:
-            cols = list(self.columns)
-            for aid in order:
-                old, new = self._rows.get(aid), rows[aid]
-                if old == new:
-                    continue
-                for i, value in enumerate(new):
-                    if old is None or old[i] != value:
-                        self.update_cell(aid, cols[i], value)
-        else:
-            keep = self.selected_agent
+        rows = [self._row(a, state.generated_at, *widths) for a in agents]
+        keep = self.selected_agent
+        if force or not self.columns:
             self.clear()
-            for aid in order:
-                self.add_row(*rows[aid], key=aid)
-            if keep in order:
-                self.move_cursor(row=order.index(keep), animate=False)
+            self._rows = []
+        # rows are positional ("0", "1", ...): a re-sort rewrites the cells that changed
+        # instead of clearing the table, which keeps a frame cheap with many agents
+        old_rows = self._rows
+        for i, new in enumerate(rows):
+            if i >= len(old_rows):
+                self.add_row(*new, key=str(i))
+                continue
+            old = old_rows[i]
+            for j, value in enumerate(new):
+                if old[j] != value:
+                    self.update_cell_at(Coordinate(i, j), value, update_width=_wider(old[j], value))
+        for i in range(len(old_rows) - 1, len(rows) - 1, -1):
+            self.remove_row(str(i))
         self._order, self._rows = order, rows
+        if keep in order and order.index(keep) != self.cursor_row:
+            self.move_cursor(row=order.index(keep), animate=False)
+
+    @property
+    def order(self) -> list[str]:
+        """Agent ids in display order."""
+        return list(self._order)
 
     def _widths(self) -> tuple[int, int] | None:
         """(name, capabilities) widths: the name gets what the fixed columns leave.
@@ -186,5 +200,5 @@ class AgentsTable(DataTable[Any]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        if event.row_key.value is not None:
-            self.post_message(self.Open(str(event.row_key.value)))
+        if 0 <= event.cursor_row < len(self._order):
+            self.post_message(self.Open(self._order[event.cursor_row]))

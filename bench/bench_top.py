@@ -1,0 +1,415 @@
+"""``auren top`` end to end: stream -> worker -> reducer -> painted frame, on real Redis.
+
+Method (all figures from this run, on the same stream, against a baseline measured now):
+
+1. ingest (backfill): N entries (the reducer bench's realistic type mix) are written to a
+   fresh stream; the app (headless ``run_test``, 160x48, 20 Hz refresh) backfills them.
+   Rate = N / (first painted frame showing all N - app start). Baseline: a bare
+   redis-py (asyncio, hiredis) ``XREAD COUNT 5000`` + ``decode`` loop over the same stream.
+2. sustained live ingest: a producer *process* XADDs at --rate (default 50,000/s) for
+   --seconds while the app tails; consumed rate, the producer's achieved rate, the backlog
+   at the end and how long it takes to drain. Falling behind = backlog keeps growing.
+3. latency at 10,000 ev/s: the producer stamps each event with the time it sends it; the
+   app records (wall time, last stream id) after every painted frame (``call_after_refresh``).
+   Event-to-visible-frame = first frame whose last id >= the event's id, minus its stamp.
+   Meanwhile a key ("s", re-sort the agents table) is sent through the driver every 100 ms;
+   keypress response = key sent -> the frame after its action has been painted.
+4. start-up: a fresh process runs ``make_app(...).run(headless=True)`` and prints the time
+   of its first painted frame: empty stream, and a 100,000-event backfill (first frame
+   showing all of it). Baseline: a bare Textual app with one Static, same way.
+
+    .venv/bin/python bench/bench_top.py [--redis-url URL] [--events 200000] [--seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import redis
+
+from auren_core.reader import decode_entries, parse_stream_id
+
+PY = sys.executable
+HERE = os.path.abspath(__file__)
+
+
+def pct(xs: list[float], q: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q / 100 * len(xs)))]
+
+
+# --------------------------------------------------------------------------- producer
+
+
+def produce(url: str, stream: str, rate: float, seconds: float, mode: str) -> None:
+    """Child process: XADD at ``rate``/s for ``seconds`` over a raw socket (hiredis packing)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    import hiredis
+
+    from auren_core.events import encode_fields
+
+    u = urlsplit(url)
+    sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    replies = [0]
+
+    def drain() -> None:
+        while True:
+            data = sock.recv(1 << 16)
+            if not data:
+                return
+            replies[0] += data.count(b"\r\n")
+
+    threading.Thread(target=drain, daemon=True).start()
+    pool: list[bytes] = []
+    if mode == "pool":
+        from bench_reducer import entries
+
+        pool = [
+            hiredis.pack_command(("XADD", stream, "*", "e", e))
+            for e in entries(20_000, 50, time.time() - 5, 4.0)
+        ]
+    agents = [f"agent-{i}" for i in range(20)]
+    sent = 0
+    start = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now - start >= seconds:
+            break
+        due = int(rate * (now - start)) - sent
+        if due > 0:
+            if mode == "pool":
+                chunk = [pool[(sent + i) % len(pool)] for i in range(due)]
+            else:
+                chunk = [
+                    hiredis.pack_command(
+                        (
+                            "XADD",
+                            stream,
+                            "*",
+                            "e",
+                            encode_fields(
+                                "llm_call",
+                                {
+                                    "model": "gpt-4o-mini",
+                                    "input_tokens": 100,
+                                    "output_tokens": 10,
+                                    "cost_usd": 0.0001,
+                                },
+                                agents[(sent + i) % 20],
+                                "bench",
+                            ),
+                        )
+                    )
+                    for i in range(due)
+                ]
+            sock.sendall(b"".join(chunk))
+            sent += due
+        time.sleep(0.002)
+    elapsed = time.monotonic() - start
+    deadline = time.monotonic() + 10
+    while replies[0] < 2 * sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print(f"{sent} {elapsed:.3f}", flush=True)
+
+
+def start_producer(url: str, stream: str, rate: float, seconds: float, mode: str) -> Any:
+    return subprocess.Popen(
+        [PY, HERE, "--produce", url, stream, str(rate), str(seconds), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+# --------------------------------------------------------------------------- 1. ingest
+
+
+def fill(url: str, stream: str, n: int) -> None:
+    from bench_reducer import entries
+
+    r = redis.Redis.from_url(url)
+    data = entries(n, 50, time.time() - 3000, 2900.0)
+    for i in range(0, n, 5000):
+        pipe = r.pipeline(transaction=False)
+        for e in data[i : i + 5000]:
+            pipe.xadd(stream, {"e": e})
+        pipe.execute()
+
+
+async def baseline_read(url: str, stream: str, n: int) -> float:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    last, got = "0-0", 0
+    t0 = time.perf_counter()
+    while got < n:
+        resp: Any = await client.xread({stream: last}, count=5000)
+        if not resp:
+            break
+        entries = resp[0][1]
+        got += len(decode_entries(entries))
+        sid = entries[-1][0]
+        last = sid.decode() if isinstance(sid, bytes) else sid
+    dt = time.perf_counter() - t0
+    await client.aclose()
+    return got / dt
+
+
+async def app_ingest(url: str, stream: str, n: int) -> tuple[float, float]:
+    from auren_tui.app import make_app
+
+    app = make_app(redis_url=url, stream=stream, since_s=3600)
+    done: list[float] = []
+    app.on_frame = lambda t, st: done.append(t) if st.health.events_total >= n else None
+    t0 = time.time()
+    async with app.run_test(size=(160, 48)) as pilot:
+        while not done:
+            assert time.time() - t0 < 120, "app never caught up"
+            await pilot.pause(0.01)
+    wall = done[0] - t0
+    return n / wall, wall
+
+
+# --------------------------------------------------------------------------- 2. sustained
+
+
+async def sustained(url: str, rate: float, seconds: float) -> dict[str, float]:
+    from auren_tui.app import make_app
+
+    stream = f"auren:bench:{uuid.uuid4().hex[:8]}"
+    redis.Redis.from_url(url).xadd(stream, {"e": b"{}"})  # exists, so the tail starts now
+    app = make_app(redis_url=url, stream=stream, since_s=0)
+    out: dict[str, float] = {}
+    async with app.run_test(size=(160, 48)) as pilot:
+        while app.latest is None:
+            await pilot.pause(0.02)
+        base = app.latest.health.events_total
+        prod = start_producer(url, stream, rate, seconds, "pool")
+        t0 = time.monotonic()
+        while prod.poll() is None:
+            await pilot.pause(0.05)
+        sent, prod_s = prod.stdout.read().split()
+        sent_n = int(sent)
+        t_end = time.monotonic()
+        at_end = app.latest.health.events_total - base
+        while app.latest.health.events_total - base < sent_n and time.monotonic() - t_end < 60:
+            await pilot.pause(0.01)
+        drained = time.monotonic() - t_end
+        out = {
+            "sent": sent_n,
+            "producer_rate": sent_n / float(prod_s),
+            "consumed_by_end": at_end,
+            "consumed_rate": at_end / (t_end - t0),
+            "backlog_at_end": sent_n - at_end,
+            "drain_s": drained,
+            "overall_rate": (app.latest.health.events_total - base) / (t_end - t0 + drained),
+        }
+    redis.Redis.from_url(url).delete(stream)
+    return out
+
+
+# --------------------------------------------------------------------------- 3. latency
+
+
+async def latency(url: str, rate: float, seconds: float) -> tuple[list[float], list[float]]:
+    from textual import events
+
+    from auren_tui.app import make_app
+
+    stream = f"auren:bench:{uuid.uuid4().hex[:8]}"
+    redis.Redis.from_url(url).xadd(stream, {"e": b"{}"})
+    app = make_app(redis_url=url, stream=stream, since_s=0)
+    frames: list[tuple[float, tuple[int, int]]] = []
+
+    def on_frame(t: float, st: Any) -> None:
+        if st.health.last_id:
+            frames.append((t, parse_stream_id(st.health.last_id)))
+
+    app.on_frame = on_frame
+    keys: list[float] = []
+    pending: list[float] = []
+    async with app.run_test(size=(160, 48)) as pilot:
+        original = app.action_sort
+
+        def timed_sort() -> None:
+            original()
+            sent = pending.pop(0)
+            app.call_after_refresh(lambda: keys.append(time.perf_counter() - sent))
+
+        app.action_sort = timed_sort  # type: ignore[method-assign]
+        while app.latest is None:
+            await pilot.pause(0.02)
+        prod = start_producer(url, stream, rate, seconds, "fresh")
+        await pilot.pause(0.5)
+        while prod.poll() is None:
+            ev = events.Key("s", "s")
+            ev.set_sender(app)
+            pending.append(time.perf_counter())
+            assert app._driver is not None
+            app._driver.send_message(ev)
+            await asyncio.sleep(0.1)
+        await pilot.pause(1.0)
+    r = redis.Redis.from_url(url)
+    from auren_core.events import Event
+
+    lat: list[float] = []
+    fi = 0
+    for item in decode_entries(r.xrange(stream, count=10_000_000)):
+        if not isinstance(item, Event) or item.run != "bench":
+            continue
+        sid = parse_stream_id(item.stream_id)
+        while fi < len(frames) and frames[fi][1] < sid:
+            fi += 1
+        if fi < len(frames):
+            lat.append(frames[fi][0] - item.ts)
+    r.delete(stream)
+    return lat, keys
+
+
+# --------------------------------------------------------------------------- 4. start-up
+
+
+def first_frame_child(url: str, stream: str, expect: int) -> None:
+    from auren_tui.app import make_app
+
+    app = make_app(redis_url=url, stream=stream, since_s=3600)
+
+    def on_frame(t: float, st: Any) -> None:
+        if st.health.events_total >= expect:
+            print(f"{t:.6f}", flush=True)
+            app.exit()
+
+    app.on_frame = on_frame
+    app.run(headless=True, size=(160, 48))
+
+
+def bare_child() -> None:
+    from textual.app import App, ComposeResult
+    from textual.widgets import Static
+
+    class Bare(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Static("hello")
+
+        def on_mount(self) -> None:
+            self.call_after_refresh(self.done)
+
+        def done(self) -> None:
+            print(f"{time.time():.6f}", flush=True)
+            self.exit()
+
+    Bare().run(headless=True, size=(160, 48))
+
+
+def startup(args: list[str], runs: int = 3) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.time()
+        out = subprocess.run([PY, HERE, *args], capture_output=True, text=True, timeout=120)
+        line = [ln for ln in out.stdout.split() if ln.strip()]
+        if not line:
+            raise RuntimeError(out.stderr[-2000:])
+        best = min(best, float(line[-1]) - t0)
+    return best
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument(
+        "--redis-url", default=os.environ.get("AUREN_REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--rate", type=float, default=50_000)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    a = ap.parse_args()
+    url = a.redis_url
+    r = redis.Redis.from_url(url)
+    print(f"cores: {os.cpu_count()}, redis {r.info()['redis_version']} at {url}")
+
+    stream = f"auren:bench:{uuid.uuid4().hex[:8]}"
+    try:
+        fill(url, stream, a.events)
+        base = asyncio.run(baseline_read(url, stream, a.events))
+        rate, wall = asyncio.run(app_ingest(url, stream, a.events))
+        print(f"\n1. ingest, {a.events:,} backfilled events, best of 1:")
+        print(f"   baseline XREAD+decode loop : {base:>10,.0f} ev/s")
+        print(
+            f"   auren top (to painted frame): {rate:>10,.0f} ev/s  ({wall:.2f} s; "
+            f"{rate / base:.2f}x of baseline)  target >= 50,000: "
+            f"{'MET' if rate >= 50_000 else 'MISSED'}"
+        )
+
+        s = asyncio.run(sustained(url, a.rate, a.seconds))
+        print(f"\n2. sustained live tail, producer process at {a.rate:,.0f}/s for {a.seconds:g} s:")
+        print(
+            f"   producer achieved {s['producer_rate']:,.0f}/s ({s['sent']:,.0f} events); app "
+            f"consumed {s['consumed_rate']:,.0f}/s while it ran; backlog at end "
+            f"{s['backlog_at_end']:,.0f}, drained in {s['drain_s']:.2f} s; overall "
+            f"{s['overall_rate']:,.0f}/s"
+        )
+        ok = s["consumed_rate"] >= 50_000 and s["drain_s"] < 2
+        print(f"   target >= 50,000 ev/s without falling behind: {'MET' if ok else 'MISSED'}")
+
+        lat, keys = asyncio.run(latency(url, 10_000, a.seconds))
+        ms = [x * 1000 for x in lat]
+        kms = [x * 1000 for x in keys]
+        print(f"\n3. at 10,000 ev/s for {a.seconds:g} s ({len(ms):,} events, {len(kms)} keys):")
+        print(
+            f"   event -> painted frame: p50 {pct(ms, 50):.0f} ms, p99 {pct(ms, 99):.0f} ms, "
+            f"max {max(ms, default=float('nan')):.0f} ms  (targets 100 / 250 ms: "
+            f"{'MET' if pct(ms, 50) <= 100 and pct(ms, 99) <= 250 else 'MISSED'})"
+        )
+        print(
+            f"   keypress -> painted frame: p50 {pct(kms, 50):.0f} ms, p99 {pct(kms, 99):.0f} "
+            f"ms (target p99 50 ms: {'MET' if pct(kms, 99) <= 50 else 'MISSED'})"
+        )
+
+        empty = f"auren:bench:{uuid.uuid4().hex[:8]}"
+        r.xadd(empty, {"e": b"{}"})
+        r.xtrim(empty, maxlen=0)
+        bare = startup(["--bare-frame"])
+        first = startup(["--first-frame", url, empty, "0"])
+        big = f"auren:bench:{uuid.uuid4().hex[:8]}"
+        fill(url, big, 100_000)
+        full = startup(["--first-frame", url, big, "100000"])
+        r.delete(empty, big)
+        print("\n4. start-up (process spawn -> first painted frame, best of 3):")
+        print(f"   bare Textual app (baseline): {bare:.2f} s")
+        print(
+            f"   auren top, empty stream     : {first:.2f} s  (target 0.5 s: "
+            f"{'MET' if first <= 0.5 else 'MISSED'})"
+        )
+        print(
+            f"   auren top, 100k backfill    : {full:.2f} s  (target 2 s: "
+            f"{'MET' if full <= 2 else 'MISSED'})"
+        )
+    finally:
+        r.delete(stream)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--produce":
+        produce(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--first-frame":
+        first_frame_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--bare-frame":
+        bare_child()
+    else:
+        main()

@@ -27,7 +27,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..reader import decode_entries
+from ..events import FIELD, Event, Malformed, decode
 from .retention import RetentionPolicy, maintain
 from .schema import ensure_schema
 from .writer import Writer
@@ -49,6 +49,30 @@ class SinkStats:
     pg_up: bool = False
     redis_up: bool = False
     last_error: str = ""
+
+
+def _raw(response: Any, **kwargs: Any) -> Any:
+    return response
+
+
+def _sid(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _decode(entries: list[Any]) -> list[Event | Malformed]:
+    """Decode ``[id, fields]`` entries; fields a dict (XAUTOCLAIM) or a flat list (raw
+    XREADGROUP). Entries trimmed before we read them (fields None) carry nothing to store."""
+    out: list[Event | Malformed] = []
+    for sid_raw, fields in entries:
+        if not fields:
+            continue
+        if isinstance(fields, dict):
+            raw = fields.get(FIELD)
+        else:
+            raw = next((fields[j + 1] for j in range(0, len(fields) - 1, 2) if fields[j] == FIELD),
+                       None)  # fmt: skip
+        out.append(decode(raw, _sid(sid_raw)))
+    return out
 
 
 class Sink:
@@ -105,6 +129,8 @@ class Sink:
                 socket_connect_timeout=2.0,
                 socket_timeout=self.block_ms / 1000.0 + 5.0,
             )
+            # raw XREADGROUP replies: redis-py's dict per entry costs more than our decode
+            self._redis.set_response_callback("XREADGROUP", _raw)
         return self._redis
 
     async def _pg(self) -> Writer:
@@ -154,7 +180,11 @@ class Sink:
         resp: Any = await r.xreadgroup(
             self.group, self.consumer, {self.stream: start}, count=self.batch_size, block=block
         )
-        return list(resp[0][1]) if resp else []
+        if not resp:
+            return []
+        if isinstance(resp, dict):  # RESP3: {stream: entries}
+            return list(next(iter(resp.values())))
+        return list(resp[0][1])  # RESP2: [[stream, entries]]
 
     async def _claim(self) -> list[Any]:
         """Entries other consumers left pending longer than ``claim_idle_ms``."""
@@ -180,8 +210,7 @@ class Sink:
     # ------------------------------------------------------------------ one batch
     async def _store_and_ack(self, entries: list[Any]) -> None:
         """Store until it succeeds (or stop is requested), then acknowledge."""
-        present = [e for e in entries if e[1]]  # (id, None): trimmed before we got it
-        items = decode_entries(present)
+        items = _decode(entries)
         ids = [e[0] for e in entries]
         while not self._stop.is_set():
             try:

@@ -1,11 +1,15 @@
 """Write decoded stream entries to PostgreSQL: idempotent, batched, poison-proof.
 
-One batch = one transaction: ``COPY`` into a temporary staging table, then
-``INSERT INTO events SELECT ... ON CONFLICT DO NOTHING``, so a redelivered entry (the sink
-delivers at least once) never becomes a second row. Entries that cannot be stored go to
-``dead_letter``: undecodable ones (:class:`Malformed`), times outside a sane range, and rows
-PostgreSQL refuses (a NUL character in a string, say) - found by retrying that batch row by
-row under savepoints, so one bad entry never blocks the others.
+One batch = one transaction: a bare ``COPY`` into ``events`` under a savepoint; if the batch
+holds an entry already stored (the sink delivers at least once: after a crash or a claim) the
+primary key refuses it, and the batch goes through a temporary staging table and
+``INSERT INTO events SELECT ... ON CONFLICT DO NOTHING`` instead - so a redelivered entry never
+becomes a second row, and the common case costs no more than a plain COPY.
+
+Entries that cannot be stored go to ``dead_letter``: undecodable ones (:class:`Malformed`),
+times outside a sane range, and rows PostgreSQL refuses (a NUL character in a string, say) -
+found by retrying that batch row by row under savepoints, so one bad entry never blocks the
+others.
 
 Connection-level failures are *not* handled here: they propagate, the caller retries the
 whole batch later and acknowledges nothing meanwhile.
@@ -84,7 +88,11 @@ def _clean(text: str) -> str:
 class Writer:
     """Writes batches for one schema on one connection (not shared between tasks)."""
 
-    def __init__(self, conn: Any, schema: str, *, clock: Any = time.time) -> None:
+    def __init__(
+        self, conn: Any, schema: str, *, clock: Any = time.time, direct: bool = True
+    ) -> None:
+        self.direct = direct  # try a bare COPY first (see _insert)
+        self.fallbacks = 0  # batches that hit a duplicate and went through staging
         self.conn = conn
         self.schema = schema
         self.s = qident(schema)
@@ -132,8 +140,20 @@ class Writer:
         return res
 
     async def _insert(self, rows: Sequence[Row]) -> int:
+        """Fast path: COPY straight into ``events`` under a savepoint. A redelivered entry makes
+        it fail on the primary key (rare: after a crash or a claim); then the batch goes through
+        the staging table and ``INSERT ... ON CONFLICT DO NOTHING`` instead."""
         if not rows:
             return 0
+        if self.direct:
+            try:
+                async with self.conn.transaction():
+                    await self.conn.copy_records_to_table(
+                        "events", records=rows, columns=EVENT_COLUMNS, schema_name=self.schema
+                    )
+                return len(rows)
+            except asyncpg.UniqueViolationError:
+                self.fallbacks += 1
         await self.conn.copy_records_to_table("auren_staging", records=rows, columns=EVENT_COLUMNS)
         cols = ", ".join(EVENT_COLUMNS)
         status = await self.conn.execute(

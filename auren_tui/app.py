@@ -243,8 +243,12 @@ def make_app(
             "mode": mode,
         }
 
+        early = ProcessWorker(config)
+        early.spawn()  # the worker boots (imports, connects) while the UI starts
+
         def process_factory(post: Callable[[Any], object]) -> Any:
-            return ProcessWorker(config, post)
+            early.post = post
+            return early
 
         return TopApp(
             worker_factory=process_factory,

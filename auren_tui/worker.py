@@ -24,12 +24,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from textual.message import Message
 
 from auren_core.events import Event, Malformed
-from auren_core.reader import Batch
+
+if TYPE_CHECKING:  # the reader pulls in redis (~0.2 s): the app process never needs it
+    from auren_core.reader import Batch
 
 __all__ = [
     "ProcessWorker",
@@ -120,6 +122,8 @@ class RecordedSource:
     @classmethod
     def of(cls, items: Sequence[Event | Malformed], *, last_id: str = "") -> RecordedSource:
         sid = last_id or next((i.stream_id for i in reversed(items) if isinstance(i, Event)), "")
+        from auren_core.reader import Batch
+
         return cls([Batch(list(items), sid, backfill=True), Batch([], sid, backfill=True)])
 
 
@@ -339,6 +343,8 @@ class ReplaySource:
                 await asyncio.wait_for(self._closed.wait(), delay)
 
     async def _paced(self, items: list[Event | Malformed], last_id: str) -> AsyncIterator[Batch]:
+        from auren_core.reader import Batch
+
         group: list[Event | Malformed] = []
         for item in items:
             ts = _item_ts(item)
@@ -361,7 +367,7 @@ class ReplaySource:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        from auren_core.reader import decode_entries
+        from auren_core.reader import Batch, decode_entries
 
         cursor, last_id, failures = self.start_id, "", 0
         client: aioredis.Redis | None = None
@@ -566,33 +572,53 @@ def lag_probe_for(reader: Any, cap: int = 10_000) -> Callable[[], Any]:
     return probe
 
 
+def _close_quietly(f: Any) -> None:
+    with contextlib.suppress(Exception):
+        f.close()
+
+
 class ProcessWorker:
     """Runs :func:`child_main` in a child process; posts its states into the app."""
 
     def __init__(
-        self, config: dict[str, Any], post: Callable[[Message], object], log_size: int = 2000
+        self,
+        config: dict[str, Any],
+        post: Callable[[Message], object] | None = None,
+        log_size: int = 2000,
     ) -> None:
         self.config = config
-        self.post = post
+        self.post: Callable[[Message], object] = post or (lambda _m: None)
         self._log: collections.deque[WireLog] = collections.deque(maxlen=log_size)
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._err: Any = None
 
-    def start(self) -> None:
+    def spawn(self) -> None:
+        """Start the child now (``make_app`` does, so it boots while the UI does)."""
         import json
         import sys
         import tempfile
+        import weakref
 
+        if self._proc is not None:
+            return
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         code = "import sys; from auren_tui.worker import child_main; child_main(sys.argv)"
+        # the child imports auren_tui the way this process did (a checkout, a venv, ...)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
         self._proc = subprocess.Popen(
             [sys.executable, "-c", code, json.dumps(self.config)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._err,
+            env=env,
         )
+        # an app that is built but never run must not leave its child behind
+        weakref.finalize(self, _close_quietly, self._proc.stdin)
+
+    def start(self) -> None:
+        self.spawn()
         self._thread = threading.Thread(target=self._read, name="auren-stream", daemon=True)
         self._thread.start()
 

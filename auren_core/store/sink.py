@@ -245,6 +245,7 @@ class Sink:
 
         conn = await asyncpg.connect(self.pg_dsn, timeout=5.0)
         try:
+            await ensure_schema(conn, self.schema)
             res = await maintain(conn, self.schema, now=self.clock(), policy=self.policy)
             if res is not None and (res.dropped_events or res.dropped_aggregates):
                 log.info("retention: %s", res)
@@ -254,6 +255,12 @@ class Sink:
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
         phase = "pending"  # own pending first, then claims, then new entries
+        try:  # create/migrate the schema now; if PostgreSQL is down, the first batch retries
+            await self._pg()
+        except Exception as exc:
+            self.stats.last_error = f"postgresql: {exc}"[:300]
+            log.warning("postgresql unavailable at start (%s); will retry", exc)
+            await self._drop_pg()
         next_claim = 0.0
         next_maint = 0.0
         while not self._stop.is_set():

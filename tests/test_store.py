@@ -342,3 +342,43 @@ async def test_a_dead_consumers_pending_entries_are_claimed_and_stored(
     assert sink.stats.claimed == 300
     assert await _count(conn, schema) == (500, 500)
     assert r.xpending(stream, "auren-persist")["pending"] == 0
+
+
+async def test_hourly_rollups_feed_the_same_forecast_as_the_events(
+    conn: asyncpg.Connection, schema: str
+) -> None:
+    """agg_hourly (SQL) and the events (Python) give identical hourly series per agent."""
+    import msgspec
+
+    from auren_core.analytics import hourly_series, hourly_series_from_aggregates, token_forecast
+    from auren_core.store import rollup_day
+    from auren_core.store.queries import fetch_aggregates
+
+    await ensure_schema(conn, schema)
+    now = time.time() // 3600 * 3600 + 1800
+    rng = random.Random(11)
+    evs = []
+    for h in range(60):
+        for k in range(rng.randint(1, 4)):
+            ts = now - (h + 1) * 3600 + rng.uniform(0, 3599)
+            payload = {
+                "model": "m",
+                "input_tokens": rng.randint(1, 900),
+                "output_tokens": rng.randint(1, 90),
+                "cost_usd": rng.randint(1, 99) / 1e4,
+            }
+            ev = make_event("llm_call", payload, agent=f"a{k % 2}", ts=ts)
+            evs.append(msgspec.structs.replace(ev, sid=f"{h + 1}-{k}"))  # fmt: skip
+    await Writer(conn, schema).write(evs)
+    for day in {dt.datetime.fromtimestamp(e.ts, UTC).date() for e in evs}:
+        await rollup_day(conn, schema, day)
+    rows = await fetch_aggregates(conn, schema, daily=False)
+    from_sql = hourly_series_from_aggregates(rows, now=now)
+    from_events = hourly_series(evs, now=now)
+    assert set(from_sql) == set(from_events) == {"a0", "a1"}
+    for agent, (tok, usd) in from_events.items():
+        assert from_sql[agent][0] == tok
+        assert from_sql[agent][1] == pytest.approx(usd)
+    f1 = token_forecast([], now=now, series=from_sql)
+    f2 = token_forecast(evs, now=now)
+    assert f1["total_tokens"] == pytest.approx(f2["total_tokens"])

@@ -12,7 +12,12 @@ from typing import Any
 
 from ..events import Event, Malformed
 from .collaboration import collaboration_patterns, run_outcomes
-from .forecast import forecast_series, hourly_series, token_forecast
+from .forecast import (
+    forecast_series,
+    hourly_series,
+    hourly_series_from_aggregates,
+    token_forecast,
+)
 from .knowledge import knowledge_patterns
 from .loops import detect_loops, detect_stalls
 from .recommend import recommendations
@@ -24,6 +29,7 @@ __all__ = [
     "detect_stalls",
     "forecast_series",
     "hourly_series",
+    "hourly_series_from_aggregates",
     "knowledge_patterns",
     "recommendations",
     "run_outcomes",

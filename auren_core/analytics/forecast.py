@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import product
 from typing import Any
 
 from ..events import Event
 
-__all__ = ["Forecast", "forecast_series", "hourly_series", "token_forecast"]
+__all__ = [
+    "Forecast",
+    "forecast_series",
+    "hourly_series",
+    "hourly_series_from_aggregates",
+    "token_forecast",
+]
 
 SEASON = 24
 _GRID_A = (0.1, 0.3, 0.5, 0.8)
@@ -142,13 +148,46 @@ def hourly_series(
     }
 
 
+def hourly_series_from_aggregates(
+    rows: Iterable[dict[str, Any]], *, now: float, max_hours: int = 14 * 24
+) -> dict[str, tuple[list[float], list[float]]]:
+    """The same series from ``agg_hourly`` rows (``bucket`` in unix seconds), so a forecast
+    can use two weeks of rollups when the detailed events or the stream hold less."""
+    end = int(now // 3600)
+    tokens: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    cost: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    first: dict[str, int] = {}
+    for r in rows:
+        h = int(r["bucket"] // 3600)
+        if r["type"] != "llm_call" or h >= end or h < end - max_hours:
+            continue
+        a = r["agent"]
+        tokens[a][h] += float(r["input_tokens"] + r["output_tokens"])
+        cost[a][h] += float(r["cost_usd"])
+        first[a] = min(first.get(a, h), h)
+    return {
+        a: (
+            [tokens[a][h] for h in range(first[a], end)],
+            [cost[a][h] for h in range(first[a], end)],
+        )
+        for a in sorted(first)
+    }
+
+
 def token_forecast(
-    events: Sequence[Event], *, now: float, budget_usd_per_hour: float | None = None
+    events: Sequence[Event],
+    *,
+    now: float,
+    budget_usd_per_hour: float | None = None,
+    series: dict[str, tuple[list[float], list[float]]] | None = None,
 ) -> dict[str, Any]:
-    """Per-agent next-hour tokens and cost, the total, and budget alerts."""
+    """Per-agent next-hour tokens and cost, the total, and budget alerts. ``series``
+    (e.g. from :func:`hourly_series_from_aggregates`) replaces the series built from events."""
     agents = []
     total_cost = total_tokens = total_err = 0.0
-    for agent, (tok, usd) in hourly_series(events, now=now).items():
+    if series is None:
+        series = hourly_series(events, now=now)
+    for agent, (tok, usd) in series.items():
         ft, fc = forecast_series(tok), forecast_series(usd)
         total_tokens += ft.next
         total_cost += fc.next

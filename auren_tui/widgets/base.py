@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import RenderableType
 from textual import events
@@ -25,17 +25,27 @@ class Pane(Static):
         super().__init__("", id=id, classes=classes, markup=False)
         self.border_title = title
         self.state: DashboardState | None = None
+        self._built: tuple[Any, ...] | None = None
+
+    def depends(self, state: DashboardState) -> Any:
+        """The part of the state this pane shows: when it is equal to last frame's (and
+        the size is too), the pane is not rebuilt or repainted. Default: everything."""
+        return state
 
     def set_state(self, state: DashboardState) -> None:
         self.state = state
         self._rebuild()
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, *, force: bool = False) -> None:
         if self.state is None:
             return
         size = self.content_size
         if size.width <= 0 or size.height <= 0:
             return  # not laid out yet: on_resize renders at the real size
+        key = (size, self.depends(self.state))
+        if key == self._built and not force:
+            return
+        self._built = key
         self.update(self.build(self.state, max(20, size.width), size.height))
 
     def on_resize(self, event: events.Resize) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -27,6 +27,9 @@ def names_for(state: DashboardState) -> dict[str, str]:
 
 class CollabMatrix(Pane):
     """Rows delegate/ask, columns receive; the busiest pairs are named underneath."""
+
+    def depends(self, state: DashboardState) -> Any:
+        return state.collaboration, tuple((a.id, a.role) for a in state.agents)
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         edges = state.collaboration

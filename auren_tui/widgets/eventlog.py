@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -123,6 +123,18 @@ class EventLog(Pane):
             if (log[i].sid, log[i].id) == self._clear_mark:
                 return log[i + 1 :]
         return log  # the mark has scrolled out: everything left is newer
+
+    def depends(self, state: DashboardState) -> Any:
+        last = state.log[-1] if state.log else None
+        names = tuple((a.id, a.role) for a in state.agents)
+        return (
+            (last.sid, last.id) if last else None,
+            len(state.log),
+            names,
+            self.filter,
+            self._clear_mark,
+            self.agent,
+        )
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         names = names_for(state)

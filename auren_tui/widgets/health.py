@@ -34,6 +34,7 @@ class HealthLine(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self._last: tuple[DashboardState, bool, int] | None = None
+        self._text: Text | None = None
 
     def on_resize(self) -> None:
         if self._last is not None:
@@ -74,7 +75,9 @@ class HealthLine(Static):
         t.append(f"events {fmt_count(h.events_total)}", style="dim")
         if h.last_id and not short:
             t.append(f"  last {clean(h.last_id, 30)}", style="dim")
-        self.update(t)
+        if t != self._text:  # an unchanged line costs nothing to repaint
+            self._text = t
+            self.update(t)
 
 
 class TitleBar(Static):
@@ -82,6 +85,7 @@ class TitleBar(Static):
 
     def __init__(self, *, stream: str, backends: str, mode: str, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
+        self._text: Text | None = None
         self.stream = stream
         self.backends = backends
         self.mode = mode
@@ -95,7 +99,9 @@ class TitleBar(Static):
         t.append(f"  window {_dur(state.window_s)}", style="dim")
         if self.backends:
             t.append(f"  {clean(self.backends, 200)}", style="dim")
-        self.update(t)
+        if t != self._text:  # an unchanged line costs nothing to repaint
+            self._text = t
+            self.update(t)
 
 
 def _dur(s: float) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -22,6 +22,9 @@ _HEAT = ("", "grey50", "green", "bold green", "bold yellow", "bold red")
 
 class KnowledgeHeatmap(Pane):
     """Cells shaded by access count; items that missed (gaps) are marked in red."""
+
+    def depends(self, state: DashboardState) -> Any:
+        return state.knowledge, state.tiers.gaps, tuple((a.id, a.role) for a in state.agents)
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         k = state.knowledge

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -28,6 +28,9 @@ def _hit_style(rate: float, tried: int) -> str:
 
 class TierFlow(Pane):
     """Hit rate, p50/p95, fall-through to the next tier, misses and cost per tier."""
+
+    def depends(self, state: DashboardState) -> Any:
+        return state.tiers
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         tiers = state.tiers

@@ -14,6 +14,7 @@ the instrumentation's handler pays a dictionary look-up and a few multiplies.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
@@ -88,16 +89,27 @@ def _rates(model: str, provider: str | None, day: str) -> tuple[float, float, fl
     return r_in, r_cached, r_out
 
 
+_day: tuple[int, str] = (-1, "")
+
+
+def _today() -> str:
+    """Today's UTC date, recomputed once a minute (the handler calls this per event)."""
+    global _day
+    minute = int(time.time() // 60)
+    if _day[0] != minute:
+        _day = (minute, datetime.now(tz=UTC).date().isoformat())
+    return _day[1]
+
+
 def _cost(model: str, provider: str | None, inp: int, out: int, cached: int) -> float | None:
-    now = datetime.now(tz=UTC)
-    rates = _rates(model, provider, now.date().isoformat())
+    rates = _rates(model, provider, _today())
     if rates is not None:
         r_in, r_cached, r_out = rates
         return (inp - cached) * r_in + cached * r_cached + out * r_out
     found = resolve(model, provider)
     if found is None:
         return None
-    return _library_cost(found, inp, out, cached, now)
+    return _library_cost(found, inp, out, cached, datetime.now(tz=UTC))
 
 
 def price(

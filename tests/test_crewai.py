@@ -39,23 +39,29 @@ def read_events(redis_url: str, stream: str) -> list[Event]:
 
 
 def settle(listener: AurenListener, redis_url: str, stream: str, runs: int = 1) -> list[Event]:
-    """Wait until the handlers ran and the publisher sent (bounded)."""
+    """Wait until every handler ran and the publisher sent (bounded)."""
     deadline = time.monotonic() + 10
     while True:
+        listener.drain(5)
         listener.publisher.flush(2)
         evs = read_events(redis_url, stream)
         done = sum(1 for e in evs if e.type == "crew_completed")
-        if (done >= runs and not listener.tap.pending) or time.monotonic() > deadline:
+        if done >= runs or time.monotonic() > deadline:
             return evs
         time.sleep(0.02)
 
 
 @pytest.fixture
-def listener(redis_url: str, stream: str) -> Iterator[AurenListener]:
-    lst = auren_core.instrument(redis_url=redis_url, stream=stream)
-    assert isinstance(lst, AurenListener)
+def listener(
+    request: pytest.FixtureRequest, redis_url: str, stream: str
+) -> Iterator[AurenListener]:
+    dispatch = getattr(request, "param", "tap")
+    lst = auren_core.instrument(redis_url=redis_url, stream=stream, dispatch=dispatch)
+    assert isinstance(lst, AurenListener) and lst.dispatch == dispatch
     yield lst
+    lst.drain(2)
     lst.publisher.flush(2)
+    auren_core.instrument(redis_url=redis_url, stream=stream, dispatch="tap")
 
 
 def seq(e: Event) -> int:
@@ -76,6 +82,7 @@ def test_slug() -> None:
     assert slug("") is None and slug("!!!") == "agent"
 
 
+@pytest.mark.parametrize("listener", ["tap", "bus"], indirect=True)
 def test_sequential_crew_events(listener: AurenListener, redis_url: str, stream: str) -> None:
     crew, llms = sequential_crew()
     out = kick(crew)
@@ -111,6 +118,8 @@ def test_sequential_crew_events(listener: AurenListener, redis_url: str, stream:
     # ordering information: unique emission sequence; parents are emitted events
     seqs = [e.seq for e in evs if isinstance(e.seq, int)]
     assert len(seqs) == len(set(seqs)) == len(evs) - len(t["agent_registered"])
+    if listener.dispatch == "tap":  # converted in emission order: the stream is in order too
+        assert seqs == sorted(seqs)
     ids = {e.id for e in evs}
     assert len(ids) == len(evs)
     assert all(e.parent in ids for e in evs if isinstance(e.parent, str))
@@ -185,6 +194,7 @@ def _spy(seen: list[tuple[str, str]]) -> Any:
     return script
 
 
+@pytest.mark.parametrize("listener", ["tap", "bus"], indirect=True)
 @pytest.mark.parametrize("builder", [delegating_crew, hierarchical_crew])
 def test_collaboration(builder: Any, listener: AurenListener, redis_url: str, stream: str) -> None:
     seen: list[tuple[str, str]] = []
@@ -293,9 +303,8 @@ def test_redis_unreachable_crew_unaffected(redis_url: str, stream: str) -> None:
         dead = kick(crew).raw
         assert time.monotonic() - t0 < 10
         assert dead == plain
-        deadline = time.monotonic() + 5
-        while lst.counters()["handled"] == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        lst.drain(5)
+        assert lst.counters()["handled"] > 0
         c = lst.publisher.counters()
         assert c.produced > 0 and c.sent == 0 and not c.connected
     finally:
@@ -359,6 +368,7 @@ def test_knowledge_and_memory_events(listener: AurenListener, redis_url: str, st
     )
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
+        listener.drain(1)
         listener.publisher.flush(1)
         ka = by_type(read_events(redis_url, stream))["knowledge_access"]
         if len(ka) == 3:
@@ -384,3 +394,16 @@ def test_scripted_llm_is_deterministic() -> None:
     b = kick(sequential_crew(seed=5)[0]).raw
     c = kick(sequential_crew(seed=6)[0]).raw
     assert a == b and a != c
+
+
+def test_worker_wakes_from_idle(listener: AurenListener, redis_url: str, stream: str) -> None:
+    listener.worker.linger_s = 0.02
+    try:
+        time.sleep(0.3)  # the conversion thread is now asleep until an event wakes it
+        assert listener.worker._idle
+        crew, llms = sequential_crew()
+        kick(crew)
+        t = by_type(settle(listener, redis_url, stream))
+        assert len(t["llm_call"]) == len(llms[0].calls) and t["crew_completed"]
+    finally:
+        listener.worker.linger_s = 0.5

@@ -16,8 +16,31 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
-import crewai.events as et
 import msgspec
+from crewai.events import (
+    AgentExecutionCompletedEvent,
+    AgentExecutionErrorEvent,
+    AgentExecutionStartedEvent,
+    CrewKickoffCompletedEvent,
+    CrewKickoffFailedEvent,
+    CrewKickoffStartedEvent,
+    KnowledgeQueryFailedEvent,
+    KnowledgeRetrievalCompletedEvent,
+    KnowledgeSearchQueryFailedEvent,
+    LLMCallCompletedEvent,
+    LLMCallFailedEvent,
+    MemoryQueryCompletedEvent,
+    MemoryQueryFailedEvent,
+    MemoryRetrievalCompletedEvent,
+    TaskCompletedEvent,
+    TaskFailedEvent,
+    TaskStartedEvent,
+    ToolSelectionErrorEvent,
+    ToolUsageErrorEvent,
+    ToolUsageFinishedEvent,
+    ToolUsageStartedEvent,
+    ToolValidateInputErrorEvent,
+)
 
 from .. import pricing
 from ..events import Event, encode, new_event_id
@@ -39,6 +62,21 @@ def slug(role: str | None) -> str | None:
         return None
     s = _NON_ID.sub("_", str(role).strip().lower()).strip("_")[:64]
     return s or "agent"
+
+
+_SIDS: dict[int, tuple[Any, str]] = {}
+
+
+def _sid(v: Any) -> str:
+    """``str(uuid)`` (and UUID hashing) cost microseconds; ids repeat: cache by identity."""
+    hit = _SIDS.get(id(v))
+    if hit is not None and hit[0] is v:
+        return hit[1]
+    if len(_SIDS) > 4096:
+        _SIDS.clear()
+    s = str(v)
+    _SIDS[id(v)] = (v, s)  # keeps v alive, so its id cannot be reused while cached
+    return s
 
 
 def _text(v: Any, limit: int = TEXT_LIMIT) -> str | None:
@@ -105,28 +143,28 @@ class Converter:
         self._registered: dict[tuple[Any, ...], float] = {}
         self._lock = threading.Lock()
         self._dispatch: dict[type[Any], Callable[[Any, Any, Meta], None]] = {
-            et.CrewKickoffStartedEvent: self._crew_started,
-            et.CrewKickoffCompletedEvent: self._crew_ended,
-            et.CrewKickoffFailedEvent: self._crew_ended,
-            et.TaskStartedEvent: self._task,
-            et.TaskCompletedEvent: self._task,
-            et.TaskFailedEvent: self._task,
-            et.AgentExecutionStartedEvent: self._agent,
-            et.AgentExecutionCompletedEvent: self._agent,
-            et.AgentExecutionErrorEvent: self._agent,
-            et.LLMCallCompletedEvent: self._llm,
-            et.LLMCallFailedEvent: self._llm,
-            et.ToolUsageStartedEvent: self._tool_started,
-            et.ToolUsageFinishedEvent: self._tool_ended,
-            et.ToolUsageErrorEvent: self._tool_ended,
-            et.ToolSelectionErrorEvent: self._tool_ended,
-            et.ToolValidateInputErrorEvent: self._tool_ended,
-            et.KnowledgeRetrievalCompletedEvent: self._knowledge,
-            et.KnowledgeQueryFailedEvent: self._knowledge,
-            et.KnowledgeSearchQueryFailedEvent: self._knowledge,
-            et.MemoryQueryCompletedEvent: self._knowledge,
-            et.MemoryQueryFailedEvent: self._knowledge,
-            et.MemoryRetrievalCompletedEvent: self._knowledge,
+            CrewKickoffStartedEvent: self._crew_started,
+            CrewKickoffCompletedEvent: self._crew_ended,
+            CrewKickoffFailedEvent: self._crew_ended,
+            TaskStartedEvent: self._task,
+            TaskCompletedEvent: self._task,
+            TaskFailedEvent: self._task,
+            AgentExecutionStartedEvent: self._agent,
+            AgentExecutionCompletedEvent: self._agent,
+            AgentExecutionErrorEvent: self._agent,
+            LLMCallCompletedEvent: self._llm,
+            LLMCallFailedEvent: self._llm,
+            ToolUsageStartedEvent: self._tool_started,
+            ToolUsageFinishedEvent: self._tool_ended,
+            ToolUsageErrorEvent: self._tool_ended,
+            ToolSelectionErrorEvent: self._tool_ended,
+            ToolValidateInputErrorEvent: self._tool_ended,
+            KnowledgeRetrievalCompletedEvent: self._knowledge,
+            KnowledgeQueryFailedEvent: self._knowledge,
+            KnowledgeSearchQueryFailedEvent: self._knowledge,
+            MemoryQueryCompletedEvent: self._knowledge,
+            MemoryQueryFailedEvent: self._knowledge,
+            MemoryRetrievalCompletedEvent: self._knowledge,
         }
 
     def reconfigure(
@@ -147,11 +185,15 @@ class Converter:
 
     # ------------------------------------------------------------------ entry
     def handle(self, source: Any, event: Any) -> None:
-        """The CrewAI handler. Never raises."""
+        """The CrewAI bus handler ("bus" dispatch). Never raises."""
+        meta = self.tap.take(event)
+        if meta is None:  # emitted before the tap saw it: no order info
+            meta = Meta(None, new_event_id(), time.time())
+        self.convert(source, event, meta)
+
+    def convert(self, source: Any, event: Any, meta: Meta) -> None:
+        """Convert one tapped event and enqueue it. Never raises."""
         try:
-            meta = self.tap.take(event)
-            if meta is None:  # emitted before the tap saw it: no order info
-                meta = Meta(None, new_event_id(), time.time())
             fn = self._dispatch.get(type(event))
             if fn is not None:
                 fn(source, event, meta)
@@ -225,15 +267,15 @@ class Converter:
         agent = getattr(task, "agent", None)
         who = slug(getattr(agent, "role", None))
         base: dict[str, Any] = {
-            "task_id": str(getattr(task, "id", event.task_id)),
+            "task_id": _sid(getattr(task, "id", event.task_id)),
             "name": _text(getattr(task, "name", None)),
         }
-        if isinstance(event, et.TaskStartedEvent):
+        if isinstance(event, TaskStartedEvent):
             base["description"] = _text(getattr(task, "description", None))
             self.send("task_started", base, meta, agent=who)
             return
         base["duration_ms"] = meta.duration_ms
-        if isinstance(event, et.TaskFailedEvent):
+        if isinstance(event, TaskFailedEvent):
             base["error"] = _text(event.error)
             self.send("task_failed", base, meta, agent=who)
             return
@@ -244,13 +286,13 @@ class Converter:
     def _agent(self, source: Any, event: Any, meta: Meta) -> None:
         agent = event.agent
         who = slug(agent.role)
-        task_id = str(getattr(event.task, "id", "")) or None
-        if isinstance(event, et.AgentExecutionStartedEvent):
+        task_id = _sid(getattr(event.task, "id", "")) or None
+        if isinstance(event, AgentExecutionStartedEvent):
             self.register(agent, meta)
             self.send("agent_started", {"task_id": task_id}, meta, agent=who)
             return
         payload: dict[str, Any] = {"task_id": task_id, "duration_ms": meta.duration_ms}
-        if isinstance(event, et.AgentExecutionErrorEvent):
+        if isinstance(event, AgentExecutionErrorEvent):
             payload["error"] = _text(event.error)
             self.send("agent_failed", payload, meta, agent=who)
         else:
@@ -300,7 +342,7 @@ class Converter:
         model = model if isinstance(model, str) else None
         provider = getattr(source, "provider", None)
         provider = provider if isinstance(provider, str) else None
-        ok = isinstance(event, et.LLMCallCompletedEvent)
+        ok = isinstance(event, LLMCallCompletedEvent)
         inp, out, cached = meta.usage or (0, 0, 0)
         if meta.usage is None:
             cost, source_ = None, "no-usage" if ok else pricing.UNKNOWN
@@ -340,7 +382,7 @@ class Converter:
 
     def _tool_ended(self, source: Any, event: Any, meta: Meta) -> None:
         name = str(event.tool_name)
-        ok = isinstance(event, et.ToolUsageFinishedEvent)
+        ok = isinstance(event, ToolUsageFinishedEvent)
         duration = meta.duration_ms
         if ok and duration is None:
             duration = (event.finished_at - event.started_at).total_seconds() * 1000.0
@@ -371,17 +413,17 @@ class Converter:
         name = type(event).__name__
         if name.startswith("Knowledge"):
             item, src = "crewai:knowledge", "crewai_knowledge"
-            hit = isinstance(event, et.KnowledgeRetrievalCompletedEvent) and bool(
+            hit = isinstance(event, KnowledgeRetrievalCompletedEvent) and bool(
                 str(getattr(event, "retrieved_knowledge", "") or "").strip()
             )
             latency = None
         else:
             kind = getattr(event, "source_type", None) or "memory"
             item, src = f"crewai:{kind}", f"crewai_{kind}"
-            if isinstance(event, et.MemoryRetrievalCompletedEvent):
+            if isinstance(event, MemoryRetrievalCompletedEvent):
                 hit = bool(str(event.memory_content or "").strip())
                 latency = event.retrieval_time_ms
-            elif isinstance(event, et.MemoryQueryCompletedEvent):
+            elif isinstance(event, MemoryQueryCompletedEvent):
                 hit = bool(event.results)
                 latency = event.query_time_ms
             else:

@@ -25,6 +25,7 @@ import itertools
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,9 @@ class Tap:
         self.run_of_task: dict[str, str] = {}
         self.errors = 0
         self._lock = threading.Lock()
+        # Set in "tap" dispatch: every tapped event goes straight to this sink
+        # (our own worker's queue) instead of waiting for a bus handler.
+        self.sink: Callable[[Any, Any, Meta], None] | None = None
 
     def take(self, event: Any) -> Meta | None:
         return self.pending.pop(id(event), None)
@@ -189,6 +193,10 @@ class Tap:
                 (aid and self.run_of_agent.get(aid)) or (tid and self.run_of_task.get(tid)) or None
             )
         meta.run = run
+        sink = self.sink
+        if sink is not None:
+            sink(source, event, meta)
+            return
         pending = self.pending
         if len(pending) >= MAX_PENDING:  # handlers never ran (bus shut down, scoped handlers)
             with self._lock:

@@ -1,17 +1,18 @@
 """One-line CrewAI instrumentation: ``auren_core.instrument()``.
 
-Registers :class:`AurenListener` on CrewAI's event bus. Its handlers only
-convert a CrewAI event into a v1 AUREN event and enqueue it on the publisher
-(no network, no locks held for long): CrewAI waits for its handlers at the end
-of every agent run, so a slow handler would slow the crew. A handler never
-raises into CrewAI: failures are caught and counted (:meth:`counters`); an
-event whose text cannot be encoded (e.g. a lone surrogate in a tool argument)
-is repaired and still sent.
+Hooks :class:`AurenListener` onto CrewAI's event bus. A tap on the bus's
+``emit`` runs in the emitting thread, in emission order, and records what
+CrewAI 1.6 events do not carry: the sequence number (``seq``), the parent event
+id (``parent``), the kickoff id (``run``), durations, LLM latency and each
+call's own token usage (see ``_crewai_tap``). The event then goes to our own
+conversion thread (default ``dispatch="tap"``) or to async handlers registered
+on the bus (``dispatch="bus"``); either way the agent's thread never converts,
+encodes or touches the network, and CrewAI's own slow handlers cannot hold our
+events up.
 
-Ordering: CrewAI 1.6 dispatches handlers from a thread pool, so they run out of
-order. A tap on the bus's ``emit`` (see ``_crewai_tap``) records, in emission
-order, the sequence number (``seq``), the parent event id (``parent``), the
-kickoff id (``run``), durations, LLM latency and each call's own token usage.
+Nothing raises into CrewAI: failures are caught and counted
+(:meth:`AurenListener.counters`); an event whose text cannot be encoded (e.g. a
+lone surrogate in a tool argument) is repaired, counted and still sent.
 
 Importing this module imports crewai (``auren_core`` itself never does).
 """
@@ -19,8 +20,9 @@ Importing this module imports crewai (``auren_core`` itself never does).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from crewai.events.base_event_listener import BaseEventListener
 from crewai.events.event_bus import CrewAIEventsBus, crewai_event_bus
@@ -28,12 +30,22 @@ from crewai.events.event_bus import CrewAIEventsBus, crewai_event_bus
 from ..publisher import Publisher
 from ._crewai_convert import Converter, slug
 from ._crewai_tap import KINDS, Tap, record_usage
+from ._crewai_worker import Worker
 
-__all__ = ["AurenListener", "instrument", "slug", "uninstrument"]
+__all__ = ["AurenListener", "Dispatch", "instrument", "slug", "uninstrument"]
+
+
+Dispatch = Literal["tap", "bus"]
 
 
 class AurenListener(BaseEventListener):
-    """Maps CrewAI events to AUREN events on one publisher."""
+    """Maps CrewAI events to AUREN events on one publisher.
+
+    ``dispatch="tap"`` (default): the emission tap queues each event for our own
+    conversion thread (cheapest for the crew, in emission order). ``"bus"``:
+    async handlers registered on CrewAI's bus do the conversion (CrewAI's loop
+    thread); same events, higher per-event cost (see bench/bench_crew_overhead.py).
+    """
 
     def __init__(
         self,
@@ -41,11 +53,14 @@ class AurenListener(BaseEventListener):
         *,
         tool_costs: Mapping[str, float] | None = None,
         redact_queries: bool = False,
+        dispatch: Dispatch = "tap",
     ) -> None:
         self.tap = Tap()
         self.converter = Converter(
             publisher, self.tap, tool_costs=tool_costs, redact_queries=redact_queries
         )
+        self.worker = Worker(self.converter)
+        self.dispatch: Dispatch = dispatch
         self._handlers: dict[type[Any], Callable[[Any, Any], Any]] = {}
         self.installed = False
         super().__init__()
@@ -55,18 +70,22 @@ class AurenListener(BaseEventListener):
         return self.converter.publisher
 
     def setup_listeners(self, crewai_event_bus: CrewAIEventsBus) -> None:
-        # An async handler: CrewAI runs it on its event-loop thread, in arrival order,
-        # and independently of its own sync handlers (some of which wait up to 5 s).
-        convert = self.converter.handle
+        if self.dispatch == "tap":
+            self.tap.sink = self.worker.put
+        else:
+            self.tap.sink = None
+            # async: CrewAI runs it on its loop thread in arrival order, independently
+            # of its own sync handlers (some wait up to 5 s in CrewAI 1.6.1)
+            convert = self.converter.handle
 
-        async def handle(source: Any, event: Any) -> None:
-            convert(source, event)
+            async def handle(source: Any, event: Any) -> None:
+                convert(source, event)
 
-        for etype, kind in KINDS.items():
-            if kind == "llm_start":  # tapped only (call start time); no AUREN event
-                continue
-            crewai_event_bus.register_handler(etype, handle)
-            self._handlers[etype] = handle
+            for etype, kind in KINDS.items():
+                if kind == "llm_start":  # tapped only (call start time); no AUREN event
+                    continue
+                crewai_event_bus.register_handler(etype, handle)
+                self._handlers[etype] = handle
         _install_patches(self.tap)
         self.installed = True
 
@@ -76,11 +95,27 @@ class AurenListener(BaseEventListener):
         *,
         tool_costs: Mapping[str, float] | None = None,
         redact_queries: bool = False,
+        dispatch: Dispatch | None = None,
     ) -> None:
         """Point at another publisher; agents are registered again there."""
+        self.drain(2.0)
         self.converter.reconfigure(publisher, tool_costs=tool_costs, redact_queries=redact_queries)
+        if dispatch is not None and dispatch != self.dispatch and self.installed:
+            self.uninstall()
+        if dispatch is not None:
+            self.dispatch = dispatch
         if not self.installed:
             self.setup_listeners(crewai_event_bus)
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until every event emitted so far is converted and enqueued."""
+        deadline = time.monotonic() + timeout
+        ok = self.worker.drain(timeout)
+        while self.tap.pending and self._handlers:  # bus dispatch: handlers still to run
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return ok
 
     def uninstall(self) -> None:
         """Remove the handlers and the taps (tests, benchmarks)."""
@@ -95,13 +130,15 @@ class AurenListener(BaseEventListener):
                     bus._async_handlers[etype] = ahs - {h}
                 bus._execution_plan_cache.pop(etype, None)
         self._handlers.clear()
+        self.tap.sink = None
         _remove_patches()
         self.installed = False
 
     def counters(self) -> dict[str, int]:
         c = self.converter.counters()
         c["tap_errors"] = self.tap.errors
-        c["pending"] = len(self.tap.pending)
+        c["pending"] = len(self.tap.pending) + len(self.worker)
+        c["dropped"] = self.worker.dropped
         return c
 
 
@@ -174,14 +211,15 @@ def instrument(
     publisher: Publisher | None = None,
     tool_costs: Mapping[str, float] | None = None,
     redact_queries: bool | None = None,
+    dispatch: Dispatch = "tap",
 ) -> AurenListener:
     """Instrument every CrewAI crew in this process. Idempotent.
 
     Destination: ``publisher``, else a process publisher for ``redis_url`` /
     ``stream``, else the environment (``AUREN_REDIS_URL``, ``AUREN_STREAM``,
     auren.toml, embedded default). Tool costs come from ``tool_costs`` or the
-    settings' ``tool_costs``. Calling it again re-targets the one listener; it
-    never registers a second one.
+    settings' ``tool_costs``. ``dispatch``: see :class:`AurenListener`. Calling it
+    again re-targets the one listener; it never registers a second one.
     """
     global _listener
     from .. import api
@@ -197,9 +235,13 @@ def instrument(
     redact = settings.redact_queries if redact_queries is None else redact_queries
     with _lock:
         if _listener is None:
-            _listener = AurenListener(publisher, tool_costs=costs, redact_queries=redact)
+            _listener = AurenListener(
+                publisher, tool_costs=costs, redact_queries=redact, dispatch=dispatch
+            )
         else:
-            _listener.reconfigure(publisher, tool_costs=costs, redact_queries=redact)
+            _listener.reconfigure(
+                publisher, tool_costs=costs, redact_queries=redact, dispatch=dispatch
+            )
         return _listener
 
 

@@ -8,12 +8,9 @@ and nothing raises into CrewAI.
 from __future__ import annotations
 
 import collections
-import json
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -46,81 +43,12 @@ from .. import pricing
 from ..events import Event, encode, new_event_id
 from ..publisher import Publisher
 from ._crewai_tap import Meta, Tap
+from ._crewai_text import args_of, jsonable, repair, sid, slug, text
 
-__all__ = ["COLLABORATION_KINDS", "Converter", "slug"]
+__all__ = ["COLLABORATION_KINDS", "Converter"]
 
 COLLABORATION_KINDS = {"delegate work to coworker": "delegate", "ask question to coworker": "ask"}
-TEXT_LIMIT = 500
 REGISTER_EVERY_S = 900.0
-_NON_ID = re.compile(r"[^0-9a-z]+")
-
-
-@lru_cache(maxsize=4096)
-def slug(role: str | None) -> str | None:
-    """Stable agent id from a role: "Sleep Specialist" -> "sleep_specialist"."""
-    if not role:
-        return None
-    s = _NON_ID.sub("_", str(role).strip().lower()).strip("_")[:64]
-    return s or "agent"
-
-
-_SIDS: dict[int, tuple[Any, str]] = {}
-
-
-def _sid(v: Any) -> str:
-    """``str(uuid)`` (and UUID hashing) cost microseconds; ids repeat: cache by identity."""
-    hit = _SIDS.get(id(v))
-    if hit is not None and hit[0] is v:
-        return hit[1]
-    if len(_SIDS) > 4096:
-        _SIDS.clear()
-    s = str(v)
-    _SIDS[id(v)] = (v, s)  # keeps v alive, so its id cannot be reused while cached
-    return s
-
-
-def _text(v: Any, limit: int = TEXT_LIMIT) -> str | None:
-    if v is None:
-        return None
-    s = v if isinstance(v, str) else str(v)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def _jsonable(v: Any, depth: int = 0) -> Any:
-    if v is None or isinstance(v, bool | int | float):
-        return v
-    if isinstance(v, str):
-        return _text(v)
-    if depth < 3 and isinstance(v, Mapping):
-        return {str(k)[:100]: _jsonable(x, depth + 1) for k, x in list(v.items())[:50]}
-    if depth < 3 and isinstance(v, list | tuple):
-        return [_jsonable(x, depth + 1) for x in v[:50]]
-    return _text(repr(v))
-
-
-def _repair(v: Any) -> Any:
-    """Make any value encodable: unpaired surrogates escaped, others stringified."""
-    if isinstance(v, str):
-        return v.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(v, dict):
-        return {_repair(str(k)): _repair(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_repair(x) for x in v]
-    if v is None or isinstance(v, bool | int | float):
-        return v
-    return _repair(repr(v))
-
-
-def _args(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, dict):
-        return raw
-    if isinstance(raw, str):
-        try:
-            val = json.loads(raw)
-        except ValueError:
-            return {}
-        return val if isinstance(val, dict) else {}
-    return {}
 
 
 class Converter:
@@ -227,8 +155,8 @@ class Converter:
             raw = encode(ev)
         except (UnicodeEncodeError, TypeError, ValueError, msgspec.EncodeError) as exc:
             self.repaired += 1
-            self.error_types[type_name(exc)] += 1
-            ev = msgspec.structs.replace(ev, payload=_repair(payload), agent=_repair(agent))
+            self.error_types[exc.__class__.__name__] += 1
+            ev = msgspec.structs.replace(ev, payload=repair(payload), agent=repair(agent))
             raw = encode(ev)
         self.publisher._enqueue(raw)  # encoded here so a failure is ours to count
 
@@ -241,10 +169,10 @@ class Converter:
         self.send(
             "crew_started",
             {
-                "crew": _text(event.crew_name),
-                "process": getattr(process, "value", None) or _text(process),
+                "crew": text(event.crew_name),
+                "process": getattr(process, "value", None) or text(process),
                 "agents": [slug(a.role) for a in agents],
-                "inputs": _jsonable(event.inputs) if event.inputs else None,
+                "inputs": jsonable(event.inputs) if event.inputs else None,
             },
             meta,
         )
@@ -254,10 +182,10 @@ class Converter:
         self.send(
             "crew_completed",
             {
-                "crew": _text(event.crew_name),
+                "crew": text(event.crew_name),
                 "duration_ms": meta.duration_ms,
                 "ok": err is None,
-                "error": _text(err),
+                "error": text(err),
             },
             meta,
         )
@@ -267,16 +195,16 @@ class Converter:
         agent = getattr(task, "agent", None)
         who = slug(getattr(agent, "role", None))
         base: dict[str, Any] = {
-            "task_id": _sid(getattr(task, "id", event.task_id)),
-            "name": _text(getattr(task, "name", None)),
+            "task_id": sid(getattr(task, "id", event.task_id)),
+            "name": text(getattr(task, "name", None)),
         }
         if isinstance(event, TaskStartedEvent):
-            base["description"] = _text(getattr(task, "description", None))
+            base["description"] = text(getattr(task, "description", None))
             self.send("task_started", base, meta, agent=who)
             return
         base["duration_ms"] = meta.duration_ms
         if isinstance(event, TaskFailedEvent):
-            base["error"] = _text(event.error)
+            base["error"] = text(event.error)
             self.send("task_failed", base, meta, agent=who)
             return
         raw = getattr(event.output, "raw", None)
@@ -286,14 +214,14 @@ class Converter:
     def _agent(self, source: Any, event: Any, meta: Meta) -> None:
         agent = event.agent
         who = slug(agent.role)
-        task_id = _sid(getattr(event.task, "id", "")) or None
+        task_id = sid(getattr(event.task, "id", "")) or None
         if isinstance(event, AgentExecutionStartedEvent):
             self.register(agent, meta)
             self.send("agent_started", {"task_id": task_id}, meta, agent=who)
             return
         payload: dict[str, Any] = {"task_id": task_id, "duration_ms": meta.duration_ms}
         if isinstance(event, AgentExecutionErrorEvent):
-            payload["error"] = _text(event.error)
+            payload["error"] = text(event.error)
             self.send("agent_failed", payload, meta, agent=who)
         else:
             self.send("agent_completed", payload, meta, agent=who)
@@ -302,7 +230,7 @@ class Converter:
         """``agent_registered`` once per agent (and again when it changes or every 15 min)."""
         llm = getattr(agent, "llm", None)
         model = getattr(llm, "model", None) if llm is not None else None
-        model = model if isinstance(model, str) else (_text(llm) if llm is not None else None)
+        model = model if isinstance(model, str) else (text(llm) if llm is not None else None)
         tools = [str(getattr(t, "name", t)) for t in (getattr(agent, "tools", None) or ())]
         deleg = bool(getattr(agent, "allow_delegation", False))
         who = slug(agent.role)
@@ -319,8 +247,8 @@ class Converter:
         if getattr(agent, "knowledge_sources", None):
             caps.append("knowledge")
         payload = {
-            "role": _text(agent.role),
-            "goal": _text(getattr(agent, "goal", None)),
+            "role": text(agent.role),
+            "goal": text(getattr(agent, "goal", None)),
             "tools": tools,
             "model": model,
             "capabilities": caps,
@@ -360,7 +288,7 @@ class Converter:
                 "cost_source": source_,
                 "latency_ms": meta.duration_ms,
                 "ok": ok,
-                "error": None if ok else _text(getattr(event, "error", None)),
+                "error": None if ok else text(getattr(event, "error", None)),
             },
             meta,
             agent=slug(event.agent_role),
@@ -370,12 +298,12 @@ class Converter:
         kind = COLLABORATION_KINDS.get(str(event.tool_name).strip().lower())
         if kind is None:
             return  # a plain tool is reported once, when it ends
-        args = _args(event.tool_args)
+        args = args_of(event.tool_args)
         to = slug(args.get("coworker")) or "unknown"
         what = args.get("task") if kind == "delegate" else args.get("question")
         self.send(
             "collaboration",
-            {"to_agent": to, "kind": kind, "task": _text(what)},
+            {"to_agent": to, "kind": kind, "task": text(what)},
             meta,
             agent=slug(event.agent_role),
         )
@@ -395,12 +323,12 @@ class Converter:
         self.send(
             "tool_used",
             {
-                "tool": _text(name, 200),
+                "tool": text(name, 200),
                 "duration_ms": duration,
                 "ok": ok,
                 "cost_usd": float(cost) if cost is not None else None,
                 "from_cache": bool(getattr(event, "from_cache", False)),
-                "error": None if ok else _text(getattr(event, "error", None)),
+                "error": None if ok else text(getattr(event, "error", None)),
             },
             meta,
             agent=slug(getattr(event, "agent_role", None)),
@@ -431,12 +359,8 @@ class Converter:
         query = getattr(event, "query", None)
         payload: dict[str, Any] = {"item": item, "source": src, "hit": hit, "latency_ms": latency}
         if query is not None and not self.redact_queries:
-            payload["query"] = _text(query, 200)
+            payload["query"] = text(query, 200)
         err = getattr(event, "error", None)
         if err is not None:
-            payload["error"] = _text(err)
+            payload["error"] = text(err)
         self.send("knowledge_access", payload, meta, agent=slug(getattr(event, "agent_role", None)))
-
-
-def type_name(exc: BaseException) -> str:
-    return type(exc).__name__

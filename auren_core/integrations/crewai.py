@@ -28,8 +28,9 @@ from crewai.events.base_event_listener import BaseEventListener
 from crewai.events.event_bus import CrewAIEventsBus, crewai_event_bus
 
 from ..publisher import Publisher
-from ._crewai_convert import Converter, slug
+from ._crewai_convert import Converter
 from ._crewai_tap import KINDS, Tap, record_usage
+from ._crewai_text import slug
 from ._crewai_worker import Worker
 
 __all__ = ["AurenListener", "Dispatch", "instrument", "slug", "uninstrument"]

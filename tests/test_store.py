@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -24,6 +25,7 @@ import redis
 from auren_core.events import Malformed, encode, make_event
 from auren_core.publisher import Publisher
 from auren_core.store import RetentionPolicy, ensure_schema, list_partitions, maintain
+from auren_core.store.schema import MIGRATIONS
 from auren_core.store.sink import Sink
 from auren_core.store.writer import Writer
 
@@ -301,9 +303,10 @@ async def test_schema_migrations_are_recorded_and_concurrent_starts_are_safe(
     conns = [await asyncpg.connect(pg_dsn) for _ in range(3)]
     try:
         versions = await asyncio.gather(*(ensure_schema(c, schema) for c in conns))
-        assert versions == [1, 1, 1]
-        rows = await conns[0].fetch(f'SELECT version FROM "{schema}".schema_version')
-        assert [r["version"] for r in rows] == [1]
+        n = len(MIGRATIONS)
+        assert versions == [n, n, n]
+        rows = await conns[0].fetch(f'SELECT version FROM "{schema}".schema_version ORDER BY 1')
+        assert [r["version"] for r in rows] == list(range(1, n + 1))
     finally:
         for c in conns:
             await c.close()
@@ -382,3 +385,54 @@ async def test_hourly_rollups_feed_the_same_forecast_as_the_events(
     f1 = token_forecast([], now=now, series=from_sql)
     f2 = token_forecast(evs, now=now)
     assert f1["total_tokens"] == pytest.approx(f2["total_tokens"])
+
+
+async def test_the_running_sink_rolls_up_and_enforces_retention(
+    redis_url: str, stream: str, pg_dsn: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    now = time.time()
+    r = redis.Redis.from_url(redis_url)
+    for back in (0, 1, 9, 10):  # two recent days, two beyond a 7-day window
+        for k in range(3):
+            ev = make_event("llm_call", {"model": "m", "input_tokens": 5}, agent="a",
+                            ts=now - back * 86400 - k)  # fmt: skip
+            r.xadd(stream, {"e": encode(ev)})
+    sink = Sink(redis_url, stream, pg_dsn, schema=schema, consumer="solo", block_ms=100,
+                maintain_every_s=0.3, policy=RetentionPolicy(detail_days=7))  # fmt: skip
+    task = asyncio.create_task(sink.run())
+    deadline = time.monotonic() + 20
+    while (sink.stats.acked < 12 or sink.stats.maintenance_runs < 2) and (
+        time.monotonic() < deadline
+    ):
+        await asyncio.sleep(0.05)
+    sink.stop()
+    await task
+    assert await _count(conn, schema) == (6, 6)  # the old days' partitions were dropped
+    daily = await conn.fetch(f'SELECT bucket, events FROM "{schema}".agg_daily ORDER BY bucket')
+    assert sum(r["events"] for r in daily) == 12  # ... after being rolled up
+    assert len(daily) >= 4
+
+
+async def test_a_late_event_for_a_dropped_day_is_stored_and_then_rolled_up(
+    conn: asyncpg.Connection, schema: str
+) -> None:
+    """Retention dropped day D while the writer still had D's partition cached; a late event
+    for D recreates it, and the next maintenance adds it to D's aggregates before dropping."""
+    import msgspec
+
+    await ensure_schema(conn, schema)
+    w = Writer(conn, schema, clock=lambda: NOW)
+    old = NOW - 10 * 86400
+
+    def item(sid: str, ts: float) -> Any:
+        return msgspec.structs.replace(make_event("tool_used", {"tool": "t"}, ts=ts), sid=sid)
+
+    assert (await w.write([item("1-0", old)])).inserted == 1
+    first = await maintain(conn, schema, now=NOW, policy=RetentionPolicy(detail_days=7))
+    assert first is not None and len(first.dropped_events) == 1
+    assert (await w.write([item("2-0", old + 1)])).inserted == 1  # not dead-lettered
+    again = await maintain(conn, schema, now=NOW, policy=RetentionPolicy(detail_days=7))
+    assert again is not None and len(again.dropped_events) == 1
+    total = await conn.fetchval(f'SELECT sum(events) FROM "{schema}".agg_daily')
+    assert total == 2
+    assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".dead_letter') == 0

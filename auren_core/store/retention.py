@@ -83,14 +83,19 @@ _MEASURES = (
     "latency_ms_sum, latency_n"
 )
 _UPSERT = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in _MEASURES.split(","))
+_ADD = ", ".join(
+    f"{c.strip()} = agg_hourly.{c.strip()} + EXCLUDED.{c.strip()}" for c in _MEASURES.split(",")
+)
 
 
 def _lock_key(schema: str) -> int:
     return zlib.crc32(f"auren-maintain:{schema}".encode()) - 2**31
 
 
-async def rollup_day(conn: Any, schema: str, day: dt.date) -> None:
-    """Recompute the hourly and daily aggregates of ``day`` from its detailed events."""
+async def rollup_day(conn: Any, schema: str, day: dt.date, *, additive: bool = False) -> None:
+    """Recompute the hourly and daily aggregates of ``day`` from its detailed events.
+    ``additive``: the day's earlier detail was already dropped (what is left are late rows),
+    so hourly figures are added to the existing rollup instead of replacing it."""
     s = qident(schema)
     lo = dt.datetime.combine(day, dt.time(), UTC)
     hi = lo + DAY
@@ -99,7 +104,8 @@ async def rollup_day(conn: Any, schema: str, day: dt.date) -> None:
     await conn.execute(
         f"INSERT INTO {s}.agg_hourly (bucket, agent, type, key, {_MEASURES}) "
         + _HOURLY_SELECT.format(s=s)
-        + f" ON CONFLICT (bucket, agent, type, key) DO UPDATE SET {_UPSERT}",
+        + " ON CONFLICT (bucket, agent, type, key) DO UPDATE SET "
+        + (_ADD if additive else _UPSERT),
         lo,
         hi,
     )
@@ -137,15 +143,22 @@ async def maintain(
         today = now_dt.date()
         detail_cut = now_dt - dt.timedelta(days=policy.detail_days)
         agg_cut = now_dt - dt.timedelta(days=policy.agg_days)
-        rolled = {r["day"] for r in await conn.fetch(f"SELECT day FROM {s}.rollup_state")}
+        state = await conn.fetch(f"SELECT day, finalized FROM {s}.rollup_state")
+        rolled = {r["day"] for r in state}
+        finalized = {r["day"] for r in state if r["finalized"]}
         for day, name in sorted((await list_partitions(conn, schema, "events")).items()):
             expired = dt.datetime.combine(day, dt.time(), UTC) + DAY <= detail_cut
             if not (expired or day >= today - DAY or day not in rolled):
                 continue
             async with conn.transaction():
-                await rollup_day(conn, schema, day)
+                if expired:  # no insert may slip in between its final rollup and the drop
+                    await conn.execute(f"LOCK TABLE {s}.{qident(name)} IN ACCESS EXCLUSIVE MODE")
+                await rollup_day(conn, schema, day, additive=day in finalized)
                 if expired:
                     await conn.execute(f"DROP TABLE {s}.{qident(name)}")
+                    await conn.execute(
+                        f"UPDATE {s}.rollup_state SET finalized = true WHERE day = $1", day
+                    )
                     res.dropped_events.append(day)
             res.rolled_days.append(day)
         for table in ("agg_hourly", "agg_daily"):

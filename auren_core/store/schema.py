@@ -86,6 +86,10 @@ MIGRATIONS: Final[list[list[str]]] = [
             rolled_at timestamptz NOT NULL
         )""",
     ],
+    [  # 2: a day whose detail was dropped; later rows for it are added to its rollup
+        "ALTER TABLE {s}.rollup_state ADD COLUMN IF NOT EXISTS finalized boolean "
+        "NOT NULL DEFAULT false",
+    ],
 ]
 
 

@@ -46,6 +46,8 @@ class SinkStats:
     acked: int = 0
     claimed: int = 0
     retries: int = 0
+    trimmed: int = 0  # delivered ids whose entry was trimmed from the stream before storage
+    maintenance_runs: int = 0
     pg_up: bool = False
     redis_up: bool = False
     last_error: str = ""
@@ -111,6 +113,7 @@ class Sink:
         self.clock = clock
         self.read_ahead = read_ahead  # read the next batch while the current one is written
         self._prefetch: asyncio.Task[list[Any]] | None = None
+        self._maint_task: asyncio.Task[None] | None = None
         self.stats = SinkStats()
         self._stop = asyncio.Event()
         self._redis: aioredis.Redis | None = None
@@ -211,6 +214,7 @@ class Sink:
     async def _store_and_ack(self, entries: list[Any]) -> None:
         """Store until it succeeds (or stop is requested), then acknowledge."""
         items = _decode(entries)
+        self.stats.trimmed += sum(1 for e in entries if not e[1])
         ids = [e[0] for e in entries]
         while not self._stop.is_set():
             try:
@@ -297,14 +301,24 @@ class Sink:
                 await self._store_and_ack(entries)
             if time.monotonic() >= next_maint and self.maintain_every_s > 0:
                 next_maint = time.monotonic() + self.maintain_every_s
-                try:
-                    await self._maintain()
-                except Exception as exc:  # retention retried next interval
-                    self.stats.last_error = f"maintenance: {exc}"[:300]
-                    log.warning("maintenance failed: %s", exc)
+                if self._maint_task is None or self._maint_task.done():
+                    # on its own connection, beside ingestion: a long rollup never stalls it
+                    self._maint_task = asyncio.create_task(self._maintain_logged())
         await self.close()
 
+    async def _maintain_logged(self) -> None:
+        try:
+            await self._maintain()
+            self.stats.maintenance_runs += 1
+        except Exception as exc:  # retention is retried next interval
+            self.stats.last_error = f"maintenance: {exc}"[:300]
+            log.warning("maintenance failed: %s", exc)
+
     async def close(self) -> None:
+        if self._maint_task is not None and not self._maint_task.done():
+            self._maint_task.cancel()  # its transaction rolls back; the next run redoes it
+            with contextlib.suppress(BaseException):
+                await self._maint_task
         if self._prefetch is not None:  # read but not stored: stays pending for the next run
             self._prefetch.cancel()
             with contextlib.suppress(BaseException):

@@ -123,19 +123,27 @@ class Writer:
             else:
                 rows.append(row)
                 evs.append(it)
-        await ensure_partitions(
-            self.conn, self.schema, "events", {day_of(r[1]) for r in rows}, self._known_days
-        )
+        days = {day_of(r[1]) for r in rows}
         await self._staging()
         res = WriteResult()
-        try:
-            async with self.conn.transaction():
-                res.inserted = await self._insert(rows)
-                res.dead = await self._dead(dead)
-        except Exception as exc:
-            if not is_data_error(exc):
-                raise
-            res = await self._row_by_row(rows, evs, dead)
+        for attempt in (1, 2):
+            await ensure_partitions(self.conn, self.schema, "events", days, self._known_days)
+            try:
+                async with self.conn.transaction():
+                    res.inserted = await self._insert(rows)
+                    res.dead = await self._dead(dead)
+                break
+            except (asyncpg.CheckViolationError, asyncpg.UndefinedTableError):
+                # "no partition for row": retention dropped a (late, old) day's partition
+                # since we cached it; recreate it and retry - the next rollup counts it
+                self._known_days.clear()
+                if attempt == 2:
+                    raise
+            except Exception as exc:
+                if not is_data_error(exc):
+                    raise
+                res = await self._row_by_row(rows, evs, dead)
+                break
         res.duplicates = len(rows) - res.inserted - res.refused
         return res
 

@@ -108,6 +108,8 @@ def run_auren(port: int, url: str, stream: str) -> None:
                 conn_rate=0,
                 max_clients=50_000,
                 window_s=600,
+                # experiments: AUREN_BENCH_COALESCE_MAX_S=0 turns frame coalescing off
+                coalesce_max_s=float(os.environ.get("AUREN_BENCH_COALESCE_MAX_S", "0.025")),
             )
         )
         await srv.start()
@@ -509,6 +511,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--idle", type=int, default=10_000)
     ap.add_argument("--repeat", type=int, default=3, help="alternating rounds per phase")
+    ap.add_argument("--no-flood", dest="flood", action="store_false", help="paced phases only")
     args = ap.parse_args()
     raise_nofile()
     ctx = mp.get_context("spawn")
@@ -523,7 +526,7 @@ def main() -> None:
         for n in [int(x) for x in args.clients.split(",") if x]:
             rate = RATE.get(n, 200)
             print(f"{n} clients: paced {rate} events/s, then flood", flush=True)
-            for rate_i in (rate, 0):
+            for rate_i in (rate, 0) if args.flood else (rate,):
                 runs: dict[str, list[dict[str, Any]]] = {"auren": [], "bare": []}
                 for _ in range(args.repeat):  # alternate, so drift in load hits both
                     for kind in ("auren", "bare"):

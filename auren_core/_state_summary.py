@@ -26,6 +26,12 @@ def _cost(v: Any) -> str:
     return "$?"
 
 
+def _ms(v: Any) -> str:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return f"{v:.1f}ms" if v < 100 else f"{v:,.0f}ms"
+    return "?ms"
+
+
 def summarize(ev: Event) -> str:
     t = ev.type
     try:
@@ -39,7 +45,7 @@ def summarize(ev: Event) -> str:
             if g("ok", True) is False:
                 text += f" error={_s(g('error'))}"
         elif t == "tool_used":
-            text = f"{_s(g('tool'), 60)} {g('duration_ms')}ms ok={g('ok', True)}"
+            text = f"{_s(g('tool'), 60)} {_ms(g('duration_ms'))} ok={g('ok', True)}"
         elif t == "collaboration":
             text = f"{g('kind')} -> {_s(g('to_agent'), 60)}"
         elif t == "memory_tier_access":
@@ -56,9 +62,15 @@ def summarize(ev: Event) -> str:
             if g("error"):
                 text += f" error={_s(g('error'))}"
         elif t in ("agent_completed", "agent_failed"):
-            text = f"{g('duration_ms')}ms" + (f" error={_s(g('error'))}" if g("error") else "")
+            text = _ms(g("duration_ms")) + (f" error={_s(g('error'))}" if g("error") else "")
         elif t == "agent_registered":
             text = f"{_s(g('role'), 60)} tools={_s(g('tools'), 80)}"
+        elif t in ("crew_started", "crew_completed"):
+            text = _s(g("crew") or "crew", 60)
+            if t == "crew_completed":
+                text += f" {_ms(g('duration_ms'))} ok={g('ok', True)}"
+                if g("error"):
+                    text += f" error={_s(g('error'))}"
         elif t == "publisher_stats":
             text = f"sent={g('sent')} dropped={g('dropped')} queued={g('queued')}"
         else:

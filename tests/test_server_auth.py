@@ -137,7 +137,7 @@ async def test_refresh_rotates_and_reuse_revokes_family(
         running(redis_url, stream, auth="jwt", key_file=key_file) as b,
     ):
         status, _, body = await aget(
-            a.port, "/api/v2/auth/refresh", {"Authorization": f"Bearer {refresh}"}
+            a.port, "/api/v2/auth/refresh", {"Authorization": f"Bearer {refresh}"}, "POST"
         )
         assert status == 200, body
         pair = json.loads(body)
@@ -145,13 +145,18 @@ async def test_refresh_rotates_and_reuse_revokes_family(
         assert verify(ring, pair["access_token"])["fam"] == fam
         # the old refresh token replayed at the *other* server: reuse detected, family revoked
         status, _, body = await aget(
-            b.port, "/api/v2/auth/refresh", {"Authorization": f"Bearer {refresh}"}
+            b.port, "/api/v2/auth/refresh", {"Authorization": f"Bearer {refresh}"}, "POST"
         )
         assert status == 401 and "reused" in json.loads(body)["error"]
         status, _, body = await aget(
-            a.port, "/api/v2/auth/refresh", {"Authorization": f"Bearer {pair['refresh_token']}"}
+            a.port,
+            "/api/v2/auth/refresh",
+            {"Authorization": f"Bearer {pair['refresh_token']}"},
+            "POST",
         )
         assert status == 401 and "revoked" in json.loads(body)["error"]
+        status, _, _ = await aget(a.port, "/api/v2/auth/refresh", {"Authorization": "Bearer x"})
+        assert status == 405  # it has an effect: POST only
         for srv in (a, b):
             assert "revoked" in await _refused(srv.port, pair["access_token"])
             assert "revoked" in await _refused(srv.port, access)

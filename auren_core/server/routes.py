@@ -114,7 +114,7 @@ class Routes:
         return json_response(200 if ok else 503, doc, cors)
 
     async def _refresh(self, request: Request, cors: list[tuple[str, str]]) -> Response:
-        if request.method not in ("POST", "GET"):
+        if request.method != "POST":  # it has an effect: never a GET
             return error(405, "use POST", cors)
         store = self.s.refresh_store
         if self.s.config.auth != "jwt" or store is None or self.s.keyring is None:

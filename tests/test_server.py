@@ -426,6 +426,9 @@ async def test_two_server_processes_serve_identical_data(redis_url: str, stream:
         for proc in procs:
             proc.wait(10)
         assert all(proc.returncode == 0 for proc in procs)
+        assert all(
+            "WARNING: --auth none" in (proc.stderr.read() if proc.stderr else "") for proc in procs
+        )
 
 
 def test_event_frames_decode_back_to_events() -> None:

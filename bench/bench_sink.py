@@ -96,10 +96,12 @@ async def run_sink(
     await conn.close()
     t0 = time.perf_counter()
     task = asyncio.create_task(sink.run())
+    deadline = time.monotonic() + 300
     while sink.stats.acked < n:
         await asyncio.sleep(0.01)
-        if task.done():
-            raise RuntimeError(f"sink stopped: {sink.stats}")
+        if task.done() or time.monotonic() > deadline:
+            sink.stop()
+            raise RuntimeError(f"sink stopped or stuck: {sink.stats}")
     elapsed = time.perf_counter() - t0
     sink.stop()
     await task

@@ -439,3 +439,45 @@ async def test_a_late_event_for_a_dropped_day_is_stored_and_then_rolled_up(
     total = await conn.fetchval(f'SELECT sum(events) FROM "{schema}".agg_daily')
     assert total == 2
     assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".dead_letter') == 0
+
+
+async def test_hostile_entries_go_to_dead_letter_and_never_block_the_group(
+    redis_url: str, stream: str, pg_dsn: str, schema: str, conn: asyncpg.Connection
+) -> None:
+    r = redis.Redis.from_url(redis_url)
+    good = 0
+    hostile: list[dict[str, bytes]] = [
+        {"e": b"{not json"},
+        {"x": b"no e field"},
+        {"e": b'{"v":1,"id":"n","ts":1.0,"type":"llm_call","payload":{"model":"m"}}'},  # 1970
+        {"e": encode(make_event("tool_used", {"tool": "nul\x00byte"}, agent="a"))},
+        {"e": encode(make_event("tool_used", {"tool": "t"}, agent="a\x00b"))},
+        {
+            "e": b'{"v":1,"id":"big","ts":1.0,"type":"x","payload":{"s":"'
+            + b"A" * 1_100_000
+            + b'"}}'
+        },
+        {"e": b'{"v":1,"id":"t","ts":1e300,"type":"tool_used","payload":{"tool":"t"}}'},
+        {"e": b'{"v":1,"id":"p","ts":2e9,"type":"llm_call","payload":{"input_tokens":"x"}}'},
+    ]
+    for i in range(40):
+        r.xadd(stream, hostile[i % len(hostile)] if i % 5 == 0 else {
+            "e": encode(make_event("tool_used", {"tool": f"'; DROP TABLE x; -- {i}"}, agent="a"))
+        })  # fmt: skip
+        good += i % 5 != 0
+    for h in hostile:
+        r.xadd(stream, h)
+    total = 40 + len(hostile)
+    sink = Sink(redis_url, stream, pg_dsn, schema=schema, consumer="solo", block_ms=100,
+                batch_size=7, maintain_every_s=0)  # fmt: skip
+    task = asyncio.create_task(sink.run())
+    deadline = time.monotonic() + 20
+    while sink.stats.acked < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    sink.stop()
+    await task
+    bad = total - good
+    assert sink.stats.acked == total
+    assert await _count(conn, schema) == (good, good)
+    assert await conn.fetchval(f'SELECT count(*) FROM "{schema}".dead_letter') == bad
+    assert r.xpending(stream, "auren-persist")["pending"] == 0

@@ -446,7 +446,7 @@ async def test_hostile_entries_go_to_dead_letter_and_never_block_the_group(
 ) -> None:
     r = redis.Redis.from_url(redis_url)
     good = 0
-    hostile: list[dict[str, bytes]] = [
+    hostile: list[Any] = [
         {"e": b"{not json"},
         {"x": b"no e field"},
         {"e": b'{"v":1,"id":"n","ts":1.0,"type":"llm_call","payload":{"model":"m"}}'},  # 1970

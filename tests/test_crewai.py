@@ -406,4 +406,20 @@ def test_worker_wakes_from_idle(listener: AurenListener, redis_url: str, stream:
         t = by_type(settle(listener, redis_url, stream))
         assert len(t["llm_call"]) == len(llms[0].calls) and t["crew_completed"]
     finally:
-        listener.worker.linger_s = 0.5
+        listener.worker.linger_s = 1.0
+
+
+def test_long_running_process_forgets_old_ids(
+    listener: AurenListener, redis_url: str, stream: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auren_core.integrations import _crewai_tap
+
+    monkeypatch.setattr(_crewai_tap, "MAX_MAPPED", 4)
+    for seed in range(4):
+        kick(sequential_crew(seed=seed)[0])
+    evs = settle(listener, redis_url, stream, runs=4)
+    tap = listener.tap
+    assert len(tap.run_of_task) <= 8 and len(tap.run_of_agent) <= 8 and len(tap.open) <= 8
+    started = by_type(evs)["crew_started"]
+    assert len({e.run for e in started}) == 4
+    assert all(e.run is not None for e in evs)

@@ -1,8 +1,9 @@
 """CrewAI event -> AUREN v1 event conversion (the handler body).
 
-Runs in CrewAI's handler thread pool: builds a payload dict, encodes it and
-appends the bytes to the publisher's buffer. Nothing here touches the network
-and nothing raises into CrewAI.
+Runs in our conversion thread (``dispatch="tap"``) or on CrewAI's event-loop
+thread (``dispatch="bus"``): builds a payload dict, encodes it and appends the
+bytes to the publisher's buffer. Nothing here touches the network and nothing
+raises into CrewAI.
 """
 
 from __future__ import annotations
@@ -172,7 +173,9 @@ class Converter:
                 "crew": text(event.crew_name),
                 "process": getattr(process, "value", None) or text(process),
                 "agents": [slug(a.role) for a in agents],
-                "inputs": jsonable(event.inputs) if event.inputs else None,
+                "inputs": (
+                    jsonable(event.inputs) if event.inputs and not self.redact_queries else None
+                ),
             },
             meta,
         )

@@ -63,6 +63,7 @@ KINDS: dict[type[Any], str] = {
     et.MemoryRetrievalCompletedEvent: "other",
 }
 MAX_PENDING = 50_000
+MAX_MAPPED = 20_000  # ids remembered for run look-ups (a long-running process forgets old ones)
 
 Frame = tuple[str, Any, str, float, str | None]  # kind, key, event id, start time, parent
 _STACK: ContextVar[tuple[Frame, ...]] = ContextVar("auren_crewai_stack", default=())
@@ -193,6 +194,8 @@ class Tap:
                 (aid and self.run_of_agent.get(aid)) or (tid and self.run_of_task.get(tid)) or None
             )
         meta.run = run
+        if len(self.run_of_task) > MAX_MAPPED or len(self.open) > MAX_MAPPED:
+            self._trim()
         sink = self.sink
         if sink is not None:
             sink(source, event, meta)
@@ -203,6 +206,14 @@ class Tap:
                 for k in list(pending)[: MAX_PENDING // 10]:
                     pending.pop(k, None)
         pending[id(event)] = meta
+
+    def _trim(self) -> None:
+        """Forget the oldest half of the id maps (insertion-ordered dicts)."""
+        with self._lock:
+            maps: tuple[dict[Any, Any], ...] = (self.run_of_task, self.run_of_agent, self.open)
+            for d in maps:
+                for k in list(d)[: len(d) // 2]:
+                    d.pop(k, None)
 
     def _open(self, kind: str, key: Any, meta: Meta, now: float, stack: tuple[Frame, ...]) -> None:
         frame: Frame = (kind, key, meta.eid, now, meta.parent)

@@ -2,10 +2,11 @@
 
 The emission tap hands each event, with its ordering facts, to this worker's
 queue: the agent's thread pays a few dictionary operations and a deque append
-(no wake-up while the worker is active: it polls every ``poll_s`` for
-``linger_s`` after the last event, then sleeps until an emitting thread wakes
-it). The worker converts in emission order, off CrewAI's threads, and enqueues
-the encoded events on the publisher. Measured on a scripted crew, this costs a
+(no wake-up while the worker is active: it polls, every ``poll_s`` after
+work and backing off to ``max_poll_s``, for ``linger_s`` after the last event,
+then sleeps until an emitting thread wakes it). The worker converts in
+emission order, off CrewAI's threads, and enqueues the encoded events on the
+publisher. Measured on a scripted crew, this costs a
 fraction of routing every event through CrewAI's async handler dispatch
 (coroutine + cross-thread future per event), and unlike CrewAI's sync handler
 pool it is not held up by CrewAI's own slow handlers (in 1.6.1 the console
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import os
 import threading
 import time
 from typing import Any
@@ -35,12 +37,14 @@ class Worker:
         converter: Converter,
         *,
         max_queue: int = 100_000,
-        poll_s: float = 0.01,
-        linger_s: float = 0.5,
+        poll_s: float = 0.005,
+        max_poll_s: float = 0.05,
+        linger_s: float = 1.0,
     ) -> None:
         self.converter = converter
         self.max_queue = max_queue
-        self.poll_s = poll_s  # while active: convert in batches every poll_s
+        self.poll_s = poll_s  # while active: convert in batches every poll_s ...
+        self.max_poll_s = max_poll_s  # ... doubling up to max_poll_s while nothing comes
         self.linger_s = linger_s  # then, after linger_s without events, sleep until woken
         self.dropped = 0
         self._q: collections.deque[tuple[Any, Any, Meta]] = collections.deque()
@@ -49,6 +53,7 @@ class Worker:
         self._busy = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         atexit.register(self.drain, 2.0)
 
     def __len__(self) -> int:
@@ -56,6 +61,11 @@ class Worker:
 
     def put(self, source: Any, event: Any, meta: Meta) -> None:
         """The tap's sink: called in the emitting thread. Never raises, never blocks."""
+        if self._pid != os.getpid():  # forked child: the thread did not come along
+            self._pid = os.getpid()
+            self._q.clear()
+            self._thread = None
+            self._idle, self._busy = True, False
         q = self._q
         if len(q) >= self.max_queue:
             try:
@@ -93,6 +103,7 @@ class Worker:
         q = self._q
         convert = self.converter.convert
         last_work = 0.0
+        poll = self.poll_s
         while True:
             if q:
                 self._busy = True
@@ -103,12 +114,15 @@ class Worker:
                 finally:
                     self._busy = False
                 last_work = time.monotonic()
-            if time.monotonic() - last_work < self.linger_s:
-                # recently active: poll, so emitting threads never pay a wake-up
-                time.sleep(self.poll_s)
+                poll = self.poll_s
+            elif time.monotonic() - last_work >= self.linger_s:
+                self._idle = True
+                if not q:  # re-check after publishing idleness (no lost wake-up)
+                    self._wake.wait(timeout=1.0)
+                self._wake.clear()
+                self._idle = False
                 continue
-            self._idle = True
-            if not q:  # re-check after publishing idleness (no lost wake-up)
-                self._wake.wait(timeout=1.0)
-            self._wake.clear()
-            self._idle = False
+            else:  # recently active, nothing queued: back off towards max_poll_s
+                poll = min(poll * 2, self.max_poll_s)
+            # recently active: poll, so emitting threads never pay a wake-up
+            time.sleep(poll)

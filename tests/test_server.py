@@ -27,7 +27,7 @@ from servers import free_port
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from auren_core.events import decode, make_event
+from auren_core.events import Event, decode, make_event
 from auren_core.server.protocol import (
     CLOSE_BAD_REQUEST,
     CLOSE_UNAUTHORIZED,
@@ -432,7 +432,7 @@ async def test_two_server_processes_serve_identical_data(redis_url: str, stream:
 
 
 def test_event_frames_decode_back_to_events() -> None:
-    from auren_core.server.protocol import encode_event, events_frame
+    from auren_core.server.protocol import encode_event, events_frame, events_frame_all
 
     ev = decode(
         b'{"v":1,"id":"x","ts":1.5,"type":"llm_call","agent":"a","run":null,'
@@ -442,6 +442,8 @@ def test_event_frames_decode_back_to_events() -> None:
     frame = json.loads(events_frame([encode_event(ev)], "5-1"))  # type: ignore[arg-type]
     assert frame["events"][0]["_sid"] == "5-1" and frame["last_id"] == "5-1"
     assert decode(json.dumps(frame["events"][0])).id == "x"  # type: ignore[union-attr]
+    assert isinstance(ev, Event)
+    assert events_frame_all([ev, ev], "5-1") == events_frame([encode_event(ev)] * 2, "5-1")
 
 
 class _RecordingWs:

@@ -36,6 +36,7 @@ from .protocol import (
     Subscription,
     encode_event,
     events_frame,
+    events_frame_all,
     id_after,
     select,
 )
@@ -266,7 +267,10 @@ class Hub:
             evs = select(items, sub)
             if not evs:
                 continue
-            frame = events_frame(enc(evs), last_id)
+            if sub.types is None and sub.agents is None:  # everything: one encoder call
+                frame = events_frame_all(evs, last_id)
+            else:
+                frame = events_frame(enc(evs), last_id)
             n = len(evs)
             fast = []
             for c in list(clients):

@@ -194,6 +194,19 @@ def events_frame(encoded: Sequence[bytes], last_id: str) -> bytes:
     )
 
 
+def events_frame_all(events: Sequence[Event], last_id: str) -> bytes:
+    """Same bytes as :func:`events_frame`, the whole list encoded in one call."""
+    return b"".join(
+        (
+            b'{"type":"events","events":',
+            _encoder.encode(events),
+            b',"last_id":"',
+            last_id.encode(),
+            b'"}',
+        )
+    )
+
+
 def snapshot_frame(state: dict[str, Any], last_id: str | None) -> bytes:
     return _encoder.encode({"type": "snapshot", "state": state, "last_id": last_id})
 

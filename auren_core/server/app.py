@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -26,9 +25,10 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
-from ..reader import Batch, StreamReader, decode_entries
+from ..reader import decode_entries
 from .auth import AuthError, KeyRing, RefreshStore, verify
 from .fanout import Client, Hub
+from .feed import read_stream, watch_lag
 from .http import RateLimiter, error
 from .metrics import Metrics
 from .protocol import (
@@ -41,7 +41,6 @@ from .protocol import (
     encode_event,
     error_frame,
     events_frame,
-    id_after,
     select,
     snapshot_frame,
 )
@@ -100,7 +99,7 @@ class Server:
             sync = redis.Redis.from_url(config.redis_url, decode_responses=True)
             self.refresh_store = RefreshStore(sync)
         self.started = time.monotonic()
-        self._aredis: aioredis.Redis | None = None
+        self.aredis: aioredis.Redis | None = None
         self._ws: WsServer | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._lag_task: asyncio.Task[None] | None = None
@@ -147,9 +146,9 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        self._aredis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
-        self._reader_task = asyncio.create_task(self._read(), name="auren-ws-reader")
-        self._lag_task = asyncio.create_task(self._watch_lag(), name="auren-ws-lag")
+        self.aredis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
+        self._reader_task = asyncio.create_task(read_stream(self), name="auren-ws-reader")
+        self._lag_task = asyncio.create_task(watch_lag(self), name="auren-ws-lag")
         self._ws = await serve(
             self._handle,
             cfg.host,
@@ -178,8 +177,8 @@ class Server:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._aredis is not None:
-            await self._aredis.aclose()
+        if self.aredis is not None:
+            await self.aredis.aclose()
 
     async def serve_forever(self) -> None:
         await self.start()
@@ -188,106 +187,14 @@ class Server:
         finally:
             await self.stop()
 
-    async def _read(self) -> None:
-        def status(state: str, detail: str) -> None:
-            self.metrics.reader_connected = state == "connected"
-            with contextlib.suppress(Exception):
-                self.reducer.set_connection(
-                    "live" if state == "connected" else "reconnecting", detail
-                )
-
-        reader = StreamReader(
-            self.config.redis_url,
-            self.config.stream,
-            since=time.time() - self.config.window_s,
-            on_status=status,
-        )
-        queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=16)
-
-        async def pump() -> None:
-            async for batch in reader.batches():
-                await queue.put(batch)
-
-        pump_task = asyncio.create_task(pump(), name="auren-ws-pump")
-        loop = asyncio.get_running_loop()
-        last_publish = 0.0
-        try:
-            while True:
-                batches = [await queue.get()]
-                # Coalesce: with many clients, one frame per client per interval (the
-                # interval grows with the client count) costs far less than one per
-                # XREAD reply, for at most ``coalesce_max_s`` of added latency.
-                interval = min(
-                    self.config.coalesce_max_s, self.config.coalesce_per_client_s * self.hub.clients
-                )
-                wait = last_publish + interval - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                while not queue.empty():
-                    batches.append(queue.get_nowait())
-                last_publish = loop.time()
-                self._publish(batches)
-        finally:
-            pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump_task
-
-    def _publish(self, batches: list[Batch]) -> None:
-        if len(batches) == 1:
-            batch = batches[0]
-        else:
-            items = [it for b in batches for it in b.items]
-            last = batches[-1]
-            batch = Batch(
-                items,
-                last.last_id,
-                all(b.backfill for b in batches),
-                last.head_id,
-                last.lag,
-                last.received_at,
-            )
-        self.hub.publish(batch)
-        if not self.hub.ready.is_set() and any(not b.backfill or not b.items for b in batches):
-            # live, or the end-of-backfill marker: the window's history is in the
-            # reducer; freeze it out of the cyclic GC's way (shorter pauses while live)
-            gc.collect()
-            gc.freeze()
-            self.hub.ready.set()
-
-    async def _watch_lag(self, every: float = 1.0, cap: int = 10_000) -> None:
-        """Entries between the live position and the stream head, once a second.
-
-        Cheap when caught up (one XREVRANGE); when behind, counts up to ``cap`` entries.
-        """
-        assert self._aredis is not None
-        while True:
-            await asyncio.sleep(every)
-            last = self.hub.last_id
-            if last is None:
-                continue
-            try:
-                head: Any = await self._aredis.xrevrange(self.config.stream, count=1)
-                head_id = head[0][0].decode() if head else None
-                if head_id is None or not id_after(head_id, last):
-                    lag = 0
-                else:
-                    rest: Any = await self._aredis.xrange(
-                        self.config.stream, min="(" + last, count=cap
-                    )
-                    lag = len(rest or [])
-            except (RedisError, OSError):
-                continue  # the reader reports the outage; keep the last figure
-            self.metrics.lag = lag
-            self.reducer.lag = lag
-
     # ------------------------------------------------------------------ auth
 
     async def check_access(self, token: str) -> dict[str, Any]:
-        assert self.keyring is not None and self._aredis is not None
+        assert self.keyring is not None and self.aredis is not None
         claims = verify(self.keyring, token, typ="access")
         fam = claims.get("fam")
         if isinstance(fam, str) and self.refresh_store is not None:
-            state = await self._aredis.get(self.refresh_store._key(fam))
+            state = await self.aredis.get(self.refresh_store._key(fam))
             if state == b"revoked":
                 raise AuthError("token family revoked")
         return claims
@@ -373,11 +280,11 @@ class Server:
 
     async def _catch_up(self, client: Client) -> None:
         """Send what the stream holds after the client's cursor, then join the live set."""
-        assert self._aredis is not None
+        assert self.aredis is not None
         while not self.hub.join(client):
             target = self.hub.last_id
             assert target is not None
-            entries: Any = await self._aredis.xrange(
+            entries: Any = await self.aredis.xrange(
                 self.config.stream, min="(" + client.cursor, max=target, count=1000
             )
             if client.dead:

@@ -1,0 +1,122 @@
+"""The stream side of the server: one reader, batch coalescing, lag measurement.
+
+Functions over the :class:`~auren_core.server.app.Server` they serve (its hub, reducer,
+metrics and config); started as tasks by ``Server.start``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from ..reader import Batch, StreamReader
+from .protocol import id_after
+
+if TYPE_CHECKING:
+    from .app import Server
+
+__all__ = ["publish", "read_stream", "watch_lag"]
+
+
+async def read_stream(server: Server) -> None:
+    """The process's one stream reader: backfill the window, then tail and fan out."""
+
+    def status(state: str, detail: str) -> None:
+        server.metrics.reader_connected = state == "connected"
+        with contextlib.suppress(Exception):
+            server.reducer.set_connection(
+                "live" if state == "connected" else "reconnecting", detail
+            )
+
+    reader = StreamReader(
+        server.config.redis_url,
+        server.config.stream,
+        since=time.time() - server.config.window_s,
+        on_status=status,
+    )
+    queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=16)
+
+    async def pump() -> None:
+        async for batch in reader.batches():
+            await queue.put(batch)
+
+    pump_task = asyncio.create_task(pump(), name="auren-ws-pump")
+    loop = asyncio.get_running_loop()
+    last_publish = 0.0
+    try:
+        while True:
+            batches = [await queue.get()]
+            # Coalesce: with many clients, one frame per client per interval (the
+            # interval grows with the client count) costs far less than one per
+            # XREAD reply, for at most ``coalesce_max_s`` of added latency.
+            interval = min(
+                server.config.coalesce_max_s,
+                server.config.coalesce_per_client_s * server.hub.clients,
+            )
+            wait = last_publish + interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            while not queue.empty():
+                batches.append(queue.get_nowait())
+            last_publish = loop.time()
+            publish(server, batches)
+    finally:
+        pump_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump_task
+
+
+def publish(server: Server, batches: list[Batch]) -> None:
+    """Merge coalesced batches into one and hand it to the hub."""
+    if len(batches) == 1:
+        batch = batches[0]
+    else:
+        items = [it for b in batches for it in b.items]
+        last = batches[-1]
+        batch = Batch(
+            items,
+            last.last_id,
+            all(b.backfill for b in batches),
+            last.head_id,
+            last.lag,
+            last.received_at,
+        )
+    server.hub.publish(batch)
+    if not server.hub.ready.is_set() and any(not b.backfill or not b.items for b in batches):
+        # live, or the end-of-backfill marker: the window's history is in the
+        # reducer; freeze it out of the cyclic GC's way (shorter pauses while live)
+        gc.collect()
+        gc.freeze()
+        server.hub.ready.set()
+
+
+async def watch_lag(server: Server, every: float = 1.0, cap: int = 10_000) -> None:
+    """Entries between the live position and the stream head, once a second.
+
+    Cheap when caught up (one XREVRANGE); when behind, counts up to ``cap`` entries.
+    """
+    assert server.aredis is not None
+    while True:
+        await asyncio.sleep(every)
+        last = server.hub.last_id
+        if last is None:
+            continue
+        try:
+            head: Any = await server.aredis.xrevrange(server.config.stream, count=1)
+            head_id = head[0][0].decode() if head else None
+            if head_id is None or not id_after(head_id, last):
+                lag = 0
+            else:
+                rest: Any = await server.aredis.xrange(
+                    server.config.stream, min="(" + last, count=cap
+                )
+                lag = len(rest or [])
+        except (RedisError, OSError):
+            continue  # the reader reports the outage; keep the last figure
+        server.metrics.lag = lag
+        server.reducer.lag = lag

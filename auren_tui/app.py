@@ -3,7 +3,8 @@
 The app owns no data logic. One :class:`~auren_tui.worker.StreamWorker` thread reads
 the stream into the reducer and posts frozen states; a 20 Hz timer hands the newest
 state to the visible screen (never once per event). Pausing freezes the panes while
-the worker keeps reading; resuming shows the caught-up state at once.
+the worker keeps reading; resuming shows the caught-up state at once. The analytics
+screen (``a``) gets its results from the same worker, computed only while it is open.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
 from .screens.agent import AgentScreen
+from .screens.analytics import AnalyticsScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
 from .widgets import AgentsTable
 from .worker import (
+    AnalyticsUpdated,
     ProcessWorker,
     ReplaySource,
     ReplaySpec,
@@ -81,6 +84,8 @@ class TopApp(App[None]):
         self._last_draw = 0.0
         self._frame_cost = 0.0
         self._main = MainScreen(stream=stream, backends=backends_line, mode=mode)
+        self.analytics: AnalyticsUpdated | None = None  # newest analyze() result
+        self.analytics_every = 5.0
 
     # ------------------------------------------------------------------ lifecycle
     def get_default_screen(self) -> Screen[Any]:
@@ -100,6 +105,17 @@ class TopApp(App[None]):
         self.latest = message.state
         self.stats = message.stats
         self._tick()  # draw now if the frame budget allows (the timer catches the rest)
+
+    def on_analytics_updated(self, message: AnalyticsUpdated) -> None:
+        self.analytics = message
+        if not self.paused:
+            self._show_analytics()
+
+    def _show_analytics(self) -> None:
+        if self.analytics is not None:
+            for screen in self._visible_screens():
+                if isinstance(screen, AnalyticsScreen):
+                    screen.show_analytics(self.analytics)
 
     def on_worker_failed(self, message: WorkerFailed) -> None:
         self.failure = message.error
@@ -131,7 +147,7 @@ class TopApp(App[None]):
             self.shown = state
         behind = state.health.events_total - (self.shown.health.events_total if self.shown else 0)
         for screen in self._visible_screens():
-            if isinstance(screen, (MainScreen, AgentScreen)):
+            if isinstance(screen, (MainScreen, AgentScreen, AnalyticsScreen)):
                 screen.show_state(state, paused=self.paused, behind=behind)
         self.frames += 1
         self.call_after_refresh(self._painted, now, state)
@@ -145,6 +161,8 @@ class TopApp(App[None]):
         """Show ``latest`` now (after resume, screen changes)."""
         self._drawn = None
         self._tick()
+        if not self.paused:
+            self._show_analytics()
 
     def on_screen_resume(self) -> None:
         self._redraw()
@@ -177,6 +195,28 @@ class TopApp(App[None]):
         self._main.log_pane.clear()
         self._main.apply_filter("")
 
+    def action_analytics(self) -> None:
+        """Open the analytics screen; the worker analyses while it is open."""
+        if isinstance(self.screen, AnalyticsScreen):
+            return
+        screen = AnalyticsScreen(every=self.analytics_every)
+        screen.message = self.analytics  # the last result at once, a fresh one follows
+        self.push_screen(screen)
+        self._set_analytics(True)
+        self.call_after_refresh(self._redraw)
+
+    def analytics_closed(self) -> None:
+        """The analytics screen has gone (popped): stop analysing."""
+        if not any(isinstance(s, AnalyticsScreen) for s in self.screen_stack):
+            self._set_analytics(False)
+
+    def action_refresh_analytics(self) -> None:
+        self._set_analytics(True)
+
+    def _set_analytics(self, active: bool) -> None:
+        if self.worker is not None:
+            self.worker.set_analytics(active)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -189,6 +229,11 @@ class TopApp(App[None]):
         yield SystemCommand("Sort agents", "Sort by the next column", self.action_sort)
         yield SystemCommand("Open selected agent", "Drill down into one agent", self.action_drill)
         yield SystemCommand("Clear event log", "Hide the current log lines", self.action_clear)
+        yield SystemCommand(
+            "Analytics",
+            "Forecast, alerts, loops, gaps, collaboration, recommendations",
+            self.action_analytics,
+        )
         yield SystemCommand("Help", "Keys and panes", self.action_help)
 
 

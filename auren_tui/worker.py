@@ -7,6 +7,13 @@ the frozen :class:`~auren_core.state.DashboardState` objects carried by
 once a second so windows keep sliding) and collapsing in the app's queue when the UI
 is busy. Nothing here touches a widget.
 
+Analytics: the worker also keeps the most recent events (at most ``analytics_buffer``,
+none older than ``HISTORY_S``: longer than the dashboard's window, so the forecast
+gets a history of complete hours as the app runs or with ``--since``) and, while the
+analytics screen asks for it, runs :func:`auren_core.analytics.analyze` on them in a
+helper thread every ``analytics_every`` seconds (longer when one run costs more than 5%
+of that), posting :class:`AnalyticsUpdated`. Nothing is analysed while nobody looks.
+
 Sources (``StreamReader`` for live data, :class:`ReplaySource` for
 ``--replay``, a list of recorded batches in tests) share one interface: ``batches()``,
 ``close()`` and an ``on_status`` attribute, so replayed history takes the same path.
@@ -34,6 +41,7 @@ if TYPE_CHECKING:  # the reader pulls in redis (~0.2 s): the app process never n
     from auren_core.reader import Batch
 
 __all__ = [
+    "AnalyticsUpdated",
     "ProcessWorker",
     "RecordedSource",
     "ReplaySource",
@@ -92,6 +100,61 @@ class StateUpdated(Message):
         return isinstance(message, StateUpdated)
 
 
+class AnalyticsUpdated(Message):
+    """A result of ``analyze()`` (trimmed for display) or the error that stopped it."""
+
+    def __init__(
+        self, result: dict[str, Any] | None, took_s: float, buffered: int, error: str = ""
+    ) -> None:
+        super().__init__()
+        self.result = result
+        self.took_s = took_s
+        self.buffered = buffered
+        self.error = error
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, AnalyticsUpdated)
+
+
+HISTORY_S = 7 * 86400.0  # the oldest event kept for analytics (the count bound comes first)
+SHOWN = 40  # items per analytics list sent to the screen (the totals say how many more)
+
+
+def _trim(result: dict[str, Any]) -> dict[str, Any]:
+    """What the screen shows: long lists cut to ``SHOWN`` (with their full length kept in
+    ``counts``), the item x agent readers matrix reduced to its size."""
+    out = dict(result)
+    counts: dict[str, int] = {}
+    for key in ("loops", "stalls", "alerts", "recommendations"):
+        counts[key] = len(result[key])
+        out[key] = result[key][:SHOWN]
+    know = dict(result["knowledge"])
+    counts["gaps"] = len(know["gaps"])
+    know["gaps"] = know["gaps"][:SHOWN]
+    counts["items"] = len(know.pop("readers"))
+    collab = dict(result["collaboration"])
+    counts["pairs"] = len(collab["pairs"])
+    collab["pairs"] = collab["pairs"][:SHOWN]
+    out.update(knowledge=know, collaboration=collab, counts=counts)
+    return out
+
+
+def run_analysis(
+    items: Sequence[Event | Malformed], *, now: float, budget_usd_per_hour: float | None
+) -> AnalyticsUpdated:
+    """``analyze(items)`` as a message (an exception becomes the message's error)."""
+    from auren_core.analytics import analyze
+
+    t0 = time.perf_counter()
+    try:
+        result = _trim(analyze(items, now=now, budget_usd_per_hour=budget_usd_per_hour))
+        result["since"] = min((i.ts for i in items if isinstance(i, Event)), default=None)
+    except Exception as exc:  # an analytics bug must not stop the stream: show it
+        log.exception("analytics failed")
+        return AnalyticsUpdated(None, time.perf_counter() - t0, len(items), f"{exc!r}"[:300])
+    return AnalyticsUpdated(result, time.perf_counter() - t0, len(items))
+
+
 class WorkerFailed(Message):
     """The worker died of a bug (never of an outage: those reconnect)."""
 
@@ -142,6 +205,8 @@ class StreamWorker:
         fps: float = 20.0,
         lag_probe: Callable[[], Any] | None = None,
         source_name: str = "stream",
+        analytics_buffer: int = 50_000,
+        analytics_every: float = 5.0,
     ) -> None:
         self._make_reducer = reducer
         self.reducer: Any = None
@@ -165,6 +230,12 @@ class StreamWorker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_async: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._recent: collections.deque[Event | Malformed] = collections.deque(
+            maxlen=max(1, analytics_buffer)
+        )
+        self.analytics_every = analytics_every
+        self._analytics_on = False
+        self._analytics_now = False
         source.on_status = self._on_status
 
     # ---------------------------------------------------------------- thread side
@@ -188,6 +259,11 @@ class StreamWorker:
             self._pending.append(fn)
         self._dirty = True
 
+    def set_analytics(self, active: bool) -> None:
+        """Analyse now and then every ``analytics_every`` s (``True``), or stop."""
+        self._analytics_on = active
+        self._analytics_now = active
+
     def stats(self) -> WorkerStats:
         return WorkerStats(
             self._events, self._batches, self._backfill_done, self._last_batch, self.source_name
@@ -205,7 +281,11 @@ class StreamWorker:
         self._stop_async = asyncio.Event()
         if self._stop_flag.is_set():
             return
-        tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._tick())]
+        tasks = [
+            asyncio.create_task(self._read()),
+            asyncio.create_task(self._tick()),
+            asyncio.create_task(self._analytics()),
+        ]
         if self.lag_probe is not None:
             tasks.append(asyncio.create_task(self._probe_lag()))
         stop = asyncio.create_task(self._stop_async.wait())
@@ -231,6 +311,7 @@ class StreamWorker:
             if batch.items:
                 self.reducer.apply_batch(batch.items, last_id=batch.last_id, lag=self._lag)
                 self._events += len(batch.items)
+                self._recent.extend(batch.items)
             self._batches += 1
             self._last_batch = time.monotonic()
             if not batch.backfill or not batch.items:  # live data, or the end-of-backfill marker
@@ -261,6 +342,27 @@ class StreamWorker:
                 self._dirty = False
                 last_post = now
                 self.post(StateUpdated(self.reducer.state(), self.stats()))
+
+    async def _analytics(self) -> None:
+        """While wanted: analyse the recent events off this loop (a helper thread, so
+        reading goes on), at most ~5% of the time (the gap grows with the cost)."""
+        next_at = 0.0
+        while True:
+            await asyncio.sleep(0.05)
+            mono = time.monotonic()
+            due = self._analytics_now or (self._analytics_on and mono >= next_at)
+            if not due or self.reducer is None:
+                continue
+            self._analytics_now = False
+            now = self.reducer.clock()
+            recent, cutoff = self._recent, now - max(HISTORY_S, self.reducer.window_s)
+            while recent and _item_ts(recent[0]) < cutoff:
+                recent.popleft()
+            items = list(recent)
+            budget = self.reducer.budget_usd_per_hour
+            msg = await asyncio.to_thread(run_analysis, items, now=now, budget_usd_per_hour=budget)
+            next_at = time.monotonic() + max(self.analytics_every, 20 * msg.took_s)
+            self.post(msg)
 
     async def _probe_lag(self) -> None:
         assert self.lag_probe is not None
@@ -456,17 +558,20 @@ def child_main(argv: Sequence[str]) -> None:
 
     cfg = json.loads(argv[1])
     out = sys.stdout.buffer
-    latest: list[Any] = [None]
+    latest: list[Any] = [None, None]  # newest state (or failure), newest analytics
     cond = threading.Condition()
 
     def writer() -> None:
         mark: tuple[str, str] | None = None
         while True:
             with cond:
-                while latest[0] is None:
+                while latest == [None, None]:
                     cond.wait()
-                msg, latest[0] = latest[0], None
-            if isinstance(msg, StateUpdated):
+                slot = 0 if latest[0] is not None else 1
+                msg, latest[slot] = latest[slot], None
+            if isinstance(msg, AnalyticsUpdated):
+                body = pickle.dumps(("analytics", msg.result, msg.took_s, msg.buffered, msg.error))
+            elif isinstance(msg, StateUpdated):
                 st = msg.state
                 rows = _new_rows(st.log, mark)
                 if st.log:
@@ -482,7 +587,7 @@ def child_main(argv: Sequence[str]) -> None:
 
     def post(msg: Any) -> None:
         with cond:  # newest wins: a state not yet written is replaced (its rows are not lost)
-            latest[0] = msg
+            latest[1 if isinstance(msg, AnalyticsUpdated) else 0] = msg
             cond.notify()
 
     worker = _build_worker(cfg, post)
@@ -492,14 +597,16 @@ def child_main(argv: Sequence[str]) -> None:
     gc.set_threshold(50_000, 20, 100)
 
     def watch_stdin() -> None:
-        sys.stdin.buffer.read()  # EOF: the app closed the pipe (or died)
-        worker.stop(timeout=0)
+        for line in sys.stdin.buffer:  # commands from the app, one a line
+            if line.startswith(b"analytics "):
+                worker.set_analytics(line.strip().endswith(b" on"))
+        worker.stop(timeout=0)  # EOF: the app closed the pipe (or died)
 
     threading.Thread(target=writer, daemon=True).start()
     threading.Thread(target=watch_stdin, daemon=True).start()
     worker._run()
     with cond:
-        while latest[0] is not None:
+        while latest != [None, None]:
             cond.wait(0.05)
 
 
@@ -639,11 +746,24 @@ class ProcessWorker:
                 _, state, rows, stats = msg
                 self._log.extend(WireLog(*r) for r in rows)
                 self.post(StateUpdated(dataclasses.replace(state, log=tuple(self._log)), stats))
+            elif msg[0] == "analytics":
+                self.post(AnalyticsUpdated(*msg[1:]))
             else:
                 self.post(WorkerFailed(str(msg[1])))
         rc = self._proc.wait()
         if not self._stopping:
             self.post(WorkerFailed(f"stream worker process exited ({rc}): {self._stderr_tail()}"))
+
+    def set_analytics(self, active: bool) -> None:
+        """Tell the child to analyse (``True``) or stop (a line on its stdin)."""
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            return
+        try:
+            proc.stdin.write(b"analytics on\n" if active else b"analytics off\n")
+            proc.stdin.flush()
+        except (OSError, ValueError) as exc:  # the child has gone: the reader reports it
+            log.debug("analytics command not sent: %s", exc)
 
     def _stderr_tail(self) -> str:
         if self._err is None:

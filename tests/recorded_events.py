@@ -5,6 +5,11 @@ from them, so a frozen clock gives byte-identical screens. It exercises every pa
 a crew of AUREN specialists with LLM calls (priced and unpriced), tools, delegations
 and questions, hypotheses, memory-tier lookups down to misses, knowledge accesses with
 gaps, publisher drops, one malformed entry, one unknown type and hostile strings.
+
+For the analytics screen: seven hours of older LLM calls (before the dashboard's one-hour
+window) give the forecast a history, a query served again and again from PostgreSQL
+earns a caching recommendation, the coach repeats one tool call (a planted loop) and the
+nutritionist asks three times for something no tier holds (a planted gap).
 """
 
 from __future__ import annotations
@@ -15,10 +20,23 @@ import msgspec
 
 from auren_core.events import Event, Malformed
 
-__all__ = ["AGENTS", "FROZEN_NOW", "HOSTILE_ROLE", "frozen_clock", "recorded", "to_stream"]
+__all__ = [
+    "AGENTS",
+    "FROZEN_NOW",
+    "GAP_QUERY",
+    "HOSTILE_ROLE",
+    "LOOP_TOOL",
+    "frozen_clock",
+    "recorded",
+    "to_stream",
+]
 
 FROZEN_NOW = 1_764_100_800.0  # 2025-11-25 20:00:00 UTC
 HOSTILE_ROLE = "[bold red]Evil[/] \x1b[31mroot\x1b[0m \u202etxt.exe"
+LOOP_TOOL = "whoop_api"  # the coach calls it with the same arguments four times running
+GAP_QUERY = "ferritin range"  # asked three times, answered by no tier
+# USD per million tokens (blended) for the history's LLM calls
+_PRICE = {"gpt-4o": 5.0, "gpt-4o-mini": 0.3, "claude-3-5-haiku": 1.6}
 
 AGENTS: tuple[tuple[str, str, str, list[str], list[str]], ...] = (
     ("neuro", "Neuroscientist", "gpt-4o", ["hrv", "cns"], ["pubmed_search", "hrv_analyzer"]),
@@ -56,9 +74,80 @@ class _Builder:
         )
 
 
+def _history(b: _Builder) -> None:
+    """Hours 8 to 1 before ``FROZEN_NOW``: LLM calls with a rising trend, and one query
+    fetched from PostgreSQL seven times (out of the dashboard's window, in the forecast's)."""
+    for k in range(7):
+        hour_age = (8 - k) * 3600
+        for c in range(11):
+            for j, (aid, _role, model, _caps, _tools) in enumerate(AGENTS[:4]):
+                if c >= 8 + (k + j) % 4:
+                    continue
+                tokens_in, tokens_out = 1800 + 150 * k + 40 * j, 300 + 20 * k
+                b.add(
+                    hour_age - 120 - c * 300 - j * 30,
+                    "llm_call",
+                    aid,
+                    {
+                        "model": model,
+                        "input_tokens": tokens_in,
+                        "output_tokens": tokens_out,
+                        "cost_usd": round((tokens_in + tokens_out) * _PRICE[model] / 1e6, 6),
+                        "cost_source": "genai-prices",
+                        "latency_ms": 700.0,
+                    },
+                    "run-0",
+                )
+        b.add(
+            hour_age - 3300,
+            "memory_tier_access",
+            "neuro",
+            {
+                "tier_accessed": "postgresql_structured",
+                "query": "hrv baseline",
+                "latency_by_tier": {"redis": 0.4, "postgresql": 6.0 + k},
+                "items_retrieved": 1,
+            },
+            "run-0",
+        )
+
+
+def _planted(b: _Builder) -> None:
+    """A loop (same tool, same arguments, four times, LLM calls between) and a gap."""
+    for n in range(4):
+        age = 150 - n * 15
+        b.add(
+            age,
+            "llm_call",
+            "coach",
+            {"model": "claude-3-5-haiku", "input_tokens": 900, "output_tokens": 40,
+             "cost_usd": 0.004, "cost_source": "genai-prices", "latency_ms": 600.0},
+            "run-4",
+        )  # fmt: skip
+        b.add(
+            age - 1,
+            "tool_used",
+            "coach",
+            {"tool": LOOP_TOOL, "args": {"athlete": "a-17", "metric": "strain"},
+             "duration_ms": 80.0, "ok": True},
+            "run-4",
+        )  # fmt: skip
+    for age in (140, 100, 65):
+        b.add(
+            age,
+            "memory_tier_access",
+            "nutri",
+            {"tier_accessed": "miss", "query": GAP_QUERY, "items_retrieved": 0,
+             "latency_by_tier": {"redis": 0.3, "postgresql": 4.0, "chromadb": 25.0}},
+            "run-4",
+        )  # fmt: skip
+
+
 def recorded() -> list[Event | Malformed]:
-    """About 400 events over the last 40 minutes, oldest first."""
+    """About 700 events: seven hours of LLM-call history, then the last 40 minutes in
+    detail, oldest first."""
     b = _Builder()
+    _history(b)
     b.add(2400, "crew_started", None, {"crew": "auren", "agents": [a[0] for a in AGENTS]})
     for aid, role, model, caps, tools in AGENTS:
         b.add(
@@ -111,6 +200,7 @@ def recorded() -> list[Event | Malformed]:
             aid,
             {
                 "tool": tools[i % len(tools)],
+                "args": {"q": queries[i % len(queries)]},
                 "duration_ms": 30 + i,
                 "ok": i % 11 != 5,
                 "cost_usd": 0.001 if i % 3 == 0 else None,
@@ -211,6 +301,7 @@ def recorded() -> list[Event | Malformed]:
             },
             "run-4",
         )
+    _planted(b)
     b.add(90, "agent_started", "neuro", {"task_id": "t-live"}, "run-4")
     b.add(
         60,

@@ -19,6 +19,7 @@ from textual.pilot import Pilot
 
 from auren_tui.app import TopApp, make_app
 from auren_tui.screens.agent import AgentScreen
+from auren_tui.screens.analytics import AnalyticsScreen
 from auren_tui.screens.help import HelpScreen
 from auren_tui.worker import RecordedSource
 
@@ -101,6 +102,18 @@ async def help_screen(pilot: Pilot[None]) -> None:
     await pilot.pause(0.1)
 
 
+async def analytics_screen(pilot: Pilot[None]) -> None:
+    a = pilot.app
+    assert isinstance(a, TopApp)
+    await pilot.press("a")
+    assert isinstance(a.screen, AnalyticsScreen)
+    deadline = time.monotonic() + 15
+    while a.analytics is None:
+        assert time.monotonic() < deadline, "no analytics result"
+        await pilot.pause(0.02)
+    await pilot.pause(0.3)
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_main_screen(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
     assert snap_compare(app(), terminal_size=size, run_before=loaded)
@@ -114,3 +127,8 @@ def test_agent_screen(snap_compare: Callable[..., bool], size: tuple[int, int]) 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_help_screen(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
     assert snap_compare(app(), terminal_size=size, run_before=then(loaded, help_screen))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_analytics_screen(snap_compare: Callable[..., bool], size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, run_before=then(loaded, analytics_screen))

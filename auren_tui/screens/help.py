@@ -19,6 +19,8 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("s", "sort the agents table by the next column (click a header too)"),
     ("enter / d", "drill down into the selected agent"),
     ("c", "clear the event log (new events still appear)"),
+    ("a", "analytics: forecast, alerts, loops, gaps, collaboration, recommendations"),
+    ("r", "(analytics) analyse again now"),
     ("1-6", "jump to a pane"),
     ("esc", "back / close"),
     ("ctrl+p", "command palette (every action is there)"),
@@ -41,6 +43,12 @@ PANES_HELP: tuple[tuple[str, str], ...] = (
     ("4 Collaboration", "who delegates to / asks whom, shaded by intensity"),
     ("5 Knowledge", "most-accessed knowledge items by agent; gaps in red"),
     ("6 Event log", "live tail of the stream"),
+    (
+        "Analytics (a)",
+        "next-hour tokens and cost per agent (method, backtested error), budget alerts, "
+        "loops and stalls with their cost, knowledge gaps, collaboration patterns, "
+        "recommendations with their evidence; recomputed every few seconds while open",
+    ),
     (
         "health line",
         "connection, events/s, lag behind the stream head, malformed entries, "

@@ -46,6 +46,7 @@ class MainScreen(Screen[None]):
             for i, name in enumerate(PANES, 1)
         ),
         Binding("escape", "close_filter", "close filter", show=False),
+        Binding("a", "app.analytics", "Analytics"),
     ]
 
     def __init__(self, *, stream: str, backends: str, mode: str) -> None:

@@ -1,0 +1,108 @@
+"""The analytics screen: forecast, alerts, loops and stalls, gaps, collaboration, advice.
+
+Everything on it is one ``analyze()`` result computed by the stream worker over the
+events it has read (see :mod:`auren_tui.worker`): the screen asks for a fresh one when
+it opens (and with ``r``), the worker repeats it every few seconds while the screen is
+shown and stops when it closes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from ..sanitize import clean
+from ..widgets import HealthLine
+from ..widgets.analytics import (
+    AlertsSection,
+    CollabSection,
+    ForecastSection,
+    GapsSection,
+    LoopsSection,
+    RecommendationsSection,
+    Section,
+)
+from ..widgets.format import fmt_count
+
+if TYPE_CHECKING:
+    from auren_core.state import DashboardState
+
+    from ..worker import AnalyticsUpdated
+
+__all__ = ["AnalyticsScreen"]
+
+
+def _status(msg: AnalyticsUpdated | None, every: float) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(" Analytics ", style="bold reverse")
+    if msg is None:
+        t.append("  analysing the events read so far…", style="dim")
+        return t
+    if msg.error:
+        t.append("  analysis failed: ", style="bold red")
+        t.append(clean(msg.error, 200))
+        return t
+    r = msg.result or {}
+    at = time.strftime("%H:%M:%S", time.gmtime(r.get("generated_at", 0.0)))
+    since = r.get("since")
+    span = "" if since is None else " since " + time.strftime("%d %b %H:%M", time.gmtime(since))
+    t.append(f"  {fmt_count(r.get('events', 0))} events{span} · as of {at} UTC")
+    t.append(f" · every {every:g}s while open", style="dim")
+    return t
+
+
+class AnalyticsScreen(Screen[None]):
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("a", "app.pop_screen", "Back", show=False),
+        Binding("r", "app.refresh_analytics", "Refresh"),
+    ]
+
+    def __init__(self, *, every: float = 5.0) -> None:
+        super().__init__()
+        self.every = every
+        self.message: AnalyticsUpdated | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(_status(None, self.every), id="analytics-status", markup=False)
+        with VerticalScroll(id="analytics-body"):
+            yield ForecastSection(title="Next-hour forecast", id="an-forecast")
+            yield AlertsSection(title="Alerts", id="an-alerts")
+            yield LoopsSection(title="Loops and stalls", id="an-loops")
+            yield GapsSection(title="Knowledge gaps", id="an-gaps")
+            yield CollabSection(title="Collaboration patterns", id="an-collab")
+            yield RecommendationsSection(title="Recommendations", id="an-recs")
+        yield HealthLine(id="health")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#analytics-body", VerticalScroll).focus()
+        if self.message is not None:
+            self.show_analytics(self.message)
+
+    def on_unmount(self) -> None:
+        closed = getattr(self.app, "analytics_closed", None)
+        if closed is not None:
+            closed()
+
+    def show_analytics(self, msg: AnalyticsUpdated) -> None:
+        self.message = msg
+        for status in self.query("#analytics-status").results(Static):
+            status.update(_status(msg, self.every))
+        if msg.result is None:
+            return
+        for section in self.query(Section):
+            section.set_result(msg.result)
+
+    def show_state(self, state: DashboardState, *, paused: bool = False, behind: int = 0) -> None:
+        for line in self.query(HealthLine):  # empty until the screen has composed
+            line.show(state, paused=paused, behind=behind)

@@ -1,0 +1,177 @@
+"""The analytics screen of ``auren top``: forecast, alerts, loops, gaps, collaboration and
+recommendations, computed by ``analyze()`` in the stream worker from the events it read."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import redis
+from recorded_events import FROZEN_NOW, GAP_QUERY, LOOP_TOOL, frozen_clock, recorded
+from test_tui import screen_text
+from textual.pilot import Pilot
+
+from auren_core.analytics import analyze
+from auren_core.events import Event, encode_fields
+from auren_tui.app import TopApp, make_app
+from auren_tui.screens.analytics import AnalyticsScreen
+from auren_tui.screens.help import HelpScreen
+from auren_tui.screens.main import MainScreen
+from auren_tui.widgets.format import fmt_count
+from auren_tui.worker import SHOWN, RecordedSource, StreamWorker, _trim, run_analysis
+
+os.environ["TZ"] = "UTC"
+time.tzset()
+
+
+def recorded_app(**kw: object) -> TopApp:
+    return make_app(
+        redis_url="redis://unused",
+        stream="auren:events",
+        source=RecordedSource.of(recorded()),
+        clock=frozen_clock,
+        budget_usd_per_hour=0.5,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+async def open_analytics(pilot: Pilot[None], app: TopApp) -> None:
+    want = len(recorded())
+    await wait_for(pilot, lambda: app.shown is not None and app.shown.health.events_total == want)
+    assert app.analytics is None  # nothing is analysed while nobody looks
+    await pilot.press("a")
+    assert isinstance(app.screen, AnalyticsScreen)
+    await wait_for(pilot, lambda: app.analytics is not None)
+    await pilot.pause(0.2)
+
+
+async def test_analytics_screen_shows_forecast_loop_gap_and_advice() -> None:
+    expected = analyze(recorded(), now=FROZEN_NOW, budget_usd_per_hour=0.5)
+    app = recorded_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_analytics(pilot, app)
+        assert app.analytics is not None and app.analytics.result is not None
+        got = app.analytics.result
+        assert got["forecast"] == expected["forecast"]  # the worker's result is analyze()'s
+        text = screen_text(app)
+        # forecast per agent, with its method and backtested error
+        neuro = next(a for a in expected["forecast"]["agents"] if a["agent"] == "neuro")
+        assert neuro["tokens"]["method"].startswith("holt") and neuro["tokens"]["mae"]
+        row = next(line for line in text.splitlines() if " neuro " in line and "±" in line)
+        for figure in (
+            fmt_count(neuro["tokens"]["next"]),
+            "±" + fmt_count(neuro["tokens"]["mae"]),
+            f"${neuro['cost_usd']['next']:.4f}",
+            "holt",
+            str(neuro["tokens"]["points"]),
+        ):
+            assert figure in row, (figure, row)
+        assert "holt = holt linear trend" in text
+        # the budget alert, from the forecast
+        assert "alert" in text and "vs budget $0.50/h" in text
+        # the planted loop, with what it cost
+        (loop,) = expected["loops"]
+        assert loop["agent"] == "coach" and loop["repeats"] == 4
+        line = next(x for x in text.splitlines() if "loop  coach" in x)
+        assert "x4" in line and f"${loop['cost_usd']:.4f}" in line and LOOP_TOOL in line
+        # the planted gap
+        line = next(x for x in text.splitlines() if GAP_QUERY in x and "misses" in x)
+        assert "3 misses" in line and "nutri" in line
+        # a recommendation and its evidence
+        (rec,) = expected["recommendations"]
+        assert "cache 'hrv baseline' in Redis" in text
+        assert f"slow_tier_hits: {rec['evidence']['slow_tier_hits']}" in text
+        # collaboration patterns
+        assert "neuro + nutri" in text and "completion rate" in text
+        assert "\x1b" not in text and "\u202e" not in text
+        # escape returns to the dashboard and the worker stops analysing
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
+        await pilot.pause(0.05)
+        worker = app.worker
+        assert isinstance(worker, StreamWorker) and not worker._analytics_on
+
+
+async def test_analytics_usable_at_80x24_and_refresh_on_demand() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_analytics(pilot, app)
+        first = app.analytics
+        text = screen_text(app)
+        assert "Next-hour forecast" in text and "events since" in text
+        assert "Analytics" in text and "esc Back" in text
+        # scroll down to the recommendations
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        assert "cache 'hrv baseline' in Redis" in screen_text(app)
+        await pilot.press("r")
+        await wait_for(pilot, lambda: app.analytics is not first)
+        await pilot.press("a")  # the same key closes it
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_help_footer_and_palette_list_analytics() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: "a Analytics" in screen_text(app))  # the footer
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Analytics" in titles
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        assert "analytics: forecast, alerts" in screen_text(app)
+
+
+def test_trim_caps_lists_and_keeps_counts() -> None:
+    evs: list[Event] = []
+    for i in range(SHOWN + 5):  # SHOWN + 5 distinct gaps, each missed once
+        evs.append(
+            Event(
+                id=f"g{i}",
+                ts=FROZEN_NOW - 60,
+                type="memory_tier_access",
+                agent="a",
+                run="r",
+                payload={"tier_accessed": "miss", "query": f"q{i}"},
+            )
+        )
+    full = analyze(evs, now=FROZEN_NOW)
+    out = _trim(full)
+    assert len(full["knowledge"]["gaps"]) == SHOWN + 5
+    assert len(out["knowledge"]["gaps"]) == SHOWN and out["counts"]["gaps"] == SHOWN + 5
+    assert "readers" not in out["knowledge"] and out["counts"]["items"] == 0  # none answered
+
+
+def test_analysis_failure_is_reported_not_swallowed() -> None:
+    msg = run_analysis(recorded(), now="not a time", budget_usd_per_hour=None)  # type: ignore[arg-type]
+    assert msg.result is None and "TypeError" in msg.error and msg.buffered == len(recorded())
+
+
+async def test_process_worker_analyses_on_request(redis_url: str, stream: str) -> None:
+    """The live path: the worker process gets the command over its pipe and sends results."""
+    r = redis.Redis.from_url(redis_url)
+    for _ in range(3):
+        r.xadd(stream, {"e": encode_fields("llm_call", {"model": "m"}, "coach", "r1")})
+        r.xadd(
+            stream,
+            {"e": encode_fields("tool_used", {"tool": "t", "args": {"x": 1}}, "coach", "r1")},
+        )
+    app = make_app(redis_url=redis_url, stream=stream, since_s=600)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None and app.shown.totals.tool_calls == 3)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.analytics is not None)
+        assert app.analytics is not None and app.analytics.result is not None
+        (loop,) = app.analytics.result["loops"]
+        assert loop["agent"] == "coach" and loop["repeats"] == 3
+        await wait_for(pilot, lambda: "loop  coach" in screen_text(app))
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)

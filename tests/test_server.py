@@ -78,6 +78,8 @@ async def test_snapshot_then_live_events_in_order(redis_url: str, stream: str) -
     publish(redis_url, stream, before)
     async with running(redis_url, stream) as srv:
         ws, snap = await subscribe(srv.port, since="now")
+        assert ws.response is not None  # the client offered permessage-deflate: declined
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
         totals = snap["state"]["totals"]
         assert totals["llm_calls"] == 5
         assert totals["input_tokens"] == sum(100 + i for i in range(5))

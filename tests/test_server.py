@@ -587,3 +587,15 @@ async def test_keepalive_closes_a_client_that_never_answers_pings(
         assert srv.hub.clients == 1
         writer.close()
         await polite.close()
+
+
+async def test_snapshot_log_is_capped_and_shared(redis_url: str, stream: str) -> None:
+    publish(redis_url, stream, [llm("a", i) for i in range(30)])
+    async with running(redis_url, stream, snapshot_log=10) as srv:
+        ws1, snap1 = await subscribe(srv.port)
+        ws2, snap2 = await subscribe(srv.port)
+        assert snap1["state"]["totals"]["llm_calls"] == 30
+        assert len(snap1["state"]["log"]) == 10  # the newest entries only
+        assert snap1 == snap2  # subscribers within snapshot_ttl_s share one snapshot
+        await ws1.close()
+        await ws2.close()

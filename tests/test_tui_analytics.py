@@ -175,3 +175,56 @@ async def test_process_worker_analyses_on_request(redis_url: str, stream: str) -
         await wait_for(pilot, lambda: "loop  coach" in screen_text(app))
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
+
+
+def test_sections_render_hostile_strings_inert() -> None:
+    """Agent ids, queries and tool arguments from events are plain text: no escape
+    sequence reaches the terminal and markup stays literal."""
+    import io
+
+    from rich.console import Console
+
+    from auren_tui.widgets.analytics import (
+        AlertsSection,
+        CollabSection,
+        ForecastSection,
+        GapsSection,
+        LoopsSection,
+        RecommendationsSection,
+    )
+
+    evil = "[bold red]x[/] \x1b[2J\x1b]52;c;ZXZpbA==\x07\u202eboom"
+    evs: list[Event] = []
+    for n in range(5):
+        for typ, payload in (
+            ("llm_call", {"model": evil, "input_tokens": 10, "output_tokens": 1, "cost_usd": 0.1}),
+            ("tool_used", {"tool": evil, "args": {evil: evil}}),
+            ("memory_tier_access", {"tier_accessed": "miss", "query": evil}),
+            ("memory_tier_access", {"tier_accessed": "chromadb_semantic", "query": evil + "2"}),
+            ("collaboration", {"to_agent": evil + "b"}),
+        ):
+            evs.append(
+                Event(
+                    id=f"h{len(evs)}",
+                    ts=FROZEN_NOW - 4 * 3600 + n * 3000 + len(evs),
+                    type=typ,
+                    agent=evil,
+                    run=evil,
+                    payload=payload,
+                )
+            )
+    result = _trim(analyze(evs, now=FROZEN_NOW, budget_usd_per_hour=0.01))
+    assert result["loops"] and result["knowledge"]["gaps"] and result["recommendations"]
+    console = Console(width=100, file=io.StringIO(), force_terminal=True, record=True)
+    for cls in (
+        ForecastSection,
+        AlertsSection,
+        LoopsSection,
+        GapsSection,
+        CollabSection,
+        RecommendationsSection,
+    ):
+        console.print(cls().build(result, 100))
+    text = console.export_text(styles=False)
+    assert "[bold red]x[/]" in text  # markup shown literally
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text

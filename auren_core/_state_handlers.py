@@ -113,6 +113,8 @@ class Handlers:
         c = p.get("cost_usd")
         cost = c if type(c) is float and 0.0 <= c < 1e18 else _opt_num(c)
         err = p.get("ok", True) is False
+        if cost is None and err and inp == 0 and out == 0 and cached == 0:
+            cost = 0.0  # a failed call that used no tokens is an error, not an unknown price
         g = self._g
         for vec in (g.at(b), g.tot):
             vec[_LLM] += 1

@@ -864,3 +864,33 @@ def test_sparkline_updates_incrementally_and_for_late_events() -> None:
     assert a is not None and a.cost_per_minute[-2] == pytest.approx(0.3)
     assert a.cost_per_minute[-1] == 0.0 and a.cost_per_minute[-4] == pytest.approx(0.05)
     assert sum(a.cost_per_minute) == pytest.approx(0.35) == r.state().totals.cost_usd
+
+
+def test_failed_llm_call_without_usage_is_not_an_unknown_price() -> None:
+    from auren_core.events import make_event
+    from auren_core.state import Reducer
+
+    now = 1_800_000_000.0
+    r = Reducer(clock=lambda: now)
+    failed = {
+        "model": "gpt-4o-mini",
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cost_usd": None,
+        "cost_source": "unknown",
+        "ok": False,
+        "error": "upstream 503",
+    }
+    unknown = {
+        "model": "mystery",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "cost_usd": None,
+        "cost_source": "unknown",
+        "ok": True,
+    }
+    for payload in (failed, unknown):
+        r.apply(make_event("llm_call", payload, agent="a", ts=now - 1))
+    totals = r.state().to_dict()["totals"]
+    assert totals["llm_calls"] == 2 and totals["unpriced_llm_calls"] == 1
+    assert totals["llm_errors"] == 1

@@ -135,6 +135,9 @@ class Reducer(Handlers):
         lag: int | None = None,
     ) -> None:
         """Apply a reader batch, then move the window to the clock's now."""
+        now = self.clock()
+        # future-timestamp clamp from this batch's now (a replay clock may have jumped)
+        self._max_b = int(now // BUCKET_S) + _FUTURE_BUCKETS
         apply = self._apply
         n = 0
         for it in items:
@@ -143,7 +146,6 @@ class Reducer(Handlers):
                 apply(it)
             except Exception as exc:  # a reducer bug must not stop the dashboard
                 self._not_reducible(it, exc)
-        now = self.clock()
         self._arrived(now, n)
         if last_id:
             self.last_id = last_id
@@ -152,11 +154,12 @@ class Reducer(Handlers):
         self.advance(now)
 
     def apply(self, item: Event | Malformed) -> None:
+        now = self.clock()
+        self._max_b = int(now // BUCKET_S) + _FUTURE_BUCKETS
         try:
             self._apply(item)
         except Exception as exc:
             self._not_reducible(item, exc)
-        now = self.clock()
         self._arrived(now, 1)
         self.advance(now)
 

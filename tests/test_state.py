@@ -894,3 +894,22 @@ def test_failed_llm_call_without_usage_is_not_an_unknown_price() -> None:
     totals = r.state().to_dict()["totals"]
     assert totals["llm_calls"] == 2 and totals["unpriced_llm_calls"] == 1
     assert totals["llm_errors"] == 1
+
+
+def test_clock_that_jumps_forward_after_construction_keeps_events() -> None:
+    """A replay clock starts before the first event is known, then jumps to event time."""
+    from auren_core.events import make_event
+    from auren_core.state import Reducer
+
+    now = [0.0]
+    r = Reducer(clock=lambda: now[0])
+    day_ago = 1_800_000_000.0 - 86_400
+    now[0] = day_ago
+    for i in range(10):
+        r.apply(
+            make_event("llm_call", {"model": "m", "input_tokens": 1}, agent="a", ts=day_ago - i)
+        )
+    r.apply_batch(
+        [make_event("llm_call", {"model": "m", "input_tokens": 1}, agent="a", ts=day_ago)]
+    )
+    assert r.state().totals.llm_calls == 11

@@ -48,12 +48,12 @@ class TopApp(App[None]):
     TITLE = "AUREN top"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
         Binding("p", "toggle_pause", "Pause"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
-        Binding("d", "drill", "Drill-down"),
+        Binding("d", "drill", "Drill"),
         Binding("c", "clear", "Clear"),
-        Binding("question_mark", "help", "Help"),
     ]
 
     def __init__(

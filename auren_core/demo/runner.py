@@ -9,7 +9,6 @@ environment) the agents talk to that real LLM instead of the scripted one.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -44,7 +43,10 @@ def quiet_crewai() -> None:
 
 
 def slug(role: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", role.lower()).strip("_")
+    """The agent id the CrewAI instrumentation gives ``role`` (one definition)."""
+    from ..integrations.crewai import slug as agent_slug
+
+    return agent_slug(role) or "agent"
 
 
 @dataclass

@@ -294,3 +294,39 @@ def test_cli_pg_export_reaches_back_through_daily_rollups(pg_dsn: str, store_sch
     assert [tuple(r[k] for k in key) for r in got] == [tuple(r[k] for k in key) for r in want]
     assert [r["cost_usd"] for r in got] == pytest.approx([r["cost_usd"] for r in want])
     assert len({r["day"] for r in got}) >= 10
+
+
+def test_failed_call_without_usage_is_not_unpriced() -> None:
+    """Same rule as the dashboard's reducer: no tokens used on a failed call costs nothing."""
+    from auren_core.events import make_event
+    from auren_core.export import build_reports
+
+    ts = 1_800_000_000.0
+    evs = [
+        make_event(
+            "llm_call",
+            {
+                "model": "gpt-4o-mini",
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cost_usd": None,
+                "ok": False,
+            },
+            agent="a",
+            ts=ts,
+        ),
+        make_event(
+            "llm_call",
+            {
+                "model": "mystery",
+                "input_tokens": 9,
+                "output_tokens": 1,
+                "cost_usd": None,
+                "ok": True,
+            },
+            agent="a",
+            ts=ts,
+        ),
+    ]
+    (row,) = build_reports(evs, ["tokens"])["tokens"]
+    assert row["llm_calls"] == 2 and row["unpriced_calls"] == 1

@@ -129,10 +129,17 @@ class Accumulator:
                     if row is None:
                         row = self.llm[key] = [0, 0, 0, 0, 0.0, 0]
                     row[0] += 1
-                    row[1] += _n(p.get("input_tokens"))
-                    row[2] += _n(p.get("output_tokens"))
-                    row[3] += _n(p.get("cached_tokens"))
+                    inp, out_, cached = (
+                        _n(p.get("input_tokens")),
+                        _n(p.get("output_tokens")),
+                        _n(p.get("cached_tokens")),
+                    )
+                    row[1] += inp
+                    row[2] += out_
+                    row[3] += cached
                     c = _f(p.get("cost_usd"))
+                    if c is None and p.get("ok", True) is False and not (inp or out_ or cached):
+                        c = 0.0  # failed, no tokens used: an error, not an unknown price
                     if c is None:
                         row[5] += 1
                     else:

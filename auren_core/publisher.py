@@ -114,6 +114,14 @@ class Publisher:
         except Exception:
             self._errors += 1
 
+    def enqueue_raw(self, data: bytes) -> None:
+        """Enqueue an entry the caller already encoded (``events.encode``): for adapters
+        that encode themselves so that an encoding failure is theirs to count."""
+        try:
+            self._enqueue(data)
+        except Exception:  # never into the caller's thread
+            self._errors += 1
+
     def _enqueue(self, data: bytes) -> None:
         if self._pid != os.getpid():
             self._after_fork()

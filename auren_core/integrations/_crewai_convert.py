@@ -159,7 +159,7 @@ class Converter:
             self.error_types[exc.__class__.__name__] += 1
             ev = msgspec.structs.replace(ev, payload=repair(payload), agent=repair(agent))
             raw = encode(ev)
-        self.publisher._enqueue(raw)  # encoded here so a failure is ours to count
+        self.publisher.enqueue_raw(raw)  # encoded here so a failure is ours to count
 
     # ------------------------------------------------------------------ crew, task, agent
     def _crew_started(self, source: Any, event: Any, meta: Meta) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._state_parts import TIER_IDX as _TIER_IDX
 from ._state_parts import AgentAcc, G, HypRec, RunAcc, tier_index
-from .events import Event
+from .events import Event, llm_call_cost
 
 if TYPE_CHECKING:
     from ._state_parts import Sections
@@ -113,8 +113,8 @@ class Handlers:
         c = p.get("cost_usd")
         cost = c if type(c) is float and 0.0 <= c < 1e18 else _opt_num(c)
         err = p.get("ok", True) is False
-        if cost is None and err and inp == 0 and out == 0 and cached == 0:
-            cost = 0.0  # a failed call that used no tokens is an error, not an unknown price
+        if cost is None:
+            cost = llm_call_cost(cost, not err, inp, out, cached)
         g = self._g
         for vec in (g.at(b), g.tot):
             vec[_LLM] += 1

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from ..events import Event, Malformed
+from ..events import Event, Malformed, llm_call_cost
 
 __all__ = ["Accumulator", "run_label", "tier_name"]
 
@@ -137,9 +137,9 @@ class Accumulator:
                     row[1] += inp
                     row[2] += out_
                     row[3] += cached
-                    c = _f(p.get("cost_usd"))
-                    if c is None and p.get("ok", True) is False and not (inp or out_ or cached):
-                        c = 0.0  # failed, no tokens used: an error, not an unknown price
+                    c = llm_call_cost(
+                        _f(p.get("cost_usd")), p.get("ok", True) is not False, inp, out_, cached
+                    )
                     if c is None:
                         row[5] += 1
                     else:

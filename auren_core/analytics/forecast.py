@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from itertools import product
 from typing import Any
@@ -118,52 +118,23 @@ def forecast_series(y: Sequence[float], season: int = SEASON) -> Forecast:
     )
 
 
-def hourly_series(
-    events: Sequence[Event], *, now: float, max_hours: int = 14 * 24
-) -> dict[str, tuple[list[float], list[float]]]:
-    """Agent -> (tokens per hour, cost per hour) over completed hours up to ``now``."""
-    end = int(now // 3600)  # the current (incomplete) hour is excluded
-    tokens: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    cost: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
-    first: dict[str, int] = {}
-    for ev in events:
-        if ev.type != "llm_call":
-            continue
-        h = int(ev.ts // 3600)
-        if h >= end or h < end - max_hours:
-            continue
-        a = ev.agent or ""
-        p = ev.payload
-        tokens[a][h] += float(p.get("input_tokens") or 0) + float(p.get("output_tokens") or 0)
-        c = p.get("cost_usd")
-        if isinstance(c, (int, float)) and math.isfinite(c):
-            cost[a][h] += float(c)
-        first[a] = min(first.get(a, h), h)
-    return {
-        a: (
-            [tokens[a][h] for h in range(first[a], end)],
-            [cost[a][h] for h in range(first[a], end)],
-        )
-        for a in sorted(first)
-    }
+Series = dict[str, tuple[list[float], list[float]]]
 
 
-def hourly_series_from_aggregates(
-    rows: Iterable[dict[str, Any]], *, now: float, max_hours: int = 14 * 24
-) -> dict[str, tuple[list[float], list[float]]]:
-    """The same series from ``agg_hourly`` rows (``bucket`` in unix seconds), so a forecast
-    can use two weeks of rollups when the detailed events or the stream hold less."""
+def _hourly(
+    points: Iterable[tuple[str, int, float, float]], *, now: float, max_hours: int
+) -> Series:
+    """Agent -> (tokens per hour, cost per hour) from (agent, hour, tokens, cost) points,
+    over completed hours up to ``now`` (the current, incomplete hour is excluded)."""
     end = int(now // 3600)
     tokens: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     cost: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     first: dict[str, int] = {}
-    for r in rows:
-        h = int(r["bucket"] // 3600)
-        if r["type"] != "llm_call" or h >= end or h < end - max_hours:
+    for a, h, tok, usd in points:
+        if h >= end or h < end - max_hours:
             continue
-        a = r["agent"]
-        tokens[a][h] += float(r["input_tokens"] + r["output_tokens"])
-        cost[a][h] += float(r["cost_usd"])
+        tokens[a][h] += tok
+        cost[a][h] += usd
         first[a] = min(first.get(a, h), h)
     return {
         a: (
@@ -172,6 +143,40 @@ def hourly_series_from_aggregates(
         )
         for a in sorted(first)
     }
+
+
+def _event_points(events: Sequence[Event]) -> Iterator[tuple[str, int, float, float]]:
+    for ev in events:
+        if ev.type != "llm_call":
+            continue
+        p = ev.payload
+        c = p.get("cost_usd")
+        usd = float(c) if isinstance(c, (int, float)) and math.isfinite(c) else 0.0
+        tok = float(p.get("input_tokens") or 0) + float(p.get("output_tokens") or 0)
+        yield ev.agent or "", int(ev.ts // 3600), tok, usd
+
+
+def hourly_series(events: Sequence[Event], *, now: float, max_hours: int = 14 * 24) -> Series:
+    """Agent -> (tokens per hour, cost per hour) over completed hours up to ``now``."""
+    return _hourly(_event_points(events), now=now, max_hours=max_hours)
+
+
+def hourly_series_from_aggregates(
+    rows: Iterable[dict[str, Any]], *, now: float, max_hours: int = 14 * 24
+) -> Series:
+    """The same series from ``agg_hourly`` rows (``bucket`` in unix seconds), so a forecast
+    can use two weeks of rollups when the detailed events or the stream hold less."""
+    points = (
+        (
+            r["agent"],
+            int(r["bucket"] // 3600),
+            float(r["input_tokens"] + r["output_tokens"]),
+            float(r["cost_usd"]),
+        )
+        for r in rows
+        if r["type"] == "llm_call"
+    )
+    return _hourly(points, now=now, max_hours=max_hours)
 
 
 def token_forecast(

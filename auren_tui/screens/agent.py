@@ -29,12 +29,16 @@ def _gone(agent_id: str) -> Text:
     return Text(f"{clean(agent_id, 60)} is not active in the window any more", style="dim")
 
 
-class AgentSummary(Pane):
-    """Identity, status, tokens and cost with the per-minute sparkline."""
+class _AgentPane(Pane):
+    """A pane about one agent (the one the screen was opened for)."""
 
     def __init__(self, agent_id: str, **kw: str) -> None:
         super().__init__(**kw)
         self.agent_id = agent_id
+
+
+class AgentSummary(_AgentPane):
+    """Identity, status, tokens and cost with the per-minute sparkline."""
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         a = state.agent(self.agent_id)
@@ -66,12 +70,8 @@ class AgentSummary(Pane):
         return Group(*lines)
 
 
-class AgentRelations(Pane):
+class AgentRelations(_AgentPane):
     """Tools used, collaborators and hypotheses of one agent."""
-
-    def __init__(self, agent_id: str, **kw: str) -> None:
-        super().__init__(**kw)
-        self.agent_id = agent_id
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         a = state.agent(self.agent_id)

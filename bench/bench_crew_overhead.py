@@ -15,7 +15,7 @@ Redis; every arm then sleeps ``--settle-ms`` so background threads finish.
 
 Reported per instrumented arm, against plain:
 - kickoff wall time: median of the paired differences, bootstrap 95% interval,
-  as % of the plain median (the target: <= 5%). On a shared 2-core machine this
+  as % of the plain median (the target, issue 2: <= 3%). On a shared 2-core machine this
   is noisy (CrewAI commits to SQLite during a kickoff; other processes run).
 - process CPU time (all threads, kickoff to settled): the steadier figure; it
   includes our conversion thread and the publisher thread's XADD work.
@@ -180,8 +180,8 @@ def main() -> None:
             f"{mc * ms:+.3f} ms (CI {lc * ms:+.3f} .. {hc * ms:+.3f}) = {mc / base_c * 100:+.2f}%"
             f"; per event {mc / events * 1e6:+.1f} us"
         )
-        verdict = "meets" if mw / base_w <= 0.05 else "MISSES"
-        print(f"[{arm}]   target wall overhead <= 5%: {verdict} ({mw / base_w * 100:+.2f}%)")
+        verdict = "meets" if mw / base_w <= 0.03 else "MISSES"
+        print(f"[{arm}]   target wall overhead <= 3%: {verdict} ({mw / base_w * 100:+.2f}%)")
     if handler_s:
         hs = sorted(handler_s)
         print(

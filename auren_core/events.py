@@ -94,6 +94,10 @@ class LlmCall(_Payload):
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    # thinking/reasoning tokens where the provider reports them (a part of output_tokens)
+    reasoning_tokens: int = 0
+    # the source's own call id (CrewAI 1.10+): one call is one event, never two
+    call_id: str | None = None
     cost_usd: float | None = None
     cost_source: str = "unknown"
     latency_ms: float | None = None
@@ -112,8 +116,9 @@ class ToolUsed(_Payload):
 
 class Collaboration(_Payload):
     to_agent: str
-    kind: Literal["delegate", "ask"]
+    kind: Literal["delegate", "ask", "a2a"]
     task: str | None = None
+    ok: bool | None = None  # a2a: set when the remote agent answered (or failed)
 
 
 class Hypothesis(_Payload):
@@ -150,6 +155,42 @@ class MemoryTierAccess(_Payload):
     cost_by_tier: dict[str, float] = {}
 
 
+class FlowStarted(_Payload):
+    flow: str | None = None
+    flow_id: str | None = None  # the flow's own state id (CrewAI ``flow.state.id``)
+    inputs: dict[str, Any] | None = None
+
+
+class FlowStep(_Payload):
+    """One method of a flow: ``phase="started"`` when it begins (duration and ok null),
+    then ``completed`` / ``failed`` (with duration) or ``paused`` (waiting for a human)."""
+
+    method: str
+    flow: str | None = None
+    phase: Literal["started", "completed", "failed", "paused"] = "completed"
+    duration_ms: float | None = None
+    ok: bool | None = None
+    error: str | None = None
+
+
+class FlowEnded(_Payload):
+    flow: str | None = None
+    duration_ms: float | None = None
+    ok: bool = True
+    error: str | None = None
+
+
+class HumanInput(_Payload):
+    """A wait for human feedback (flow ``@human_feedback``, flow input, agent ``human_input``):
+    ``requested`` opens the wait, ``received`` closes it (``wait_ms``)."""
+
+    state: Literal["requested", "received"]
+    flow: str | None = None
+    method: str | None = None
+    message: str | None = None
+    wait_ms: float | None = None
+
+
 class PublisherStats(_Payload):
     sent: int
     dropped: int
@@ -175,6 +216,11 @@ PAYLOAD_TYPES: Final[dict[str, type[_Payload]]] = {
     "knowledge_access": KnowledgeAccess,
     "memory_tier_access": MemoryTierAccess,
     "publisher_stats": PublisherStats,
+    "flow_started": FlowStarted,
+    "flow_step": FlowStep,
+    "flow_completed": FlowEnded,
+    "flow_failed": FlowEnded,
+    "human_input": HumanInput,
 }
 EVENT_TYPES: Final = frozenset(PAYLOAD_TYPES)
 

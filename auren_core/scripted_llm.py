@@ -19,18 +19,38 @@ Importing this module imports crewai (``auren_core`` itself never does).
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
 import random
 import re
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from crewai.events.types.llm_events import LLMCallType
+from crewai.llms import base_llm as _base_llm
 from crewai.llms.base_llm import BaseLLM
+
+# What the installed CrewAI release offers a provider (looked up, not version-compared):
+# 1.10+: a call scope giving every LLM event of one call the same ``call_id``;
+# 1.13+: the completed event carries the call's ``usage``.
+_call_context = getattr(_base_llm, "llm_call_context", None)
+_COMPLETED_TAKES_USAGE = (
+    "usage" in inspect.signature(BaseLLM._emit_call_completed_event).parameters
+)
+
+
+@contextlib.contextmanager
+def _call_scope() -> Iterator[None]:
+    if _call_context is None:
+        yield
+        return
+    with _call_context():
+        yield
 
 __all__ = [
     "Script",
@@ -40,6 +60,7 @@ __all__ = [
     "default_script",
     "final_answer",
     "react_action",
+    "tool_named",
     "tokens_of",
 ]
 
@@ -129,6 +150,16 @@ class ScriptedLLM(BaseLLM):
     def get_context_window_size(self) -> int:
         return 128_000
 
+    def get_input_tokens_count(
+        self, messages: Any, tools: Any = None, response_model: Any = None
+    ) -> int:
+        """Exact for this LLM (the same rule as its usage), so CrewAI need not estimate."""
+        if isinstance(messages, str):
+            return tokens_of(messages)
+        return tokens_of(
+            "".join(f"{m.get('role')}: {m.get('content') or ''}\n" for m in messages or ())
+        )
+
     def reset_usage(self) -> None:
         with self._lock:
             self.calls.clear()
@@ -143,6 +174,20 @@ class ScriptedLLM(BaseLLM):
         from_task: Any | None = None,
         from_agent: Any | None = None,
         response_model: Any | None = None,
+    ) -> str:
+        with _call_scope():
+            return self._call(
+                messages, tools, callbacks, available_functions, from_task, from_agent
+            )
+
+    def _call(
+        self,
+        messages: Any,
+        tools: list[dict[str, Any]] | None,
+        callbacks: list[Any] | None,
+        available_functions: dict[str, Any] | None,
+        from_task: Any | None,
+        from_agent: Any | None,
     ) -> str:
         self._emit_call_started_event(
             messages=messages,
@@ -163,26 +208,27 @@ class ScriptedLLM(BaseLLM):
                 with self._lock:
                     self.failures += 1
                 raise RuntimeError(f"scripted failure on call {n}")
-            text = self._apply_stop_words(self.script(call))
+            text = self._apply_stop_words(_presented(self.script(call), call.tool_names))
             usage = self._usage(call, msgs, text)
-            self._track_token_usage_internal(
-                {
-                    "prompt_tokens": usage.input_tokens,
-                    "completion_tokens": usage.output_tokens,
-                    "cached_prompt_tokens": usage.cached_tokens,
-                }
-            )
+            usage_dict = {
+                "prompt_tokens": usage.input_tokens,
+                "completion_tokens": usage.output_tokens,
+                "cached_prompt_tokens": usage.cached_tokens,
+            }
+            self._track_token_usage_internal(usage_dict)
             with self._lock:
                 self.calls.append(usage)
         except Exception as exc:
             self._emit_call_failed_event(str(exc), from_task=from_task, from_agent=from_agent)
             raise
+        extra: dict[str, Any] = {"usage": usage_dict} if _COMPLETED_TAKES_USAGE else {}
         self._emit_call_completed_event(
             response=text,
             call_type=LLMCallType.LLM_CALL,
             from_task=from_task,
             from_agent=from_agent,
-            messages=msgs,
+            messages=msgs,  # type: ignore[arg-type]
+            **extra,
         )
         return text
 
@@ -236,6 +282,36 @@ def _common_prefix(a: str, b: str) -> str:
 DELEGATE = "Delegate work to coworker"
 ASK = "Ask question to coworker"
 COLLABORATION_TOOLS = frozenset({DELEGATE, ASK})
+_COLLAB_NORM = frozenset(" ".join(t.lower().split()) for t in COLLABORATION_TOOLS)
+
+
+_ACTION = re.compile(r"^Action: (.+)$", re.MULTILINE)
+
+
+def _presented(answer: str, tool_names: tuple[str, ...]) -> str:
+    """Scripts may name a tool by any spelling; answer with the one this release shows."""
+
+    def fix(m: re.Match[str]) -> str:
+        name = m.group(1).strip()
+        if name in tool_names:
+            return m.group(0)
+        return f"Action: {tool_named(tool_names, name) or name}"
+
+    return _ACTION.sub(fix, answer) if "Action:" in answer else answer
+
+
+def _norm(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().split())
+
+
+def tool_named(tool_names: tuple[str, ...] | list[str], canonical: str) -> str | None:
+    """The name a tool is presented under in this release's prompt: CrewAI 1.6 shows
+    "Delegate work to coworker", later releases "delegate_work_to_coworker"."""
+    want = _norm(canonical)
+    for t in tool_names:
+        if _norm(t) == want:
+            return t
+    return None
 
 
 def react_action(tool: str, args: dict[str, Any], thought: str = "I should use a tool.") -> str:
@@ -326,11 +402,12 @@ def _tool_args(call: ScriptCall, tool: str, query: str) -> dict[str, Any]:
 def default_script(call: ScriptCall) -> str:
     """Coordinators delegate then ask; specialists use their first tool, then answer."""
     topic = (call.task or "the client's recovery plan").strip().splitlines()[0][:120]
-    tools = set(call.tool_names)
-    if call.coworkers and DELEGATE in tools and call.step == 0:
+    delegate = tool_named(call.tool_names, DELEGATE)
+    ask = tool_named(call.tool_names, ASK)
+    if call.coworkers and delegate and call.step == 0:
         to = call.rng.choice(call.coworkers)
         return react_action(
-            DELEGATE,
+            delegate,
             {
                 "task": f"Assess: {topic}",
                 "context": "Client data from the last 14 days.",
@@ -338,12 +415,12 @@ def default_script(call: ScriptCall) -> str:
             },
             thought=f"{to} is best placed to assess this.",
         )
-    if call.coworkers and ASK in tools and call.step == 1:
+    if call.coworkers and ask and call.step == 1:
         to = call.coworkers[
             (call.coworkers.index(call.rng.choice(call.coworkers)) + 1) % len(call.coworkers)
         ]
         return react_action(
-            ASK,
+            ask,
             {
                 "question": f"What would you add on: {topic}?",
                 "context": call.last_observation[:300],
@@ -351,7 +428,7 @@ def default_script(call: ScriptCall) -> str:
             },
             thought=f"I want {to}'s view as well.",
         )
-    own = [t for t in call.tool_names if t not in COLLABORATION_TOOLS]
+    own = [t for t in call.tool_names if _norm(t) not in _COLLAB_NORM]
     if own and call.step == 0:
         tool = own[call.rng.randrange(len(own))]
         return react_action(

@@ -17,9 +17,16 @@ from crews import delegating_crew, hierarchical_crew, kick, sequential_crew
 
 import auren_core
 from auren_core.events import Event, decode
+from auren_core.integrations._crewai_convert import collab_kind
 from auren_core.integrations.crewai import AurenListener, slug, uninstrument
 from auren_core.pricing import price
-from auren_core.scripted_llm import ScriptCall, ScriptedLLM, default_script, react_action
+from auren_core.scripted_llm import (
+    ScriptCall,
+    ScriptedLLM,
+    default_script,
+    react_action,
+    tool_named,
+)
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -186,7 +193,7 @@ def _spy(seen: list[tuple[str, str]]) -> Any:
             ("Delegate work to coworker", "delegate"),
             ("Ask question to coworker", "ask"),
         ):
-            if f"Action: {tool}" in answer:
+            if f"Action: {tool}" in answer or f"Action: {tool.lower().replace(' ', '_')}" in answer:
                 args = json.loads(answer.split("Action Input:", 1)[1])
                 seen.append((kind, slug(args["coworker"]) or ""))
         return answer
@@ -212,8 +219,8 @@ def test_collaboration(builder: Any, listener: AurenListener, redis_url: str, st
     for c in t["collaboration"]:
         child = [e for e in t["agent_started"] if e.parent == c.id]
         assert [e.agent for e in child] == [c.payload["to_agent"]]
-    tools = Counter(e.payload["tool"] for e in t["tool_used"])
-    assert tools["Delegate work to coworker"] == 1 and tools["Ask question to coworker"] == 1
+    tools = Counter(collab_kind(e.payload["tool"]) for e in t["tool_used"])
+    assert tools["delegate"] == 1 and tools["ask"] == 1
     assert sum(e.payload["input_tokens"] for e in t["llm_call"]) == sum(
         u.input_tokens for u in llms[0].calls
     )
@@ -276,7 +283,7 @@ def test_unencodable_argument_is_counted_and_repaired(
     listener: AurenListener, redis_url: str, stream: str
 ) -> None:
     def hostile(call: ScriptCall) -> str:
-        if call.step == 0 and "Delegate work to coworker" in call.tool_names:
+        if call.step == 0 and tool_named(call.tool_names, "Delegate work to coworker"):
             args = {"task": "check \ud800 sleep", "context": "x", "coworker": "Sleep Specialist"}
             return react_action("Delegate work to coworker", args)
         return default_script(call)

@@ -15,40 +15,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
-from crewai.events import (
-    AgentExecutionCompletedEvent,
-    AgentExecutionErrorEvent,
-    AgentExecutionStartedEvent,
-    CrewKickoffCompletedEvent,
-    CrewKickoffFailedEvent,
-    CrewKickoffStartedEvent,
-    KnowledgeQueryFailedEvent,
-    KnowledgeRetrievalCompletedEvent,
-    KnowledgeSearchQueryFailedEvent,
-    LLMCallCompletedEvent,
-    LLMCallFailedEvent,
-    MemoryQueryCompletedEvent,
-    MemoryQueryFailedEvent,
-    MemoryRetrievalCompletedEvent,
-    TaskCompletedEvent,
-    TaskFailedEvent,
-    TaskStartedEvent,
-    ToolSelectionErrorEvent,
-    ToolUsageErrorEvent,
-    ToolUsageFinishedEvent,
-    ToolUsageStartedEvent,
-    ToolValidateInputErrorEvent,
-)
 
 from .. import pricing
 from ..events import Event, encode, new_event_id
 from ..publisher import Publisher
-from ._crewai_tap import Meta, Tap
+from ._crewai_tap import Meta, Tap, resolve, usage_of
 from ._crewai_text import args_of, jsonable, repair, sid, slug, text
 
 __all__ = ["COLLABORATION_KINDS", "Converter"]
 
 COLLABORATION_KINDS = {"delegate work to coworker": "delegate", "ask question to coworker": "ask"}
+
+
+def collab_kind(tool_name: Any) -> str | None:
+    """CrewAI's delegation tools, by either spelling ("Delegate work to coworker" in
+    1.6, "delegate_work_to_coworker" in later releases)."""
+    return COLLABORATION_KINDS.get(" ".join(str(tool_name).replace("_", " ").lower().split()))
 REGISTER_EVERY_S = 900.0
 
 
@@ -71,29 +53,49 @@ class Converter:
         self.error_types: collections.Counter[str] = collections.Counter()
         self._registered: dict[tuple[Any, ...], float] = {}
         self._lock = threading.Lock()
+        self.replayed = 0
+        by_name: dict[str, Callable[[Any, Any, Meta], None]] = {
+            "CrewKickoffStartedEvent": self._crew_started,
+            "CrewKickoffCompletedEvent": self._crew_ended,
+            "CrewKickoffFailedEvent": self._crew_ended,
+            "TaskStartedEvent": self._task,
+            "TaskCompletedEvent": self._task,
+            "TaskFailedEvent": self._task,
+            "AgentExecutionStartedEvent": self._agent,
+            "AgentExecutionCompletedEvent": self._agent,
+            "AgentExecutionErrorEvent": self._agent,
+            "LiteAgentExecutionStartedEvent": self._lite_agent,
+            "LiteAgentExecutionCompletedEvent": self._lite_agent,
+            "LiteAgentExecutionErrorEvent": self._lite_agent,
+            "LLMCallCompletedEvent": self._llm,
+            "LLMCallFailedEvent": self._llm,
+            "ToolUsageStartedEvent": self._tool_started,
+            "ToolUsageFinishedEvent": self._tool_ended,
+            "ToolUsageErrorEvent": self._tool_ended,
+            "ToolSelectionErrorEvent": self._tool_ended,
+            "ToolValidateInputErrorEvent": self._tool_ended,
+            "KnowledgeRetrievalCompletedEvent": self._knowledge,
+            "KnowledgeQueryFailedEvent": self._knowledge,
+            "KnowledgeSearchQueryFailedEvent": self._knowledge,
+            "MemoryQueryCompletedEvent": self._knowledge,
+            "MemoryQueryFailedEvent": self._knowledge,
+            "MemoryRetrievalCompletedEvent": self._knowledge,
+            "MemoryRetrievalFailedEvent": self._knowledge,
+            "FlowStartedEvent": self._flow_started,
+            "FlowFinishedEvent": self._flow_ended,
+            "FlowFailedEvent": self._flow_ended,
+            "MethodExecutionStartedEvent": self._flow_step,
+            "MethodExecutionFinishedEvent": self._flow_step,
+            "MethodExecutionFailedEvent": self._flow_step,
+            "MethodExecutionPausedEvent": self._flow_step,
+            "HumanFeedbackRequestedEvent": self._human,
+            "FlowInputRequestedEvent": self._human,
+            "HumanFeedbackReceivedEvent": self._human,
+            "FlowInputReceivedEvent": self._human,
+            "A2ADelegationStartedEvent": self._a2a,
+        }
         self._dispatch: dict[type[Any], Callable[[Any, Any, Meta], None]] = {
-            CrewKickoffStartedEvent: self._crew_started,
-            CrewKickoffCompletedEvent: self._crew_ended,
-            CrewKickoffFailedEvent: self._crew_ended,
-            TaskStartedEvent: self._task,
-            TaskCompletedEvent: self._task,
-            TaskFailedEvent: self._task,
-            AgentExecutionStartedEvent: self._agent,
-            AgentExecutionCompletedEvent: self._agent,
-            AgentExecutionErrorEvent: self._agent,
-            LLMCallCompletedEvent: self._llm,
-            LLMCallFailedEvent: self._llm,
-            ToolUsageStartedEvent: self._tool_started,
-            ToolUsageFinishedEvent: self._tool_ended,
-            ToolUsageErrorEvent: self._tool_ended,
-            ToolSelectionErrorEvent: self._tool_ended,
-            ToolValidateInputErrorEvent: self._tool_ended,
-            KnowledgeRetrievalCompletedEvent: self._knowledge,
-            KnowledgeQueryFailedEvent: self._knowledge,
-            KnowledgeSearchQueryFailedEvent: self._knowledge,
-            MemoryQueryCompletedEvent: self._knowledge,
-            MemoryQueryFailedEvent: self._knowledge,
-            MemoryRetrievalCompletedEvent: self._knowledge,
+            cls: by_name[cls.__name__] for cls in resolve() if cls.__name__ in by_name
         }
 
     def reconfigure(
@@ -110,12 +112,19 @@ class Converter:
             self._registered.clear()
 
     def counters(self) -> dict[str, int]:
-        return {"handled": self.handled, "handler_errors": self.errors, "repaired": self.repaired}
+        return {
+            "handled": self.handled,
+            "handler_errors": self.errors,
+            "repaired": self.repaired,
+            "replayed_skipped": self.replayed,
+        }
 
     # ------------------------------------------------------------------ entry
     def handle(self, source: Any, event: Any) -> None:
         """The CrewAI bus handler ("bus" dispatch). Never raises."""
         meta = self.tap.take(event)
+        if meta is None and self.tap.transparent(source, event):
+            return  # one of CrewAI's own flows: not the user's
         if meta is None:  # emitted before the tap saw it: no order info
             meta = Meta(None, new_event_id(), time.time())
         self.convert(source, event, meta)
@@ -167,18 +176,17 @@ class Converter:
         for a in agents:
             self.register(a, meta)
         process = getattr(source, "process", None)
-        self.send(
-            "crew_started",
-            {
-                "crew": text(event.crew_name),
-                "process": getattr(process, "value", None) or text(process),
-                "agents": [slug(a.role) for a in agents],
-                "inputs": (
-                    jsonable(event.inputs) if event.inputs and not self.redact_queries else None
-                ),
-            },
-            meta,
-        )
+        payload: dict[str, Any] = {
+            "crew": text(event.crew_name),
+            "process": getattr(process, "value", None) or text(process),
+            "agents": [slug(a.role) for a in agents],
+            "inputs": (
+                jsonable(event.inputs) if event.inputs and not self.redact_queries else None
+            ),
+        }
+        if meta.flow_run is not None:
+            payload["flow_run"] = meta.flow_run
+        self.send("crew_started", payload, meta)
 
     def _crew_ended(self, source: Any, event: Any, meta: Meta) -> None:
         err = getattr(event, "error", None)
@@ -201,12 +209,13 @@ class Converter:
             "task_id": sid(getattr(task, "id", event.task_id)),
             "name": text(getattr(task, "name", None)),
         }
-        if isinstance(event, TaskStartedEvent):
+        name = type(event).__name__
+        if name == "TaskStartedEvent":
             base["description"] = text(getattr(task, "description", None))
             self.send("task_started", base, meta, agent=who)
             return
         base["duration_ms"] = meta.duration_ms
-        if isinstance(event, TaskFailedEvent):
+        if name == "TaskFailedEvent":
             base["error"] = text(event.error)
             self.send("task_failed", base, meta, agent=who)
             return
@@ -218,13 +227,32 @@ class Converter:
         agent = event.agent
         who = slug(agent.role)
         task_id = sid(getattr(event.task, "id", "")) or None
-        if isinstance(event, AgentExecutionStartedEvent):
+        name = type(event).__name__
+        if name == "AgentExecutionStartedEvent":
             self.register(agent, meta)
             self.send("agent_started", {"task_id": task_id}, meta, agent=who)
             return
         payload: dict[str, Any] = {"task_id": task_id, "duration_ms": meta.duration_ms}
-        if isinstance(event, AgentExecutionErrorEvent):
+        if name == "AgentExecutionErrorEvent":
             payload["error"] = text(event.error)
+            self.send("agent_failed", payload, meta, agent=who)
+        else:
+            self.send("agent_completed", payload, meta, agent=who)
+
+    def _lite_agent(self, source: Any, event: Any, meta: Meta) -> None:
+        """An agent run outside a crew (``Agent.kickoff()``; a LiteAgent before 1.10)."""
+        info = getattr(event, "agent_info", None) or {}
+        role = getattr(source, "role", None) or info.get("role")
+        who = slug(role if isinstance(role, str) else None)
+        name = type(event).__name__
+        if name == "LiteAgentExecutionStartedEvent":
+            if getattr(source, "role", None) is not None:
+                self.register(source, meta)
+            self.send("agent_started", {"task_id": None}, meta, agent=who)
+            return
+        payload: dict[str, Any] = {"task_id": None, "duration_ms": meta.duration_ms}
+        if name == "LiteAgentExecutionErrorEvent":
+            payload["error"] = text(getattr(event, "error", None))
             self.send("agent_failed", payload, meta, agent=who)
         else:
             self.send("agent_completed", payload, meta, agent=who)
@@ -249,6 +277,8 @@ class Converter:
             caps.append("delegation")
         if getattr(agent, "knowledge_sources", None):
             caps.append("knowledge")
+        if getattr(agent, "a2a", None):
+            caps.append("a2a")
         payload = {
             "role": text(agent.role),
             "goal": text(getattr(agent, "goal", None)),
@@ -267,18 +297,111 @@ class Converter:
             seq=False,
         )
 
+    # ------------------------------------------------------------------ flows, humans, a2a
+    @staticmethod
+    def _flow_name(source: Any, event: Any) -> str | None:
+        return text(getattr(event, "flow_name", None) or type(source).__name__)
+
+    def _flow_started(self, source: Any, event: Any, meta: Meta) -> None:
+        state = getattr(source, "state", None)
+        fid = state.get("id") if isinstance(state, dict) else getattr(state, "id", None)
+        inputs = getattr(event, "inputs", None)
+        self.send(
+            "flow_started",
+            {
+                "flow": self._flow_name(source, event),
+                "flow_id": text(fid) if fid is not None else None,
+                "inputs": jsonable(inputs) if inputs and not self.redact_queries else None,
+            },
+            meta,
+        )
+
+    def _flow_ended(self, source: Any, event: Any, meta: Meta) -> None:
+        failed = type(event).__name__ == "FlowFailedEvent"
+        self.send(
+            "flow_failed" if failed else "flow_completed",
+            {
+                "flow": self._flow_name(source, event),
+                "duration_ms": meta.duration_ms,
+                "ok": not failed,
+                "error": text(getattr(event, "error", None)) if failed else None,
+            },
+            meta,
+        )
+
+    _PHASES = {
+        "MethodExecutionStartedEvent": "started",
+        "MethodExecutionFinishedEvent": "completed",
+        "MethodExecutionFailedEvent": "failed",
+        "MethodExecutionPausedEvent": "paused",
+    }
+
+    def _flow_step(self, source: Any, event: Any, meta: Meta) -> None:
+        phase = self._PHASES[type(event).__name__]
+        ended = phase in ("completed", "failed")
+        self.send(
+            "flow_step",
+            {
+                "method": text(getattr(event, "method_name", None), 200) or "?",
+                "flow": self._flow_name(source, event),
+                "phase": phase,
+                "duration_ms": meta.duration_ms if phase != "started" else None,
+                "ok": (phase == "completed") if ended else None,
+                "error": text(getattr(event, "error", None)) if phase == "failed" else None,
+            },
+            meta,
+        )
+
+    def _human(self, source: Any, event: Any, meta: Meta) -> None:
+        name = type(event).__name__
+        received = name.endswith("ReceivedEvent")
+        self.send(
+            "human_input",
+            {
+                "state": "received" if received else "requested",
+                "flow": self._flow_name(source, event),
+                "method": text(getattr(event, "method_name", None), 200),
+                "message": None if self.redact_queries else text(getattr(event, "message", None)),
+                "wait_ms": meta.duration_ms if received else None,
+            },
+            meta,
+            agent=slug(getattr(event, "agent_role", None)),
+        )
+
+    def _a2a(self, source: Any, event: Any, meta: Meta) -> None:
+        """A2A delegation to a remote agent: a ``collaboration`` of kind ``a2a``."""
+        to = (
+            getattr(event, "a2a_agent_name", None)
+            or getattr(event, "endpoint", None)
+            or getattr(event, "agent_id", None)
+        )
+        self.send(
+            "collaboration",
+            {
+                "to_agent": slug(text(to, 200)) or "remote",
+                "kind": "a2a",
+                "task": None if self.redact_queries else text(event.task_description),
+            },
+            meta,
+            agent=slug(getattr(event, "agent_role", None)),
+        )
+
     # ------------------------------------------------------------------ llm, tools
     def _llm(self, source: Any, event: Any, meta: Meta) -> None:
         model = getattr(event, "model", None) or getattr(source, "model", None)
         model = model if isinstance(model, str) else None
         provider = getattr(source, "provider", None)
         provider = provider if isinstance(provider, str) else None
-        ok = isinstance(event, LLMCallCompletedEvent)
-        inp, out, cached = meta.usage or (0, 0, 0)
-        if meta.usage is None:
+        ok = type(event).__name__ == "LLMCallCompletedEvent"
+        usage = usage_of(getattr(event, "usage", None)) if ok else None  # 1.13+: exact, per call
+        if usage is None:
+            usage = meta.usage
+        inp, out, cached, reasoning = usage or (0, 0, 0, 0)
+        if usage is None:
             cost, source_ = None, "no-usage" if ok else pricing.UNKNOWN
         else:
             cost, source_ = pricing.price(model, provider, inp, out, cached)
+        call_id = getattr(event, "call_id", None)
         self.send(
             "llm_call",
             {
@@ -287,6 +410,8 @@ class Converter:
                 "input_tokens": inp,
                 "output_tokens": out,
                 "cached_tokens": cached,
+                "reasoning_tokens": reasoning,
+                "call_id": call_id if isinstance(call_id, str) else None,
                 "cost_usd": cost,
                 "cost_source": source_,
                 "latency_ms": meta.duration_ms,
@@ -298,7 +423,7 @@ class Converter:
         )
 
     def _tool_started(self, source: Any, event: Any, meta: Meta) -> None:
-        kind = COLLABORATION_KINDS.get(str(event.tool_name).strip().lower())
+        kind = collab_kind(event.tool_name)
         if kind is None:
             return  # a plain tool is reported once, when it ends
         args = args_of(event.tool_args)
@@ -313,16 +438,22 @@ class Converter:
 
     def _tool_ended(self, source: Any, event: Any, meta: Meta) -> None:
         name = str(event.tool_name)
-        ok = isinstance(event, ToolUsageFinishedEvent)
+        finished = type(event).__name__ == "ToolUsageFinishedEvent"
+        failure = getattr(event, "failure", None) if finished else None  # 1.15.9+
+        ok = finished and failure is None
         duration = meta.duration_ms
-        if ok and duration is None:
+        if finished and duration is None:
             duration = (event.finished_at - event.started_at).total_seconds() * 1000.0
-        collab = name.strip().lower() in COLLABORATION_KINDS
+        collab = collab_kind(name) is not None
         if collab or meta.start_eid is None:  # the start (collaboration) event keeps its id
             eid, parent = meta.eid, meta.parent
         else:  # a plain tool's single event takes the start's id: children point at it
             eid, parent = meta.start_eid, meta.start_parent
         cost = self.tool_costs.get(name)
+        if failure is not None:
+            error = text(getattr(failure, "message", None) or getattr(failure, "reason", failure))
+        else:
+            error = None if finished else text(getattr(event, "error", None))
         self.send(
             "tool_used",
             {
@@ -331,7 +462,7 @@ class Converter:
                 "ok": ok,
                 "cost_usd": float(cost) if cost is not None else None,
                 "from_cache": bool(getattr(event, "from_cache", False)),
-                "error": None if ok else text(getattr(event, "error", None)),
+                "error": error,
             },
             meta,
             agent=slug(getattr(event, "agent_role", None)),
@@ -344,17 +475,17 @@ class Converter:
         name = type(event).__name__
         if name.startswith("Knowledge"):
             item, src = "crewai:knowledge", "crewai_knowledge"
-            hit = isinstance(event, KnowledgeRetrievalCompletedEvent) and bool(
+            hit = name == "KnowledgeRetrievalCompletedEvent" and bool(
                 str(getattr(event, "retrieved_knowledge", "") or "").strip()
             )
             latency = None
         else:
             kind = getattr(event, "source_type", None) or "memory"
             item, src = f"crewai:{kind}", f"crewai_{kind}"
-            if isinstance(event, MemoryRetrievalCompletedEvent):
+            if name == "MemoryRetrievalCompletedEvent":
                 hit = bool(str(event.memory_content or "").strip())
                 latency = event.retrieval_time_ms
-            elif isinstance(event, MemoryQueryCompletedEvent):
+            elif name == "MemoryQueryCompletedEvent":
                 hit = bool(event.results)
                 latency = event.query_time_ms
             else:

@@ -1,28 +1,39 @@
-"""Emission-order tap on CrewAI's event bus (CrewAI 1.6.x).
+"""Emission-order tap on CrewAI's event bus (every release from 1.6.1 to the newest).
 
-CrewAI runs sync handlers in a thread pool, so they see events out of order
-and CrewAI 1.6 events carry no sequence number, parent id, per-call token
-usage or call latency. This tap runs *in the emitting thread, in emission
-order*, just before the bus dispatches an event, and records those facts in a
-small :class:`Meta` the handler picks up later:
+CrewAI runs sync handlers in a thread pool, so they see events out of order.
+This tap runs *in the emitting thread, in emission order* and records, in a
+small :class:`Meta`, what the conversion needs later:
 
-- ``seq``: a process-wide emission counter;
-- ``eid``/``parent``: our event id, and the id of the enclosing crew, task,
-  agent execution or tool call (a per-context stack, copied into worker
-  threads by ``contextvars``);
-- ``run``: the crew kickoff id;
-- durations (start/end pairs) and LLM call latency;
-- per-call usage: the LLM's own ``_track_token_usage_internal`` (native
-  providers and ScriptedLLM) or litellm's ``log_success_event`` report it in
-  the emitting thread right before ``LLMCallCompletedEvent``.
+- ``seq`` / ``eid`` / ``parent``: on CrewAI 1.9+ the release's own
+  ``emission_sequence``, ``event_id`` and ``parent_event_id`` /
+  ``started_event_id``, read *after* CrewAI fills them in (the tap wraps the
+  bus's ``_prepare_event``, which ``emit`` and ``aemit`` both call and
+  ``replay`` does not, so events replayed from a checkpoint are never seen
+  twice). A parent that we do not publish (an LLM call start, a memory query
+  start, ...) is resolved to its nearest published ancestor. On 1.6-1.8 the tap
+  wraps ``emit`` and keeps its own counter and a per-context stack;
+- ``run``: the crew kickoff, flow run or stand-alone agent run this event
+  belongs to (a per-context variable, restored when a nested run ends);
+- durations (start/end pairs) and LLM call latency, by CrewAI's ``call_id``
+  (1.10+) or per context;
+- per-call usage: ``LLMCallCompletedEvent.usage`` (1.13+) is read by the
+  converter; otherwise the LLM's own ``_track_token_usage_internal`` (native
+  providers, ScriptedLLM) or litellm's ``log_success_event`` report it in the
+  emitting thread right before ``LLMCallCompletedEvent``;
+- de-duplication: one ``call_id`` completes once (a second completion of the
+  same call, from a stacked instrumentor or a retry path, is counted, not sent).
 
-The tap only does dictionary and counter work (no encoding, no I/O).
+Event classes are looked up by name (:func:`resolve`): a class the installed
+release lacks is skipped. The tap only does dictionary and counter work (no
+encoding, no I/O).
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import os
+import pkgutil
 import threading
 import time
 from collections.abc import Callable
@@ -30,45 +41,114 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-import crewai.events as et
-
 from ..events import new_event_id
 
-__all__ = ["KINDS", "Meta", "Tap"]
+__all__ = ["KINDS", "KIND_NAMES", "Meta", "Tap", "record_usage", "resolve"]
 
-# event class -> kind; only kinds listed here are tapped (others cost one dict miss)
-KINDS: dict[type[Any], str] = {
-    et.CrewKickoffStartedEvent: "crew_start",
-    et.CrewKickoffCompletedEvent: "crew_end",
-    et.CrewKickoffFailedEvent: "crew_end",
-    et.TaskStartedEvent: "task_start",
-    et.TaskCompletedEvent: "task_end",
-    et.TaskFailedEvent: "task_end",
-    et.AgentExecutionStartedEvent: "agent_start",
-    et.AgentExecutionCompletedEvent: "agent_end",
-    et.AgentExecutionErrorEvent: "agent_end",
-    et.LLMCallStartedEvent: "llm_start",
-    et.LLMCallCompletedEvent: "llm_end",
-    et.LLMCallFailedEvent: "llm_end",
-    et.ToolUsageStartedEvent: "tool_start",
-    et.ToolUsageFinishedEvent: "tool_end",
-    et.ToolUsageErrorEvent: "tool_end",
-    et.ToolSelectionErrorEvent: "tool_error",
-    et.ToolValidateInputErrorEvent: "tool_error",
-    et.KnowledgeRetrievalCompletedEvent: "other",
-    et.KnowledgeQueryFailedEvent: "other",
-    et.KnowledgeSearchQueryFailedEvent: "other",
-    et.MemoryQueryCompletedEvent: "other",
-    et.MemoryQueryFailedEvent: "other",
-    et.MemoryRetrievalCompletedEvent: "other",
+# CrewAI event class name -> tap kind. Classes missing from a release are skipped.
+KIND_NAMES: dict[str, str] = {
+    "CrewKickoffStartedEvent": "crew_start",
+    "CrewKickoffCompletedEvent": "crew_end",
+    "CrewKickoffFailedEvent": "crew_end",
+    "TaskStartedEvent": "task_start",
+    "TaskCompletedEvent": "task_end",
+    "TaskFailedEvent": "task_end",
+    "AgentExecutionStartedEvent": "agent_start",
+    "AgentExecutionCompletedEvent": "agent_end",
+    "AgentExecutionErrorEvent": "agent_end",
+    "LiteAgentExecutionStartedEvent": "lite_start",
+    "LiteAgentExecutionCompletedEvent": "lite_end",
+    "LiteAgentExecutionErrorEvent": "lite_end",
+    "LLMCallStartedEvent": "llm_start",
+    "LLMCallCompletedEvent": "llm_end",
+    "LLMCallFailedEvent": "llm_end",
+    "ToolUsageStartedEvent": "tool_start",
+    "ToolUsageFinishedEvent": "tool_end",
+    "ToolUsageErrorEvent": "tool_end",
+    "ToolSelectionErrorEvent": "tool_error",
+    "ToolValidateInputErrorEvent": "tool_error",
+    "KnowledgeRetrievalCompletedEvent": "other",
+    "KnowledgeQueryFailedEvent": "other",
+    "KnowledgeSearchQueryFailedEvent": "other",
+    "MemoryQueryCompletedEvent": "other",
+    "MemoryQueryFailedEvent": "other",
+    "MemoryRetrievalCompletedEvent": "other",
+    "MemoryRetrievalFailedEvent": "other",
+    "FlowStartedEvent": "flow_start",
+    "FlowFinishedEvent": "flow_end",
+    "FlowFailedEvent": "flow_end",
+    "MethodExecutionStartedEvent": "method_start",
+    "MethodExecutionFinishedEvent": "method_end",
+    "MethodExecutionFailedEvent": "method_end",
+    "MethodExecutionPausedEvent": "method_pause",
+    "HumanFeedbackRequestedEvent": "human_req",
+    "FlowInputRequestedEvent": "human_req",
+    "HumanFeedbackReceivedEvent": "human_recv",
+    "FlowInputReceivedEvent": "human_recv",
+    "A2ADelegationStartedEvent": "a2a",
 }
 MAX_PENDING = 50_000
 MAX_MAPPED = 20_000  # ids remembered for run look-ups (a long-running process forgets old ones)
+MAX_CALLS = 4096  # completed LLM call ids remembered for de-duplication
+MAX_HOPS = 64  # parent resolution: at most this many unpublished ancestors
 
-Frame = tuple[str, Any, str, float, str | None]  # kind, key, event id, start time, parent
+
+def _all_event_classes() -> dict[str, type[Any]]:
+    """Every BaseEvent subclass the installed CrewAI defines, by class name."""
+    out: dict[str, type[Any]] = {}
+    try:
+        import crewai.events as ev
+        import crewai.events.types as types_pkg
+    except Exception:  # pragma: no cover - CrewAI not importable
+        return out
+    for name in KIND_NAMES:
+        try:
+            cls = getattr(ev, name, None)  # 1.9+: lazy exports by name
+        except Exception:
+            cls = None
+        if isinstance(cls, type):
+            out[name] = cls
+    if len(out) < len(KIND_NAMES):  # older releases: look through the types modules
+        for mod in pkgutil.iter_modules(types_pkg.__path__):
+            try:
+                m = importlib.import_module(f"{types_pkg.__name__}.{mod.name}")
+            except Exception:  # noqa: S112 - a module this release cannot import
+                continue
+            for name in KIND_NAMES:
+                cls = getattr(m, name, None)
+                if name not in out and isinstance(cls, type):
+                    out[name] = cls
+    return out
+
+
+_RESOLVED: dict[type[Any], str] | None = None
+
+
+def resolve() -> dict[type[Any], str]:
+    """Event class -> kind, for the classes this CrewAI release has."""
+    global _RESOLVED
+    if _RESOLVED is None:
+        _RESOLVED = {cls: KIND_NAMES[name] for name, cls in _all_event_classes().items()}
+    return _RESOLVED
+
+
+KINDS = resolve()
+
+
+def _scope_starts() -> frozenset[str]:
+    """Event ``type`` strings that open a scope (CrewAI 1.9+; empty before)."""
+    try:
+        from crewai.events import event_context
+    except Exception:
+        return frozenset()
+    return frozenset(getattr(event_context, "SCOPE_STARTING_EVENTS", ()))
+
+Frame = tuple[str, Any, str, float, str | None, str | None]  # kind, key, eid, t0, parent, prev run
 _STACK: ContextVar[tuple[Frame, ...]] = ContextVar("auren_crewai_stack", default=())
 _RUN: ContextVar[str | None] = ContextVar("auren_crewai_run", default=None)
-_USAGE: ContextVar[tuple[int, int, int] | None] = ContextVar("auren_crewai_usage", default=None)
+_USAGE: ContextVar[tuple[int, int, int, int] | None] = ContextVar(
+    "auren_crewai_usage", default=None
+)
 _LLM_T0: ContextVar[float | None] = ContextVar("auren_crewai_llm_t0", default=None)
 
 
@@ -80,9 +160,10 @@ class Meta:
     parent: str | None = None
     run: str | None = None
     duration_ms: float | None = None
-    usage: tuple[int, int, int] | None = None  # input, output, cached
+    usage: tuple[int, int, int, int] | None = None  # input, output, cached, reasoning
     start_eid: str | None = None  # end events: the start event's id and parent
     start_parent: str | None = None
+    flow_run: str | None = None  # crew_start inside a flow: the flow's run
 
 
 def new_run_id() -> str:
@@ -96,24 +177,56 @@ def _int(v: Any) -> int:
         return 0
 
 
+def usage_of(usage: Any) -> tuple[int, int, int, int] | None:
+    """(input, output, cached, reasoning) from a provider's usage dict or object."""
+    if usage is None:
+        return None
+
+    def get(obj: Any, k: str) -> Any:
+        return obj.get(k) if isinstance(obj, dict) else getattr(obj, k, None)
+
+    inp = _int(
+        get(usage, "prompt_tokens")
+        or get(usage, "prompt_token_count")
+        or get(usage, "input_tokens")
+    )
+    out = _int(
+        get(usage, "completion_tokens")
+        or get(usage, "candidates_token_count")
+        or get(usage, "output_tokens")
+    )
+    cached = _int(
+        get(usage, "cached_tokens")
+        or get(usage, "cached_prompt_tokens")
+        or get(usage, "cache_read_input_tokens")
+    )
+    if not cached:
+        details = get(usage, "prompt_tokens_details") or get(usage, "input_tokens_details")
+        if details is not None:
+            cached = _int(get(details, "cached_tokens"))
+    reasoning = _int(get(usage, "reasoning_tokens") or get(usage, "thoughts_token_count"))
+    if not reasoning:
+        details = get(usage, "completion_tokens_details") or get(usage, "output_tokens_details")
+        if details is not None:
+            reasoning = _int(get(details, "reasoning_tokens"))
+    return (inp, out, cached, reasoning)
+
+
 def record_usage(usage: Any) -> None:
     """Remember one call's usage (dict or object) for the next LLMCallCompletedEvent."""
+    _USAGE.set(usage_of(usage))
 
-    def get(k: str) -> Any:
-        return usage.get(k) if isinstance(usage, dict) else getattr(usage, k, None)
 
-    inp = _int(get("prompt_tokens") or get("prompt_token_count") or get("input_tokens"))
-    out = _int(get("completion_tokens") or get("candidates_token_count") or get("output_tokens"))
-    cached = _int(get("cached_tokens") or get("cached_prompt_tokens"))
-    if not cached:
-        details = get("prompt_tokens_details")
-        if details is not None:
-            cached = _int(
-                details.get("cached_tokens")
-                if isinstance(details, dict)
-                else getattr(details, "cached_tokens", 0)
-            )
-    _USAGE.set((inp, out, cached))
+_INTERNAL: dict[type[Any], bool] = {}
+
+
+def _internal(source: Any) -> bool:
+    """A flow defined inside CrewAI itself, not by the user."""
+    t = type(source)
+    hit = _INTERNAL.get(t)
+    if hit is None:
+        hit = _INTERNAL[t] = str(getattr(t, "__module__", "")).startswith("crewai.")
+    return hit
 
 
 class Tap:
@@ -122,67 +235,194 @@ class Tap:
     def __init__(self) -> None:
         self._seq = itertools.count(1)
         self.pending: dict[int, Meta] = {}
-        self.open: dict[tuple[str, Any], Frame] = {}
+        self.open: dict[Any, Frame] = {}
         self.run_of_agent: dict[str, str] = {}
         self.run_of_task: dict[str, str] = {}
+        self.skipped: dict[str, str | None] = {}  # unpublished scope start -> its parent
+        self.llm_t0: dict[str, float] = {}  # call_id -> start (1.10+)
+        self.calls_done: dict[str, None] = {}  # completed call ids (insertion-ordered)
+        self.flow_runs: dict[str, None] = {}
+        self.human_t0: dict[tuple[str | None, str | None], float] = {}
+        self.duplicates = 0
         self.errors = 0
+        self.kinds = resolve()
+        self.scope_starts = _scope_starts()
         self._lock = threading.Lock()
         # Set in "tap" dispatch: every tapped event goes straight to this sink
         # (our own worker's queue) instead of waiting for a bus handler.
         self.sink: Callable[[Any, Any, Meta], None] | None = None
 
+    def transparent(self, source: Any, event: Any) -> bool:
+        """Events of CrewAI's own flows, which the tap treats as plain scopes."""
+        kind = self.kinds.get(type(event))
+        return kind is not None and kind[0] in "fm" and _internal(source)
+
     def take(self, event: Any) -> Meta | None:
         return self.pending.pop(id(event), None)
 
     def on_emit(self, source: Any, event: Any) -> None:
-        """Called by the wrapped ``emit`` in the emitting thread. Never raises."""
-        kind = KINDS.get(type(event))
-        if kind is None:
-            return
+        """Called in the emitting thread (after CrewAI's own bookkeeping on 1.9+). Never raises."""
+        kind = self.kinds.get(type(event))
         try:
+            if kind is not None and kind[0] in "fm" and _internal(source):
+                kind = None  # CrewAI's own flows (1.1x's AgentExecutor is a Flow): transparent
+            if kind is None:
+                # an unpublished scope start (memory query, reasoning, MCP, ...): remember
+                # its parent so the events inside it point at a published ancestor
+                if getattr(event, "type", None) in self.scope_starts:
+                    skipped = self.skipped
+                    skipped[event.event_id] = event.parent_event_id
+                    if len(skipped) > MAX_MAPPED:
+                        with self._lock:
+                            for k in list(skipped)[: len(skipped) // 2]:
+                                skipped.pop(k, None)
+                return
             self._record(kind, source, event)
         except Exception:
             self.errors += 1
 
+    # ------------------------------------------------------------------ helpers
+    def _resolve(self, parent: str | None) -> str | None:
+        skipped = self.skipped
+        for _ in range(MAX_HOPS):
+            if parent is None or parent not in skipped:
+                return parent
+            parent = skipped[parent]
+        return parent
+
     def _record(self, kind: str, source: Any, event: Any) -> None:
         now = time.perf_counter()
+        ceid = getattr(event, "event_id", None)  # 1.9+: CrewAI's own ids
         if kind == "llm_start":
+            call_id = getattr(event, "call_id", None)
+            if call_id is not None:
+                self.llm_t0[call_id] = now
+                if len(self.llm_t0) > MAX_CALLS:
+                    for k in list(self.llm_t0)[: MAX_CALLS // 2]:
+                        self.llm_t0.pop(k, None)
             _LLM_T0.set(now)
             _USAGE.set(None)
+            if ceid is not None:
+                self.skipped[ceid] = getattr(event, "parent_event_id", None)
             return
+        if kind == "llm_end":
+            call_id = getattr(event, "call_id", None)
+            if call_id is not None:
+                if call_id in self.calls_done:
+                    self.duplicates += 1
+                    return
+                self.calls_done[call_id] = None
+                if len(self.calls_done) > MAX_CALLS:
+                    for k in list(self.calls_done)[: MAX_CALLS // 2]:
+                        self.calls_done.pop(k, None)
+        if ceid is not None:
+            meta = self._meta_ids(kind, event, ceid)
+        else:
+            meta = self._meta_stack(kind, source, event)
+        self._timing_and_run(kind, source, event, meta, now)
+        if len(self.run_of_task) > MAX_MAPPED or len(self.open) > MAX_MAPPED:
+            self._trim()
+        sink = self.sink
+        if sink is not None:
+            sink(source, event, meta)
+            return
+        pending = self.pending
+        if len(pending) >= MAX_PENDING:  # handlers never ran (bus shut down, scoped handlers)
+            with self._lock:
+                for pk in list(pending)[: MAX_PENDING // 10]:
+                    pending.pop(pk, None)
+        pending[id(event)] = meta
+
+    def _meta_ids(self, kind: str, event: Any, ceid: str) -> Meta:
+        """1.9+: CrewAI's ids and sequence."""
+        seq = getattr(event, "emission_sequence", None)
+        meta = Meta(seq if isinstance(seq, int) else next(self._seq), ceid, time.time())
+        started = getattr(event, "started_event_id", None)
+        parent = self._resolve(getattr(event, "parent_event_id", None))
+        if started is not None:  # an end event: its parent is its (published) start
+            meta.start_eid = started
+            meta.parent = self._resolve(started)
+            meta.start_parent = parent
+        else:
+            meta.parent = parent
+        return meta
+
+    def _meta_stack(self, kind: str, source: Any, event: Any) -> Meta:
+        """1.6-1.8: our own ids, sequence and a per-context stack for nesting."""
         stack = _STACK.get()
         meta = Meta(next(self._seq), new_event_id(), time.time())
         meta.parent = stack[-1][2] if stack else None
+        return meta
+
+    @staticmethod
+    def _key(kind: str, source: Any, event: Any) -> Any:
+        """The key pairing a start with its end (CrewAI < 1.9, no started_event_id)."""
+        k = kind.split("_", 1)[0]
+        if k == "crew" or k == "flow" or k == "lite":
+            return (k, id(source))
+        if k == "task":
+            return (k, id(event.task))
+        if k == "agent":
+            return (k, id(event.agent), id(event.task))
+        if k == "tool":
+            return (k, getattr(event, "tool_name", None))
+        if k == "method":
+            return (k, id(source), getattr(event, "method_name", None))
+        return None
+
+    def _timing_and_run(self, kind: str, source: Any, event: Any, meta: Meta, now: float) -> None:
+        ids = meta.start_eid is not None or getattr(event, "event_id", None) is not None
         run = _RUN.get()
-        if kind == "crew_start":
-            run = new_run_id()
-            _RUN.set(run)
-            self._open("crew", id(source), meta, now, stack)
-            for a in getattr(source, "agents", None) or ():
-                self.run_of_agent[str(a.id)] = run
-            for t in getattr(source, "tasks", None) or ():
-                self.run_of_task[str(t.id)] = run
-        elif kind == "task_start":
-            self._open("task", id(event.task), meta, now, stack)
-        elif kind == "agent_start":
-            self._open("agent", (id(event.agent), id(event.task)), meta, now, stack)
-            if run is not None:
+        starts = kind.endswith("_start")
+        if starts:
+            if kind in ("crew_start", "flow_start") or (kind == "lite_start" and run is None):
+                prev = run
+                if prev is not None and prev in self.flow_runs:
+                    meta.flow_run = prev
+                run = meta.eid if ids else new_run_id()
+                _RUN.set(run)
+                if kind == "flow_start":
+                    self.flow_runs[run] = None
+            else:
+                prev = run
+            if kind == "crew_start":
+                for a in getattr(source, "agents", None) or ():
+                    self.run_of_agent[str(a.id)] = run  # type: ignore[assignment]
+                for t in getattr(source, "tasks", None) or ():
+                    self.run_of_task[str(t.id)] = run  # type: ignore[assignment]
+            elif kind == "agent_start" and run is not None:
                 self.run_of_agent[str(event.agent.id)] = run
-        elif kind == "tool_start":
-            self._open("tool", getattr(event, "tool_name", None), meta, now, stack)
-        elif kind == "crew_end":
-            self._close("crew", id(source), meta, now)
-        elif kind == "task_end":
-            self._close("task", id(event.task), meta, now)
-        elif kind == "agent_end":
-            self._close("agent", (id(event.agent), id(event.task)), meta, now)
-        elif kind == "tool_end":
-            self._close("tool", getattr(event, "tool_name", None), meta, now)
+            key = meta.eid if ids else self._key(kind, source, event)
+            if key is not None:
+                frame: Frame = (kind, key, meta.eid, now, meta.parent, prev)
+                self.open[key] = frame
+                if not ids:
+                    _STACK.set((*_STACK.get(), frame))
+        elif (kind.endswith("_end") and kind != "llm_end") or kind == "method_pause":
+            key = meta.start_eid if ids else self._key(kind, source, event)
+            frame_ = self.open.pop(key, None) if key is not None else None
+            if frame_ is not None:
+                meta.duration_ms = (now - frame_[3]) * 1000.0
+                if not ids:
+                    meta.parent = meta.start_eid = frame_[2]  # an end event's parent: its start
+                    meta.start_parent = frame_[4]
+                if kind in ("crew_end", "flow_end", "lite_end"):
+                    meta.run = run
+                    _RUN.set(frame_[5])  # back to the enclosing run (a flow, or none)
+            if not ids:
+                stack = _STACK.get()
+                for i in range(len(stack) - 1, -1, -1):
+                    if stack[i][1] == key:
+                        _STACK.set(stack[:i])
+                        break
         elif kind == "llm_end":
-            t0 = _LLM_T0.get()
+            call_id = getattr(event, "call_id", None)
+            t0 = self.llm_t0.pop(call_id, None) if call_id is not None else None
+            if t0 is None:
+                t0 = _LLM_T0.get()
             if t0 is not None:
                 meta.duration_ms = (now - t0) * 1000.0
-                _LLM_T0.set(None)
+            _LLM_T0.set(None)
             meta.usage = _USAGE.get()
             _USAGE.set(None)
         if run is None:
@@ -193,41 +433,28 @@ class Tap:
             run = (
                 (aid and self.run_of_agent.get(aid)) or (tid and self.run_of_task.get(tid)) or None
             )
-        meta.run = run
-        if len(self.run_of_task) > MAX_MAPPED or len(self.open) > MAX_MAPPED:
-            self._trim()
-        sink = self.sink
-        if sink is not None:
-            sink(source, event, meta)
-            return
-        pending = self.pending
-        if len(pending) >= MAX_PENDING:  # handlers never ran (bus shut down, scoped handlers)
-            with self._lock:
-                for k in list(pending)[: MAX_PENDING // 10]:
-                    pending.pop(k, None)
-        pending[id(event)] = meta
+        if meta.run is None:
+            meta.run = run
+        if kind == "human_req" or kind == "human_recv":
+            hkey = (meta.run, getattr(event, "method_name", None))
+            if kind == "human_req":
+                self.human_t0[hkey] = now
+                if len(self.human_t0) > MAX_CALLS:
+                    self.human_t0.pop(next(iter(self.human_t0)), None)
+            else:
+                t0 = self.human_t0.pop(hkey, None)
+                if t0 is not None:
+                    meta.duration_ms = (now - t0) * 1000.0
 
     def _trim(self) -> None:
         """Forget the oldest half of the id maps (insertion-ordered dicts)."""
         with self._lock:
-            maps: tuple[dict[Any, Any], ...] = (self.run_of_task, self.run_of_agent, self.open)
+            maps: tuple[dict[Any, Any], ...] = (
+                self.run_of_task,
+                self.run_of_agent,
+                self.open,
+                self.flow_runs,
+            )
             for d in maps:
                 for k in list(d)[: len(d) // 2]:
                     d.pop(k, None)
-
-    def _open(self, kind: str, key: Any, meta: Meta, now: float, stack: tuple[Frame, ...]) -> None:
-        frame: Frame = (kind, key, meta.eid, now, meta.parent)
-        self.open[(kind, key)] = frame
-        _STACK.set((*stack, frame))
-
-    def _close(self, kind: str, key: Any, meta: Meta, now: float) -> None:
-        frame = self.open.pop((kind, key), None)
-        if frame is not None:
-            meta.duration_ms = (now - frame[3]) * 1000.0
-            meta.parent = meta.start_eid = frame[2]  # an end event's parent: its start
-            meta.start_parent = frame[4]
-        stack = _STACK.get()
-        for i in range(len(stack) - 1, -1, -1):
-            if stack[i][0] == kind and stack[i][1] == key:
-                _STACK.set(stack[:i])
-                break

@@ -19,6 +19,7 @@ Importing this module imports crewai (``auren_core`` itself never does).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ from crewai.events.event_bus import CrewAIEventsBus, crewai_event_bus
 
 from ..publisher import Publisher
 from ._crewai_convert import Converter
-from ._crewai_tap import KINDS, Tap, record_usage
+from ._crewai_tap import Tap, record_usage, resolve
 from ._crewai_text import slug
 from ._crewai_worker import Worker
 
@@ -78,11 +79,16 @@ class AurenListener(BaseEventListener):
             # async: CrewAI runs it on its loop thread in arrival order, independently
             # of its own sync handlers (some wait up to 5 s in CrewAI 1.6.1)
             convert = self.converter.handle
+            replaying = _is_replaying()
 
             async def handle(source: Any, event: Any) -> None:
+                if replaying is not None and replaying():  # 1.14.3+ checkpoint replay
+                    self.tap.take(event)
+                    self.converter.replayed += 1
+                    return
                 convert(source, event)
 
-            for etype, kind in KINDS.items():
+            for etype, kind in resolve().items():
                 if kind == "llm_start":  # tapped only (call start time); no AUREN event
                     continue
                 crewai_event_bus.register_handler(etype, handle)
@@ -111,6 +117,10 @@ class AurenListener(BaseEventListener):
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far is converted and enqueued."""
         deadline = time.monotonic() + timeout
+        flush = getattr(crewai_event_bus, "flush", None)  # 1.9+: pending bus handlers
+        if self._handlers and flush is not None:
+            with contextlib.suppress(Exception):
+                flush(timeout)
         ok = self.worker.drain(timeout)
         while self.tap.pending and self._handlers:  # bus dispatch: handlers still to run
             if time.monotonic() > deadline:
@@ -121,6 +131,11 @@ class AurenListener(BaseEventListener):
     def uninstall(self) -> None:
         """Remove the handlers and the taps (tests, benchmarks)."""
         bus = crewai_event_bus
+        off = getattr(bus, "off", None)  # 1.10+
+        if off is not None:
+            for etype, h in self._handlers.items():
+                off(etype, h)
+            self._handlers.clear()
         with bus._rwlock.w_locked():
             for etype, h in self._handlers.items():
                 hs = bus._sync_handlers.get(etype)
@@ -129,7 +144,9 @@ class AurenListener(BaseEventListener):
                 ahs = bus._async_handlers.get(etype)
                 if ahs is not None and h in ahs:
                     bus._async_handlers[etype] = ahs - {h}
-                bus._execution_plan_cache.pop(etype, None)
+                cache = getattr(bus, "_execution_plan_cache", None)
+                if cache is not None:
+                    cache.pop(etype, None)
         self._handlers.clear()
         self.tap.sink = None
         _remove_patches()
@@ -138,6 +155,7 @@ class AurenListener(BaseEventListener):
     def counters(self) -> dict[str, int]:
         c = self.converter.counters()
         c["tap_errors"] = self.tap.errors
+        c["duplicate_llm_calls"] = self.tap.duplicates
         c["pending"] = len(self.tap.pending) + len(self.worker)
         c["dropped"] = self.worker.dropped
         return c
@@ -145,23 +163,40 @@ class AurenListener(BaseEventListener):
 
 # --------------------------------------------------------------------------- patches
 def _install_patches(tap: Tap) -> None:
-    """Wrap the bus's ``emit`` (emission-order tap) and the usage reporters."""
-    from crewai.llms.base_llm import BaseLLM
-    from crewai.utilities.token_counter_callback import TokenCalcHandler
+    """Hook the bus (emission-order tap) and the usage reporters.
 
+    CrewAI 1.9+: wrap the bus's ``_prepare_event`` (called by ``emit`` and
+    ``aemit`` after CrewAI assigned ``event_id``/``parent_event_id``/
+    ``emission_sequence``; not called by ``replay``). Older releases: wrap ``emit``.
+    """
     bus = crewai_event_bus
-    current = bus.__dict__.get("emit")
-    if current is not None and getattr(current, "_auren_tap", None) is tap:
-        return
-    original = type(bus).emit.__get__(bus)
     on_emit = tap.on_emit
+    prepare = getattr(type(bus), "_prepare_event", None)
+    hook = "_prepare_event" if prepare is not None else "emit"
+    current = bus.__dict__.get(hook)
+    if current is None or getattr(current, "_auren_tap", None) is not tap:
+        if current is not None and getattr(current, "_auren_tap", None) is not None:
+            del bus.__dict__[hook]  # a previous listener's hook
+        if prepare is not None:
+            original_prepare = prepare.__get__(bus)
 
-    def emit(source: Any, event: Any) -> Any:
-        on_emit(source, event)
-        return original(source, event)
+            def prepare_event(source: Any, event: Any) -> None:
+                original_prepare(source, event)
+                on_emit(source, event)
 
-    emit._auren_tap = tap  # type: ignore[attr-defined]
-    bus.emit = emit  # type: ignore[method-assign]
+            prepare_event._auren_tap = tap  # type: ignore[attr-defined]
+            bus._prepare_event = prepare_event  # type: ignore[method-assign]
+        else:
+            original = type(bus).emit.__get__(bus)
+
+            def emit(source: Any, event: Any) -> Any:
+                on_emit(source, event)
+                return original(source, event)
+
+            emit._auren_tap = tap  # type: ignore[attr-defined]
+            bus.emit = emit  # type: ignore[method-assign]
+
+    from crewai.llms.base_llm import BaseLLM
 
     track = BaseLLM._track_token_usage_internal
     if not getattr(track, "_auren", False):
@@ -173,31 +208,53 @@ def _install_patches(tap: Tap) -> None:
         _track._auren = track  # type: ignore[attr-defined]
         BaseLLM._track_token_usage_internal = _track  # type: ignore[method-assign]
 
-    log_ok = TokenCalcHandler.log_success_event
-    if not getattr(log_ok, "_auren", False):
+    handler = _token_calc_handler()
+    if handler is not None:
+        log_ok = handler.log_success_event
+        if not getattr(log_ok, "_auren", False):
 
-        def _log(self: Any, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any) -> None:
-            log_ok(self, kwargs, response_obj, start_time, end_time)
-            usage = response_obj.get("usage") if isinstance(response_obj, dict) else None
-            if usage is not None:
-                record_usage(usage)
+            def _log(
+                self: Any, kwargs: Any, response_obj: Any, start_time: Any, end_time: Any
+            ) -> None:
+                log_ok(self, kwargs, response_obj, start_time, end_time)
+                usage = response_obj.get("usage") if isinstance(response_obj, dict) else None
+                if usage is not None:
+                    record_usage(usage)
 
-        _log._auren = log_ok  # type: ignore[attr-defined]
-        TokenCalcHandler.log_success_event = _log  # type: ignore[method-assign]
+            _log._auren = log_ok  # type: ignore[attr-defined]
+            handler.log_success_event = _log
+
+
+def _token_calc_handler() -> Any:
+    try:
+        from crewai.utilities.token_counter_callback import TokenCalcHandler
+    except Exception:  # a release without litellm's callback
+        return None
+    return TokenCalcHandler
 
 
 def _remove_patches() -> None:
     from crewai.llms.base_llm import BaseLLM
-    from crewai.utilities.token_counter_callback import TokenCalcHandler
 
-    if getattr(crewai_event_bus.__dict__.get("emit"), "_auren_tap", None) is not None:
-        del crewai_event_bus.emit
+    for hook in ("_prepare_event", "emit"):
+        if getattr(crewai_event_bus.__dict__.get(hook), "_auren_tap", None) is not None:
+            del crewai_event_bus.__dict__[hook]
     orig = getattr(BaseLLM._track_token_usage_internal, "_auren", None)
     if orig is not None:
         BaseLLM._track_token_usage_internal = orig  # type: ignore[method-assign]
-    orig = getattr(TokenCalcHandler.log_success_event, "_auren", None)
-    if orig is not None:
-        TokenCalcHandler.log_success_event = orig  # type: ignore[method-assign]
+    handler = _token_calc_handler()
+    if handler is not None:
+        orig = getattr(handler.log_success_event, "_auren", None)
+        if orig is not None:
+            handler.log_success_event = orig
+
+
+def _is_replaying() -> Callable[[], bool] | None:
+    try:
+        from crewai.events.event_bus import is_replaying
+    except ImportError:  # before 1.14.3: no checkpoint replay
+        return None
+    return is_replaying  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- entry point

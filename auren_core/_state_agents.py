@@ -87,6 +87,7 @@ def _agent(
     rec: AgentRecord, acc: AgentAcc, now: float, span: float, load: int, status: Any
 ) -> AgentView:
     v = acc.sums.tot
+    waiting = status == "waiting_human"
     cost = v[3]  # AgentAcc.COST
     if cost < 0.0:
         cost = 0.0
@@ -117,6 +118,9 @@ def _agent(
         hypotheses,
         _agent_minutes(acc, now),
         rec.last_error,
+        int(v[8]),  # REASON
+        rec.wait_open if waiting else None,
+        rec.wait_message if waiting else None,
     )
 
 
@@ -124,7 +128,8 @@ def agents_view(r: Reducer, now: float) -> tuple[AgentView, ...]:
     """Active agents, most recent first. A view is rebuilt only when its agent saw an
     event, the window moved, the minute turned, or (for agents younger than the
     window) the 10 s step of its $/hour span changed."""
-    recs = r.registry.active_records(r.active_window_s, now)
+    # an agent waiting for a human stays listed while its wait is in the window
+    recs = r.registry.active_records(r.active_window_s, now, r.window_s)
     recs.sort(key=lambda x: (-x.last_activity, x.id))
     old = r._views
     new: dict[str, tuple[tuple[Any, ...], AgentView]] = {}
@@ -140,7 +145,17 @@ def agents_view(r: Reducer, now: float) -> tuple[AgentView, ...]:
         age = now - rec.first_seen
         span = w if age >= w else max(MIN_SPAN_S, min(w, math.ceil(age / BUCKET_S) * BUCKET_S))
         load, status = rec.load, rec.status
-        key = (acc.version, load, status, rec.role, rec.capabilities, cutoff, minute, span)
+        key = (
+            acc.version,
+            load,
+            status,
+            rec.role,
+            rec.capabilities,
+            cutoff,
+            minute,
+            span,
+            rec.wait_open,
+        )
         hit = old.get(aid)
         if hit is not None and hit[0] == key:
             view = hit[1]

@@ -11,12 +11,14 @@ from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
 from ._state_agents import MIN_SPAN_S, agents_view, minutes, top, top_of
+from ._state_flows import FlowRec
 from ._state_model import (
     TIERS,
     BudgetStatus,
     CollabEdge,
     Costs,
     DashboardState,
+    FlowView,
     Gap,
     Health,
     HypothesisView,
@@ -40,6 +42,8 @@ TOP_AGENTS = 12
 TOP_GAPS = 20
 MAX_EDGES = 500
 MAX_HYPS = 200
+MAX_ACTIVE_FLOWS = 50  # running and waiting flows in the snapshot
+MAX_ENDED_FLOWS = 20  # flows that ended within the window, newest first
 RATE_WINDOW_S = 5
 _COUNT = itemgetter(1)
 _HYP_ORDER = attrgetter("ts", "id")
@@ -65,6 +69,7 @@ def _totals(r: Reducer) -> Totals:
         input_tokens=int(v[G.IN]),
         output_tokens=int(v[G.OUT]),
         cached_tokens=int(v[G.CACHED]),
+        reasoning_tokens=int(v[G.REASON]),
         cost_usd=max(0.0, v[G.COST]),
         llm_cost_usd=max(0.0, v[G.LLM_COST]),
         unpriced_llm_calls=int(v[G.UNP]),
@@ -264,6 +269,77 @@ def _edges(r: Reducer) -> tuple[CollabEdge, ...]:
     return res
 
 
+def _flow_view(r: Reducer, f: FlowRec, now: float, active: bool) -> FlowView:
+    """A flow's view, rebuilt only when the flow, its runs' costs or (while it runs) the
+    clock changed."""
+    cost, calls, unp = 0.0, 0, 0
+    runs = r._runs
+    for rid in (f.run, *f.crews):
+        ra = runs.get(rid)
+        if ra is not None:
+            cost += ra.cost_usd
+            calls += ra.llm_calls
+            unp += ra.unp
+    key = (f.version, f.last_activity, cost, calls, unp, now if active else None)
+    hit = f.view
+    if hit is not None and hit[0] == key:
+        return hit[1]  # type: ignore[no-any-return]
+    step, step_since = f.current_step()
+    wait = f.open_wait()
+    view = FlowView(
+        run=f.run,
+        flow=f.flow,
+        status=f.status(),
+        current_step=step,
+        step_started=step_since,
+        started=f.started,
+        last_activity=f.last_activity,
+        ended=f.ended,
+        duration_ms=f.duration_ms(now),
+        steps_completed=f.steps_completed,
+        steps_failed=f.steps_failed,
+        steps_running=len(f.in_flight) if f.ended is None else 0,
+        last_step=f.last_step,
+        waiting_since=None if wait is None else wait[1],
+        waiting_message=None if wait is None else wait[2],
+        human_waits=f.human_waits,
+        error=f.error,
+        flow_id=f.flow_id,
+        agents=tuple(f.agents),
+        crews=tuple(f.crews),
+        cost_usd=max(0.0, cost),
+        llm_calls=calls,
+        unpriced_llm_calls=unp,
+    )
+    f.view = (key, view)
+    return view
+
+
+def _flow_order(f: FlowRec) -> tuple[bool, float, str]:
+    return (not f.waiting(), -f.started, f.run)
+
+
+def _flows(r: Reducer, now: float) -> tuple[FlowView, ...]:
+    """Running and waiting flows seen within the window (waiting first, then the newest),
+    then the flows that ended within the window (the latest first)."""
+    if not r._flows:
+        return ()
+    since = now - r.window_s
+    active: list[FlowRec] = []
+    ended: list[FlowRec] = []
+    for f in r._flows.values():
+        if f.ended is None:
+            if f.last_activity >= since:
+                active.append(f)
+        elif f.ended >= since:
+            ended.append(f)
+    active.sort(key=_flow_order)
+    ended.sort(key=lambda f: (-(f.ended or 0.0), f.run))
+    out = [_flow_view(r, f, now, True) for f in active[:MAX_ACTIVE_FLOWS]]
+    out += [_flow_view(r, f, now, False) for f in ended[:MAX_ENDED_FLOWS]]
+    return tuple(out)
+
+
 def build_state(r: Reducer, now: float) -> DashboardState:
     totals = _totals(r)
     # _hyps is kept in order of last update, so the newest are at its end
@@ -281,4 +357,5 @@ def build_state(r: Reducer, now: float) -> DashboardState:
         hypotheses=tuple(map(_hyp_view, hyps)),
         log=_log(r),
         health=_health(r, now),
+        flows=_flows(r, now),
     )

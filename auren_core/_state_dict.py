@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._state_model import AgentView, DashboardState, Gap, TierView
+    from ._state_model import AgentView, DashboardState, FlowView, Gap, TierView
 
-__all__ = ["state_to_dict", "tier_stats"]
+__all__ = ["flow_to_dict", "state_to_dict", "tier_stats"]
 
 
 def _r(x: float | None, nd: int = 6) -> float | None:
@@ -46,6 +46,37 @@ def _agent(a: AgentView) -> dict[str, Any]:
         "hypotheses": list(a.hypotheses),
         "cost_per_minute": list(a.cost_per_minute),
         "last_error": a.last_error,
+        "reasoning_tokens": a.reasoning_tokens,
+        "waiting_since": a.waiting_since,
+        "waiting_message": a.waiting_message,
+    }
+
+
+def flow_to_dict(f: FlowView) -> dict[str, Any]:
+    return {
+        "run": f.run,
+        "flow": f.flow,
+        "status": f.status,
+        "current_step": f.current_step,
+        "step_started": f.step_started,
+        "started": f.started,
+        "last_activity": f.last_activity,
+        "ended": f.ended,
+        "duration_ms": _r(f.duration_ms, 3),
+        "steps_completed": f.steps_completed,
+        "steps_failed": f.steps_failed,
+        "steps_running": f.steps_running,
+        "last_step": f.last_step,
+        "waiting_since": f.waiting_since,
+        "waiting_message": f.waiting_message,
+        "human_waits": f.human_waits,
+        "error": f.error,
+        "flow_id": f.flow_id,
+        "agents": list(f.agents),
+        "crews": list(f.crews),
+        "cost_usd": _r(f.cost_usd),
+        "llm_calls": f.llm_calls,
+        "unpriced_llm_calls": f.unpriced_llm_calls,
     }
 
 
@@ -86,6 +117,7 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "cost_usd": _r(t.cost_usd),
             "tool_calls": t.tool_calls,
             "cached_tokens": t.cached_tokens,
+            "reasoning_tokens": t.reasoning_tokens,
             "llm_cost_usd": _r(t.llm_cost_usd),
             "unpriced_llm_calls": t.unpriced_llm_calls,
             "unpriced_input_tokens": t.unpriced_input_tokens,
@@ -109,6 +141,7 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             {"from": e.from_agent, "to": e.to_agent, "kind": e.kind, "count": e.count}
             for e in s.collaboration
         ],
+        "flows": [flow_to_dict(f) for f in s.flows],
         "health": {
             "malformed": h.malformed,
             "unknown_types": h.unknown_types,

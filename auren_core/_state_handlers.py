@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._state_flows import FlowRec
 from ._state_parts import TIER_IDX as _TIER_IDX
 from ._state_parts import AgentAcc, G, HypRec, RunAcc, tier_index
 from .events import Event, llm_call_cost
@@ -26,10 +27,12 @@ MAX_NAME = 200
 _MAX_PUBLISHERS = 1000
 _MAX_RUNS = 500
 _MAX_HYPOTHESES = 2000
+_MAX_FLOWS = 500
 # indices into the global sums vector, as module constants (hot path)
 _LLM, _IN, _OUT, _CACHED, _COST, _LLM_COST = G.LLM, G.IN, G.OUT, G.CACHED, G.COST, G.LLM_COST
 _UNP, _UNP_IN, _UNP_OUT, _LLM_ERR = G.UNP, G.UNP_IN, G.UNP_OUT, G.LLM_ERR
 _TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
+_REASON = G.REASON
 _BIG = 10**15
 
 
@@ -70,6 +73,8 @@ class Handlers:
     _accs: dict[str, AgentAcc]
     _runs: dict[str, RunAcc]
     _hyps: dict[str, HypRec]
+    _flows: dict[str, FlowRec]
+    _flow_of: dict[str, FlowRec]
     tool_costs: dict[str, float]
     publishers: dict[str, tuple[float, int]]
     registry: AgentRegistry
@@ -85,6 +90,11 @@ class Handlers:
             "publisher_stats": self._on_pubstats,
             "crew_started": self._on_crew,
             "crew_completed": self._on_crew,
+            "flow_started": self._on_flow,
+            "flow_step": self._on_flow,
+            "flow_completed": self._on_flow,
+            "flow_failed": self._on_flow,
+            "human_input": self._on_flow,
         }
 
     def _on_pubstats(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
@@ -110,6 +120,8 @@ class Handlers:
         out = v if type(v) is int and 0 <= v < _BIG else _int(v)
         v = p.get("cached_tokens", 0)
         cached = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        v = p.get("reasoning_tokens", 0)
+        reason = v if type(v) is int and 0 <= v < _BIG else _int(v)
         c = p.get("cost_usd")
         cost = c if type(c) is float and 0.0 <= c < 1e18 else _opt_num(c)
         err = p.get("ok", True) is False
@@ -121,6 +133,7 @@ class Handlers:
             vec[_IN] += inp
             vec[_OUT] += out
             vec[_CACHED] += cached
+            vec[_REASON] += reason
             if cost is None:
                 vec[_UNP] += 1
                 vec[_UNP_IN] += inp
@@ -133,7 +146,7 @@ class Handlers:
         if cost:
             self.s.add_spark(b, cost)
         if acc is not None:
-            acc.llm(b, inp, out, cached, cost)
+            acc.llm(b, inp, out, cached, cost, reason)
         run = self._runs.get(ev.run) if ev.run else None
         if run is not None:
             run.llm(inp, out, cost)
@@ -171,9 +184,60 @@ class Handlers:
             return
         if ev.type == "crew_started":
             run.started = min(run.started, ev.ts)
+            parent = ev.payload.get("flow_run")
+            if parent and ev.run and len(ev.run) <= MAX_NAME:
+                fr = self._flows.get(parent) if type(parent) is str else None
+                if fr is not None and fr.add_crew(ev.run):  # a crew kicked off inside a flow
+                    self._flow_of.setdefault(ev.run, fr)
         else:
             run.ended = ev.ts
             run.status = "completed" if ev.payload.get("ok", True) is not False else "failed"
+
+    # ------------------------------------------------------------------ flows
+    def _on_flow(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        """``flow_*`` and ``human_input`` events. A flow is its run id; events without a run
+        cannot be told apart and are not tracked (the agent's own wait still is, by the
+        registry). A ``human_input`` joins a flow when its run is one, or when it names a
+        flow or no agent (nobody but a flow waits without an agent)."""
+        rid = ev.run
+        if not rid:
+            return
+        fr = self._flows.get(rid)
+        t = ev.type
+        if fr is None:
+            if t == "human_input" and ev.agent and ev.payload.get("flow") is None:
+                return  # an agent's wait outside any (known) flow
+            fr = self._new_flow(rid, ev.ts)
+        fr.apply(ev)
+        if t == "flow_completed" or t == "flow_failed":
+            run = self._runs.get(rid)
+            if run is not None and fr.ended is not None:
+                run.ended = fr.ended
+                run.status = "failed" if fr.failed else "completed"
+
+    def _new_flow(self, rid: str, ts: float) -> FlowRec:
+        flows = self._flows
+        if len(flows) >= _MAX_FLOWS:
+            self._evict_flows()
+        fr = flows[rid] = FlowRec(rid[:MAX_NAME], ts)
+        self._flow_of[rid] = fr
+        return fr
+
+    def _evict_flows(self) -> None:
+        """Forget a tenth of the flows, finished ones first, oldest first (amortised O(1))."""
+        flows = self._flows
+        n = max(1, len(flows) // 10)
+        gone = [k for k, f in flows.items() if f.ended is not None][:n]
+        if len(gone) < n:
+            chosen = set(gone)
+            gone += [k for k in flows if k not in chosen][: n - len(gone)]
+        of = self._flow_of
+        for k in gone:
+            f = flows.pop(k)
+            of.pop(k, None)
+            for crew in f.crews:
+                if of.get(crew) is f:
+                    del of[crew]
 
     # ------------------------------------------------------------------ collaboration
     def _on_collab(self, ev: Event, b: int, acc: AgentAcc | None) -> None:

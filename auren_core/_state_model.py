@@ -20,6 +20,7 @@ __all__ = [
     "CollabEdge",
     "Costs",
     "DashboardState",
+    "FlowView",
     "Gap",
     "Health",
     "HypothesisView",
@@ -33,6 +34,8 @@ __all__ = [
 
 TIERS: tuple[str, str, str] = ("redis", "postgresql", "chromadb")
 BudgetStatus = Literal["ok", "warning", "alert", "unset"]
+AgentStatus = Literal["running", "idle", "failed", "waiting_human"]
+FlowStatus = Literal["running", "waiting_human", "completed", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class Totals:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_tokens: int = 0
+    reasoning_tokens: int = 0  # a part of output_tokens, where the provider reports it
     cost_usd: float = 0.0  # priced LLM calls + tool costs
     llm_cost_usd: float = 0.0
     unpriced_llm_calls: int = 0
@@ -60,11 +64,13 @@ class Totals:
 class AgentView:
     """One active agent. Identity, load and status come from the registry; tokens,
     costs (LLM + tools) and counts are over the window; ``usd_per_hour`` is its cost
-    over the window (or over its lifetime, in 10 s steps, if it is younger)."""
+    over the window (or over its lifetime, in 10 s steps, if it is younger).
+    ``status`` is ``waiting_human`` while a ``human_input`` it requested is unanswered
+    (``waiting_since``, ``waiting_message``)."""
 
     id: str
     role: str
-    status: Literal["running", "idle", "failed"]
+    status: AgentStatus
     last_activity: float
     current_load: int
     capabilities: tuple[str, ...] = ()
@@ -86,6 +92,9 @@ class AgentView:
     hypotheses: tuple[str, ...] = ()
     cost_per_minute: tuple[float, ...] = ()  # oldest first, the last entry is the current minute
     last_error: str | None = None
+    reasoning_tokens: int = 0
+    waiting_since: float | None = None
+    waiting_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +219,38 @@ class HypothesisView:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowView:
+    """One flow execution (the event ``run`` of its ``flow_*`` events); the rules are in
+    :mod:`auren_core._state_flows`. ``duration_ms`` runs on while the flow does;
+    ``cost_usd``/``llm_calls`` add up the flow's own run and the crews kicked off inside it
+    (priced calls; ``unpriced_llm_calls`` counts the others)."""
+
+    run: str
+    flow: str | None
+    status: FlowStatus
+    current_step: str | None
+    step_started: float | None
+    started: float
+    last_activity: float
+    ended: float | None = None
+    duration_ms: float | None = None
+    steps_completed: int = 0
+    steps_failed: int = 0
+    steps_running: int = 0
+    last_step: str | None = None
+    waiting_since: float | None = None
+    waiting_message: str | None = None
+    human_waits: int = 0
+    error: str | None = None
+    flow_id: str | None = None
+    agents: tuple[str, ...] = ()
+    crews: tuple[str, ...] = ()
+    cost_usd: float = 0.0
+    llm_calls: int = 0
+    unpriced_llm_calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     malformed: int = 0
     malformed_reasons: tuple[str, ...] = ()  # newest last
@@ -240,6 +281,8 @@ class DashboardState:
     hypotheses: tuple[HypothesisView, ...]
     log: tuple[LogEntry, ...]
     health: Health
+    # running and waiting flows first (waiting first of all), then those that ended in the window
+    flows: tuple[FlowView, ...] = ()
 
     def agent(self, agent_id: str) -> AgentView | None:
         for a in self.agents:

@@ -27,8 +27,8 @@ class G:
     """Indices of the global sums vector."""
 
     EV, LLM, IN, OUT, CACHED, COST, LLM_COST, UNP, UNP_IN, UNP_OUT = range(10)
-    LLM_ERR, TOOL, TOOL_ERR, TOOL_COST = range(10, 14)
-    N = 14
+    LLM_ERR, TOOL, TOOL_ERR, TOOL_COST, REASON = range(10, 15)
+    N = 15
 
 
 class T:
@@ -75,7 +75,7 @@ def add_minute(spark: dict[int, float], b: int, cost: float) -> int:
 class AgentAcc:
     """Windowed economics of one agent (identity and load live in the registry)."""
 
-    IN, OUT, CACHED, COST, UNP, LLM, TOOL, TOOL_COST = range(8)
+    IN, OUT, CACHED, COST, UNP, LLM, TOOL, TOOL_COST, REASON = range(9)
     __slots__ = (
         "cache",
         "hyps",
@@ -89,7 +89,7 @@ class AgentAcc:
     )
 
     def __init__(self, expiry: Expiry) -> None:
-        self.sums = Sums(8, expiry)
+        self.sums = Sums(9, expiry)
         self.tools: KeyedCounts[str] = KeyedCounts(expiry, max_keys=200)
         self.partners: KeyedCounts[str] = KeyedCounts(expiry, max_keys=200)
         self.spark: dict[int, float] = {}
@@ -100,13 +100,16 @@ class AgentAcc:
         # derived tuples for the snapshot, keyed by what they depend on
         self.cache: dict[str, tuple[Any, Any]] = {}
 
-    def llm(self, b: int, inp: int, out: int, cached: int, cost: float | None) -> None:
+    def llm(
+        self, b: int, inp: int, out: int, cached: int, cost: float | None, reason: int = 0
+    ) -> None:
         s = self.sums
         for vec in (s.at(b), s.tot):
             vec[0] += inp
             vec[1] += out
             vec[2] += cached
             vec[5] += 1
+            vec[8] += reason
             if cost is None:
                 vec[4] += 1
             else:

@@ -42,6 +42,8 @@ def summarize(ev: Event) -> str:
                 f"{_s(g('model'), 40)} in={g('input_tokens', 0)} out={g('output_tokens', 0)}"
                 f" cached={g('cached_tokens', 0)} {_cost(g('cost_usd'))}"
             )
+            if g("reasoning_tokens"):
+                text += f" reasoning={g('reasoning_tokens')}"
             if g("ok", True) is False:
                 text += f" error={_s(g('error'))}"
         elif t == "tool_used":
@@ -71,6 +73,28 @@ def summarize(ev: Event) -> str:
                 text += f" {_ms(g('duration_ms'))} ok={g('ok', True)}"
                 if g("error"):
                     text += f" error={_s(g('error'))}"
+        elif t == "flow_step":
+            phase = _s(g("phase", "completed"), 20)
+            text = f"{_s(g('flow') or 'flow', 40)}.{_s(g('method'), 60)} {phase}"
+            if g("duration_ms") is not None:
+                text += f" {_ms(g('duration_ms'))}"
+            if g("error"):
+                text += f" error={_s(g('error'))}"
+        elif t in ("flow_started", "flow_completed", "flow_failed"):
+            text = _s(g("flow") or "flow", 60)
+            if t != "flow_started":
+                text += f" {_ms(g('duration_ms'))} ok={g('ok', t == 'flow_completed')}"
+                if g("error"):
+                    text += f" error={_s(g('error'))}"
+            elif g("inputs"):
+                text += f" inputs={_s(g('inputs'), 80)}"
+        elif t == "human_input":
+            where = ".".join(_s(x, 40) for x in (g("flow"), g("method")) if x)
+            text = _s(g("state"), 20) + (f" {where}" if where else "")
+            if g("state") == "received" and g("wait_ms") is not None:
+                text += f" after {_ms(g('wait_ms'))}"
+            if g("message"):
+                text += f" {_s(g('message'))}"
         elif t == "publisher_stats":
             text = f"sent={g('sent')} dropped={g('dropped')} queued={g('queued')}"
         else:

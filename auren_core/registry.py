@@ -21,7 +21,7 @@ from .events import Event
 
 __all__ = ["AgentInfo", "AgentRecord", "AgentRegistry", "agent_capabilities"]
 
-Status = Literal["running", "idle", "failed"]
+Status = Literal["running", "idle", "failed", "waiting_human"]
 _FINISHED_KEEP = 256  # recently finished task ids per agent (for out-of-order starts)
 _MAX_IN_FLIGHT = 1024
 
@@ -40,6 +40,8 @@ class AgentInfo:
     allow_delegation: bool
     first_seen: float
     last_error: str | None
+    waiting_since: float | None = None
+    waiting_message: str | None = None
 
 
 @dataclass(slots=True)
@@ -61,13 +63,24 @@ class AgentRecord:
     last_start: float = float("-inf")
     last_fail: float = float("-inf")
     last_error: str | None = None
+    # human waits (``human_input`` requested / received), by event time
+    wait_open: float = float("-inf")
+    wait_close: float = float("-inf")
+    wait_message: str | None = None
 
     @property
     def load(self) -> int:
         return len(self.in_flight) + self.anon_in_flight
 
     @property
+    def waiting(self) -> bool:
+        """A ``human_input`` it requested is unanswered (and nothing ended it since)."""
+        return self.wait_open > self.wait_close
+
+    @property
     def status(self) -> Status:
+        if self.wait_open > self.wait_close and self.wait_open >= self.last_fail:
+            return "waiting_human"
         if self.last_fail >= self.last_start and self.last_fail != float("-inf"):
             return "failed"
         return "running" if self.load > 0 else "idle"
@@ -86,6 +99,8 @@ class AgentRecord:
             allow_delegation=self.allow_delegation,
             first_seen=self.first_seen,
             last_error=self.last_error,
+            waiting_since=self.wait_open if self.waiting else None,
+            waiting_message=self.wait_message if self.waiting else None,
         )
 
     # ------------------------------------------------------------------ load
@@ -101,7 +116,17 @@ class AgentRecord:
         if len(self.in_flight) < _MAX_IN_FLIGHT:
             self.in_flight.setdefault(key, ts)
 
+    def human(self, requested: bool, ts: float, message: Any) -> None:
+        if requested:
+            if ts > self.wait_open:
+                self.wait_open = ts
+                self.wait_message = None if message is None else str(message)[:500]
+        elif ts > self.wait_close:
+            self.wait_close = ts
+
     def end(self, key: str | None, ts: float, *, failed: bool, error: str | None) -> None:
+        if ts > self.wait_close:  # an agent that finished (or failed) waits for nobody
+            self.wait_close = ts
         if failed and ts >= self.last_fail:
             self.last_fail = ts
             self.last_error = error or "failed"
@@ -188,9 +213,20 @@ class AgentRegistry:
     def all(self) -> list[AgentInfo]:
         return [r.info() for r in self._agents.values()]
 
-    def active_records(self, window: float, now: float) -> list[AgentRecord]:
+    def active_records(
+        self, window: float, now: float, waiting_window: float | None = None
+    ) -> list[AgentRecord]:
+        """Agents with an event in the last ``window`` s; with ``waiting_window``, also
+        those waiting for a human since at most that long (a wait is no inactivity)."""
         since = now - window
-        return [r for r in self._agents.values() if r.last_activity >= since]
+        if waiting_window is None:
+            return [r for r in self._agents.values() if r.last_activity >= since]
+        wsince = now - waiting_window
+        return [
+            r
+            for r in self._agents.values()
+            if r.last_activity >= since or (r.wait_open > r.wait_close and r.wait_open >= wsince)
+        ]
 
     def active(self, window: float = 300.0, now: float | None = None) -> list[AgentInfo]:
         """Agents with an event in ``[now - window, ...]``, most recently active first."""
@@ -237,6 +273,10 @@ class AgentRegistry:
                 rec.start(_task_key(p), ts)
             elif t == "agent_registered":
                 self._apply_registered(rec, p)
+            elif t == "human_input":
+                state = p.get("state")
+                if state == "requested" or state == "received":
+                    rec.human(state == "requested", ts, p.get("message"))
             else:
                 err = p.get("error")
                 rec.end(
@@ -297,5 +337,6 @@ _LIFECYCLE = frozenset(
         "task_failed",
         "agent_completed",
         "agent_failed",
+        "human_input",
     }
 )

@@ -60,8 +60,8 @@ __all__ = [
     "default_script",
     "final_answer",
     "react_action",
-    "tool_named",
     "tokens_of",
+    "tool_named",
 ]
 
 CHARS_PER_TOKEN = 4

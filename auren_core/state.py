@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._state_build import build_state
+from ._state_flows import FlowRec
 from ._state_handlers import MAX_NAME, Handlers
 from ._state_model import (
     TIERS,
@@ -24,6 +25,7 @@ from ._state_model import (
     CollabEdge,
     Costs,
     DashboardState,
+    FlowView,
     Gap,
     Health,
     HypothesisView,
@@ -46,6 +48,7 @@ __all__ = [
     "CollabEdge",
     "Costs",
     "DashboardState",
+    "FlowView",
     "Gap",
     "Health",
     "HypothesisView",
@@ -62,7 +65,18 @@ _MAX_UNKNOWN_NAMES = 100
 _INV_B = 1.0 / BUCKET_S
 _tuple_new = tuple.__new__
 _FUTURE_BUCKETS = int(300 // BUCKET_S)
-_UNWINDOWED = frozenset({"hypothesis", "publisher_stats"})
+# latest status wins by event time, whenever it arrives (a late end must still end its flow)
+_UNWINDOWED = frozenset(
+    {
+        "hypothesis",
+        "publisher_stats",
+        "flow_started",
+        "flow_step",
+        "flow_completed",
+        "flow_failed",
+        "human_input",
+    }
+)
 
 
 class Reducer(Handlers):
@@ -99,6 +113,8 @@ class Reducer(Handlers):
         self._log_built: tuple[int, tuple[LogEntry, ...]] = (0, ())
         self._runs: dict[str, RunAcc] = {}
         self._hyps: dict[str, HypRec] = {}
+        self._flows: dict[str, FlowRec] = {}  # flow run id -> its record, oldest first
+        self._flow_of: dict[str, FlowRec] = {}  # flow runs and the crew runs inside them
         self._max_b = 2**62
         # state() cache: (collab version, edges, edge objects by key)
         self._edges: tuple[int, tuple[CollabEdge, ...], dict[Any, CollabEdge]] = (-1, (), {})
@@ -240,6 +256,10 @@ class Reducer(Handlers):
                 self._new_run(run, ts)
             elif ts < racc.started:
                 racc.started = ts
+            if self._flow_of:
+                fr = self._flow_of.get(run)
+                if fr is not None:
+                    fr.touch(ts, ev.agent)
         h = self._handlers.get(t)
         if b > self._exp.cutoff:
             g = self._g

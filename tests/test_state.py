@@ -699,10 +699,30 @@ _keys = st.sampled_from(
         "allow_delegation",
         "query",
         "error",
+        "reasoning_tokens",
+        "flow",
+        "flow_id",
+        "flow_run",
+        "method",
+        "phase",
+        "state",
+        "message",
+        "wait_ms",
+        "duration_ms",
     ]
 )
 _payload = st.one_of(
     st.dictionaries(_keys | _text, _json, max_size=6),
+    st.fixed_dictionaries(
+        {
+            "method": st.sampled_from(["plan", "review"]) | _json,
+            "phase": st.sampled_from(["started", "completed", "failed", "paused"]) | _json,
+            "state": st.sampled_from(["requested", "received"]) | _json,
+            "flow": st.none() | st.just("F") | _json,
+            "flow_run": st.sampled_from(["r1", "r2"]) | _json,
+            "duration_ms": _json,
+        }
+    ),
     st.fixed_dictionaries(
         {
             "tier_accessed": _tiers,
@@ -740,7 +760,17 @@ def _check_invariants(s: DashboardState) -> None:
     assert 0 <= s.tiers.misses <= s.tiers.queries
     for a in s.agents:
         assert a.current_load >= 0 and a.cost_usd >= 0 and a.input_tokens >= 0
-        assert a.status in ("running", "idle", "failed") and len(a.cost_per_minute) == 60
+        assert a.status in ("running", "idle", "failed", "waiting_human")
+        assert len(a.cost_per_minute) == 60
+        assert (a.waiting_since is not None) == (a.status == "waiting_human")
+    for f in s.flows:
+        assert f.status in ("running", "waiting_human", "completed", "failed")
+        assert f.steps_completed >= 0 and f.steps_failed >= 0 and f.steps_running >= 0
+        assert f.duration_ms is None or f.duration_ms >= 0
+        assert (f.waiting_since is not None) == (f.status == "waiting_human")
+        assert (f.ended is None) == (f.status in ("running", "waiting_human"))
+        assert f.ended is not None or f.last_activity >= s.generated_at - s.window_s
+    assert len(s.flows) <= 70
     assert all(e.count > 0 for e in s.collaboration)
     assert len(s.log) <= 50 and s.health.malformed <= s.health.events_total
     assert s.costs.budget_status in ("ok", "warning", "alert")
@@ -770,6 +800,7 @@ def test_arbitrary_event_streams_never_raise(
     s = r.state(now=T0 + 10_000_000)  # everything expired: the window is empty again
     assert s.totals.events == 0 and s.tiers.queries == 0 and s.collaboration == ()
     assert s.totals.cost_usd == 0.0 and s.knowledge.items == ()
+    assert s.flows == ()
 
 
 def test_log_tail_is_built_incrementally_and_stays_ordered() -> None:
@@ -913,3 +944,335 @@ def test_clock_that_jumps_forward_after_construction_keeps_events() -> None:
         [make_event("llm_call", {"model": "m", "input_tokens": 1}, agent="a", ts=day_ago)]
     )
     assert r.state().totals.llm_calls == 11
+
+
+# --------------------------------------------------------------------------- flows
+def flow(type: str, run: str | None, ts: float, **payload: Any) -> Event:
+    agent = payload.pop("agent", None)
+    return ev(type, payload, agent=agent, run=run, ts=ts)
+
+
+def step(run: str, method: str, phase: str, ts: float, **payload: Any) -> Event:
+    return flow("flow_step", run, ts, method=method, phase=phase, flow="Research", **payload)
+
+
+def one_flow(r: Reducer, run: str = "f1") -> Any:
+    got = [f for f in r.state().flows if f.run == run]
+    assert len(got) == 1, [f.run for f in r.state().flows]
+    return got[0]
+
+
+def test_flow_start_steps_and_completion() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            flow("flow_started", "f1", T0 - 100, flow="Research", flow_id="st-1", inputs={}),
+            step("f1", "plan", "started", T0 - 99),
+            step("f1", "plan", "completed", T0 - 90, duration_ms=9000.0, ok=True),
+            step("f1", "gather", "started", T0 - 89),
+            step("f1", "draft", "started", T0 - 88),  # parallel: the newest is current
+        ]
+    )
+    f = one_flow(r)
+    assert (f.flow, f.flow_id, f.status) == ("Research", "st-1", "running")
+    assert (f.current_step, f.step_started, f.steps_running) == ("draft", T0 - 88, 2)
+    assert (f.steps_completed, f.steps_failed, f.last_step) == (1, 0, "plan")
+    assert f.started == T0 - 100 and f.ended is None
+    assert f.duration_ms == pytest.approx(100_000.0)  # runs on with the clock
+    r.apply_batch(
+        [
+            step("f1", "draft", "completed", T0 - 50, duration_ms=38000.0),
+            step("f1", "gather", "completed", T0 - 40),
+        ]
+    )
+    f = one_flow(r)
+    assert (f.current_step, f.steps_completed, f.last_step) == (None, 3, "gather")
+    r.apply(flow("flow_completed", "f1", T0 - 30, flow="Research", duration_ms=69500.0, ok=True))
+    f = one_flow(r)
+    assert (f.status, f.ended, f.duration_ms, f.current_step) == (
+        "completed",
+        T0 - 30,
+        69500.0,
+        None,
+    )
+    assert f.steps_running == 0 and f.waiting_since is None
+    run = next(x for x in r.state().costs.runs if x.run == "f1")
+    assert (run.status, run.ended) == ("completed", T0 - 30)  # the run ends with its flow
+    d = r.state().to_dict()["flows"][0]
+    assert d["run"] == "f1" and d["status"] == "completed" and d["steps_completed"] == 3
+    assert set(d) >= {
+        "flow", "current_step", "step_started", "started", "last_activity", "ended",
+        "duration_ms", "steps_failed", "waiting_since", "waiting_message", "human_waits",
+    }  # fmt: skip
+
+
+def test_flow_duration_without_payload_is_end_minus_start() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [flow("flow_started", "f1", T0 - 20, flow="F"), flow("flow_completed", "f1", T0 - 5)]
+    )
+    assert one_flow(r).duration_ms == pytest.approx(15_000.0)
+
+
+def test_flow_pause_and_human_wait() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            flow("flow_started", "f1", T0 - 100, flow="Research"),
+            step("f1", "plan", "started", T0 - 99),
+            step("f1", "plan", "completed", T0 - 98),
+            step("f1", "review", "started", T0 - 97),
+            step("f1", "review", "paused", T0 - 96),
+            flow("human_input", "f1", T0 - 96, state="requested", method="review",
+                 message="Approve the draft?"),  # fmt: skip
+            step("f1", "side", "started", T0 - 95),  # newer, but the wait is what matters
+        ]
+    )
+    f = one_flow(r)
+    assert f.status == "waiting_human"
+    assert (f.current_step, f.step_started) == ("review", T0 - 97)
+    assert (f.waiting_since, f.waiting_message, f.human_waits) == (
+        T0 - 96,
+        "Approve the draft?",
+        1,
+    )  # the pause and the request are one wait
+    r.apply(flow("human_input", "f1", T0 - 60, state="received", method="review", wait_ms=36000))
+    f = one_flow(r)
+    assert f.status == "running" and f.waiting_since is None
+    assert f.current_step == "side"
+    # a second pause of the same method, answered by the method's end
+    r.apply_batch(
+        [
+            step("f1", "review", "paused", T0 - 50),
+            step("f1", "review", "completed", T0 - 40),
+        ]
+    )
+    f = one_flow(r)
+    assert f.status == "running" and f.human_waits == 2 and f.current_step == "side"
+    # a wait that names no method (flow-level input), closed by a reply naming none
+    r.apply(flow("human_input", "f1", T0 - 30, state="requested", message="budget?"))
+    assert one_flow(r).status == "waiting_human"
+    assert one_flow(r).current_step == "side"  # no method waits: the running one
+    r.apply(flow("human_input", "f1", T0 - 20, state="received"))
+    assert one_flow(r).status == "running"
+
+
+def test_flow_end_closes_waits_and_failures() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            flow("flow_started", "f1", T0 - 100, flow="Billing"),
+            step("f1", "charge", "started", T0 - 99),
+            step("f1", "charge", "failed", T0 - 98, error="card declined"),
+            step("f1", "notify", "started", T0 - 97),
+            step("f1", "notify", "completed", T0 - 96, ok=False),  # ok false: a failure
+            step("f1", "review", "paused", T0 - 95),
+            flow("flow_failed", "f1", T0 - 90, flow="Billing", ok=False, error="declined"),
+        ]
+    )
+    f = one_flow(r)
+    assert (f.status, f.error, f.steps_failed, f.steps_completed) == (
+        "failed",
+        "declined",
+        2,
+        0,
+    )
+    assert f.waiting_since is None and f.current_step is None and f.last_step == "notify"
+    assert next(x for x in r.state().costs.runs if x.run == "f1").status == "failed"
+    # flow_completed with ok=false is a failure too
+    r.apply(flow("flow_completed", "f2", T0 - 10, flow="Other", ok=False))
+    assert one_flow(r, "f2").status == "failed"
+
+
+def test_flow_events_out_of_order() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            # the end of a step before its start: not left running
+            step("f1", "plan", "completed", T0 - 90, duration_ms=5.0),
+            step("f1", "plan", "started", T0 - 91),
+            flow("flow_started", "f1", T0 - 100, flow="Research"),  # late start
+            # a reply before its request: no open wait
+            flow("human_input", "f1", T0 - 70, state="received", method="review"),
+            flow("human_input", "f1", T0 - 80, state="requested", method="review"),
+        ]
+    )
+    f = one_flow(r)
+    assert (f.status, f.current_step, f.started, f.steps_completed) == (
+        "running",
+        None,
+        T0 - 100,
+        1,
+    )
+    assert f.human_waits == 1 and f.waiting_since is None
+    # the end arrives before the last step's events: they do not re-open the flow
+    r.apply_batch(
+        [
+            flow("flow_completed", "f1", T0 - 30, flow="Research"),
+            step("f1", "write", "started", T0 - 60),
+            step("f1", "write", "completed", T0 - 40),
+            flow("flow_completed", "f1", T0 - 50, flow="Research"),  # an older duplicate end
+        ]
+    )
+    f = one_flow(r)
+    assert (f.status, f.ended, f.steps_completed, f.current_step) == (
+        "completed",
+        T0 - 30,
+        2,
+        None,
+    )
+    # a step that starts after the end: the flow was resumed
+    r.apply(step("f1", "write", "started", T0 - 10))
+    f = one_flow(r)
+    assert (f.status, f.current_step, f.ended) == ("running", "write", None)
+
+
+def test_flow_unknown_run_and_events_without_run() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            # no flow_started ever: the flow is known from its first event
+            step("f9", "load", "started", T0 - 50),
+            # without a run nothing can tell executions apart: not tracked
+            step("x", "load", "started", T0 - 40).__class__(
+                id="n1", ts=T0 - 40, type="flow_step", payload={"method": "m"}
+            ),
+            flow("flow_started", None, T0 - 40, flow="Anon"),
+            # an agent's wait in a crew run (not a flow): the agent waits, no flow appears
+            flow("human_input", "crew-7", T0 - 30, state="requested", agent="writer"),
+        ]
+    )
+    st = r.state()
+    assert [f.run for f in st.flows] == ["f9"]
+    f = st.flows[0]
+    assert (f.flow, f.started, f.current_step, f.status) == ("Research", T0 - 50, "load", "running")
+    w = st.agent("writer")
+    assert w is not None and w.status == "waiting_human" and w.waiting_since == T0 - 30
+    # a wait with no agent in an unknown run is a flow's (nobody else waits without one)
+    r.apply(flow("human_input", "f10", T0 - 20, state="requested", flow="Intake"))
+    f10 = one_flow(r, "f10")
+    assert (f10.flow, f10.status, f10.current_step) == ("Intake", "waiting_human", None)
+
+
+def test_flow_window_ordering_and_bounds() -> None:
+    r, clock = reducer(window_s=600)
+    r.apply_batch(
+        [
+            flow("flow_started", "old", T0 - 900, flow="Old"),
+            flow("flow_completed", "old", T0 - 700),  # ended before the window
+            flow("flow_started", "stale", T0 - 900, flow="Stale"),  # silent since
+            flow("flow_started", "done", T0 - 300, flow="Done"),
+            flow("flow_completed", "done", T0 - 200),
+            flow("flow_started", "run1", T0 - 100, flow="A"),
+            flow("flow_started", "run2", T0 - 50, flow="B"),
+            flow("flow_started", "wait", T0 - 400, flow="C"),
+            step("wait", "ask", "paused", T0 - 390),
+        ]
+    )
+    st = r.state()
+    # waiting first, then running (newest first), then ended in the window
+    assert [f.run for f in st.flows] == ["wait", "run2", "run1", "done"]
+    # a late end for an event older than the window still ends its flow
+    r.apply(flow("flow_failed", "stale", T0 - 800))
+    assert r._flows["stale"].status() == "failed"
+    clock.now = T0 + 10_000
+    assert r.state().flows == ()
+    # bounded: thousands of runs never grow the tracked set past the cap
+    r2, _ = reducer()
+    r2.apply_batch([flow("flow_started", f"r{i}", T0 - 1, flow="F") for i in range(2000)])
+    assert len(r2._flows) <= 500 and len(r2._flow_of) <= 500
+    assert len(r2.state().flows) == 50
+
+
+def test_flow_links_its_agents_and_crews_and_costs() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            flow("flow_started", "f1", T0 - 100, flow="Research"),
+            step("f1", "quick_answer", "started", T0 - 99),
+            ev("agent_started", {}, agent="solo", run="f1", ts=T0 - 98),  # Agent.kickoff()
+            llm("solo", T0 - 97, 100, 10, 0.01, run="f1"),
+            ev("crew_started", {"crew": "c", "flow_run": "f1"}, run="c1", ts=T0 - 90),
+            llm("neuro", T0 - 80, 100, 10, 0.02, run="c1"),
+            llm("neuro", T0 - 70, 100, 10, None, run="c1"),
+            llm("other", T0 - 60, 100, 10, 0.5, run="elsewhere"),
+        ]
+    )
+    f = one_flow(r)
+    assert f.agents == ("solo", "neuro") and f.crews == ("c1",)
+    assert f.cost_usd == pytest.approx(0.03) and f.llm_calls == 3
+    assert f.unpriced_llm_calls == 1 and f.last_activity == T0 - 70
+
+
+def test_agent_waits_for_a_human() -> None:
+    r, clock = reducer(active_window_s=300)
+    r.apply_batch(
+        [
+            ev("agent_started", {"task_id": "t1"}, agent="writer", ts=T0 - 1000),
+            flow("human_input", "c1", T0 - 900, state="requested", agent="writer",
+                 message="Is this final?"),  # fmt: skip
+            ev("agent_started", {"task_id": "t2"}, agent="editor", ts=T0 - 10),
+        ]
+    )
+    st = r.state()
+    w = st.agent("writer")
+    # silent for 900 s (> active window) but waiting: still listed, and first when sorting
+    assert w is not None and w.status == "waiting_human"
+    assert (w.waiting_since, w.waiting_message) == (T0 - 900, "Is this final?")
+    d = next(a for a in st.to_dict()["agents"] if a["id"] == "writer")
+    assert d["status"] == "waiting_human" and d["waiting_since"] == T0 - 900
+    r.apply(flow("human_input", "c1", T0 - 5, state="received", agent="writer", wait_ms=895000))
+    w = r.state().agent("writer")
+    assert w is not None and w.status == "running" and w.waiting_since is None
+    # the agent's end closes a wait whose reply never came
+    r.apply_batch(
+        [
+            flow("human_input", "c1", T0 - 4, state="requested", agent="editor"),
+            ev("agent_completed", {"task_id": "t2"}, agent="editor", ts=T0 - 2),
+        ]
+    )
+    e = r.state().agent("editor")
+    assert e is not None and e.status == "idle"
+    # out of order: the reply first
+    r.apply_batch(
+        [
+            flow("human_input", None, T0 - 1, state="received", agent="late"),
+            flow("human_input", None, T0 - 3, state="requested", agent="late"),
+        ]
+    )
+    late = r.state().agent("late")
+    assert late is not None and late.status == "idle"
+    # a failure after the request: failed wins (by event time), and the wait is closed
+    r.apply_batch(
+        [
+            flow("human_input", None, T0 - 3, state="requested", agent="x"),
+            ev("agent_failed", {"error": "boom"}, agent="x", ts=T0 - 1),
+        ]
+    )
+    x = r.state().agent("x")
+    assert x is not None and x.status == "failed"
+
+
+def test_collaboration_kind_a2a_and_reasoning_tokens() -> None:
+    r, _ = reducer()
+    r.apply_batch(
+        [
+            ev("collaboration", {"to_agent": "remote-planner", "kind": "a2a", "ok": True},
+               agent="A", ts=T0 - 3),  # fmt: skip
+            ev("collaboration", {"to_agent": "remote-planner", "kind": "a2a", "ok": False},
+               agent="A", ts=T0 - 2),  # fmt: skip
+            ev("llm_call", {"model": "o3", "input_tokens": 10, "output_tokens": 50,
+                            "reasoning_tokens": 40, "call_id": "c-1", "cost_usd": 0.1},
+               agent="A", ts=T0 - 1),  # fmt: skip
+        ]
+    )
+    st = r.state()
+    assert [(e.from_agent, e.to_agent, e.kind, e.count) for e in st.collaboration] == [
+        ("A", "remote-planner", "a2a", 2)
+    ]
+    a = st.agent("A")
+    assert a is not None and a.collaborators == ("remote-planner",)
+    assert st.totals.reasoning_tokens == 40 and a.reasoning_tokens == 40
+    assert st.totals.output_tokens == 50  # reasoning is a part of output, not added to it
+    d = st.to_dict()
+    assert d["totals"]["reasoning_tokens"] == 40 and d["agents"][0]["reasoning_tokens"] == 40

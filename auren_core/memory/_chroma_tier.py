@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from ._types import MemoryItem
+from ._types import MemoryItem, StoredItem
 from .embedding import Embedder, chroma_embedding_function, embedder_name
 
 __all__ = ["ChromaTier"]
@@ -119,17 +121,65 @@ class ChromaTier:
 
     def upsert(self, items: Sequence[tuple[str, str, dict[str, Any] | None, str | None]]) -> None:
         # Chroma metadata is flat scalars: the full metadata travels as one JSON string.
+        # "ts" (save time, epoch seconds) orders listings when PostgreSQL is absent.
+        now = time.time()
         metas: list[Any] = []
         for _, _, meta, agent in items:
-            m: dict[str, Any] = {}
+            m: dict[str, Any] = {"ts": now}
             if meta:
                 m["meta"] = orjson.dumps(meta).decode()
             if agent:
                 m["agent"] = agent
-            metas.append(m or None)
+            metas.append(m)
         self._get_collection().upsert(
             ids=[i[0] for i in items], documents=[i[1] for i in items], metadatas=metas
         )
+
+    @staticmethod
+    def _stored(ids: list[str], docs: list[Any], metas: list[Any]) -> list[StoredItem]:
+        out: list[StoredItem] = []
+        for i, doc, meta in zip(ids, docs, metas, strict=False):
+            m = meta or {}
+            raw, ts, agent = m.get("meta"), m.get("ts"), m.get("agent")
+            out.append(
+                StoredItem(
+                    id=i,
+                    text=doc or "",
+                    metadata=orjson.loads(raw) if isinstance(raw, str) else {},
+                    agent=agent if isinstance(agent, str) else None,
+                    updated_at=(
+                        datetime.fromtimestamp(ts, UTC) if isinstance(ts, int | float) else None
+                    ),
+                )
+            )
+        return out
+
+    def get(self, ids: Sequence[str]) -> list[StoredItem]:
+        """The stored items of these ids (missing ids are left out)."""
+        if not ids:
+            return []
+        res = self._get_collection().get(ids=list(ids), include=["documents", "metadatas"])
+        return self._stored(res["ids"], res["documents"] or [], res["metadatas"] or [])
+
+    def scan(self, limit: int, offset: int = 0) -> list[StoredItem]:
+        """Items of this namespace, most recently saved first (items saved before
+        save times were recorded come last)."""
+        res = self._get_collection().get(include=["documents", "metadatas"])
+        items = self._stored(res["ids"], res["documents"] or [], res["metadatas"] or [])
+        epoch = datetime.fromtimestamp(0, UTC)
+        items.sort(key=lambda i: i.id)  # ties in id order, as PostgreSQL lists them
+        items.sort(key=lambda i: i.updated_at or epoch, reverse=True)
+        return items[offset : offset + limit]
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Forget these items; returns how many were there."""
+        if not ids:
+            return 0
+        col = self._get_collection()
+        present = col.get(ids=list(ids), include=[])["ids"]
+        if present:
+            col.delete(ids=present)
+        return len(present)
 
     def delete_all(self) -> None:
         """Delete this namespace's collection (it is recreated on next use)."""

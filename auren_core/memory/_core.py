@@ -18,9 +18,18 @@ from ._chroma_tier import ChromaTier
 from ._health import TierHealth, describe
 from ._pg_tier import PostgresTier
 from ._redis_tier import RedisTier
-from ._types import TIER_EVENT_NAMES, MemoryItem, MemoryResult, SaveResult, TierName
+from ._types import (
+    TIER_EVENT_NAMES,
+    DeleteResult,
+    ItemsResult,
+    MemoryItem,
+    MemoryResult,
+    SaveResult,
+    StoredItem,
+    TierName,
+)
 
-__all__ = ["MAX_LIMIT", "Row", "RowLike", "TierCore", "query_hash", "to_row"]
+__all__ = ["MAX_LIMIT", "MAX_SCAN", "Row", "RowLike", "TierCore", "query_hash", "to_row"]
 
 log = logging.getLogger("auren.memory")
 T = TypeVar("T")
@@ -28,6 +37,8 @@ Row = tuple[str, str, dict[str, Any] | None, str | None]
 # What save_many accepts: a MemoryItem or (id, text[, metadata[, agent]]).
 RowLike = MemoryItem | Sequence[Any]
 MAX_LIMIT = 100  # items per load: a tool argument, so bounded
+MAX_SCAN = 50_000  # items per listing
+SCAN_TIMEOUT = 30.0  # listings and deletes are not reads on an agent's path
 
 
 def query_hash(query: str) -> str:
@@ -186,6 +197,81 @@ class TierCore:
         if not written:
             log.warning("auren memory: save of %d item(s) reached no tier: %s", len(rows), errors)
         return SaveResult([r[0] for r in rows], written, errors)
+
+    async def _get_items(self, ids: list[str]) -> ItemsResult:
+        """Stored items by id: from PostgreSQL, else (absent or failing) ChromaDB."""
+
+        def from_pg(pg: PostgresTier) -> Callable[[], Awaitable[list[StoredItem]]]:
+            return lambda: pg.get(ids, SCAN_TIMEOUT)
+
+        def from_chroma(chroma: ChromaTier) -> Callable[[], Awaitable[list[StoredItem]]]:
+            return lambda: asyncio.to_thread(chroma.get, ids)
+
+        if not ids:
+            return ItemsResult([], "postgresql" if self.pg is not None else None)
+        return await self._durable_read(from_pg, from_chroma)
+
+    async def _list_items(self, limit: int, offset: int) -> ItemsResult:
+        """Stored items, most recently saved first: PostgreSQL, else ChromaDB."""
+        limit = min(MAX_SCAN, max(0, int(limit)))
+        offset = max(0, int(offset))
+
+        def from_pg(pg: PostgresTier) -> Callable[[], Awaitable[list[StoredItem]]]:
+            return lambda: pg.scan(limit, offset, SCAN_TIMEOUT)
+
+        def from_chroma(chroma: ChromaTier) -> Callable[[], Awaitable[list[StoredItem]]]:
+            return lambda: asyncio.to_thread(chroma.scan, limit, offset)
+
+        return await self._durable_read(from_pg, from_chroma)
+
+    async def _durable_read(
+        self,
+        from_pg: Callable[[PostgresTier], Callable[[], Awaitable[list[StoredItem]]]],
+        from_chroma: Callable[[ChromaTier], Callable[[], Awaitable[list[StoredItem]]]],
+    ) -> ItemsResult:
+        errors: dict[str, str] = {}
+        if self.pg is not None:
+            if self.health["postgresql"].available():
+                ok, rows = await self._tier_call(
+                    "postgresql", from_pg(self.pg), errors, SCAN_TIMEOUT
+                )
+                if ok:
+                    return ItemsResult(rows or [], "postgresql", errors)
+            else:
+                errors["postgresql"] = self.health["postgresql"].skipped_reason()
+        if self.chroma is not None:
+            if self.health["chromadb"].available():
+                ok, rows = await self._tier_call(
+                    "chromadb", from_chroma(self.chroma), errors, SCAN_TIMEOUT * 2
+                )
+                self._chroma_warm = self._chroma_warm or ok
+                if ok:
+                    return ItemsResult(rows or [], "chromadb", errors)
+            else:
+                errors["chromadb"] = self.health["chromadb"].skipped_reason()
+        if not errors:
+            errors["memory"] = "no durable tier configured"
+        return ItemsResult([], None, errors)
+
+    async def _delete_items(self, ids: list[str]) -> DeleteResult:
+        """Delete items by id from the durable tiers and invalidate the cache."""
+        errors: dict[str, str] = {}
+        if not ids:
+            return DeleteResult(0, [], {})
+        jobs: list[tuple[TierName, Callable[[], Awaitable[int]]]] = []
+        if self.pg is not None:
+            pg = self.pg
+            jobs.append(("postgresql", lambda: pg.delete(ids, SCAN_TIMEOUT)))
+        if self.chroma is not None:
+            chroma = self.chroma
+            jobs.append(("chromadb", lambda: asyncio.to_thread(chroma.delete, ids)))
+        results = await asyncio.gather(
+            *(self._tier_call(t, make, errors, SCAN_TIMEOUT * 2) for t, make in jobs)
+        )
+        done = [(t, n) for (t, _), (ok, n) in zip(jobs, results, strict=True) if ok]
+        if self.redis is not None:
+            await self._tier_call("redis", self.redis.invalidate, errors)
+        return DeleteResult(int(done[0][1] or 0) if done else 0, [t for t, _ in done], errors)
 
     async def _reset(self) -> dict[str, str]:
         errors: dict[str, str] = {}

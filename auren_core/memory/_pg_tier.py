@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ._types import MemoryItem
+from ._types import MemoryItem, StoredItem
 
 if TYPE_CHECKING:
     import asyncpg
@@ -90,6 +90,12 @@ class PostgresTier:
             "agent = EXCLUDED.agent, updated_at = now()"
         )
         self._insert_missing = upsert + "NOTHING"
+        cols = "id, text, metadata, agent, updated_at"
+        self._get = f"SELECT {cols} FROM {t} WHERE namespace = $1 AND id = ANY($2::text[])"  # noqa: S608
+        self._scan = f"""
+            SELECT {cols} FROM {t} WHERE namespace = $1
+            ORDER BY updated_at DESC, id LIMIT $2 OFFSET $3"""  # noqa: S608
+        self._delete = f"DELETE FROM {t} WHERE namespace = $1 AND id = ANY($2::text[])"  # noqa: S608
 
     @staticmethod
     async def _init_conn(conn: asyncpg.Connection) -> None:
@@ -169,6 +175,36 @@ class PostgresTier:
         sql = self._upsert if overwrite else self._insert_missing
         args = [(self.namespace, i, t, m or {}, a) for i, t, m, a in items]
         await pool.executemany(sql, args, timeout=self.timeout)
+
+    @staticmethod
+    def _stored(r: Any) -> StoredItem:
+        return StoredItem(
+            id=r["id"],
+            text=r["text"],
+            metadata=r["metadata"] or {},
+            agent=r["agent"],
+            updated_at=r["updated_at"],
+        )
+
+    async def get(self, ids: Sequence[str], timeout: float | None = None) -> list[StoredItem]:
+        """The stored rows of these ids (missing ids are left out; order not kept)."""
+        pool = await self._get_pool()
+        rows = await pool.fetch(self._get, self.namespace, list(ids), timeout=timeout)
+        return [self._stored(r) for r in rows]
+
+    async def scan(
+        self, limit: int, offset: int = 0, timeout: float | None = None
+    ) -> list[StoredItem]:
+        """Rows of this namespace, most recently saved first."""
+        pool = await self._get_pool()
+        rows = await pool.fetch(self._scan, self.namespace, limit, offset, timeout=timeout)
+        return [self._stored(r) for r in rows]
+
+    async def delete(self, ids: Sequence[str], timeout: float | None = None) -> int:
+        """Forget these items; returns how many rows went."""
+        pool = await self._get_pool()
+        status = await pool.execute(self._delete, self.namespace, list(ids), timeout=timeout)
+        return int(status.split()[-1])
 
     async def delete_all(self) -> int:
         """Forget every item of this namespace; returns how many rows went."""

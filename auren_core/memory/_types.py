@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, Literal
 
 __all__ = [
     "TIERS",
     "TIER_EVENT_NAMES",
+    "DeleteResult",
+    "ItemsResult",
     "MemoryItem",
     "MemoryResult",
     "SaveResult",
+    "StoredItem",
     "TierAccessed",
     "TierName",
 ]
@@ -79,6 +83,48 @@ class SaveResult:
 
     item_ids: list[str]
     written: list[TierName]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One item as stored (not as a load answers it): for listing, fetching by id
+    and deleting. ``updated_at`` is the time of its last save (UTC), when the tier
+    that answered keeps one."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    agent: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsResult:
+    """Stored items read from one durable tier (``source``; PostgreSQL when it can
+    answer, else ChromaDB). Never an exception: ``source`` is None and ``errors``
+    says why when no tier could answer."""
+
+    items: list[StoredItem]
+    source: TierName | None
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.source is not None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """How many items a delete removed (as counted by the first durable tier that
+    took it), which tiers took it, and the errors of those that did not."""
+
+    deleted: int
+    tiers: list[TierName]
     errors: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -31,19 +31,19 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._chroma_tier import ChromaTier
-from ._core import MAX_LIMIT, RowLike, TierCore, query_hash, to_row
+from ._core import MAX_LIMIT, MAX_SCAN, RowLike, TierCore, query_hash, to_row
 from ._events import EventSink, load_events
 from ._health import TierHealth, describe
 from ._loop import HomeLoop, WrongLoopError
 from ._pg_tier import PostgresTier
 from ._redis_tier import RedisTier
-from ._types import TIERS, MemoryResult, SaveResult, TierName
+from ._types import TIERS, DeleteResult, ItemsResult, MemoryResult, SaveResult, TierName
 from .embedding import Embedder, HashingEmbedder
 
 if TYPE_CHECKING:
     from ..publisher import Publisher
 
-__all__ = ["MAX_LIMIT", "TieredMemory", "WrongLoopError", "query_hash"]
+__all__ = ["MAX_LIMIT", "MAX_SCAN", "TieredMemory", "WrongLoopError", "query_hash"]
 
 log = logging.getLogger("auren.memory")
 T = TypeVar("T")
@@ -223,6 +223,45 @@ class TieredMemory(TierCore):
     def save_many_sync(self, items: Iterable[RowLike]) -> SaveResult:
         rows = [to_row(i) for i in items]
         return self._run_sync(lambda: self._save(rows), self._budget(len(rows)))
+
+    # Stored items (not loads: no tier events). Used to manage what is stored, e.g.
+    # by the CrewAI storage backend (get_record, list_records, delete, ...).
+    async def get_items(self, ids: Iterable[str]) -> ItemsResult:
+        """The stored items of these ids (missing ids are left out), from PostgreSQL,
+        else ChromaDB. Never raises: ``ok`` is False when no tier could answer."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        return await self._run(lambda: self._get_items(wanted))
+
+    def get_items_sync(self, ids: Iterable[str]) -> ItemsResult:
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        budget = self._budget() + 60
+        try:
+            return self._run_sync(lambda: self._get_items(wanted), budget)
+        except concurrent.futures.TimeoutError:
+            return ItemsResult([], None, {"memory": f"timed out after {budget:.1f}s"})
+
+    async def list_items(self, limit: int = MAX_SCAN, offset: int = 0) -> ItemsResult:
+        """Stored items of this namespace, most recently saved first (at most
+        ``MAX_SCAN``), from PostgreSQL, else ChromaDB. Never raises."""
+        return await self._run(lambda: self._list_items(limit, offset))
+
+    def list_items_sync(self, limit: int = MAX_SCAN, offset: int = 0) -> ItemsResult:
+        budget = self._budget() + 60
+        try:
+            return self._run_sync(lambda: self._list_items(limit, offset), budget)
+        except concurrent.futures.TimeoutError:
+            return ItemsResult([], None, {"memory": f"timed out after {budget:.1f}s"})
+
+    async def delete_items(self, ids: Iterable[str]) -> DeleteResult:
+        """Delete these items from PostgreSQL and ChromaDB and invalidate cached
+        answers. ``deleted`` counts the items that were stored (per the first tier
+        that took the delete); failing tiers are in ``errors``."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        return await self._run(lambda: self._delete_items(wanted))
+
+    def delete_items_sync(self, ids: Iterable[str]) -> DeleteResult:
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        return self._run_sync(lambda: self._delete_items(wanted), self._budget() + 90)
 
     async def clear_cache(self) -> None:
         """Invalidate every cached answer of this namespace (all processes)."""

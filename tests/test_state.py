@@ -1023,8 +1023,14 @@ def test_flow_pause_and_human_wait() -> None:
             step("f1", "plan", "completed", T0 - 98),
             step("f1", "review", "started", T0 - 97),
             step("f1", "review", "paused", T0 - 96),
-            flow("human_input", "f1", T0 - 96, state="requested", method="review",
-                 message="Approve the draft?"),  # fmt: skip
+            flow(
+                "human_input",
+                "f1",
+                T0 - 96,
+                state="requested",
+                method="review",
+                message="Approve the draft?",
+            ),
             step("f1", "side", "started", T0 - 95),  # newer, but the wait is what matters
         ]
     )
@@ -1134,9 +1140,7 @@ def test_flow_unknown_run_and_events_without_run() -> None:
             # no flow_started ever: the flow is known from its first event
             step("f9", "load", "started", T0 - 50),
             # without a run nothing can tell executions apart: not tracked
-            step("x", "load", "started", T0 - 40).__class__(
-                id="n1", ts=T0 - 40, type="flow_step", payload={"method": "m"}
-            ),
+            Event(id="n1", ts=T0 - 40, type="flow_step", payload={"method": "m"}),
             flow("flow_started", None, T0 - 40, flow="Anon"),
             # an agent's wait in a crew run (not a flow): the agent waits, no flow appears
             flow("human_input", "crew-7", T0 - 30, state="requested", agent="writer"),
@@ -1205,12 +1209,18 @@ def test_flow_links_its_agents_and_crews_and_costs() -> None:
 
 
 def test_agent_waits_for_a_human() -> None:
-    r, clock = reducer(active_window_s=300)
+    r, _clock = reducer(active_window_s=300)
     r.apply_batch(
         [
             ev("agent_started", {"task_id": "t1"}, agent="writer", ts=T0 - 1000),
-            flow("human_input", "c1", T0 - 900, state="requested", agent="writer",
-                 message="Is this final?"),  # fmt: skip
+            flow(
+                "human_input",
+                "c1",
+                T0 - 900,
+                state="requested",
+                agent="writer",
+                message="Is this final?",
+            ),
             ev("agent_started", {"task_id": "t2"}, agent="editor", ts=T0 - 10),
         ]
     )
@@ -1257,13 +1267,31 @@ def test_collaboration_kind_a2a_and_reasoning_tokens() -> None:
     r, _ = reducer()
     r.apply_batch(
         [
-            ev("collaboration", {"to_agent": "remote-planner", "kind": "a2a", "ok": True},
-               agent="A", ts=T0 - 3),  # fmt: skip
-            ev("collaboration", {"to_agent": "remote-planner", "kind": "a2a", "ok": False},
-               agent="A", ts=T0 - 2),  # fmt: skip
-            ev("llm_call", {"model": "o3", "input_tokens": 10, "output_tokens": 50,
-                            "reasoning_tokens": 40, "call_id": "c-1", "cost_usd": 0.1},
-               agent="A", ts=T0 - 1),  # fmt: skip
+            ev(
+                "collaboration",
+                {"to_agent": "remote-planner", "kind": "a2a", "ok": True},
+                agent="A",
+                ts=T0 - 3,
+            ),
+            ev(
+                "collaboration",
+                {"to_agent": "remote-planner", "kind": "a2a", "ok": False},
+                agent="A",
+                ts=T0 - 2,
+            ),
+            ev(
+                "llm_call",
+                {
+                    "model": "o3",
+                    "input_tokens": 10,
+                    "output_tokens": 50,
+                    "reasoning_tokens": 40,
+                    "call_id": "c-1",
+                    "cost_usd": 0.1,
+                },
+                agent="A",
+                ts=T0 - 1,
+            ),
         ]
     )
     st = r.state()

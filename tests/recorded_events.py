@@ -6,6 +6,11 @@ a crew of AUREN specialists with LLM calls (priced and unpriced), tools, delegat
 and questions, hypotheses, memory-tier lookups down to misses, knowledge accesses with
 gaps, publisher drops, one malformed entry, one unknown type and hostile strings.
 
+Flows: one waiting for a human (paused in its review step, a crew kicked off inside it),
+one running (an agent kicked off inside it, with reasoning tokens), one completed and one
+failed (with a hostile method name); the coach waits for a human's answer too, and the
+neuroscientist delegates to a remote agent over A2A.
+
 For the analytics screen: seven hours of older LLM calls (before the dashboard's one-hour
 window) give the forecast a history, a query served again and again from PostgreSQL
 earns a caching recommendation, the coach repeats one tool call (a planted loop) and the
@@ -22,6 +27,7 @@ from auren_core.events import Event, Malformed
 
 __all__ = [
     "AGENTS",
+    "FLOW_WAITING",
     "FROZEN_NOW",
     "GAP_QUERY",
     "HOSTILE_ROLE",
@@ -35,6 +41,8 @@ FROZEN_NOW = 1_764_100_800.0  # 2025-11-25 20:00:00 UTC
 HOSTILE_ROLE = "[bold red]Evil[/] \x1b[31mroot\x1b[0m \u202etxt.exe"
 LOOP_TOOL = "whoop_api"  # the coach calls it with the same arguments four times running
 GAP_QUERY = "ferritin range"  # asked three times, answered by no tier
+FLOW_WAITING = "AthletePlanFlow"  # paused in review_plan, waiting for a human
+HOSTILE_METHOD = "render_pdf\x1b[31m[red]boom[/red]"
 # USD per million tokens (blended) for the history's LLM calls
 _PRICE = {"gpt-4o": 5.0, "gpt-4o-mini": 0.3, "claude-3-5-haiku": 1.6}
 
@@ -141,6 +149,60 @@ def _planted(b: _Builder) -> None:
              "latency_by_tier": {"redis": 0.3, "postgresql": 4.0, "chromadb": 25.0}},
             "run-4",
         )  # fmt: skip
+
+
+def _flows(b: _Builder) -> None:
+    """Four flow runs: completed, failed, waiting for a human, running."""
+    done, failed, waiting, running = "flow-1", "flow-2", "flow-3", "flow-4"
+    b.add(1500, "flow_started", None, {"flow": "IntakeFlow", "flow_id": "st-1"}, done)
+    for k, method in enumerate(("load_profile", "screen_risks", "assign_team")):
+        b.add(1499 - 30 * k, "flow_step", None, {"flow": "IntakeFlow", "method": method,
+              "phase": "started"}, done)  # fmt: skip
+        b.add(1480 - 30 * k, "flow_step", None, {"flow": "IntakeFlow", "method": method,
+              "phase": "completed", "duration_ms": 19000.0, "ok": True}, done)  # fmt: skip
+    b.add(1400, "flow_completed", None, {"flow": "IntakeFlow", "duration_ms": 100000.0}, done)
+
+    b.add(900, "flow_started", None, {"flow": "WeeklyReportFlow"}, failed)
+    b.add(899, "flow_step", None, {"flow": "WeeklyReportFlow", "method": "collect",
+          "phase": "started"}, failed)  # fmt: skip
+    b.add(870, "flow_step", None, {"flow": "WeeklyReportFlow", "method": "collect",
+          "phase": "completed", "duration_ms": 29000.0, "ok": True}, failed)  # fmt: skip
+    b.add(869, "flow_step", None, {"flow": "WeeklyReportFlow", "method": HOSTILE_METHOD,
+          "phase": "started"}, failed)  # fmt: skip
+    b.add(850, "flow_step", None, {"flow": "WeeklyReportFlow", "method": HOSTILE_METHOD,
+          "phase": "failed", "ok": False, "error": "renderer timed out"}, failed)  # fmt: skip
+    b.add(849, "flow_failed", None, {"flow": "WeeklyReportFlow", "duration_ms": 51000.0,
+          "ok": False, "error": "renderer timed out"}, failed)  # fmt: skip
+
+    b.add(700, "flow_started", None, {"flow": FLOW_WAITING, "inputs": {"athlete": "a-17"}},
+          waiting)  # fmt: skip
+    b.add(699, "flow_step", None, {"flow": FLOW_WAITING, "method": "draft_plan",
+          "phase": "started"}, waiting)  # fmt: skip
+    b.add(698, "crew_started", None, {"crew": "auren", "flow_run": waiting}, "run-5")
+    b.add(640, "llm_call", "coach", {"model": "claude-3-5-haiku", "input_tokens": 2400,
+          "output_tokens": 500, "cost_usd": 0.0031, "cost_source": "genai-prices"},
+          "run-5")  # fmt: skip
+    b.add(600, "crew_completed", None, {"crew": "auren", "duration_ms": 98000.0}, "run-5")
+    b.add(598, "flow_step", None, {"flow": FLOW_WAITING, "method": "draft_plan",
+          "phase": "completed", "duration_ms": 101000.0, "ok": True}, waiting)  # fmt: skip
+    b.add(597, "flow_step", None, {"flow": FLOW_WAITING, "method": "review_plan",
+          "phase": "started"}, waiting)  # fmt: skip
+    b.add(596, "flow_step", None, {"flow": FLOW_WAITING, "method": "review_plan",
+          "phase": "paused"}, waiting)  # fmt: skip
+    b.add(596, "human_input", None, {"state": "requested", "flow": FLOW_WAITING,
+          "method": "review_plan", "message": "Approve the 4-week plan for athlete a-17?"},
+          waiting)  # fmt: skip
+
+    b.add(130, "flow_started", None, {"flow": "NightlyDigestFlow"}, running)
+    b.add(129, "flow_step", None, {"flow": "NightlyDigestFlow", "method": "fetch_metrics",
+          "phase": "started"}, running)  # fmt: skip
+    b.add(120, "flow_step", None, {"flow": "NightlyDigestFlow", "method": "fetch_metrics",
+          "phase": "completed", "duration_ms": 9000.0, "ok": True}, running)  # fmt: skip
+    b.add(119, "flow_step", None, {"flow": "NightlyDigestFlow", "method": "summarize",
+          "phase": "started"}, running)  # fmt: skip
+    b.add(118, "llm_call", "sleep", {"model": "gpt-4o-mini", "input_tokens": 1200,
+          "output_tokens": 400, "reasoning_tokens": 250, "cost_usd": 0.0006,
+          "cost_source": "genai-prices"}, running)  # fmt: skip
 
 
 def recorded() -> list[Event | Malformed]:
@@ -284,6 +346,14 @@ def recorded() -> list[Event | Malformed]:
         )
         if i % 20 == 19:
             b.add(age - 8, "crew_completed", None, {"crew": "auren", "duration_ms": 60000.0}, run)
+    _flows(b)
+    b.add(
+        116,
+        "collaboration",
+        "neuro",
+        {"to_agent": "remote-lab-agent", "kind": "a2a", "ok": True},
+        "run-4",
+    )
     # the last minutes: busy agents, one still running, the hostile one says hello
     for j in range(12):
         aid, _r, model, _c, _t = AGENTS[j % 3]
@@ -321,6 +391,13 @@ def recorded() -> list[Event | Malformed]:
         "tool_used",
         "evil",
         {"tool": "\x1b]52;c;Y3VybCBldmlsCg==\x07copy", "ok": False, "error": "x" * 5000},
+        "run-4",
+    )
+    b.add(
+        50,
+        "human_input",
+        "coach",
+        {"state": "requested", "message": "Is athlete a-17 cleared to train?"},
         "run-4",
     )
     b.add(

@@ -15,14 +15,19 @@ from textual.widgets import Footer
 from ..sanitize import clean, safe_text
 from ..widgets import EventLog, HealthLine, Pane
 from ..widgets.collab import names_for
-from ..widgets.format import fmt_ago, fmt_count, fmt_usd, sparkline
+from ..widgets.format import fmt_ago, fmt_count, fmt_dur, fmt_usd, sparkline
 
 if TYPE_CHECKING:
     from auren_core.state import AgentView, DashboardState
 
 __all__ = ["AgentScreen"]
 
-_STATUS_STYLE = {"running": "bold green", "idle": "dim", "failed": "bold red"}
+_STATUS_STYLE = {
+    "running": "bold green",
+    "idle": "dim",
+    "failed": "bold red",
+    "waiting_human": "bold black on yellow",
+}
 
 
 def _gone(agent_id: str) -> Text:
@@ -49,6 +54,16 @@ class AgentSummary(_AgentPane):
         head.append(f"  {a.status}", style=_STATUS_STYLE.get(a.status, ""))
         head.append(f"  load {a.current_load}  last {fmt_ago(a.last_activity, state.generated_at)}")
         lines: list[RenderableType] = [head]
+        if a.waiting_since is not None:
+            wait = Text(no_wrap=True, overflow="ellipsis")
+            wait.append(
+                f"⚑ waiting for a human {fmt_dur(state.generated_at - a.waiting_since)}",
+                style="bold yellow",
+            )
+            if a.waiting_message:
+                wait.append(": ")
+                wait.append(clean(a.waiting_message, width * 2), style="italic")
+            lines.append(wait)
         lines.append(safe_text(f"id {a.id}  model {a.model or '—'}", width * 2, "dim"))
         if a.goal:
             lines.append(safe_text(f"goal: {a.goal}", width * 2, "italic"))

@@ -21,7 +21,7 @@ KEYS: tuple[tuple[str, str], ...] = (
     ("c", "clear the event log (new events still appear)"),
     ("a", "analytics: forecast, alerts, loops, gaps, collaboration, recommendations"),
     ("r", "(analytics) analyse again now"),
-    ("1-6", "jump to a pane"),
+    ("1-7", "jump to a pane"),
     ("esc", "back / close"),
     ("ctrl+p", "command palette (every action is there)"),
     ("?", "this help"),
@@ -34,7 +34,11 @@ PANES_HELP: tuple[tuple[str, str], ...] = (
         "Query -> Redis -> PostgreSQL -> ChromaDB: hit rate, p50/p95, "
         "fall-through to the next tier, misses and cost per tier",
     ),
-    ("2 Active agents", "agents active in the last 5 minutes: status, load, tokens, cost, $/h"),
+    (
+        "2 Active agents",
+        "agents active in the last 5 minutes: status, load, tokens, cost, $/h; "
+        "'⚑ human' = waiting for a human's answer (listed while it waits)",
+    ),
     (
         "3 Token economics",
         "burn rate, projected day/month, budget (80% warning, 100% alert), "
@@ -43,6 +47,11 @@ PANES_HELP: tuple[tuple[str, str], ...] = (
     ("4 Collaboration", "who delegates to / asks whom, shaded by intensity"),
     ("5 Knowledge", "most-accessed knowledge items by agent; gaps in red"),
     ("6 Event log", "live tail of the stream"),
+    (
+        "7 Flows",
+        "CrewAI Flows (shown once there is one): waiting for a human first, then running "
+        "ones with their current step, then those that ended; steps done ✓ / failed ✗",
+    ),
     (
         "Analytics (a)",
         "next-hour tokens and cost per agent (method, backtested error), budget alerts, "

@@ -1,8 +1,10 @@
-"""The main screen: seven panes, a filter input and the footer.
+"""The main screen: the panes, a filter input and the footer.
 
 Narrow or short terminals (80x24) get one scrolling column with the number keys
 jumping between panes; wide and tall ones (>=120x36) get a grid with every pane
-on screen at once. The layout lives in ``top.tcss``.
+on screen at once. The layout lives in ``top.tcss``. The flows pane (7) is shown once
+the window holds a flow (the screen gets the ``-flows`` class): crews without flows
+keep the six-pane layout.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from ..widgets import (
     CollabMatrix,
     Economics,
     EventLog,
+    FlowsPane,
     HealthLine,
     KnowledgeHeatmap,
     LogFilter,
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PANES", "MainScreen"]
 
-PANES = ("tiers", "agents", "economics", "collab", "knowledge", "log")
+PANES = ("tiers", "agents", "economics", "collab", "knowledge", "log", "flows")
 
 
 class MainScreen(Screen[None]):
@@ -61,6 +64,7 @@ class MainScreen(Screen[None]):
             yield Economics(title="3 Token economics", id="economics")
             yield CollabMatrix(title="4 Collaboration", id="collab")
             yield KnowledgeHeatmap(title="5 Knowledge", id="knowledge")
+            yield FlowsPane(title="7 Flows", id="flows")
             yield EventLog(title="6 Event log", id="log")
         yield Input(
             placeholder="filter the log: type:llm_call agent:neuro text  (Enter apply, Esc cancel)",
@@ -81,6 +85,7 @@ class MainScreen(Screen[None]):
             line.show(state, paused=paused, behind=behind)
         if paused:
             return
+        self.set_class(bool(state.flows), "-flows")
         for title in self.query(TitleBar):
             title.show(state)
         for pane in self.query(Pane):
@@ -99,6 +104,9 @@ class MainScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
     def action_jump(self, name: str) -> None:
         widget = self.query_one(f"#{name}")
+        if not widget.display:
+            self.notify(f"no {name} in the window", severity="information", timeout=3)
+            return
         self.query_one("#body", VerticalScroll).scroll_to_widget(widget, animate=False, top=True)
         if widget.can_focus:
             widget.focus()

@@ -5,6 +5,7 @@ from .base import Pane
 from .collab import CollabMatrix
 from .economics import Economics
 from .eventlog import EventLog, LogFilter
+from .flows import FlowsPane
 from .health import HealthLine, TitleBar
 from .knowledge import KnowledgeHeatmap
 from .tiers import TierFlow
@@ -14,6 +15,7 @@ __all__ = [
     "CollabMatrix",
     "Economics",
     "EventLog",
+    "FlowsPane",
     "HealthLine",
     "KnowledgeHeatmap",
     "LogFilter",

@@ -29,8 +29,15 @@ SORT_KEYS: Final[tuple[tuple[str, str], ...]] = (
 )
 _LABEL = dict(SORT_KEYS)
 _ASCENDING: Final = frozenset({"status", "agent"})
-_STATUS_ORDER: Final = {"failed": 0, "running": 1, "idle": 2}
-_STATUS_STYLE = {"running": "bold green", "idle": "dim", "failed": "bold red"}
+_STATUS_ORDER: Final = {"waiting_human": 0, "failed": 1, "running": 2, "idle": 3}
+_STATUS_STYLE = {
+    "running": "bold green",
+    "idle": "dim",
+    "failed": "bold red",
+    "waiting_human": "bold black on yellow",
+}
+# shown in the 7-wide status column; the JSON keeps the full status
+_STATUS_LABEL = {"waiting_human": "⚑ human"}
 
 
 def _wider(old: Any, new: Any) -> bool:
@@ -58,7 +65,7 @@ def _sort_value(a: AgentView, key: str) -> Any:
     if key == "load":
         return a.current_load
     if key == "status":
-        return _STATUS_ORDER.get(a.status, 3)
+        return _STATUS_ORDER.get(a.status, 4)
     return (a.role or a.id).casefold()
 
 
@@ -125,7 +132,7 @@ class AgentsTable(DataTable[Any]):
         name = safe_text(a.role or a.id, name_w - 2 if a.last_error else name_w)
         if a.last_error:
             name.append(" !", style="bold red")
-        status = Text(a.status, style=_STATUS_STYLE.get(a.status, ""))
+        status = Text(_STATUS_LABEL.get(a.status, a.status), style=_STATUS_STYLE.get(a.status, ""))
         caps = safe_text(", ".join(clean(c, 30) for c in a.capabilities) or "—", caps_w, "dim")
         tokens = Text(
             f"{fmt_tokens(a.input_tokens)}/{fmt_tokens(a.output_tokens)}", justify="right"

@@ -30,6 +30,11 @@ _TYPE_STYLE = {
     "crew_started": "bold",
     "crew_completed": "bold",
     "publisher_stats": "dim",
+    "flow_started": "bold magenta",
+    "flow_step": "magenta",
+    "flow_completed": "bold magenta",
+    "flow_failed": "bold red",
+    "human_input": "bold yellow",
 }
 
 

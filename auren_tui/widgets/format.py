@@ -15,6 +15,7 @@ __all__ = [
     "bar",
     "fmt_ago",
     "fmt_count",
+    "fmt_dur",
     "fmt_ms",
     "fmt_pct",
     "fmt_usd",
@@ -67,6 +68,22 @@ def fmt_ms(v: float | None) -> str:
     if v < 10_000:
         return f"{v:.0f}ms"
     return f"{v / 1000:.1f}s"
+
+
+def fmt_dur(seconds: float | None) -> str:
+    """A duration: ``4.2s``, ``38s``, ``4m05s``, ``2h03m``, ``3d04h``."""
+    if seconds is None:
+        return "—"
+    s = max(0.0, seconds)
+    if s < 10:
+        return f"{s:.1f}s"
+    if s < 60:
+        return f"{s:.0f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    if s < 86400:
+        return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+    return f"{int(s // 86400)}d{int(s % 86400 // 3600):02d}h"
 
 
 def fmt_pct(v: float | None) -> str:

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ..sanitize import clean
+from .flows import WAIT_STYLE, waiting_summary
 from .format import fmt_count
 
 if TYPE_CHECKING:
@@ -81,7 +82,8 @@ class HealthLine(Static):
 
 
 class TitleBar(Static):
-    """App name, stream, window, backends and the state's own clock (frozen in tests)."""
+    """App name, the state's own clock (frozen in tests), who waits for a human, stream,
+    window and backends."""
 
     def __init__(self, *, stream: str, backends: str, mode: str, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
@@ -95,6 +97,10 @@ class TitleBar(Static):
         t.append(" AUREN top ", style="bold reverse")
         t.append(" " + time.strftime("%H:%M:%S", time.localtime(state.generated_at)))
         t.append(f"  {clean(self.mode, 40)}", style="bold cyan")
+        waiting = waiting_summary(state)
+        if waiting:  # visible at any size: the one thing here a person must act on
+            t.append("  ")
+            t.append(f" ⚑ waiting for a human: {waiting} ", style=WAIT_STYLE)
         t.append(f"  stream {clean(self.stream, 40)}", style="dim")
         t.append(f"  window {_dur(state.window_s)}", style="dim")
         if self.backends:

@@ -275,3 +275,94 @@ def test_checkpoint_resume_does_not_double_count(
     crewai_event_bus.flush(5)
     assert len(settle(listener, redis_url, stream, "flow_completed")) == len(evs)
     assert listener.counters()["handler_errors"] == 0
+
+
+def _cls(name: str) -> Any:
+    from auren_core.integrations._crewai_tap import resolve
+
+    cls = {c.__name__: c for c in resolve()}.get(name)
+    if cls is None:
+        pytest.skip(f"{name} is not in this CrewAI release")
+    return cls
+
+
+def test_human_feedback_wait_is_reported(
+    listener: AurenListener, redis_url: str, stream: str
+) -> None:
+    from crewai.events.event_bus import crewai_event_bus
+
+    req, got = _cls("HumanFeedbackRequestedEvent"), _cls("HumanFeedbackReceivedEvent")
+    flow = CarePlanFlow()
+    crewai_event_bus.emit(
+        flow,
+        req(flow_name="CarePlanFlow", method_name="review", output="draft", message="Approve?"),
+    )
+    crewai_event_bus.emit(
+        flow, got(flow_name="CarePlanFlow", method_name="review", feedback="approved")
+    )
+    evs = settle(listener, redis_url, stream, "human_input", 2)
+    h = [e for e in evs if e.type == "human_input"]
+    assert [e.payload["state"] for e in h] == ["requested", "received"]
+    assert h[0].payload["method"] == "review" and h[0].payload["message"] == "Approve?"
+    assert h[1].payload["wait_ms"] is not None and h[1].payload["wait_ms"] >= 0
+
+
+def test_a2a_delegation_is_collaboration(
+    listener: AurenListener, redis_url: str, stream: str
+) -> None:
+    from crewai.events.event_bus import crewai_event_bus
+
+    start_cls = _cls("A2ADelegationStartedEvent")
+    agent = _specialist(ScriptedLLM())
+    crewai_event_bus.emit(
+        agent,
+        start_cls(
+            endpoint="http://lab.internal/a2a",
+            task_description="Analyse the latest blood panel",
+            agent_id="lab-agent",
+            a2a_agent_name="Lab Analyst",
+            from_agent=agent,
+        ),
+    )
+    evs = settle(listener, redis_url, stream, "collaboration")
+    (c,) = [e for e in evs if e.type == "collaboration"]
+    assert c.agent == "sleep_specialist"
+    assert c.payload["kind"] == "a2a" and c.payload["to_agent"] == "lab_analyst"
+
+
+def test_memory_retrieval_failure_is_a_miss(
+    listener: AurenListener, redis_url: str, stream: str
+) -> None:
+    from crewai.events.event_bus import crewai_event_bus
+
+    failed = _cls("MemoryRetrievalFailedEvent")
+    crewai_event_bus.emit(object(), failed(error="vector store unavailable", task_id=None))
+    evs = settle(listener, redis_url, stream, "knowledge_access")
+    (k,) = [e for e in evs if e.type == "knowledge_access"]
+    assert k.payload["hit"] is False and "vector store" in k.payload["error"]
+
+
+def test_tool_reporting_failure_is_not_ok(
+    listener: AurenListener, redis_url: str, stream: str
+) -> None:
+    try:
+        from crewai.tools.tool_failure import ToolFailure
+    except ImportError:
+        pytest.skip("tools report failures from CrewAI 1.15.9")
+    from crewai.tools import BaseTool
+
+    class LabTool(BaseTool):
+        name: str = "biomarker_lookup"
+        description: str = "Look up the client's recent biomarker readings."
+
+        def _run(self, query: str = "", **_: Any) -> Any:
+            return ToolFailure(message="lab API returned 503")
+
+    llm = ScriptedLLM("gpt-4o-mini", seed=3)
+    agent = _specialist(llm)
+    agent.tools = [LabTool()]
+    _kickoff_agent(agent, "Check the client's HRV.")
+    evs = settle(listener, redis_url, stream, "agent_completed")
+    tools = [e for e in evs if e.type == "tool_used"]
+    assert tools and tools[0].payload["ok"] is False
+    assert "503" in (tools[0].payload["error"] or "")

@@ -40,6 +40,13 @@ def quiet_crewai() -> None:
             handler.is_first_time = False
     except Exception as exc:  # a CrewAI without this module: nothing to silence
         log.debug("quiet_crewai: %s", exc)
+    # The demo's scripted model failures are expected and shown on the dashboard (failed
+    # llm_call / agent_failed events); CrewAI 1.1x also logs each one from its executor
+    # flow ("Error executing listener ..."), which would scribble over the terminal.
+    crewai_log = logging.getLogger("crewai")
+    if not crewai_log.handlers:
+        crewai_log.addHandler(logging.NullHandler())
+    crewai_log.propagate = False
 
 
 def slug(role: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from recorded_events import FROZEN_NOW, HOSTILE_ROLE, frozen_clock, recorded
+from recorded_events import FLOW_WAITING, FROZEN_NOW, HOSTILE_ROLE, frozen_clock, recorded
 from rich.console import Console
 from rich.text import Text
 from servers import PrivateRedis
@@ -26,7 +26,7 @@ from auren_tui.sanitize import clean, is_clean, safe_text
 from auren_tui.screens.agent import AgentScreen
 from auren_tui.screens.help import HelpScreen
 from auren_tui.screens.main import MainScreen
-from auren_tui.widgets import AgentsTable, EventLog, HealthLine, LogFilter
+from auren_tui.widgets import AgentsTable, EventLog, FlowsPane, HealthLine, LogFilter
 from auren_tui.worker import RecordedSource
 
 os.environ["TZ"] = "UTC"
@@ -125,6 +125,60 @@ async def test_main_screen_renders_every_pane_from_events() -> None:
         assert "malformed 1" in text and "publisher drops 17" in text
         assert HOSTILE_ROLE[:18] in text  # markup shown literally ...
         assert "\x1b" not in text and "\u202e" not in text  # ... escapes and bidi gone
+
+
+async def test_flows_pane_and_human_waits_render() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None and app.frames > 1)
+        await pilot.pause(0.1)
+        state = app.shown
+        assert state is not None
+        text = screen_text(app)
+        assert app.screen.has_class("-flows") and "7 Flows" in text
+        waiting = [f for f in state.flows if f.status == "waiting_human"]
+        assert [f.flow for f in waiting] == [FLOW_WAITING]
+        # the waiting flow: its step, how long the human has been asked, what was asked
+        assert FLOW_WAITING in text and "review_plan" in text
+        assert "waiting for a human 9m56s" in text and "Approve the 4-wee" in text
+        assert "NightlyDigestFlow" in text and "summarize" in text  # running, current step
+        assert "renderer time" in text  # the failed one shows its error
+        assert "1 waiting · 1 running · 1 done · 1 failed" in text
+        # an agent waiting for a human, and the title-bar marker at any size
+        assert "⚑ human" in text and "waiting for a human: 1 flow, 1 agent" in text
+        assert state.agent("coach").status == "waiting_human"  # type: ignore[union-attr]
+        # the log is the two other columns of the bottom row
+        flows, log = app.screen.query_one(FlowsPane), app.screen.query_one(EventLog)
+        assert flows.region.y == log.region.y and flows.region.x < log.region.x
+    app = recorded_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None and app.frames > 1)
+        assert "waiting for a human: 1 flow" in screen_text(app)
+        await pilot.press("7")  # narrow: one column; 7 jumps to the flows pane
+        await pilot.pause(0.2)
+        text = screen_text(app)
+        assert "7 Flows" in text and FLOW_WAITING in text
+
+
+async def test_flows_pane_hidden_without_flows() -> None:
+    app = recorded_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None)
+        app.paused = True
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        red = Reducer(clock=frozen_clock)
+        red.apply(Event(id="x", ts=FROZEN_NOW - 1, type="agent_started", agent="solo"))
+        main.show_state(red.state())
+        await pilot.pause(0.1)
+        assert not main.has_class("-flows") and not main.query_one(FlowsPane).display
+        text = screen_text(app)
+        assert "7 Flows" not in text and "waiting for a human" not in text
+        log = main.query_one(EventLog)
+        assert log.region.width > app.size.width * 0.9  # the log spans the whole row again
+        await pilot.press("7")  # nothing to jump to: a notice, no error
+        await pilot.pause(0.1)
+        assert app.failure is None and isinstance(app.screen, MainScreen)
 
 
 async def test_pause_freezes_panes_and_resume_catches_up(redis_url: str, stream: str) -> None:
@@ -383,6 +437,24 @@ def _hostile_state(s: str) -> Reducer:
             payload={"hypothesis_id": s, "status": "formed", "statement": s},
         ),
         Event(id="f8", ts=t, type=s or "x", agent=s, payload={"k": s}),
+        Event(id="f9", ts=t, type="flow_started", run="fl", payload={"flow": s, "flow_id": s}),
+        Event(
+            id="f10",
+            ts=t,
+            type="flow_step",
+            run="fl",
+            payload={"flow": s, "method": s, "phase": "paused"},
+        ),
+        Event(
+            id="f11",
+            ts=t,
+            type="human_input",
+            agent=s,
+            run="fl",
+            payload={"state": "requested", "flow": s, "method": s, "message": s},
+        ),
+        Event(id="f12", ts=t, type="flow_started", run="fl2", payload={"flow": s}),
+        Event(id="f13", ts=t, type="flow_failed", run="fl2", payload={"flow": s, "error": s}),
     ]
     red.apply_batch(evs, last_id="1-1")
     return red

@@ -44,7 +44,17 @@ def waiting_summary(state: DashboardState) -> str:
     return ", ".join(parts)
 
 
-def _row(f: FlowView, now: float, width: int) -> Text:
+_TAIL_W: Final = 1 + 7 + 1 + 6  # steps, time
+
+
+def _name_width(flows: tuple[FlowView, ...], width: int) -> int:
+    """As wide as the longest name (up to 24), leaving the step at least 10 columns."""
+    free = max(12, width - 2 - _TAIL_W)
+    longest = max((len(clean(f.flow or f.run, 24)) for f in flows), default=8)
+    return max(8, min(24, longest, free - 11))
+
+
+def _row(f: FlowView, now: float, width: int, name_w: int) -> Text:
     mark, style = _MARK.get(f.status, ("?", "bold red"))
     active = f.ended is None
     waiting = f.status == "waiting_human" and f.waiting_since is not None
@@ -53,9 +63,7 @@ def _row(f: FlowView, now: float, width: int) -> Text:
         when = fmt_dur(now - f.waiting_since)  # how long the human has been asked
     else:
         when = fmt_dur(None if f.duration_ms is None else f.duration_ms / 1000.0)
-    tail_w = 1 + 7 + 1 + 6  # steps, time
-    free = max(12, width - 2 - tail_w)
-    name_w = max(8, min(24, free // 2))
+    free = max(12, width - 2 - _TAIL_W)
     step_w = max(4, free - name_w - 1)
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(mark + " ", style=style)
@@ -115,10 +123,11 @@ class FlowsPane(Pane):
         room = max(1, height)
         # one line per flow first; the waiting ones get their message line if it still fits
         spare = room - len(flows)
+        name_w = _name_width(flows, width)
         for f in flows:
             if len(lines) >= room:
                 break
-            lines.append(_row(f, now, width))
+            lines.append(_row(f, now, width, name_w))
             if f.status == "waiting_human" and spare > 0 and len(lines) < room:
                 lines.append(_wait_line(f, now))
                 spare -= 1

@@ -34,6 +34,7 @@ __all__ = [
     "MAX_FLOW_NAME",
     "FlowRec",
     "FlowStatus",
+    "joins_flow",
     "opt_ms",
 ]
 
@@ -54,6 +55,18 @@ def opt_ms(v: Any) -> float | None:
         return None
     f = float(v)
     return f if 0.0 <= f < 1e15 else None
+
+
+def joins_flow(ev: Event, known: bool) -> bool:
+    """Whether ``ev`` (a ``flow_*`` or ``human_input`` event) belongs to the flow of its run
+    (``known``: that run is already a flow). Events without a run cannot be told apart:
+    never. A ``human_input`` joins when its run is a flow, or when it names a flow or no
+    agent (nobody but a flow waits without an agent); else it is an agent's own wait."""
+    if not ev.run:
+        return False
+    if ev.type != "human_input" or known:
+        return True
+    return not ev.agent or ev.payload.get("flow") is not None
 
 
 def _name(v: Any) -> str | None:
@@ -108,7 +121,8 @@ class FlowRec:
         self.steps_failed = 0
         self.last_step: str | None = None  # the method that ended last
         self.last_step_ts = _NEG
-        # wait key (method or "") -> [opened, closed, message]; open while opened > closed
+        # wait key (method or "") -> [opened, closed, message, waits opened];
+        # open while opened > closed
         self.waits: dict[str, list[Any]] = {}
         self.human_waits = 0  # waits opened (requests and pauses, one per key and time)
         self.agents: list[str] = []  # agents seen in the flow's run and its crews
@@ -279,10 +293,11 @@ class FlowRec:
         if w is None:
             if len(self.waits) >= _MAX_KEYS:
                 return
-            w = self.waits[key] = [_NEG, _NEG, None]
+            w = self.waits[key] = [_NEG, _NEG, None, 0]
         if ts > w[0]:
-            if w[0] <= w[1]:
-                self.human_waits += 1  # a new wait, not a second report of an open one
+            if w[0] <= w[1]:  # a new wait, not a second report of an open one
+                self.human_waits += 1
+                w[3] += 1
             w[0] = ts
             if message is not None:
                 w[2] = str(message)[:MAX_MESSAGE]
@@ -306,7 +321,7 @@ class FlowRec:
         w = self.waits.get(key)
         if w is None and len(self.waits) < _MAX_KEYS:
             # remembered, so that a request arriving after its reply stays answered
-            w = self.waits[key] = [_NEG, _NEG, None]
+            w = self.waits[key] = [_NEG, _NEG, None, 0]
         opened = None
         if w is not None:
             opened = w[0] if w[0] != _NEG else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._state_flows import FlowRec
+from ._state_flows import FlowRec, joins_flow
 from ._state_parts import TIER_IDX as _TIER_IDX
 from ._state_parts import AgentAcc, G, HypRec, RunAcc, tier_index
 from .events import Event, llm_call_cost
@@ -195,18 +195,14 @@ class Handlers:
 
     # ------------------------------------------------------------------ flows
     def _on_flow(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        """``flow_*`` and ``human_input`` events. A flow is its run id; events without a run
-        cannot be told apart and are not tracked (the agent's own wait still is, by the
-        registry). A ``human_input`` joins a flow when its run is one, or when it names a
-        flow or no agent (nobody but a flow waits without an agent)."""
+        """``flow_*`` and ``human_input`` events: a flow is its run id (which events join it:
+        :func:`~auren_core._state_flows.joins_flow`; an agent's own wait is the registry's)."""
         rid = ev.run
-        if not rid:
+        fr = self._flows.get(rid) if rid else None
+        if not joins_flow(ev, fr is not None) or not rid:
             return
-        fr = self._flows.get(rid)
         t = ev.type
         if fr is None:
-            if t == "human_input" and ev.agent and ev.payload.get("flow") is None:
-                return  # an agent's wait outside any (known) flow
             fr = self._new_flow(rid, ev.ts)
         fr.apply(ev)
         if t == "flow_completed" or t == "flow_failed":

@@ -1,4 +1,4 @@
-"""Export reports: tokens, knowledge, tiers, costs, collaboration - as CSV, JSON or JSONL.
+"""Export reports: tokens, knowledge, tiers, costs, collaboration, flows - as CSV, JSON or JSONL.
 
 :func:`build_reports` makes one pass over the events (the stream or the PostgreSQL store
 feeds it) and returns plain tables (``list[dict]``, fixed columns per report);
@@ -34,7 +34,7 @@ __all__ = [
     "render",
 ]
 
-REPORTS: Final = ("tokens", "knowledge", "tiers", "costs", "collaboration")
+REPORTS: Final = ("tokens", "knowledge", "tiers", "costs", "collaboration", "flows")
 FORMATS: Final = ("csv", "json", "jsonl")
 Format = Literal["csv", "json", "jsonl"]
 
@@ -57,6 +57,11 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "collaboration": (
         "from_agent", "to_agent", "kind", "count", "runs", "share_of_runs", "completed_runs",
         "completion_rate",
+    ),
+    "flows": (
+        "level", "flow", "step", "runs", "completed", "failed", "unfinished",
+        "mean_duration_ms", "p95_duration_ms", "steps_completed", "steps_failed",
+        "human_waits", "mean_wait_ms",
     ),
 }  # fmt: skip
 

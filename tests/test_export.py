@@ -73,7 +73,46 @@ def history(t0: float = T0) -> list[Event]:
         add("tool_used", {"tool": name, "cost_usd": 0.0}, name, "run-x", 120000 + j)
     add("llm_call", {"model": "m", "input_tokens": 7, "output_tokens": 7, "cost_usd": 0.5},
         SQLISH, "run-x", 120100)  # fmt: skip
+    flows(add)
     return e
+
+
+def flows(add: Any) -> None:
+    """Flow runs: two completed (one with a human wait), one failed, one still waiting;
+    a hostile flow name and step; events of one run out of order."""
+    for k, (run, dur) in enumerate((("fl-1", 30000.0), ("fl-2", 50000.0))):
+        base = 130000.0 + k * 1000
+        add("flow_started", {"flow": "PlanFlow"}, None, run, base)
+        add("flow_step", {"flow": "PlanFlow", "method": "draft", "phase": "started"}, None,
+            run, base + 1)  # fmt: skip
+        add("flow_step", {"flow": "PlanFlow", "method": "draft", "phase": "completed",
+            "duration_ms": 10000.0 * (k + 1), "ok": True}, None, run, base + 11)  # fmt: skip
+        if k == 1:
+            add("flow_step", {"flow": "PlanFlow", "method": "review", "phase": "started"},
+                None, run, base + 12)  # fmt: skip
+            add("flow_step", {"flow": "PlanFlow", "method": "review", "phase": "paused"},
+                None, run, base + 13)  # fmt: skip
+            add("human_input", {"state": "requested", "flow": "PlanFlow", "method": "review",
+                "message": "ok?"}, None, run, base + 13)  # fmt: skip
+            add("human_input", {"state": "received", "flow": "PlanFlow", "method": "review",
+                "wait_ms": 20000.0}, None, run, base + 33)  # fmt: skip
+            add("flow_step", {"flow": "PlanFlow", "method": "review", "phase": "completed",
+                "duration_ms": 22000.0}, None, run, base + 35)  # fmt: skip
+        add("flow_completed", {"flow": "PlanFlow", "duration_ms": dur}, None, run, base + 50)
+    # failed, its events out of order (the end first)
+    add("flow_failed", {"flow": "PlanFlow", "duration_ms": 5000.0, "ok": False,
+        "error": "boom"}, None, "fl-3", 133005)  # fmt: skip
+    add("flow_step", {"flow": "PlanFlow", "method": "draft", "phase": "failed",
+        "duration_ms": 4000.0, "ok": False}, None, "fl-3", 133004)  # fmt: skip
+    add("flow_step", {"flow": "PlanFlow", "method": "draft", "phase": "started"}, None, "fl-3",
+        133000)  # fmt: skip
+    add("flow_started", {"flow": "PlanFlow"}, None, "fl-3", 133000)
+    # still waiting at the end; a hostile flow and step name
+    add("flow_started", {"flow": HOSTILE[0]}, None, "fl-4", 134000)
+    add("flow_step", {"flow": HOSTILE[0], "method": HOSTILE[1], "phase": "started"}, None,
+        "fl-4", 134001)  # fmt: skip
+    add("human_input", {"state": "requested", "flow": HOSTILE[0], "method": HOSTILE[1]}, None,
+        "fl-4", 134002)  # fmt: skip
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
@@ -111,6 +150,46 @@ def test_csv_neutralises_formulas_and_keeps_everything_else() -> None:
     assert neutralise("=1") == "'=1"
     # numbers stay numbers (a negative number is not a formula)
     assert "0.5" in cells
+
+
+def test_flows_report_uses_the_reducers_definitions() -> None:
+    from auren_core.state import Reducer
+
+    rows = build_reports(history(), ["flows"])["flows"]
+    plan = next(r for r in rows if r["level"] == "flow" and r["flow"] == "PlanFlow")
+    assert (plan["runs"], plan["completed"], plan["failed"], plan["unfinished"]) == (3, 2, 1, 0)
+    assert plan["mean_duration_ms"] == pytest.approx((30000 + 50000 + 5000) / 3, abs=1e-3)
+    assert plan["p95_duration_ms"] == 50000.0
+    assert (plan["steps_completed"], plan["steps_failed"]) == (3, 1)
+    assert (plan["human_waits"], plan["mean_wait_ms"]) == (1, 20000.0)
+    steps = {r["step"]: r for r in rows if r["level"] == "step" and r["flow"] == "PlanFlow"}
+    assert list(steps) == ["draft", "review"]  # the order they first ran
+    draft, review = steps["draft"], steps["review"]
+    assert (draft["runs"], draft["completed"], draft["failed"]) == (3, 2, 1)
+    assert draft["mean_duration_ms"] == pytest.approx((10000 + 20000 + 4000) / 3, abs=1e-3)
+    assert (review["runs"], review["human_waits"], review["mean_wait_ms"]) == (1, 1, 20000.0)
+    waiting = next(r for r in rows if r["level"] == "flow" and r["flow"] == HOSTILE[0])
+    assert (waiting["unfinished"], waiting["human_waits"], waiting["mean_duration_ms"]) == (
+        1,
+        1,
+        None,
+    )
+    # the same events through the reducer: the same outcomes and durations
+    red = Reducer(clock=lambda: T0 + 134100, window_s=30 * 86400)
+    red.apply_batch(history())
+    by_run = {f.run: f for f in red.state().flows}
+    assert {r: by_run[r].status for r in ("fl-1", "fl-2", "fl-3", "fl-4")} == {
+        "fl-1": "completed",
+        "fl-2": "completed",
+        "fl-3": "failed",
+        "fl-4": "waiting_human",
+    }
+    assert [by_run[r].duration_ms for r in ("fl-1", "fl-2", "fl-3")] == [30000, 50000, 5000]
+    # CSV: the hostile flow and step names are neutralised
+    cells = [c for row in csv.reader(io.StringIO(render({"flows": rows}, "csv").decode()))
+             for c in row]  # fmt: skip
+    assert "'" + HOSTILE[0] in cells and "'" + HOSTILE[1] in cells
+    assert HOSTILE[0] not in cells and HOSTILE[1] not in cells
 
 
 def test_json_and_jsonl_round_trip_exactly() -> None:

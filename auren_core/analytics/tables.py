@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+from .._state_flows import FLOW_TYPES, FlowRec, joins_flow
 from ..events import Event, Malformed, llm_call_cost
 
 __all__ = ["Accumulator", "run_label", "tier_name"]
@@ -24,6 +25,7 @@ _TIERS = {
     "miss": "miss",
 }
 _LABEL_KEYS = ("query", "question", "topic", "input", "prompt")
+_MAX_FLOW_RUNS = 200_000  # flow runs kept by one export (memory bound on hostile input)
 
 
 def tier_name(tier_accessed: Any) -> str:
@@ -78,6 +80,11 @@ class Accumulator:
         self.collab: dict[tuple[str, str, str], list[Any]] = {}
         self.runs: set[str] = set()
         self.completed: set[str] = set()
+        # flows: one FlowRec per flow run (the reducer's definitions), and per run and
+        # method [completed, failed, durations ms, waits ms]; waits of the run as a whole
+        self.flows: dict[str, FlowRec] = {}
+        self.flow_steps: dict[str, dict[str, list[Any]]] = {}
+        self.flow_waits: dict[str, list[float]] = {}
 
     def _tokens(self) -> dict[tuple[str, int], list[Any]]:
         out: dict[tuple[str, int], list[Any]] = {}
@@ -110,6 +117,7 @@ class Accumulator:
         want_know = "knowledge" in self.wanted
         want_tier = "tiers" in self.wanted
         want_collab = "collaboration" in self.wanted
+        want_flows = "flows" in self.wanted
         for ev in events:
             if type(ev) is not Event:
                 continue
@@ -188,6 +196,41 @@ class Accumulator:
                     self.labels[run] = run_label(p.get("inputs"))
             elif t == "crew_completed" and run is not None and p.get("ok", True) is not False:
                 self.completed.add(run)
+            elif want_flows and (t in FLOW_TYPES or t == "human_input"):
+                self._flow(ev)
+
+    def _flow(self, ev: Event) -> None:
+        run = ev.run
+        fr = self.flows.get(run) if run else None
+        if run is None or not joins_flow(ev, fr is not None):
+            return
+        if fr is None:
+            if len(self.flows) >= _MAX_FLOW_RUNS:
+                return
+            fr = self.flows[run] = FlowRec(run, ev.ts)
+        took = fr.apply(ev)
+        t, p = ev.type, ev.payload
+        if t == "flow_step":
+            phase = p.get("phase", "completed")
+            if phase not in ("completed", "failed"):
+                return
+            method = str(p.get("method") or "?")[:200]
+            steps = self.flow_steps.setdefault(run, {})
+            row = steps.get(method)
+            if row is None:
+                row = steps[method] = [0, 0, [], []]
+            row[1 if phase == "failed" or p.get("ok") is False else 0] += 1
+            if took is not None:
+                row[2].append(took)
+        elif t == "human_input" and took is not None:
+            self.flow_waits.setdefault(run, []).append(took)
+            method = p.get("method")
+            if method:
+                steps = self.flow_steps.setdefault(run, {})
+                row = steps.get(str(method)[:200])
+                if row is None:
+                    row = steps[str(method)[:200]] = [0, 0, [], []]
+                row[3].append(took)
 
     def feed_aggregates(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rollup rows (``agg_daily``, see :mod:`auren_core.store.retention`) for days whose
@@ -282,6 +325,63 @@ class Accumulator:
                 "cost_usd": _cost(r[3]) if r[4] < r[0] or not r[0] else None,
                 "unpriced_calls": r[4],
             })  # fmt: skip
+        return out
+
+    def _t_flows(self) -> list[dict[str, Any]]:
+        """Per flow name, then per step of it: runs, outcomes, durations, human waits.
+        Ended runs give the durations; a run still going at the end is ``unfinished``."""
+        by_name: dict[str, list[str]] = {}
+        for run, fr in self.flows.items():
+            by_name.setdefault(fr.flow or "", []).append(run)
+        out = []
+        for name in sorted(by_name):
+            runs = by_name[name]
+            recs = [self.flows[r] for r in runs]
+            durs = sorted(d for f in recs if (d := f.duration_ms()) is not None)
+            waits = [w for r in runs for w in self.flow_waits.get(r, ())]
+            out.append({
+                "level": "flow", "flow": name, "step": "", "runs": len(runs),
+                "completed": sum(1 for f in recs if f.status() == "completed"),
+                "failed": sum(1 for f in recs if f.status() == "failed"),
+                "unfinished": sum(1 for f in recs if f.ended is None),
+                "mean_duration_ms": round(sum(durs) / len(durs), 3) if durs else None,
+                "p95_duration_ms": _pct(durs, 0.95),
+                "steps_completed": sum(f.steps_completed for f in recs),
+                "steps_failed": sum(f.steps_failed for f in recs),
+                "human_waits": sum(f.human_waits for f in recs),
+                "mean_wait_ms": round(sum(waits) / len(waits), 3) if waits else None,
+            })  # fmt: skip
+            # steps in the order they first ran
+            steps: dict[str, list[Any]] = {}
+            for r in runs:
+                f = self.flows[r]
+                seen = dict.fromkeys([*self.flow_steps.get(r, {}), *f.in_flight, *f.waits])
+                for m in seen:
+                    if not m:
+                        continue  # a wait that named no step: counted on the flow row
+                    acc = steps.setdefault(m, [set(), 0, 0, 0, [], [], 0])
+                    acc[0].add(r)
+                    row = self.flow_steps.get(r, {}).get(m)
+                    if row is not None:
+                        acc[1] += row[0]
+                        acc[2] += row[1]
+                        acc[4].extend(row[2])
+                        acc[5].extend(row[3])
+                    if f.ended is None and m in f.in_flight:
+                        acc[3] += 1
+                    w = f.waits.get(m)
+                    if w is not None:
+                        acc[6] += w[3]
+            for m, (sruns, done, bad, going, sdurs, swaits, nwaits) in steps.items():
+                sdurs = sorted(sdurs)
+                out.append({
+                    "level": "step", "flow": name, "step": m, "runs": len(sruns),
+                    "completed": done, "failed": bad, "unfinished": going,
+                    "mean_duration_ms": round(sum(sdurs) / len(sdurs), 3) if sdurs else None,
+                    "p95_duration_ms": _pct(sdurs, 0.95),
+                    "steps_completed": None, "steps_failed": None, "human_waits": nwaits,
+                    "mean_wait_ms": round(sum(swaits) / len(swaits), 3) if swaits else None,
+                })  # fmt: skip
         return out
 
     def _t_collaboration(self) -> list[dict[str, Any]]:

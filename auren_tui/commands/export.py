@@ -122,7 +122,8 @@ def _write_output(path: str, data: bytes) -> None:
 def command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or jsonl.")] = "csv",
     report: Annotated[
-        str, typer.Option(help="tokens, knowledge, tiers, costs, collaboration or all (a,b ok).")
+        str,
+        typer.Option(help="tokens, knowledge, tiers, costs, collaboration, flows or all (a,b ok)."),
     ] = "all",
     since: Annotated[str, typer.Option(help="Window: 30m, 24h, 7d ...")] = "24h",
     until: Annotated[str | None, typer.Option(help="End of window, as an age (e.g. 1h).")] = None,
@@ -136,7 +137,7 @@ def command(
     pg_dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (else AUREN_PG_DSN).")] = None,
     schema: Annotated[str, typer.Option(help="Event store schema (auren persist).")] = "auren",
 ) -> None:
-    """Export token, knowledge, tier, cost and collaboration reports (CSV/JSON/JSONL)."""
+    """Export token, knowledge, tier, cost, collaboration and flow reports (CSV/JSON/JSONL)."""
     import sys
     import time
 

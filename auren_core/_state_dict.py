@@ -141,7 +141,7 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             {"from": e.from_agent, "to": e.to_agent, "kind": e.kind, "count": e.count}
             for e in s.collaboration
         ],
-        "flows": [flow_to_dict(f) for f in s.flows],
+        "flows": s.flows_to_dict(),
         "health": {
             "malformed": h.malformed,
             "unknown_types": h.unknown_types,

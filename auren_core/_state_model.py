@@ -295,6 +295,12 @@ class DashboardState:
 
         return state_to_dict(self)
 
+    def flows_to_dict(self) -> list[dict[str, Any]]:
+        """The snapshot's ``flows`` list (also ``/api/v2/flows``)."""
+        from ._state_dict import flow_to_dict
+
+        return [flow_to_dict(f) for f in self.flows]
+
     def tier_stats(self) -> dict[str, Any]:
         """The ``/api/v2/memory/tier-stats`` body."""
         from ._state_dict import tier_stats

@@ -119,6 +119,30 @@ async def test_filters_by_type_and_agent(redis_url: str, stream: str) -> None:
             await ws.close()
 
 
+async def test_flow_events_pass_a_type_filter(redis_url: str, stream: str) -> None:
+    async with running(redis_url, stream) as srv:
+        ws_f, _ = await subscribe(srv.port, types=["flow_step", "human_input"])
+        ws_a, _ = await subscribe(srv.port, agents=["writer"], types=["human_input"])
+        evs = [
+            make_event("flow_started", {"flow": "F"}, run="fl-1"),
+            make_event("flow_step", {"flow": "F", "method": "m", "phase": "started"}, run="fl-1"),
+            llm("writer", 1),
+            make_event("human_input", {"state": "requested", "flow": "F"}, run="fl-1"),
+            make_event("human_input", {"state": "requested"}, agent="writer", run="c-1"),
+            make_event("flow_completed", {"flow": "F", "duration_ms": 5.0}, run="fl-1"),
+        ]
+        ids = publish(redis_url, stream, evs)
+        got_f, _ = await collect(ws_f, 3)
+        got_a, _ = await collect(ws_a, 1)
+        assert [e["_sid"] for e in got_f] == [ids[1], ids[3], ids[4]]
+        assert [e["type"] for e in got_f] == ["flow_step", "human_input", "human_input"]
+        assert got_f[0]["payload"]["method"] == "m" and got_f[0]["run"] == "fl-1"
+        assert [e["_sid"] for e in got_a] == [ids[4]]
+        for ws in (ws_f, ws_a):
+            await nothing_more(ws, 0.3)
+            await ws.close()
+
+
 async def test_resume_gives_exactly_the_missed_sequence(redis_url: str, stream: str) -> None:
     async with running(redis_url, stream) as srv:
         ws, _ = await subscribe(srv.port, since="0-0")
@@ -281,6 +305,43 @@ async def test_http_api_matches_the_reducer(redis_url: str, stream: str) -> None
         assert (await aget(srv.port, "/nope"))[0] == 404
 
 
+async def test_flows_endpoint(redis_url: str, stream: str) -> None:
+    now = time.time()
+
+    def fe(type: str, run: str, age: float, **payload: Any) -> Event:
+        return make_event(type, payload, run=run, ts=now - age)
+
+    evs = [
+        fe("flow_started", "fl-1", 30, flow="Plan"),
+        fe("flow_step", "fl-1", 29, flow="Plan", method="draft", phase="started"),
+        fe("flow_step", "fl-1", 28, flow="Plan", method="draft", phase="paused"),
+        fe("human_input", "fl-1", 28, state="requested", method="draft", message="ok?"),
+        fe("flow_started", "fl-2", 20, flow="Report"),
+        fe("flow_failed", "fl-2", 10, flow="Report", ok=False, error="boom"),
+    ]
+    publish(redis_url, stream, evs)
+    ref = Reducer(window_s=3600.0)
+    ref.apply_batch(evs)
+    want = ref.state().to_dict()["flows"]
+    async with running(redis_url, stream) as srv:
+        deadline = time.monotonic() + 10
+        while srv.reducer.state().health.events_total < len(evs):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        status, headers, body = await aget(srv.port, "/api/v2/flows")
+        assert status == 200 and headers["Content-Type"] == "application/json"
+        doc = json.loads(body)
+        assert (doc["count"], doc["active"], doc["window_s"]) == (2, 1, 3600.0)
+        assert doc["by_status"] == {"running": 0, "waiting_human": 1, "completed": 0, "failed": 1}
+        got = doc["flows"]
+        assert [f["run"] for f in got] == ["fl-1", "fl-2"]
+        assert got[0]["status"] == "waiting_human" and got[0]["current_step"] == "draft"
+        assert got[0]["waiting_message"] == "ok?" and got[1]["error"] == "boom"
+        for g, w in zip(got, want, strict=True):  # the reducer's figures (the clocks differ)
+            g.pop("duration_ms"), w.pop("duration_ms")
+            assert g == w
+
+
 async def test_export_endpoint(redis_url: str, stream: str) -> None:
     pytest.importorskip("auren_core.export")
     evs = [llm("sleep", i) for i in range(4)]
@@ -295,6 +356,8 @@ async def test_export_endpoint(redis_url: str, stream: str) -> None:
         assert status == 200 and json.loads(body)
         status, _, body = await aget(srv.port, "/api/v2/export/analytics?report=bogus")
         assert status == 400
+        status, _, body = await aget(srv.port, "/api/v2/export/analytics?format=json&report=flows")
+        assert status == 200 and json.loads(body) == {"flows": []}
 
 
 # --------------------------------------------------------------------------- processes

@@ -1,4 +1,5 @@
-"""The HTTP API: tier stats, active agents, analytics export, token refresh, health, metrics.
+"""The HTTP API: tier stats, active agents, flows, analytics export, token refresh, health,
+metrics.
 
 Every number comes from the shared reducer (``auren_core.state.Reducer``) fed with stream
 events: the live one for the server's own window, a fresh one over ``XRANGE`` for other
@@ -89,6 +90,8 @@ class Routes:
                 return await self._tier_stats(query, cors)
             if path == "/api/v2/agents/active":
                 return self._agents(cors)
+            if path == "/api/v2/flows":
+                return self._flows(cors)
             if path == "/api/v2/export/analytics":
                 return await self._export(query, cors)
             return error(404, "not found", cors)
@@ -136,6 +139,22 @@ class Routes:
             "active_window_s": self.s.config.active_window_s,
             "count": len(agents),
             "agents": agents,
+        }
+        return json_response(200, doc, cors)
+
+    def _flows(self, cors: list[tuple[str, str]]) -> Response:
+        state = self.s.reducer.state()
+        flows = state.flows_to_dict()
+        counts = {k: 0 for k in ("running", "waiting_human", "completed", "failed")}
+        for f in state.flows:
+            counts[f.status] = counts.get(f.status, 0) + 1
+        doc = {
+            "generated_at": state.generated_at,
+            "window_s": state.window_s,
+            "count": len(flows),
+            "active": counts["running"] + counts["waiting_human"],
+            "by_status": counts,
+            "flows": flows,
         }
         return json_response(200, doc, cors)
 

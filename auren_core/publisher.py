@@ -58,6 +58,8 @@ class Publisher:
         buffer_size: int = 100_000,
         batch_size: int = 1_000,
         flush_interval: float = 0.002,
+        max_linger: float = 0.02,
+        linger_target: int = 16,
         stats_interval: float = 10.0,
         exit_flush_timeout: float = 2.0,
         socket_timeout: float = 2.0,
@@ -69,6 +71,16 @@ class Publisher:
         self.buffer_size = max(1, buffer_size)
         self.batch_size = max(1, batch_size)
         self.flush_interval = flush_interval
+        # Adaptive linger: how long the thread lets a batch form once woken: the time
+        # ~linger_target events take at the recent arrival rate, within [flush_interval,
+        # max_linger]. A sparse emitter (a crew: bursts of a few events) then pays one
+        # wake-up and one pipeline per ~linger_target events instead of one per event or
+        # two, and a busy one keeps the short flush_interval (latency). flush() never
+        # waits for it.
+        self.max_linger = max(flush_interval, max_linger)
+        self.linger_target = max(1, linger_target)
+        self.linger = flush_interval
+        self.wakeups = 0  # pipelines sent (one per wake-up that found work)
         self.stats_interval = stats_interval
         self.exit_flush_timeout = exit_flush_timeout
         self._socket_timeout = socket_timeout
@@ -228,6 +240,10 @@ class Publisher:
         failures = 0
         next_stats = time.monotonic() + self.stats_interval
         buf = self._buf
+        last_take = time.monotonic()
+        # events/s, smoothed; starts as "busy" (linger = flush_interval) so a fast emitter
+        # never waits for the estimate to converge
+        rate = self.linger_target / self.flush_interval if self.flush_interval > 0 else 0.0
         while True:
             if not buf:
                 if self._stop.is_set():
@@ -235,9 +251,12 @@ class Publisher:
                 self._idle = True
                 self._wake.wait(timeout=0.25)
                 self._wake.clear()
-            elif len(buf) < self.batch_size and self.flush_interval > 0:
-                # Let a batch form (bounded by flush_interval) unless woken for a full one.
-                self._wake.wait(timeout=self.flush_interval)
+                if buf and not self._stop.is_set():
+                    continue  # woken by a first event: let its batch form (linger) too
+            elif len(buf) < self.batch_size and self.linger > 0:
+                # Let a batch form (bounded by the adaptive linger) unless woken for a
+                # full one (or by flush()).
+                self._wake.wait(timeout=self.linger)
                 self._wake.clear()
             now = time.monotonic()
             if now >= next_stats:
@@ -246,6 +265,16 @@ class Publisher:
             if not buf:
                 continue
             batch = self._take(self.batch_size)
+            self.wakeups += 1
+            if self.flush_interval > 0:
+                # arrival rate over the last take interval (EWMA): linger long enough for
+                # about linger_target events, within [flush_interval, max_linger]
+                t = time.monotonic()
+                span = max(t - last_take, 1e-6)
+                last_take = t
+                rate = 0.7 * rate + 0.3 * (len(batch) / span)
+                want = self.linger_target / rate if rate > 0 else self.max_linger
+                self.linger = min(self.max_linger, max(self.flush_interval, want))
             try:
                 if client is None:
                     client = self._client()

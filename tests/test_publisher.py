@@ -190,3 +190,33 @@ def test_batches_boundaries(redis_url: str, stream: str, n: int) -> None:
     assert pub.flush(5)
     assert len(read_all(redis_url, stream)) == n
     pub.close()
+
+
+def test_adaptive_linger_batches_sparse_events_and_shrinks_under_load(
+    redis_url: str, stream: str
+) -> None:
+    """Sparse bursts (a crew): the linger grows to max_linger and one pipeline carries many
+    events; a busy emitter brings it back to flush_interval; delivery stays bounded."""
+    p = Publisher(redis_url, stream, flush_interval=0.002, max_linger=0.02, stats_interval=3600)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        for i in range(200):  # bursts of 2 events, then a 5 ms pause: like a crew
+            p.emit("tool_used", {"tool": "t", "i": i})
+            if i % 2:
+                time.sleep(0.005)
+        assert p.flush(5)
+        assert p.linger == pytest.approx(0.02)
+        assert p.wakeups < 200 / 4, p.wakeups  # >= 4 events per pipeline on average
+        for i in range(20_000):  # a busy emitter
+            p.emit("tool_used", {"tool": "t", "i": i})
+        assert p.flush(10)
+        assert p.linger < 0.02
+        assert r.xlen(stream) == 20_200
+        # a lone event still arrives within the linger bound (plus scheduling)
+        t0 = time.monotonic()
+        p.emit("tool_used", {"tool": "late"})
+        while r.xlen(stream) < 20_201:
+            assert time.monotonic() - t0 < 1.0
+            time.sleep(0.001)
+    finally:
+        p.close()

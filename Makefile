@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench screenshots clean
+.PHONY: demo test matrix lint bench screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The integration tests against older CrewAI releases (the newest is `make test`'s), each in a
+# cached virtual environment under ${AUREN_MATRIX_CACHE:-~/.cache/auren/matrix}: see .ci/matrix.
+matrix:
+	$(PY) .ci/matrix
 
 lint: $(STAMP)
 	$(BIN)/ruff check auren_core auren_tui tests bench

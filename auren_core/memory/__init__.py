@@ -8,16 +8,28 @@ and :mod:`auren_core.memory.crewai_storage`.
 from __future__ import annotations
 
 from ._loop import WrongLoopError
-from ._types import MemoryItem, MemoryResult, SaveResult, TierAccessed, TierName
+from ._types import (
+    DeleteResult,
+    ItemsResult,
+    MemoryItem,
+    MemoryResult,
+    SaveResult,
+    StoredItem,
+    TierAccessed,
+    TierName,
+)
 from .embedding import Embedder, HashingEmbedder
 from .tiered import TieredMemory
 
 __all__ = [
+    "DeleteResult",
     "Embedder",
     "HashingEmbedder",
+    "ItemsResult",
     "MemoryItem",
     "MemoryResult",
     "SaveResult",
+    "StoredItem",
     "TierAccessed",
     "TierName",
     "TieredMemory",

@@ -1,118 +1,131 @@
-"""CrewAI storage adapter: a crew's external memory backed by the tiered memory.
+"""CrewAI memory backed by the tiered memory, for whichever CrewAI is installed.
 
-CrewAI 1.6 lets a crew plug its own store in as *external memory*: before each
-task an agent searches it for context, and after each task the agent's output
-is saved into it. With this adapter those lookups are tracked tier accesses
-(``memory_tier_access`` / ``knowledge_access`` attributed to the agent), and the
-task outputs become knowledge other agents (and later runs) can find::
+One import path for every supported release::
 
     from auren_core.memory import TieredMemory
-    from auren_core.memory.crewai_storage import tiered_external_memory
+    from auren_core.memory.crewai_storage import crew_memory_kwargs
 
     mem = TieredMemory.from_settings()
-    crew = Crew(agents=..., tasks=..., external_memory=tiered_external_memory(mem))
+    crew = Crew(agents=..., tasks=..., **crew_memory_kwargs(mem))
 
-CrewAI's ``score_threshold`` is not applied: tier scores are not on one scale
-(PostgreSQL ``ts_rank`` vs cosine similarity); each tier already has its own
-relevance rule (full-text match; ``chroma_max_distance``).
+- CrewAI 1.10+ (unified memory): ``{"memory": Memory(storage=TieredStorageBackend(mem),
+  ...)}`` (:mod:`~auren_core.memory.crewai_unified`);
+- CrewAI 1.6-1.9: ``{"external_memory": TieredExternalMemory(...)}``
+  (:mod:`~auren_core.memory.crewai_external`).
+
+:func:`crewai_memory` returns just the object. The release is told apart by
+what it has (``crewai.memory.storage.backend``), not by its version string.
+Either way the agents' memory searches are tracked loads (``memory_tier_access``
+/ ``knowledge_access`` attributed to the agent) and task outputs are saved as
+knowledge later runs can find.
 
 (CrewAI's *knowledge* storage cannot be swapped the same way: ``Knowledge.storage``
 must be its own Chroma-backed ``KnowledgeStorage``. Give agents
 :class:`~auren_core.memory.crewai_tool.KnowledgeLookupTool` instead.)
 
-Importing this module imports crewai (``auren_core`` itself never does).
+Importing this module does not import crewai; calling its functions does
+(``auren_core`` itself never does).
 """
 
 from __future__ import annotations
 
-import hashlib
-from contextvars import ContextVar, Token
-from typing import Any
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, Any
 
-from crewai.memory.external.external_memory import ExternalMemory
-from crewai.memory.storage.interface import Storage
-
-from .crewai_tool import current_run
+from ._crewai_common import TierStoreError, current_agent, memory_agent, role_slug
 from .tiered import TieredMemory
 
-__all__ = ["TieredExternalMemory", "TieredStorage", "role_slug", "tiered_external_memory"]
+if TYPE_CHECKING:
+    from .crewai_external import TieredExternalMemory, TieredStorage, tiered_external_memory
+    from .crewai_unified import (
+        RecordingEmbedder,
+        TieredCrewMemory,
+        TieredStorageBackend,
+        tiered_unified_memory,
+    )
 
-# Which agent is searching or saving right now (set by TieredExternalMemory).
-_current_agent: ContextVar[str | None] = ContextVar("auren_memory_agent", default=None)
-_MAX_META_CHARS = 2000
+__all__ = [
+    "RecordingEmbedder",
+    "TierStoreError",
+    "TieredCrewMemory",
+    "TieredExternalMemory",
+    "TieredStorage",
+    "TieredStorageBackend",
+    "crew_memory_kwargs",
+    "crewai_memory",
+    "current_agent",
+    "memory_agent",
+    "role_slug",
+    "tiered_external_memory",
+    "tiered_unified_memory",
+    "unified_memory_available",
+]
 
+log = logging.getLogger("auren.memory")
 
-def role_slug(role: str) -> str:
-    """The agent id AUREN's CrewAI instrumentation uses for a role:
-    "Sleep Specialist" -> "sleep_specialist"."""
-    from ..integrations.crewai import slug
-
-    return slug(role) or "agent"
-
-
-class TieredStorage(Storage):
-    """CrewAI ``Storage`` over :class:`TieredMemory` (sync: CrewAI calls it from
-    worker threads). Search never raises: a failed lookup is an empty result."""
-
-    def __init__(self, memory: TieredMemory, *, prefix: str = "crew-output") -> None:
-        self.memory = memory
-        self.prefix = prefix
-
-    def save(self, value: Any, metadata: dict[str, Any]) -> None:
-        text = str(value)
-        agent = _current_agent.get()
-        meta: dict[str, Any] = {}
-        for k, v in (metadata or {}).items():
-            # CrewAI passes the whole conversation as "messages": far too big to keep.
-            if k != "messages" and isinstance(v, str | int | float | bool):
-                meta[k] = v[:_MAX_META_CHARS] if isinstance(v, str) else v
-        if agent:
-            meta.setdefault("agent", agent)
-        digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-        item_id = f"{self.prefix}/{agent or 'crew'}/{digest}"
-        res = self.memory.save_sync(item_id, text, meta, agent=agent)
-        if not res.written:
-            raise RuntimeError(f"auren memory: save reached no tier: {res.errors}")
-
-    def search(self, query: str, limit: int = 5, score_threshold: float = 0.6) -> list[Any]:
-        res = self.memory.load_sync(query, limit, agent=_current_agent.get(), run=current_run())
-        return [
-            {"id": i.id, "content": i.text, "metadata": i.metadata, "score": i.score}
-            for i in res.items
-        ]
-
-    def reset(self) -> None:
-        errors = self.memory.reset_sync()
-        if errors:
-            raise RuntimeError(f"auren memory: reset failed: {errors}")
+_LAZY = {
+    "TieredExternalMemory": "crewai_external",
+    "TieredStorage": "crewai_external",
+    "tiered_external_memory": "crewai_external",
+    "RecordingEmbedder": "crewai_unified",
+    "TieredCrewMemory": "crewai_unified",
+    "TieredStorageBackend": "crewai_unified",
+    "tiered_unified_memory": "crewai_unified",
+}
 
 
-class TieredExternalMemory(ExternalMemory):
-    """CrewAI ``ExternalMemory`` that tells the storage which agent is asking."""
-
-    def agent_id(self) -> str | None:
-        """The id of the agent now searching or saving (override to map differently)."""
-        agent = self.agent
-        return role_slug(str(agent.role)) if agent is not None else None
-
-    def _scoped(self) -> Token[str | None]:
-        return _current_agent.set(self.agent_id())
-
-    def save(self, value: Any, metadata: dict[str, Any] | None = None) -> None:
-        token = self._scoped()
-        try:
-            super().save(value, metadata)
-        finally:
-            _current_agent.reset(token)
-
-    def search(self, query: str, limit: int = 5, score_threshold: float = 0.6) -> Any:
-        token = self._scoped()
-        try:
-            return super().search(query, limit, score_threshold)
-        finally:
-            _current_agent.reset(token)
+def unified_memory_available() -> bool:
+    """Does the installed CrewAI have the unified memory (``Memory(storage=...)``,
+    CrewAI 1.10+)? Older releases have external memory instead."""
+    try:
+        return importlib.util.find_spec("crewai.memory.storage.backend") is not None
+    except ImportError:  # no crewai at all, or no crewai.memory.storage
+        return False
 
 
-def tiered_external_memory(memory: TieredMemory) -> TieredExternalMemory:
-    """``Crew(external_memory=tiered_external_memory(mem))``."""
-    return TieredExternalMemory(storage=TieredStorage(memory))
+def crewai_memory(memory: TieredMemory, *, llm: Any = None, **options: Any) -> Any:
+    """What the installed CrewAI takes as a crew's memory, over ``memory``.
+
+    CrewAI 1.10+: a ``crewai.memory.Memory`` (a :class:`TieredCrewMemory`) for
+    ``Crew(memory=...)`` or ``Agent(memory=...)``; ``llm`` and ``options`` go to it
+    (see :func:`~auren_core.memory.crewai_unified.tiered_unified_memory`).
+    Older releases: a :class:`TieredExternalMemory` for ``Crew(external_memory=...)``;
+    they have no memory LLM nor options, so ``llm`` and ``options`` are not used.
+    """
+    if unified_memory_available():
+        from .crewai_unified import tiered_unified_memory
+
+        return tiered_unified_memory(memory, llm=llm, **options)
+    from .crewai_external import tiered_external_memory
+
+    if llm is not None or options:
+        log.debug("auren memory: CrewAI external memory takes no llm/options: not used")
+    return tiered_external_memory(memory)
+
+
+def crew_memory_kwargs(memory: TieredMemory, *, llm: Any = None, **options: Any) -> dict[str, Any]:
+    """``Crew(**crew_memory_kwargs(mem))``: ``{"memory": ...}`` on CrewAI 1.10+,
+    ``{"external_memory": ...}`` before (see :func:`crewai_memory`)."""
+    key = "memory" if unified_memory_available() else "external_memory"
+    return {key: crewai_memory(memory, llm=llm, **options)}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"{__package__}.{module}")
+    except ImportError as exc:
+        which = "1.10+" if module == "crewai_unified" else "1.6-1.9"
+        raise ImportError(
+            f"{name} needs CrewAI {which} (this CrewAI has "
+            f"{'unified' if unified_memory_available() else 'external'} memory): "
+            f"use crewai_memory() / crew_memory_kwargs(), which pick the right one"
+        ) from exc
+    value = getattr(mod, name)
+    globals()[name] = value
+    return value

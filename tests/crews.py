@@ -65,7 +65,7 @@ def sequential_crew(
 
     def pick(i: int) -> ScriptedLLM:
         one = shared or ScriptedLLM(model, seed=seed + i, script=script)
-        if one not in llms:
+        if all(one is not x for x in llms):  # identity: LLMs may compare equal by value
             llms.append(one)
         return one
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -370,11 +371,10 @@ class Converter:
 
     def _a2a(self, source: Any, event: Any, meta: Meta) -> None:
         """A2A delegation to a remote agent: a ``collaboration`` of kind ``a2a``."""
-        to = (
-            getattr(event, "a2a_agent_name", None)
-            or getattr(event, "endpoint", None)
-            or getattr(event, "agent_id", None)
-        )
+        to = getattr(event, "a2a_agent_name", None)  # the agent card's name (1.9+)
+        if not to:  # else the remote host (``agent_id`` may be overwritten by CrewAI's own)
+            endpoint = str(getattr(event, "endpoint", "") or "")
+            to = urlsplit(endpoint).hostname or endpoint
         self.send(
             "collaboration",
             {

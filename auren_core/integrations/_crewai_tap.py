@@ -315,10 +315,7 @@ class Tap:
                 if len(self.calls_done) > MAX_CALLS:
                     for k in list(self.calls_done)[: MAX_CALLS // 2]:
                         self.calls_done.pop(k, None)
-        if ceid is not None:
-            meta = self._meta_ids(kind, event, ceid)
-        else:
-            meta = self._meta_stack(kind, source, event)
+        meta = self._meta(event, ceid)
         self._timing_and_run(kind, source, event, meta, now)
         if len(self.run_of_task) > MAX_MAPPED or len(self.open) > MAX_MAPPED:
             self._trim()
@@ -333,25 +330,20 @@ class Tap:
                     pending.pop(pk, None)
         pending[id(event)] = meta
 
-    def _meta_ids(self, kind: str, event: Any, ceid: str) -> Meta:
-        """1.9+: CrewAI's ids and sequence."""
+    def _meta(self, event: Any, ceid: str | None) -> Meta:
+        """Ids, sequence and parent: CrewAI's own where the release sets them (1.9+; some
+        releases leave ``parent_event_id`` unset on some events), else ours (a process
+        counter and a per-context stack of open scopes)."""
+        stack = _STACK.get()
+        own_parent = stack[-1][2] if stack else None
+        if ceid is None:
+            meta = Meta(next(self._seq), new_event_id(), time.time())
+            meta.parent = own_parent
+            return meta
         seq = getattr(event, "emission_sequence", None)
         meta = Meta(seq if isinstance(seq, int) else next(self._seq), ceid, time.time())
-        started = getattr(event, "started_event_id", None)
-        parent = self._resolve(getattr(event, "parent_event_id", None))
-        if started is not None:  # an end event: its parent is its (published) start
-            meta.start_eid = started
-            meta.parent = self._resolve(started)
-            meta.start_parent = parent
-        else:
-            meta.parent = parent
-        return meta
-
-    def _meta_stack(self, kind: str, source: Any, event: Any) -> Meta:
-        """1.6-1.8: our own ids, sequence and a per-context stack for nesting."""
-        stack = _STACK.get()
-        meta = Meta(next(self._seq), new_event_id(), time.time())
-        meta.parent = stack[-1][2] if stack else None
+        parent = getattr(event, "parent_event_id", None)
+        meta.parent = self._resolve(parent) if parent is not None else own_parent
         return meta
 
     @staticmethod
@@ -371,20 +363,17 @@ class Tap:
         return None
 
     def _timing_and_run(self, kind: str, source: Any, event: Any, meta: Meta, now: float) -> None:
-        ids = meta.start_eid is not None or getattr(event, "event_id", None) is not None
+        ids = getattr(event, "event_id", None) is not None
         run = _RUN.get()
-        starts = kind.endswith("_start")
-        if starts:
+        if kind.endswith("_start"):
+            prev = run
             if kind in ("crew_start", "flow_start") or (kind == "lite_start" and run is None):
-                prev = run
                 if prev is not None and prev in self.flow_runs:
                     meta.flow_run = prev
                 run = meta.eid if ids else new_run_id()
                 _RUN.set(run)
                 if kind == "flow_start":
                     self.flow_runs[run] = None
-            else:
-                prev = run
             if kind == "crew_start":
                 for a in getattr(source, "agents", None) or ():
                     self.run_of_agent[str(a.id)] = run  # type: ignore[assignment]
@@ -392,29 +381,32 @@ class Tap:
                     self.run_of_task[str(t.id)] = run  # type: ignore[assignment]
             elif kind == "agent_start" and run is not None:
                 self.run_of_agent[str(event.agent.id)] = run
-            key = meta.eid if ids else self._key(kind, source, event)
+            key = self._key(kind, source, event)
             if key is not None:
                 frame: Frame = (kind, key, meta.eid, now, meta.parent, prev)
                 self.open[key] = frame
-                if not ids:
-                    _STACK.set((*_STACK.get(), frame))
+                _STACK.set((*_STACK.get(), frame))
         elif (kind.endswith("_end") and kind != "llm_end") or kind == "method_pause":
-            key = meta.start_eid if ids else self._key(kind, source, event)
+            key = self._key(kind, source, event)
             frame_ = self.open.pop(key, None) if key is not None else None
+            started = getattr(event, "started_event_id", None) if ids else None
             if frame_ is not None:
                 meta.duration_ms = (now - frame_[3]) * 1000.0
-                if not ids:
-                    meta.parent = meta.start_eid = frame_[2]  # an end event's parent: its start
-                    meta.start_parent = frame_[4]
                 if kind in ("crew_end", "flow_end", "lite_end"):
                     meta.run = run
                     _RUN.set(frame_[5])  # back to the enclosing run (a flow, or none)
-            if not ids:
-                stack = _STACK.get()
-                for i in range(len(stack) - 1, -1, -1):
-                    if stack[i][1] == key:
-                        _STACK.set(stack[:i])
-                        break
+            if started is not None:  # CrewAI's pairing (1.9+ where set)
+                meta.start_eid = started
+                meta.start_parent = meta.parent  # CrewAI: an end's parent is its scope's
+                meta.parent = self._resolve(started)
+            elif frame_ is not None:  # ours: an end event's parent is its start
+                meta.parent = meta.start_eid = frame_[2]
+                meta.start_parent = frame_[4]
+            stack = _STACK.get()
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][1] == key:
+                    _STACK.set(stack[:i])
+                    break
         elif kind == "llm_end":
             call_id = getattr(event, "call_id", None)
             t0 = self.llm_t0.pop(call_id, None) if call_id is not None else None

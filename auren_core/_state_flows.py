@@ -35,6 +35,7 @@ __all__ = [
     "FlowRec",
     "FlowStatus",
     "joins_flow",
+    "method_key",
     "opt_ms",
 ]
 
@@ -74,6 +75,11 @@ def _name(v: Any) -> str | None:
         return None
     s = v if isinstance(v, str) else str(v)
     return s[:MAX_FLOW_NAME]
+
+
+def method_key(v: Any) -> str:
+    """A step's key from a payload's ``method``: ``""`` when it names none."""
+    return _name(v) or ""
 
 
 class FlowRec:
@@ -239,7 +245,7 @@ class FlowRec:
             self.duration = None
 
     def _step(self, ts: float, p: dict[str, Any]) -> float | None:
-        method = _name(p.get("method")) or "?"
+        method = method_key(p.get("method")) or "?"
         phase = p.get("phase", "completed")
         if phase not in _PHASES:
             return None
@@ -311,8 +317,7 @@ class FlowRec:
             w[1] = end
 
     def _human(self, ts: float, p: dict[str, Any]) -> float | None:
-        method = _name(p.get("method"))
-        key = method or ""
+        key = method = method_key(p.get("method"))
         if p.get("state") == "requested":
             self._open(key, ts, p.get("message"))
             return None

@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .._state_flows import FLOW_TYPES, FlowRec, joins_flow
+from .._state_flows import FLOW_TYPES, FlowRec, joins_flow, method_key
 from ..events import Event, Malformed, llm_call_cost
 
 __all__ = ["Accumulator", "run_label", "tier_name"]
@@ -214,23 +214,22 @@ class Accumulator:
             phase = p.get("phase", "completed")
             if phase not in ("completed", "failed"):
                 return
-            method = str(p.get("method") or "?")[:200]
-            steps = self.flow_steps.setdefault(run, {})
-            row = steps.get(method)
-            if row is None:
-                row = steps[method] = [0, 0, [], []]
+            row = self._step_row(run, method_key(p.get("method")) or "?")
             row[1 if phase == "failed" or p.get("ok") is False else 0] += 1
             if took is not None:
                 row[2].append(took)
         elif t == "human_input" and took is not None:
             self.flow_waits.setdefault(run, []).append(took)
-            method = p.get("method")
+            method = method_key(p.get("method"))
             if method:
-                steps = self.flow_steps.setdefault(run, {})
-                row = steps.get(str(method)[:200])
-                if row is None:
-                    row = steps[str(method)[:200]] = [0, 0, [], []]
-                row[3].append(took)
+                self._step_row(run, method)[3].append(took)
+
+    def _step_row(self, run: str, method: str) -> list[Any]:
+        steps = self.flow_steps.setdefault(run, {})
+        row = steps.get(method)
+        if row is None:
+            row = steps[method] = [0, 0, [], []]
+        return row
 
     def feed_aggregates(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rollup rows (``agg_daily``, see :mod:`auren_core.store.retention`) for days whose

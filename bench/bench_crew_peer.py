@@ -2,13 +2,16 @@
 
 Method
 ------
-Three arms, interleaved in one process, in a rotating order each round (drift and warm-up
+Four arms, interleaved in one process, in a rotating order each round (drift and warm-up
 cancel): ``plain`` (uninstrumented), ``auren`` (``auren_core.instrument()`` publishing to a
-real Redis stream) and ``openinference`` (``openinference-instrumentation-crewai`` with the
-OpenTelemetry SDK, a SimpleSpanProcessor and an in-memory span exporter: nothing leaves the
-process, so this is its cheapest configuration). Each arm is switched on only for its own
-kickoffs (``uninstrument()`` on both). The crew is the delegating test crew on ScriptedLLM
-(instant answers: pure CrewAI CPU, the worst case for relative overhead). After an
+real Redis stream), ``openinference`` (``openinference-instrumentation-crewai``'s default
+wrapt patches) and ``oi-events`` (its ``use_event_listener=True`` mode, which also makes LLM
+and tool spans), both with the OpenTelemetry SDK, a SimpleSpanProcessor and an in-memory
+span exporter: nothing leaves the process, so these are its cheapest configurations. Each
+arm is switched on only for its own kickoffs (``uninstrument()`` on all). Two crews, each a
+configuration of its own: the sequential crew (three agents, a tool) and the delegating
+crew (delegation and questions between agents), on ScriptedLLM (instant answers: pure
+CrewAI CPU, the worst case for relative overhead). After an
 instrumented kickoff AUREN's queue is drained untimed, so its background work is counted in
 the CPU figure, not hidden.
 
@@ -27,6 +30,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("CREWAI_TESTING", "true")  # no first-run tracing prompt
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
@@ -38,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--crew", choices=("sequential", "delegating", "both"), default="both")
     ap.add_argument(
         "--redis-url", default=os.environ.get("AUREN_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
@@ -64,12 +69,14 @@ def main() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     oi = CrewAIInstrumentor()
 
-    def run(arm: str) -> tuple[float, float]:
+    def run(arm: str, build: Any) -> tuple[float, float]:
         if arm == "auren":
             auren_core.instrument(publisher=pub)
         elif arm == "openinference":
             oi.instrument(tracer_provider=provider, skip_dep_check=True)
-        crew = crews.delegating_crew(llm=ScriptedLLM(seed=1))[0]
+        elif arm == "oi-events":
+            oi.instrument(tracer_provider=provider, skip_dep_check=True, use_event_listener=True)
+        crew = build(llm=ScriptedLLM(seed=1))[0]
         c0 = time.process_time()
         t0 = time.perf_counter()
         crew.kickoff()
@@ -78,51 +85,60 @@ def main() -> None:
             listener.drain(10)
             pub.flush(10)
             uninstrument()
-        elif arm == "openinference":
+        elif arm != "plain":
             oi.uninstrument()
         time.sleep(0.02)
         return wall, time.process_time() - c0
 
-    arms = ["plain", "auren", "openinference"]
-    for _ in range(args.warmup):
-        for arm in arms:
-            run(arm)
-    exporter.clear()
-    sent0 = pub.counters().sent
-    wall: dict[str, list[float]] = {a: [] for a in arms}
-    cpu: dict[str, list[float]] = {a: [] for a in arms}
-    for i in range(args.rounds):
-        order = arms[i % 3 :] + arms[: i % 3]
-        for arm in order:
-            w, c = run(arm)
-            wall[arm].append(w)
-            cpu[arm].append(c)
-    spans = len(exporter.get_finished_spans())
-    events = pub.counters().sent - sent0
-    pub.close()
-    redis.Redis.from_url(args.redis_url).delete(stream)
+    import crewai
 
     print(__doc__.split("Method", 1)[1].split("Run:", 1)[0].rstrip())
-    print(f"\n{args.rounds} rounds; auren published {events / args.rounds:.0f} events per kickoff,")
-    print(f"openinference recorded {spans / args.rounds:.0f} spans per kickoff\n")
-    base_w = statistics.median(wall["plain"])
-    base_c = statistics.median(cpu["plain"])
-    print(
-        f"{'arm':<14}{'wall ms':>10}{'cpu ms':>10}{'d wall ms':>11}{'d wall %':>10}{'d cpu %':>9}"
-    )
-    for arm in arms:
-        mw = statistics.median(wall[arm]) * 1000
-        mc = statistics.median(cpu[arm]) * 1000
-        if arm == "plain":
-            print(f"{arm:<14}{mw:>10.1f}{mc:>10.1f}")
-            continue
-        dw = statistics.median(a - b for a, b in zip(wall[arm], wall["plain"], strict=True))
-        dc = statistics.median(a - b for a, b in zip(cpu[arm], cpu["plain"], strict=True))
+    print(f"\ncrewai {crewai.__version__}; {args.rounds} rounds per crew")
+    arms = ["plain", "auren", "openinference", "oi-events"]
+    builds = {"sequential": crews.sequential_crew, "delegating": crews.delegating_crew}
+    names = list(builds) if args.crew == "both" else [args.crew]
+    for name in names:
+        build = builds[name]
+        for _ in range(args.warmup):
+            for arm in arms:
+                run(arm, build)
+        exporter.clear()
+        sent0 = pub.counters().sent
+        wall: dict[str, list[float]] = {a: [] for a in arms}
+        cpu: dict[str, list[float]] = {a: [] for a in arms}
+        for i in range(args.rounds):
+            order = arms[i % len(arms) :] + arms[: i % len(arms)]
+            for arm in order:
+                w, c = run(arm, build)
+                wall[arm].append(w)
+                cpu[arm].append(c)
+        spans = len(exporter.get_finished_spans())
+        events = pub.counters().sent - sent0
         print(
-            f"{arm:<14}{mw:>10.1f}{mc:>10.1f}{dw * 1000:>11.2f}"
-            f"{100 * dw / base_w:>9.1f}%{100 * dc / base_c:>8.1f}%"
+            f"\n[{name} crew] auren published {events / args.rounds:.0f} events per kickoff; "
+            f"openinference (both modes) recorded {spans / args.rounds / 2:.0f} spans per kickoff"
         )
-    print("\ntarget: auren wall overhead <= 3 % of plain")
+        base_w = statistics.median(wall["plain"])
+        base_c = statistics.median(cpu["plain"])
+        print(
+            f"{'arm':<14}{'wall ms':>10}{'cpu ms':>10}{'d wall ms':>11}{'d wall %':>10}"
+            f"{'d cpu %':>9}"
+        )
+        for arm in arms:
+            mw = statistics.median(wall[arm]) * 1000
+            mc = statistics.median(cpu[arm]) * 1000
+            if arm == "plain":
+                print(f"{arm:<14}{mw:>10.1f}{mc:>10.1f}")
+                continue
+            dw = statistics.median(a - b for a, b in zip(wall[arm], wall["plain"], strict=True))
+            dc = statistics.median(a - b for a, b in zip(cpu[arm], cpu["plain"], strict=True))
+            print(
+                f"{arm:<14}{mw:>10.1f}{mc:>10.1f}{dw * 1000:>11.2f}"
+                f"{100 * dw / base_w:>9.1f}%{100 * dc / base_c:>8.1f}%"
+            )
+    pub.close()
+    redis.Redis.from_url(args.redis_url).delete(stream)
+    print("\ntarget: auren wall overhead <= 3 % of plain, and below openinference's in every row")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ class Usage:
     input_tokens: int
     output_tokens: int
     cached_tokens: int
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class ScriptedLLM(BaseLLM):
         provider: str = "openai",
         latency_s: float = 0.0,
         fail_every: int = 0,
+        usage_via: str = "both",
+        reasoning_share: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(model=model, provider=provider, **kwargs)
@@ -135,6 +138,11 @@ class ScriptedLLM(BaseLLM):
         self.seed = seed
         self.latency_s = latency_s
         self.fail_every = fail_every
+        # how usage reaches CrewAI: "both" (the LLM's usage tracker and, 1.13+, the
+        # completed event), "event" (the event only, as some providers do) or "track"
+        self.usage_via = usage_via
+        # the part of output tokens reported as reasoning/thinking tokens (o-series style)
+        self.reasoning_share = reasoning_share
         self.calls: list[Usage] = []  # every successful call's usage, in call order
         self.failures = 0
         self._lock = threading.Lock()
@@ -210,18 +218,25 @@ class ScriptedLLM(BaseLLM):
                 raise RuntimeError(f"scripted failure on call {n}")
             text = self._apply_stop_words(_presented(self.script(call), call.tool_names))
             usage = self._usage(call, msgs, text)
-            usage_dict = {
+            usage_dict: dict[str, Any] = {
                 "prompt_tokens": usage.input_tokens,
                 "completion_tokens": usage.output_tokens,
                 "cached_prompt_tokens": usage.cached_tokens,
             }
-            self._track_token_usage_internal(usage_dict)
+            if usage.reasoning_tokens:
+                usage_dict["completion_tokens_details"] = {
+                    "reasoning_tokens": usage.reasoning_tokens
+                }
+            if self.usage_via != "event":
+                self._track_token_usage_internal(usage_dict)
             with self._lock:
                 self.calls.append(usage)
         except Exception as exc:
             self._emit_call_failed_event(str(exc), from_task=from_task, from_agent=from_agent)
             raise
-        extra: dict[str, Any] = {"usage": usage_dict} if _COMPLETED_TAKES_USAGE else {}
+        extra: dict[str, Any] = {}
+        if _COMPLETED_TAKES_USAGE and self.usage_via != "track":
+            extra["usage"] = usage_dict
         self._emit_call_completed_event(
             response=text,
             call_type=LLMCallType.LLM_CALL,
@@ -263,7 +278,8 @@ class ScriptedLLM(BaseLLM):
             common = len(_common_prefix(prev, prompt)) // CHARS_PER_TOKEN
             if common >= CACHE_MIN_TOKENS:
                 cached = min(inp, common - common % CACHE_STEP_TOKENS)
-        return Usage(call.agent_role, inp, tokens_of(text), cached)
+        out = tokens_of(text)
+        return Usage(call.agent_role, inp, out, cached, int(out * self.reasoning_share))
 
 
 def _common_prefix(a: str, b: str) -> str:

@@ -367,3 +367,26 @@ def test_tool_reporting_failure_is_not_ok(
     tools = [e for e in evs if e.type == "tool_used"]
     assert tools and tools[0].payload["ok"] is False
     assert "503" in (tools[0].payload["error"] or "")
+
+
+def test_usage_from_the_completed_event_with_reasoning_tokens(
+    listener: AurenListener, redis_url: str, stream: str
+) -> None:
+    """1.13+: a provider that reports usage only on LLMCallCompletedEvent.usage (not
+    through the LLM's own tracker) is still counted exactly, reasoning tokens included."""
+    import inspect
+
+    from crewai.llms.base_llm import BaseLLM
+
+    if "usage" not in inspect.signature(BaseLLM._emit_call_completed_event).parameters:
+        pytest.skip("LLMCallCompletedEvent.usage arrived in CrewAI 1.13")
+    llm = ScriptedLLM("gpt-4o-mini", seed=9, usage_via="event", reasoning_share=0.25)
+    crew, _ = sequential_crew(llm=llm)
+    kick(crew)
+    evs = settle(listener, redis_url, stream, "crew_completed")
+    calls = [e for e in evs if e.type == "llm_call"]
+    assert len(calls) == len(llm.calls) and _tokens(evs) == _scripted(llm)
+    assert sum(e.payload["reasoning_tokens"] for e in calls) == sum(
+        u.reasoning_tokens for u in llm.calls
+    ) > 0
+    assert all(e.payload["cost_source"] == "genai-prices" for e in calls)

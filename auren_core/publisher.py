@@ -24,16 +24,26 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 
 from .events import Event, encode, encode_fields
 
-__all__ = ["Publisher", "PublisherCounters"]
+__all__ = ["Publisher", "PublisherCounters", "Source"]
 
 log = logging.getLogger("auren.publisher")
+
+
+class Source(Protocol):
+    """Work the publisher's thread does before each send: an adapter that queues raw
+    items cheaply in the agent's thread and has them converted here, so one wake-up
+    converts and sends (see ``integrations._crewai_worker``)."""
+
+    def pending(self) -> bool: ...
+
+    def pull(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +108,7 @@ class Publisher:
         self._errors = 0
         self._connected = False
         self._in_flight = 0
+        self._sources: tuple[Source, ...] = ()
         self._backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)  # type: ignore[no-untyped-call]
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
         _LIVE.add(self)
@@ -154,6 +165,37 @@ class Publisher:
             self._idle = False
             self._wake.set()
 
+    # ------------------------------------------------------------------ sources
+    def attach(self, source: Source) -> None:
+        """Have this publisher's thread pull ``source`` before each send."""
+        with self._lock:
+            if all(s is not source for s in self._sources):
+                self._sources = (*self._sources, source)
+
+    def detach(self, source: Source) -> None:
+        with self._lock:
+            self._sources = tuple(s for s in self._sources if s is not source)
+
+    def poke(self) -> None:
+        """A source has work: wake the thread if it sleeps (cheap when it is awake)."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._thread is None:
+            self._start()
+        if self._idle:
+            self._idle = False
+            self._wake.set()
+
+    def _pending(self) -> bool:
+        return any(s.pending() for s in self._sources)
+
+    def _pull(self) -> None:
+        for s in self._sources:
+            try:
+                s.pull()
+            except Exception:  # a source's bug must not stop the sending
+                self._errors += 1
+
     # ------------------------------------------------------------------ lifecycle
     def _start(self) -> None:
         with self._lock:
@@ -191,13 +233,14 @@ class Publisher:
         deadline = time.monotonic() + timeout
         self._wake.set()
         while time.monotonic() < deadline:
-            if not self._buf and not self._in_flight:
+            pending = self._pending()
+            if not self._buf and not self._in_flight and not pending:
                 return True
-            if self._thread is None and self._buf:
+            if self._thread is None and (self._buf or pending):
                 self._start()
             self._wake.set()
             time.sleep(0.001)
-        return not self._buf and not self._in_flight
+        return not self._buf and not self._in_flight and not self._pending()
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (bounded) and stop the background thread."""
@@ -245,19 +288,22 @@ class Publisher:
         # never waits for the estimate to converge
         rate = self.linger_target / self.flush_interval if self.flush_interval > 0 else 0.0
         while True:
-            if not buf:
+            if not buf and not (self._sources and self._pending()):
                 if self._stop.is_set():
                     break
                 self._idle = True
-                self._wake.wait(timeout=0.25)
+                if not buf and not (self._sources and self._pending()):  # no lost wake-up
+                    self._wake.wait(timeout=0.25)
                 self._wake.clear()
-                if buf and not self._stop.is_set():
+                if (buf or self._pending()) and not self._stop.is_set():
                     continue  # woken by a first event: let its batch form (linger) too
             elif len(buf) < self.batch_size and self.linger > 0:
                 # Let a batch form (bounded by the adaptive linger) unless woken for a
                 # full one (or by flush()).
                 self._wake.wait(timeout=self.linger)
                 self._wake.clear()
+            if self._sources:
+                self._pull()
             now = time.monotonic()
             if now >= next_stats:
                 next_stats = now + self.stats_interval

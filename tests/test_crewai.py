@@ -404,16 +404,21 @@ def test_scripted_llm_is_deterministic() -> None:
 
 
 def test_worker_wakes_from_idle(listener: AurenListener, redis_url: str, stream: str) -> None:
-    listener.worker.linger_s = 0.02
-    try:
-        time.sleep(0.3)  # the conversion thread is now asleep until an event wakes it
-        assert listener.worker._idle
-        crew, llms = sequential_crew()
-        kick(crew)
-        t = by_type(settle(listener, redis_url, stream))
-        assert len(t["llm_call"]) == len(llms[0].calls) and t["crew_completed"]
-    finally:
-        listener.worker.linger_s = 1.0
+    """The publisher's thread (which also converts) sleeps when idle; the first tapped
+    event wakes it, and it converts and sends without anyone calling drain()."""
+    listener.publisher.flush(2)
+    time.sleep(0.4)  # nothing queued: the thread is now asleep until an event wakes it
+    assert listener.publisher._idle
+    crew, llms = sequential_crew()
+    kick(crew)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # no drain(), no flush(): the wake-up does it all
+        t = by_type(read_events(redis_url, stream))
+        if t["crew_completed"]:
+            break
+        time.sleep(0.01)
+    assert len(t["llm_call"]) == len(llms[0].calls) and t["crew_completed"]
+    assert listener.worker.pending() is False
 
 
 def test_long_running_process_forgets_old_ids(

@@ -1,15 +1,14 @@
-"""Our own conversion thread ("tap" dispatch, the default).
+"""The conversion queue of "tap" dispatch (the default), drained by the publisher's thread.
 
-The emission tap hands each event, with its ordering facts, to this worker's
-queue: the agent's thread pays a few dictionary operations and a deque append
-(no wake-up while the worker is active: it polls, every ``poll_s`` after
-work and backing off to ``max_poll_s``, for ``linger_s`` after the last event,
-then sleeps until an emitting thread wakes it). The worker converts in
-emission order, off CrewAI's threads, and enqueues the encoded events on the
-publisher. Measured on a scripted crew, this costs a
-fraction of routing every event through CrewAI's async handler dispatch
-(coroutine + cross-thread future per event), and unlike CrewAI's sync handler
-pool it is not held up by CrewAI's own slow handlers (in 1.6.1 the console
+The emission tap hands each event, with its ordering facts, to this queue: the
+agent's thread pays a few dictionary operations, a deque append and, only when
+the publisher's thread sleeps, one wake-up. The publisher's thread (this queue
+is one of its :class:`~auren_core.publisher.Source`\\ s) converts the queued
+events in emission order right before each send, so one wake-up converts *and*
+sends a batch: on this machine a thread wake-up costs on the order of 100 us of
+CPU, more than converting a few events, and the publisher's adaptive linger
+lets a crew's bursts gather into one batch. Unlike CrewAI's sync handler pool
+it is not held up by CrewAI's own slow handlers (in 1.6.1 the console
 listener's ``TaskStartedEvent`` handler waits up to 5 s when the crew is not
 verbose, blocking a pool worker).
 """
@@ -23,35 +22,25 @@ import threading
 import time
 from typing import Any
 
+from ..publisher import Publisher
 from ._crewai_convert import Converter
 from ._crewai_tap import Meta
 
 __all__ = ["Worker"]
 
+PULL_MAX = 5_000  # events converted per pull (a send follows each pull)
+
 
 class Worker:
-    """A bounded queue drained by one daemon thread, in order."""
+    """A bounded queue of tapped events, converted by the publisher's thread, in order."""
 
-    def __init__(
-        self,
-        converter: Converter,
-        *,
-        max_queue: int = 100_000,
-        poll_s: float = 0.005,
-        max_poll_s: float = 0.05,
-        linger_s: float = 1.0,
-    ) -> None:
+    def __init__(self, converter: Converter, *, max_queue: int = 100_000) -> None:
         self.converter = converter
         self.max_queue = max_queue
-        self.poll_s = poll_s  # while active: convert in batches every poll_s ...
-        self.max_poll_s = max_poll_s  # ... doubling up to max_poll_s while nothing comes
-        self.linger_s = linger_s  # then, after linger_s without events, sleep until woken
         self.dropped = 0
         self._q: collections.deque[tuple[Any, Any, Meta]] = collections.deque()
-        self._wake = threading.Event()
-        self._idle = True
         self._busy = False
-        self._thread: threading.Thread | None = None
+        self._attached: Publisher | None = None
         self._lock = threading.Lock()
         self._pid = os.getpid()
         atexit.register(self.drain, 2.0)
@@ -59,13 +48,24 @@ class Worker:
     def __len__(self) -> int:
         return len(self._q) + self._busy
 
+    @property
+    def publisher(self) -> Publisher:
+        """The publisher whose thread converts this queue (the converter's current one)."""
+        pub = self.converter.publisher
+        if pub is not self._attached:
+            with self._lock:
+                if self._attached is not None and self._attached is not pub:
+                    self._attached.detach(self)
+                pub.attach(self)
+                self._attached = pub
+        return pub
+
     def put(self, source: Any, event: Any, meta: Meta) -> None:
         """The tap's sink: called in the emitting thread. Never raises, never blocks."""
-        if self._pid != os.getpid():  # forked child: the thread did not come along
+        if self._pid != os.getpid():  # forked child: the parent's queue is not ours
             self._pid = os.getpid()
             self._q.clear()
-            self._thread = None
-            self._idle, self._busy = True, False
+            self._busy = False
         q = self._q
         if len(q) >= self.max_queue:
             try:
@@ -74,11 +74,30 @@ class Worker:
             except IndexError:
                 pass
         q.append((source, event, meta))
-        if self._thread is None:
-            self._start()
-        if self._idle:  # only after linger_s of silence: one wake-up per burst
-            self._idle = False
-            self._wake.set()
+        self.publisher.poke()
+
+    # ------------------------------------------------------------------ Source protocol
+    def pending(self) -> bool:
+        return bool(self._q)
+
+    def pull(self) -> None:
+        """Convert what is queued (in the publisher's thread), in emission order."""
+        q = self._q
+        convert = self.converter.convert
+        self._busy = True
+        try:
+            for _ in range(min(len(q), PULL_MAX)):
+                source, event, meta = q.popleft()
+                convert(source, event, meta)
+        finally:
+            self._busy = False
+
+    def detach(self) -> None:
+        """Stop being pulled (the listener is uninstalled)."""
+        with self._lock:
+            if self._attached is not None:
+                self._attached.detach(self)
+                self._attached = None
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued so far is converted. True when empty."""
@@ -86,43 +105,6 @@ class Worker:
         while self._q or self._busy:
             if time.monotonic() > deadline:
                 return False
-            if self._thread is None:
-                self._start()
-            self._wake.set()
+            self.publisher.poke()
             time.sleep(0.0005)
         return True
-
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                t = threading.Thread(target=self._run, name="auren-crewai", daemon=True)
-                self._thread = t
-                t.start()
-
-    def _run(self) -> None:
-        q = self._q
-        convert = self.converter.convert
-        last_work = 0.0
-        poll = self.poll_s
-        while True:
-            if q:
-                self._busy = True
-                try:
-                    while q:
-                        source, event, meta = q.popleft()
-                        convert(source, event, meta)
-                finally:
-                    self._busy = False
-                last_work = time.monotonic()
-                poll = self.poll_s
-            elif time.monotonic() - last_work >= self.linger_s:
-                self._idle = True
-                if not q:  # re-check after publishing idleness (no lost wake-up)
-                    self._wake.wait(timeout=1.0)
-                self._wake.clear()
-                self._idle = False
-                continue
-            else:  # recently active, nothing queued: back off towards max_poll_s
-                poll = min(poll * 2, self.max_poll_s)
-            # recently active: poll, so emitting threads never pay a wake-up
-            time.sleep(poll)

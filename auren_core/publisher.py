@@ -68,7 +68,7 @@ class Publisher:
         buffer_size: int = 100_000,
         batch_size: int = 1_000,
         flush_interval: float = 0.002,
-        max_linger: float = 0.02,
+        max_linger: float = 0.05,
         linger_target: int = 16,
         stats_interval: float = 10.0,
         exit_flush_timeout: float = 2.0,

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .events import Event, decode
+from .events import Event
+from .streams.entries import decode_entry
 
 __all__ = ["Check", "run_checks"]
 
@@ -78,6 +79,28 @@ def check_redis(settings: Settings) -> list[Check]:
     return out
 
 
+def otlp_checks(receivers: dict[str, dict[str, Any]]) -> list[Check]:
+    """One line per serve-otlp receiver seen in the newest entries."""
+    out: list[Check] = []
+    for who, p in sorted(receivers.items()):
+        reasons = p.get("rejected_by_reason") or {}
+        why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) if reasons else ""
+        rejected, evicted = int(p.get("rejected") or 0), int(p.get("evicted") or 0)
+        out.append(
+            Check(
+                f"otlp {who.removeprefix('otlp:')}",
+                rejected == 0 and evicted == 0,
+                f"spans received {p.get('received', 0)}, converted {p.get('converted', 0)}, "
+                f"rejected {rejected}{f' ({why})' if why else ''}, evicted traces {evicted}, "
+                f"expired {p.get('expired', 0)}, buffered {p.get('buffered', 0)}",
+                "an exporter sends spans serve-otlp refuses (see the reasons) or traces "
+                "that never complete: see docs/otlp.md",
+                critical=False,
+            )
+        )
+    return out
+
+
 def check_stream(r: Any, stream: str) -> list[Check]:
     out: list[Check] = []
     length = int(r.xlen(stream))
@@ -93,19 +116,22 @@ def check_stream(r: Any, stream: str) -> list[Check]:
             )
         ]
     last: Any = r.xrevrange(stream, count=2000)
-    newest = decode(last[0][1].get(b"e"), _s(last[0][0]))
+    newest = decode_entry(*last[0])
     age = time.time() - newest.ts if isinstance(newest, Event) else None
     age_txt = f", newest event {age:.0f} s ago" if age is not None else ""
     out.append(Check("stream", True, f"{stream!r}: {length} entries{age_txt}"))
     malformed = 0
     drops: dict[str, int] = {}
+    otlp: dict[str, dict[str, Any]] = {}  # serve-otlp receivers: their latest counters
     for sid, fields in last:
-        ev = decode(fields.get(b"e"), _s(sid))
+        ev = decode_entry(sid, fields)
         if not isinstance(ev, Event):
             malformed += 1
         elif ev.type == "publisher_stats":
             who = str(ev.payload.get("publisher") or "?")
             drops.setdefault(who, int(ev.payload.get("dropped") or 0))
+            if ev.payload.get("kind") == "otlp":
+                otlp.setdefault(who, ev.payload)
     out.append(
         Check(
             "malformed",
@@ -127,6 +153,7 @@ def check_stream(r: Any, stream: str) -> list[Check]:
             critical=False,
         )
     )
+    out.extend(otlp_checks(otlp))
     with contextlib.suppress(Exception):
         for g in r.xinfo_groups(stream):
             name, lag, pending = _s(g["name"]), g.get("lag"), int(g.get("pending", 0))

@@ -231,3 +231,8 @@ def test_cli_serves_and_stops(redis_url: str, stream: str, tmp_path: object) -> 
     r = redis.Redis.from_url(redis_url)
     types = [json.loads(f[b"e"])["type"] for _, f in r.xrange(stream)]
     assert types.count("llm_call") == 2 and "publisher_stats" in types
+    # auren doctor reads the receiver's counters from its stats event
+    from auren_core.doctor import check_stream
+
+    line = next(c for c in check_stream(r, stream) if c.name.startswith("otlp "))
+    assert line.ok and "spans received 2, converted 2, rejected 0" in line.detail

@@ -170,27 +170,28 @@ def test_http_json_openinference_dialect_split_requests(redis_url: str, stream: 
     tp = sdk_provider(mem)
     tr = tp.get_tracer("oi-test")
     kind = "openinference.span.kind"
-    with _gen(tr, "Crew", **{kind: "CHAIN"}):
-        with _gen(tr, "Planner", **{kind: "AGENT", "agent.name": "Planner"}):
-            with _gen(tr, "ChatOpenAI", **{
-                kind: "LLM", "llm.model_name": "gpt-4o-mini", "llm.provider": "openai",
-                "llm.token_count.prompt": 800, "llm.token_count.completion": 90,
-                "llm.token_count.prompt_details.cache_read": 100,
+    with _gen(tr, "Crew", **{kind: "CHAIN"}), _gen(
+        tr, "Planner", **{kind: "AGENT", "agent.name": "Planner"}
+    ):
+        with _gen(tr, "ChatOpenAI", **{
+            kind: "LLM", "llm.model_name": "gpt-4o-mini", "llm.provider": "openai",
+            "llm.token_count.prompt": 800, "llm.token_count.completion": 90,
+            "llm.token_count.prompt_details.cache_read": 100,
+        }):
+            pass
+        with _gen(tr, "search", **{kind: "TOOL", "tool.name": "web_search"}):
+            pass
+        with _gen(tr, "kb", **{kind: "RETRIEVER"}):
+            pass
+        with _gen(tr, "handoff to Writer", **{kind: "TOOL", "output.value": "Writer"}):
+            pass
+        with _gen(tr, "Critic", **{kind: "AGENT", "agent.name": "Critic"}), _gen(
+            tr, "ChatAnthropic", **{
+                kind: "LLM", "llm.model_name": "claude-3-5-haiku-latest",
+                "llm.provider": "anthropic", "llm.token_count.prompt": 40,
+                "llm.token_count.completion": 4, "llm.cost.total": 0.5,
             }):
-                pass
-            with _gen(tr, "search", **{kind: "TOOL", "tool.name": "web_search"}):
-                pass
-            with _gen(tr, "kb", **{kind: "RETRIEVER"}):
-                pass
-            with _gen(tr, "handoff to Writer", **{kind: "TOOL", "output.value": "Writer"}):
-                pass
-            with _gen(tr, "Critic", **{kind: "AGENT", "agent.name": "Critic"}):
-                with _gen(tr, "ChatAnthropic", **{
-                    kind: "LLM", "llm.model_name": "claude-3-5-haiku-latest",
-                    "llm.provider": "anthropic", "llm.token_count.prompt": 40,
-                    "llm.token_count.completion": 4, "llm.cost.total": 0.5,
-                }):
-                    pass
+            pass
     tp.shutdown()
     spans = mem.get_finished_spans()
     assert len(spans) == 8
@@ -333,7 +334,7 @@ def test_json_gzip_and_partial_success(redis_url: str, stream: str) -> None:
         {"traceId": good, "spanId": "b7ad6b7169203333", "name": "y",
          "startTimeUnixNano": "5", "endTimeUnixNano": "2"},
     ]}]}]}
-    with otlp_server(redis_url, stream) as (srv, rec, pub):
+    with otlp_server(redis_url, stream) as (srv, _rec, pub):
         url = f"http://127.0.0.1:{srv.port}/v1/traces"
         code, body, _ = post(url, gzip.compress(json.dumps(doc).encode()), "application/json",
                              Content_Encoding="gzip")

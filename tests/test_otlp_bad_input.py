@@ -17,15 +17,15 @@ import urllib.request
 
 import pytest
 import redis
-from otlp_helpers import otlp_server
-
-from auren_core.events import Event, decode
-from auren_core.otlp.receiver import ReceiverConfig
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+from otlp_helpers import otlp_server
+
+from auren_core.events import Event, decode
+from auren_core.otlp.receiver import ReceiverConfig
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -95,7 +95,7 @@ def test_bad_input_is_refused_clearly_and_the_server_stays_up(
                     b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": {"a": 1}}]}]}]}',
                     b'{"resourceSpans": [{"scopeSpans": [{"spans": '
                     b'[{"startTimeUnixNano": "soon"}]}]}]}'):
-            code, body, hdr = raw(port, bad, "application/json")
+            code, body, _ = raw(port, bad, "application/json")
             assert code == 400, bad
             err = json.loads(body)
             assert err["code"] == 3 and err["message"], bad
@@ -113,7 +113,7 @@ def test_bad_input_is_refused_clearly_and_the_server_stays_up(
         assert code == 413 and "decompressed" in status_message(body)
         # a 64 MB body: 413 (drained, so the client reads the answer)
         t0 = time.monotonic()
-        code, body, hdr = raw(port, b"\x00" * (64 * 1024 * 1024))
+        code, body, _hdr = raw(port, b"\x00" * (64 * 1024 * 1024))
         assert code == 413 and "over the limit" in status_message(body)
         assert time.monotonic() - t0 < 30
         # a million attributes on one span (about 9 MB): that span is rejected
@@ -160,8 +160,8 @@ def test_token_auth_http_and_grpc(redis_url: str, stream: str) -> None:
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
     token = "s3cret-token-0123456789"
-    with otlp_server(redis_url, stream, grpc=True, token=token) as (srv, rec, pub):
-        code, body, hdr = raw(srv.port, request(1))
+    with otlp_server(redis_url, stream, grpc=True, token=token) as (srv, rec, _pub):
+        code, _body, hdr = raw(srv.port, request(1))
         assert code == 401 and hdr.get("WWW-Authenticate") == "Bearer"
         code, _, _ = raw(srv.port, request(1), headers={"Authorization": "Bearer nope"})
         assert code == 401

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..integrations._crewai_text import slug
 from .spans import (
@@ -39,6 +40,7 @@ _MAX_DEPTH = 256
 _F_AGENT_CHILD = 1  # a child is an agent span that names itself
 _F_LG_LOOP_CHILD = 2  # a child is LangGraph's prebuilt agent node
 _DEFAULT_GRAPH_NAME = "LangGraph"
+_RELEASED: dict[str, Any] = {}  # shared, never written: a released span's attributes
 
 
 @dataclass(slots=True)
@@ -263,4 +265,4 @@ class TraceBuffer:
 
     def release(self, r: Ready) -> None:
         """After the mapping: keep the span as an ancestor only (attributes dropped)."""
-        r.span.attrs = {}
+        r.span.attrs = _RELEASED

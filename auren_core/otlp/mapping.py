@@ -93,9 +93,11 @@ class Mapper:
 
     @staticmethod
     def _model(a: dict[str, Any]) -> str | None:
-        return _str(
-            _first(a, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name"), 120
-        )
+        g = a.get
+        v = g("gen_ai.response.model") or g("gen_ai.request.model") or g("llm.model_name")
+        if type(v) is str and len(v) <= 120:
+            return v
+        return _str(v, 120) if v else None
 
     def events(self, ready: list[Ready]) -> list[OtlpEvent]:
         self._note(ready)
@@ -193,29 +195,39 @@ class Mapper:
         out: list[OtlpEvent],
     ) -> None:
         a = s.attrs
+        g = a.get
         model = self._model(a) or "unknown"
-        provider = _str(
-            _first(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"), 60
+        prov = (
+            g("gen_ai.provider.name") or g("gen_ai.system") or g("llm.provider") or g("llm.system")
         )
+        provider = prov if type(prov) is str and len(prov) <= 60 else _str(prov, 60)
         inp = _int(
-            _first(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens",
-                   "llm.token_count.prompt")
+            g("gen_ai.usage.input_tokens")
+            or g("gen_ai.usage.prompt_tokens")
+            or g("llm.token_count.prompt")
         )
         outp = _int(
-            _first(a, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                   "llm.token_count.completion")
+            g("gen_ai.usage.output_tokens")
+            or g("gen_ai.usage.completion_tokens")
+            or g("llm.token_count.completion")
         )
         cached = min(
             inp,
-            _int(_first(a, "gen_ai.usage.cache_read.input_tokens",
-                        "llm.token_count.prompt_details.cache_read")),
+            _int(
+                g("gen_ai.usage.cache_read.input_tokens")
+                or g("llm.token_count.prompt_details.cache_read")
+            ),
         )
         reasoning = min(
             outp,
-            _int(_first(a, "gen_ai.usage.reasoning.output_tokens",
-                        "llm.token_count.completion_details.reasoning")),
+            _int(
+                g("gen_ai.usage.reasoning.output_tokens")
+                or g("llm.token_count.completion_details.reasoning")
+            ),
         )
-        span_cost = _first(a, "llm.cost.total", "operation.cost")
+        span_cost = g("llm.cost.total")
+        if span_cost is None:
+            span_cost = g("operation.cost")
         cost: float | None
         if isinstance(span_cost, int | float) and not isinstance(span_cost, bool) and (
             0 <= span_cost < 1e6

@@ -50,6 +50,18 @@ _PROTO = "application/x-protobuf"
 _JSON = "application/json"
 
 
+def tune_gc() -> None:
+    """For a serve-otlp process: the buffer keeps up to ``max_spans`` small objects alive,
+    and CPython's default thresholds then run full collections over all of them every
+    few requests (measured: 100+ ms pauses). Collect young objects less often and move
+    what exists at start-up out of the collector's way."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 class Busy(Exception):
     """The publisher's buffer is nearly full: retry later (503 / UNAVAILABLE)."""
 

@@ -102,7 +102,10 @@ def command(
     backend = resolve_redis(settings)
 
     from auren_core.otlp import OtlpReceiver, OtlpServer, ReceiverConfig
+    from auren_core.otlp.receiver import tune_gc
     from auren_core.publisher import Publisher
+
+    tune_gc()  # this process is the receiver: no 100 ms collector pauses (see bench_otlp)
 
     publisher = Publisher(backend.url, settings.stream)
     receiver = OtlpReceiver(

@@ -350,3 +350,32 @@ def test_json_gzip_and_partial_success(redis_url: str, stream: str) -> None:
     assert (llm[0].agent, p["ok"], p["error"], p["input_tokens"]) == ("solo", False,
                                                                      "rate limited", 12)
     assert llm[0].ts == pytest.approx(1700000001.0)
+
+
+def test_openai_agents_shaped_trace() -> None:
+    """Spans as openinference-instrumentation-openai-agents makes them: an unnamed AGENT
+    root (the SDK's trace) around named AGENT spans, handoffs as TOOL spans."""
+    from auren_core.otlp import Mapper
+
+    oi = "openinference.span.kind"
+    spans = [
+        SpanRec("t", "3", "2", "handoff to Billing", 3, 4, False, None,
+                {oi: "TOOL", "input.value": "Triage", "output.value": "Billing"}),
+        SpanRec("t", "4", "2", "response", 2, 3, False, None,
+                {oi: "LLM", "llm.model_name": "gpt-4o-mini", "llm.token_count.prompt": 9}),
+        SpanRec("t", "2", "1", "Triage", 1, 5, False, None,
+                {oi: "AGENT", "agent.name": "Triage", "graph.node.id": "Triage"}),
+        SpanRec("t", "5", "1", "Billing", 6, 8, False, None,
+                {oi: "AGENT", "agent.name": "Billing", "graph.node.parent_id": "Triage"}),
+        SpanRec("t", "1", "", "Agent workflow", 0, 9, False, None, {oi: "AGENT"}),
+    ]
+    b = TraceBuffer()
+    ready = b.add(spans[:3], now=0) + b.add(spans[3:], now=1)
+    evs = Mapper().events(ready)
+    types = [(t, a, p.get("to_agent")) for _, t, a, _, p in evs]
+    assert ("crew_started", None, None) in types
+    assert ("collaboration", "triage", "billing") in types
+    assert [x for x in types if x[0] == "collaboration"] == [("collaboration", "triage",
+                                                              "billing")]
+    assert {a for t, a, _ in types if t == "agent_started"} == {"triage", "billing"}
+    assert [(a, p["input_tokens"]) for _, t, a, _, p in evs if t == "llm_call"] == [("triage", 9)]

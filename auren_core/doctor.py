@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .events import Event
-from .streams.entries import decode_entry
+from .events import Event, decode
 
 __all__ = ["Check", "run_checks"]
 
@@ -116,7 +115,7 @@ def check_stream(r: Any, stream: str) -> list[Check]:
             )
         ]
     last: Any = r.xrevrange(stream, count=2000)
-    newest = decode_entry(*last[0])
+    newest = decode(last[0][1].get(b"e"), _s(last[0][0]))
     age = time.time() - newest.ts if isinstance(newest, Event) else None
     age_txt = f", newest event {age:.0f} s ago" if age is not None else ""
     out.append(Check("stream", True, f"{stream!r}: {length} entries{age_txt}"))
@@ -124,7 +123,7 @@ def check_stream(r: Any, stream: str) -> list[Check]:
     drops: dict[str, int] = {}
     otlp: dict[str, dict[str, Any]] = {}  # serve-otlp receivers: their latest counters
     for sid, fields in last:
-        ev = decode_entry(sid, fields)
+        ev = decode(fields.get(b"e"), _s(sid))
         if not isinstance(ev, Event):
             malformed += 1
         elif ev.type == "publisher_stats":

@@ -342,13 +342,8 @@ def encode_fields(
     return _encoder.encode(doc)
 
 
-def decode(raw: bytes | str | None, sid: str = "", *, validate: bool = True) -> Event | Malformed:
-    """Decode one entry's ``e`` field. Never raises: bad input becomes a :class:`Malformed`.
-
-    ``validate=False`` checks the envelope only (not the payload against its type's struct):
-    for consumers that check every value's type themselves (the export report builder),
-    about half the cost. Stream entries go through :func:`auren_core.streams.decode_entry`,
-    which finds the field and calls this."""
+def decode(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
+    """Decode one entry. Never raises: bad input becomes a :class:`Malformed`."""
     if raw is None:
         return Malformed(sid, "entry has no 'e' field")
     if isinstance(raw, str):
@@ -363,7 +358,7 @@ def decode(raw: bytes | str | None, sid: str = "", *, validate: bool = True) -> 
         return Malformed(sid, f"undecodable: {type(exc).__name__}", raw[:200])
     if ev.v != SCHEMA_VERSION:
         return Malformed(sid, f"unsupported version {ev.v}", raw[:200])
-    ptype = PAYLOAD_TYPES.get(ev.type) if validate else None
+    ptype = PAYLOAD_TYPES.get(ev.type)
     if ptype is not None:
         try:
             msgspec.convert(ev.payload, ptype)

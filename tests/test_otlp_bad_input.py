@@ -236,3 +236,32 @@ def test_cli_serves_and_stops(redis_url: str, stream: str, tmp_path: object) -> 
 
     line = next(c for c in check_stream(r, stream) if c.name.startswith("otlp "))
     assert line.ok and "spans received 2, converted 2, rejected 0" in line.detail
+
+
+def test_busy_publisher_answers_503_and_unavailable(redis_url: str, stream: str) -> None:
+    """Redis unreachable: the publisher's buffer fills; the receiver asks exporters to
+    retry (503 + Retry-After / UNAVAILABLE) instead of accepting spans it would drop."""
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    from auren_core.otlp import OtlpReceiver, OtlpServer
+    from auren_core.publisher import Publisher
+
+    pub = Publisher("redis://127.0.0.1:1/0", stream, buffer_size=10, stats_interval=3600)
+    rec = OtlpReceiver(pub, ReceiverConfig())
+    srv = OtlpServer(rec, "127.0.0.1", 0, 0)
+    srv.start()
+    try:
+        code, _, _ = raw(srv.port, request(20))  # taken: 20 events into a 10-slot buffer
+        assert code == 200
+        code, body, hdr = raw(srv.port, request(1, trace=b"\x09" * 16))
+        assert code == 503 and hdr["Retry-After"] == "1" and "retry" in status_message(body)
+        ch = grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}")
+        stub = trace_service_pb2_grpc.TraceServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as ei:
+            stub.Export(ExportTraceServiceRequest.FromString(request(1)), timeout=10)
+        assert ei.value.code() == grpc.StatusCode.UNAVAILABLE
+        ch.close()
+    finally:
+        srv.stop()
+        pub.close(0.1)

@@ -3,7 +3,8 @@
 ``spans`` decodes and validates requests, ``buffer`` attributes child-first spans to
 their nearest agent, ``mapping`` turns spans into events, ``receiver`` serves OTLP/HTTP
 and OTLP/gRPC. The mapping table is in docs/otlp.md. Importing this package imports
-protobuf and the OTLP message classes (not grpc, which loads when gRPC is served).
+protobuf, the OTLP message classes and grpcio (for the service stubs); ``auren_core``
+itself does not import it.
 """
 
 from __future__ import annotations

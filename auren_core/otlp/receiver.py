@@ -138,7 +138,7 @@ class OtlpReceiver:
     # ------------------------------------------------------------------ core
     def _check_busy(self) -> None:
         pub = self.publisher
-        if len(pub._buf) >= pub.buffer_size * self.config.busy_fraction:
+        if pub.counters().queued >= pub.buffer_size * self.config.busy_fraction:
             raise Busy("the event publisher is behind (Redis slow or down): retry later")
 
     def export(self, req: ExportTraceServiceRequest) -> tuple[int, str]:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .events import Event, decode
+from .events import Event
+from .streams.entries import decode_entry
 
 __all__ = ["Check", "run_checks"]
 
@@ -115,7 +116,7 @@ def check_stream(r: Any, stream: str) -> list[Check]:
             )
         ]
     last: Any = r.xrevrange(stream, count=2000)
-    newest = decode(last[0][1].get(b"e"), _s(last[0][0]))
+    newest = decode_entry(*last[0])
     age = time.time() - newest.ts if isinstance(newest, Event) else None
     age_txt = f", newest event {age:.0f} s ago" if age is not None else ""
     out.append(Check("stream", True, f"{stream!r}: {length} entries{age_txt}"))
@@ -123,7 +124,7 @@ def check_stream(r: Any, stream: str) -> list[Check]:
     drops: dict[str, int] = {}
     otlp: dict[str, dict[str, Any]] = {}  # serve-otlp receivers: their latest counters
     for sid, fields in last:
-        ev = decode(fields.get(b"e"), _s(sid))
+        ev = decode_entry(sid, fields)
         if not isinstance(ev, Event):
             malformed += 1
         elif ev.type == "publisher_stats":

@@ -343,7 +343,9 @@ def encode_fields(
 
 
 def decode(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
-    """Decode one entry. Never raises: bad input becomes a :class:`Malformed`."""
+    """Decode one entry's ``e`` field. Never raises: bad input becomes a :class:`Malformed`.
+    Stream entries go through :func:`auren_core.streams.decode_entry`, which finds the
+    field in whatever shape the client returned it and calls this."""
     if raw is None:
         return Malformed(sid, "entry has no 'e' field")
     if isinstance(raw, str):

@@ -1,8 +1,9 @@
 """Async stream reader: backfill, then tail, resuming from the last id after any outage.
 
-Used by the dashboard worker, the WebSocket server and the exporter alike. It
-yields :class:`Batch` objects; each carries decoded events (or :class:`Malformed`
-values), the last stream id seen and the stream's head for lag.
+Used by the dashboard worker and the WebSocket server alike. It yields :class:`Batch`
+objects; each carries decoded events (or :class:`Malformed` values) and the last stream
+id seen. Entries are decoded by :mod:`auren_core.streams.entries`, reconnects wait as
+:mod:`auren_core.streams.backoff` says, lag is :mod:`auren_core.streams.lag`'s.
 
 The reader owns the resume point: after a lost connection it reconnects with
 exponential backoff and continues with ``XREAD`` from the last id it delivered,
@@ -19,12 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .events import FIELD, Event, Malformed, decode
+from .events import Event, Malformed
+from .streams.backoff import reconnect_backoff
+from .streams.entries import decode_entries, entry_id, id_for_time, parse_stream_id
+from .streams.lag import CAP, stream_lag
 
 __all__ = ["Batch", "StreamReader", "id_for_time", "parse_stream_id"]
 
@@ -35,38 +38,14 @@ StatusCallback = Callable[[str, str], None]
 
 @dataclass(slots=True)
 class Batch:
+    """Decoded entries in stream order; ``last_id`` is the position after them.
+    ``backfill``: read while catching up on history (an empty one marks its end). Lag is
+    not carried here: it is measured beside the reading (:mod:`auren_core.streams.lag`)."""
+
     items: list[Event | Malformed]
     last_id: str
     backfill: bool = False
-    head_id: str | None = None
-    lag: int | None = None
     received_at: float = field(default_factory=time.time)
-
-
-def id_for_time(ts: float) -> str:
-    """The smallest stream id at or after unix time ``ts``."""
-    return f"{max(0, int(ts * 1000))}-0"
-
-
-def parse_stream_id(sid: str) -> tuple[int, int]:
-    ms, _, seq = sid.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _s(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
-def decode_entries(entries: Any) -> list[Event | Malformed]:
-    """Decode raw XRANGE/XREAD entries ``[(id, {field: value})]``."""
-    out: list[Event | Malformed] = []
-    for sid_raw, fields in entries:
-        sid = _s(sid_raw)
-        raw = fields.get(FIELD) if fields else None
-        if raw is None and fields:
-            raw = fields.get("e")  # type: ignore[call-overload]
-        out.append(decode(raw, sid))
-    return out
 
 
 class StreamReader:
@@ -100,7 +79,7 @@ class StreamReader:
         self.connected = False
         self.reconnects = 0
         self._closed = False
-        self._backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)
+        self._backoff = reconnect_backoff()
 
     def _status(self, state: str, detail: str = "") -> None:
         if self.on_status is not None:
@@ -131,18 +110,18 @@ class StreamReader:
                     if await client.exists(self.stream)
                     else None
                 )
-                return (_s(info["last-generated-id"]) if info else "0-0"), []
+                return (entry_id(info["last-generated-id"]) if info else "0-0"), []
             return self.start_id, []
         if self.backfill_count:
             entries: Any = await client.xrevrange(self.stream, count=self.backfill_count)
             entries = list(reversed(entries or []))
             if not entries:
                 return "0-0", []
-            return _s(entries[-1][0]), [
-                Batch(decode_entries(entries), _s(entries[-1][0]), backfill=True)
+            return entry_id(entries[-1][0]), [
+                Batch(decode_entries(entries), entry_id(entries[-1][0]), backfill=True)
             ]
         if self.since is not None:
-            return _s(self._exclusive_before(id_for_time(self.since))), []
+            return self._exclusive_before(id_for_time(self.since)), []
         head = await self._head(client)
         return head or "0-0", []
 
@@ -158,7 +137,7 @@ class StreamReader:
             info = await client.xinfo_stream(self.stream)
         except ResponseError:
             return None  # no such stream yet
-        return _s(info["last-generated-id"])
+        return entry_id(info["last-generated-id"])
 
     async def batches(self) -> AsyncIterator[Batch]:
         """Yield batches forever (until :meth:`close`), surviving outages."""
@@ -191,7 +170,7 @@ class StreamReader:
                     continue
                 entries = resp[0][1]
                 items = decode_entries(entries)
-                self.last_id = _s(entries[-1][0])
+                self.last_id = entry_id(entries[-1][0])
                 yield Batch(items, self.last_id, backfill=backfilling)
                 if backfilling and len(entries) < self.batch_count:
                     backfilling = False
@@ -210,15 +189,15 @@ class StreamReader:
         if client is not None:
             await client.aclose()
 
-    async def lag(self, cap: int = 10_000) -> int | None:
-        """Entries between our position and the head, counted up to ``cap`` (cheap)."""
+    async def lag(self, cap: int = CAP) -> int | None:
+        """Entries after our position (:func:`~auren_core.streams.lag.stream_lag`), on a
+        connection of its own; None before the first read or when Redis does not answer."""
         if self.last_id is None:
             return None
         client = self._client()
         try:
-            rest: Any = await client.xrange(self.stream, min=f"({self.last_id}", count=cap + 1)
-        except Exception:
+            return await stream_lag(client, self.stream, self.last_id, cap)
+        except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError):
             return None
         finally:
             await client.aclose()
-        return len(rest or [])

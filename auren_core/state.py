@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._state_build import build_state
 from ._state_flows import FlowRec
@@ -42,6 +42,9 @@ from ._state_window import BUCKET_S
 from .events import EVENT_TYPES, Event, Malformed
 from .registry import AgentRegistry
 
+if TYPE_CHECKING:
+    from .config import Settings
+
 __all__ = [
     "TIERS",
     "AgentView",
@@ -59,6 +62,7 @@ __all__ = [
     "TierView",
     "Tiers",
     "Totals",
+    "make_reducer",
 ]
 
 _MAX_UNKNOWN_NAMES = 100
@@ -305,3 +309,33 @@ class Reducer(Handlers):
             now = self.clock()
         self.advance(now)
         return build_state(self, now)
+
+
+def make_reducer(
+    settings: Settings | None = None,
+    *,
+    window_s: float = 3600.0,
+    clock: Callable[[], float] = time.time,
+    active_window_s: float | None = None,
+    budget_usd_per_hour: float | None = None,
+    tool_costs: Mapping[str, float] | None = None,
+    log_size: int = 2000,
+) -> Reducer:
+    """The reducer as every consumer builds it (``top``, its worker, ``top --once``,
+    serve-ws): what the numbers depend on (the active window, the budget, configured tool
+    costs) comes from ``settings``; an argument given here wins over them."""
+    if settings is not None:
+        if active_window_s is None:
+            active_window_s = settings.active_window_s
+        if budget_usd_per_hour is None:
+            budget_usd_per_hour = settings.budget_usd_per_hour
+        if tool_costs is None:
+            tool_costs = settings.tool_costs
+    return Reducer(
+        window_s=window_s,
+        active_window_s=300.0 if active_window_s is None else active_window_s,
+        budget_usd_per_hour=budget_usd_per_hour,
+        clock=clock,
+        log_size=log_size,
+        tool_costs=tool_costs,
+    )

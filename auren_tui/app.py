@@ -304,7 +304,7 @@ def make_app(
         )
 
     from auren_core.reader import StreamReader
-    from auren_core.state import Reducer
+    from auren_core.state import Reducer, make_reducer
 
     lag_probe = None
     if source is None and replay is not None:
@@ -323,7 +323,7 @@ def make_app(
 
     def factory(post: Callable[[Any], object]) -> Any:
         def reducer() -> Reducer:
-            return Reducer(clock=clock or time.time, **reducer_kw)
+            return make_reducer(clock=clock or time.time, **reducer_kw)
 
         worker = StreamWorker(
             reducer=reducer, source=src, post=post, fps=fps, lag_probe=lag_probe, source_name=mode

@@ -18,6 +18,11 @@ import typer
 
 from auren_core.config import ConfigError
 
+# click's exception base, wherever this Typer keeps click (recent ones vendor it)
+_ClickException: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
 app = typer.Typer(
     name="auren",
     help="AUREN Observatory: real-time observability for multi-agent CrewAI systems.",
@@ -57,15 +62,24 @@ for _name, _module in COMMANDS:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=True)
+        rv = app(args=argv, standalone_mode=False)
     except ConfigError as exc:
         print(f"auren: {exc}", file=sys.stderr)
         return 2
+    except typer.BadParameter as exc:  # a bad flag value: one line naming the flag
+        print(f"auren: {exc.format_message()}", file=sys.stderr)
+        return 2
+    except _ClickException as exc:  # other usage errors: click's usage, hint and exit code
+        exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except typer.Abort:
+        print("Aborted!", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
-    except SystemExit as exc:  # typer/click exit codes
+    except SystemExit as exc:  # a command that exits on its own
         return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    return 0
+    return rv if isinstance(rv, int) else 0
 
 
 def entry() -> None:  # console script

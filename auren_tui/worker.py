@@ -470,8 +470,11 @@ class ReplaySource:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        from auren_core.reader import Batch, decode_entries
+        from auren_core.reader import Batch
+        from auren_core.streams.backoff import reconnect_backoff
+        from auren_core.streams.entries import decode_entries, entry_id
 
+        backoff = reconnect_backoff()
         cursor, last_id, failures = self.start_id, "", 0
         client: aioredis.Redis | None = None
         while not self._closed.is_set():
@@ -489,12 +492,11 @@ class ReplaySource:
                 if client is not None:
                     await client.aclose()
                 client = None
-                await self._sleep_until(time.monotonic() + min(2.0, 0.05 * 2**failures))
+                await self._sleep_until(time.monotonic() + backoff.compute(failures))
                 continue
             failures = 0
             if entries:
-                sid = entries[-1][0]
-                last_id = sid.decode() if isinstance(sid, bytes) else str(sid)
+                last_id = entry_id(entries[-1][0])
                 cursor = "(" + last_id
                 items = decode_entries(entries)
                 if self.speed <= 0:
@@ -613,7 +615,7 @@ def child_main(argv: Sequence[str]) -> None:
 
 def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamWorker:
     from auren_core.reader import StreamReader
-    from auren_core.state import Reducer
+    from auren_core.state import make_reducer
 
     clock: Callable[[], float] = time.time
     lag_probe = None
@@ -635,7 +637,7 @@ def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamW
         source, lag_probe = reader, lag_probe_for(reader)
 
     def reducer() -> Any:
-        return Reducer(clock=clock, **cfg["reducer"])
+        return make_reducer(clock=clock, **cfg["reducer"])
 
     worker = StreamWorker(
         reducer=reducer,
@@ -649,35 +651,12 @@ def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamW
     return worker
 
 
-def lag_probe_for(reader: Any, cap: int = 10_000) -> Callable[[], Any]:
-    """Entries between the reader's position and the head, counted up to ``cap``.
+def lag_probe_for(reader: Any) -> Callable[[], Any]:
+    """The lag of ``reader``'s position (:class:`~auren_core.streams.lag.LagProbe`: one
+    persistent connection, made on the worker's loop)."""
+    from auren_core.streams.lag import LagProbe
 
-    One persistent connection (on the worker's loop); XINFO first, which is O(1) and
-    says "caught up" in the common case, and an exclusive XRANGE only when behind."""
-    import redis.asyncio as aioredis
-
-    clients: list[aioredis.Redis] = []
-
-    async def probe() -> int | None:
-        last = reader.last_id
-        if last is None:
-            return None
-        if not clients:
-            clients.append(aioredis.Redis.from_url(reader.redis_url, socket_timeout=2.0))
-        client = clients[0]
-        try:
-            info = await client.xinfo_stream(reader.stream)
-            head = info["last-generated-id"]
-            if (head.decode() if isinstance(head, bytes) else str(head)) == last:
-                return 0
-            rest = await client.xrange(reader.stream, min=f"({last}", count=cap + 1)
-        except Exception:
-            await client.aclose()
-            clients.clear()
-            raise
-        return len(rest or [])
-
-    return probe
+    return LagProbe(reader.redis_url, reader.stream, lambda: reader.last_id)
 
 
 def _close_quietly(f: Any) -> None:

@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import redis
 
-from auren_core.reader import decode_entries, parse_stream_id
+from auren_core.streams.entries import decode_entries, parse_stream_id
 
 PY = sys.executable
 HERE = os.path.abspath(__file__)

@@ -16,7 +16,7 @@ from auren_core.config import ConfigError
 from auren_core.events import encode, encode_fields, make_event
 from auren_core.publisher import Publisher
 from auren_tui.app import TopApp, make_app
-from auren_tui.commands.top import parse_duration, parse_replay
+from auren_tui.commands.top import parse_replay
 from auren_tui.worker import ReplaySpec
 
 PY = sys.executable
@@ -152,7 +152,8 @@ def test_top_never_imports_crewai_or_chromadb(redis_url: str, stream: str) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--since", "soon"], "bad --since"),
+        (["--since", "soon"], "Invalid value for '--since': 'soon' is not a duration"),
+        (["--active-window", "0"], "Invalid value for '--active-window'"),
         (["--json"], "--json goes with --once"),
         (["--replay", "yesterday-ish"], "bad replay time"),
         (["--replay", "2h..3h"], "FROM is after TO"),
@@ -175,14 +176,16 @@ def test_unreachable_redis_is_a_clear_error() -> None:
         assert "Traceback" not in proc.stderr
 
 
-def test_parse_duration_and_replay() -> None:
-    assert parse_duration("90") == 90 and parse_duration("1h30m") == 5400
-    assert parse_duration("2d") == 172800
-    with pytest.raises(ConfigError):
-        parse_duration("1y")
+def test_parse_replay() -> None:
     now = 1_800_000_000.0
     assert parse_replay("-", now) == ("-", "+")
     assert parse_replay("2h", now) == (f"{int((now - 7200) * 1000)}-0", "+")
+    assert parse_replay("1h30m ago..30m", now) == (
+        f"{int((now - 5400) * 1000)}-0",
+        f"{int((now - 1800) * 1000)}-18446744073709551615",
+    )
+    with pytest.raises(ConfigError, match="bad replay time"):
+        parse_replay("1y", now)
     assert parse_replay("1700000000000-5..1700000000999", now) == (
         "1700000000000-5",
         "1700000000999",

@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
-from ..reader import decode_entries
+from ..streams.entries import decode_entries, entry_id
 from .auth import AuthError, KeyRing, RefreshStore, verify
 from .fanout import Client, Hub
 from .feed import read_stream, watch_lag
@@ -71,6 +72,7 @@ class ServerConfig:
     window_s: float = 3600.0  # the live reducer's window (snapshot, default tier-stats)
     active_window_s: float = 300.0
     budget_usd_per_hour: float | None = None
+    tool_costs: Mapping[str, float] = field(default_factory=dict)  # [tool_costs] of the settings
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     handshake_timeout: float = 10.0  # for auth and subscribe messages
@@ -107,12 +109,13 @@ class Server:
         self._snapshot: tuple[float, bytes] | None = None
 
     def new_reducer(self, window_s: float) -> Any:
-        from ..state import Reducer
+        from ..state import make_reducer
 
-        return Reducer(
+        return make_reducer(
             window_s=window_s,
             active_window_s=self.config.active_window_s,
             budget_usd_per_hour=self.config.budget_usd_per_hour,
+            tool_costs=self.config.tool_costs,
         )
 
     def live_state(self) -> dict[str, Any]:
@@ -293,8 +296,7 @@ class Server:
                 client.cursor = target  # trimmed or nothing there: up to date with target
                 continue
             items = decode_entries(entries)
-            last = entries[-1][0]
-            last = last.decode() if isinstance(last, bytes) else str(last)
+            last = entry_id(entries[-1][0])
             evs = select(items, client.sub)
             if evs:
                 await client.wait_room()

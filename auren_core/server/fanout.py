@@ -236,14 +236,12 @@ class Hub:
             m.events_in += len(items)
             m.rate.add(len(items))
             m.malformed += sum(1 for it in items if isinstance(it, Malformed))
-        if batch.lag is not None:
-            m.lag = batch.lag
         if items and (self.groups or self.pending):
             self._fan_out(items, batch.last_id)  # latency first: the reducer can wait
         self.last_id = batch.last_id
         # same synchronous step: nobody can observe the fan-out before the reducer has it
         if self.reducer is not None and items:
-            self.reducer.apply_batch(items, last_id=batch.last_id, lag=batch.lag)
+            self.reducer.apply_batch(items, last_id=batch.last_id)
         for cb in self.on_batch:
             cb(batch)
 

@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import gc
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from redis.exceptions import RedisError
 
 from ..reader import Batch, StreamReader
-from .protocol import id_after
+from ..streams.lag import CAP, stream_lag
 
 if TYPE_CHECKING:
     from .app import Server
@@ -78,14 +78,7 @@ def publish(server: Server, batches: list[Batch]) -> None:
     else:
         items = [it for b in batches for it in b.items]
         last = batches[-1]
-        batch = Batch(
-            items,
-            last.last_id,
-            all(b.backfill for b in batches),
-            last.head_id,
-            last.lag,
-            last.received_at,
-        )
+        batch = Batch(items, last.last_id, all(b.backfill for b in batches), last.received_at)
     server.hub.publish(batch)
     if not server.hub.ready.is_set() and any(not b.backfill or not b.items for b in batches):
         # live, or the end-of-backfill marker: the window's history is in the
@@ -95,11 +88,9 @@ def publish(server: Server, batches: list[Batch]) -> None:
         server.hub.ready.set()
 
 
-async def watch_lag(server: Server, every: float = 1.0, cap: int = 10_000) -> None:
-    """Entries between the live position and the stream head, once a second.
-
-    Cheap when caught up (one XREVRANGE); when behind, counts up to ``cap`` entries.
-    """
+async def watch_lag(server: Server, every: float = 1.0, cap: int = CAP) -> None:
+    """Entries after the live position (:func:`~auren_core.streams.lag.stream_lag`), once
+    a second, into the metrics and the reducer's health."""
     assert server.aredis is not None
     while True:
         await asyncio.sleep(every)
@@ -107,16 +98,8 @@ async def watch_lag(server: Server, every: float = 1.0, cap: int = 10_000) -> No
         if last is None:
             continue
         try:
-            head: Any = await server.aredis.xrevrange(server.config.stream, count=1)
-            head_id = head[0][0].decode() if head else None
-            if head_id is None or not id_after(head_id, last):
-                lag = 0
-            else:
-                rest: Any = await server.aredis.xrange(
-                    server.config.stream, min="(" + last, count=cap
-                )
-                lag = len(rest or [])
+            lag = await stream_lag(server.aredis, server.config.stream, last, cap)
         except (RedisError, OSError):
             continue  # the reader reports the outage; keep the last figure
         server.metrics.lag = lag
-        server.reducer.lag = lag
+        server.reducer.apply_batch([], lag=lag)

@@ -17,7 +17,7 @@ import redis
 from websockets.http11 import Request, Response
 
 from ..events import Event, Malformed
-from ..reader import decode_entries, id_for_time
+from ..streams.entries import decode_entries, entry_id, id_for_time
 from .auth import AuthError
 from .http import bearer, bytes_response, error, json_response, origin_allowed, text_response
 
@@ -232,7 +232,7 @@ class Routes:
                     break
                 items.extend(decode_entries(entries))
                 last = entries[-1][0]
-                start = "(" + (last.decode() if isinstance(last, bytes) else last)
+                start = "(" + entry_id(last)
             else:
                 return items, True
             return items, False

@@ -8,10 +8,11 @@ longer than ``claim_idle_ms`` (``XAUTOCLAIM``: a dead sink's work), then tails n
 (``>``). Several sinks may share the group: each entry is delivered to one of them.
 
 When PostgreSQL or Redis is unavailable the sink keeps the batch in hand and retries with
-exponential backoff (capped); it reads at most one batch ahead (delivered to it, so pending in
-the group: never lost) and acknowledges nothing meanwhile, so the backlog waits in the stream
-and drains when the server returns. Rollups and retention (:mod:`.retention`) run every
-``maintain_every_s`` on their own connection, beside ingestion.
+exponential backoff (:mod:`auren_core.streams.backoff`, capped at 5 s); it reads at most one
+batch ahead (delivered to it, so pending in the group: never lost) and acknowledges nothing
+meanwhile, so the backlog waits in the stream and drains when the server returns. Rollups and
+retention (:mod:`.retention`) run every ``maintain_every_s`` on their own connection, beside
+ingestion.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable
@@ -29,7 +29,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from ..events import FIELD, Event, Malformed, decode
+from ..events import Event, Malformed
+from ..streams.backoff import reconnect_backoff
+from ..streams.entries import decode_entry, entry_id
 from .retention import RetentionPolicy, maintain
 from .schema import ensure_schema
 from .writer import Writer
@@ -59,24 +61,10 @@ def _raw(response: Any, **kwargs: Any) -> Any:
     return response
 
 
-def _sid(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 def _decode(entries: list[Any]) -> list[Event | Malformed]:
-    """Decode ``[id, fields]`` entries; fields a dict (XAUTOCLAIM) or a flat list (raw
-    XREADGROUP). Entries trimmed before we read them (fields None) carry nothing to store."""
-    out: list[Event | Malformed] = []
-    for sid_raw, fields in entries:
-        if not fields:
-            continue
-        if isinstance(fields, dict):
-            raw = fields.get(FIELD)
-        else:
-            raw = next((fields[j + 1] for j in range(0, len(fields) - 1, 2) if fields[j] == FIELD),
-                       None)  # fmt: skip
-        out.append(decode(raw, _sid(sid_raw)))
-    return out
+    """Decode ``[id, fields]`` entries (fields a dict from XAUTOCLAIM, a flat list from the
+    raw XREADGROUP). Entries trimmed before we read them (fields None) carry nothing to store."""
+    return [decode_entry(sid, fields) for sid, fields in entries if fields]
 
 
 class Sink:
@@ -121,7 +109,8 @@ class Sink:
         self._redis: aioredis.Redis | None = None
         self._conn: Any = None
         self._writer: Writer | None = None
-        self._delay = 0.0
+        self._failures = 0  # consecutive failures of the current step (backoff)
+        self._policy = reconnect_backoff(cap=5.0)
 
     def stop(self) -> None:
         self._stop.set()
@@ -165,10 +154,11 @@ class Sink:
     async def _backoff(self, what: str, exc: BaseException) -> None:
         self.stats.retries += 1
         self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:300]
-        self._delay = min(5.0, max(0.05, self._delay * 2))
-        log.warning("%s unavailable (%s); retrying in %.2fs", what, exc, self._delay)
+        self._failures += 1
+        delay = self._policy.compute(self._failures)
+        log.warning("%s unavailable (%s); retrying in %.2fs", what, exc, delay)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), self._delay * (0.5 + random.random()))
+            await asyncio.wait_for(self._stop.wait(), delay)
 
     # ------------------------------------------------------------------ redis steps
     async def _ensure_group(self) -> None:
@@ -205,7 +195,7 @@ class Sink:
                 start_id=cursor,
                 count=self.batch_size,
             )
-            cursor = resp[0].decode() if isinstance(resp[0], bytes) else str(resp[0])
+            cursor = entry_id(resp[0])
             out.extend(resp[1])
             if cursor == "0-0":
                 break
@@ -233,7 +223,7 @@ class Sink:
         self.stats.inserted += res.inserted
         self.stats.duplicates += res.duplicates
         self.stats.dead += res.dead
-        self._delay = 0.0
+        self._failures = 0
         while True:
             try:
                 r = await self._r()

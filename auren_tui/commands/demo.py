@@ -9,13 +9,20 @@ from typing import Annotated
 
 import typer
 
+from ._duration import METAVAR, as_duration
+
 
 def command(
     headless: Annotated[
         bool, typer.Option("--headless", help="No dashboard: run the crews and exit.")
     ] = False,
     duration: Annotated[
-        float | None, typer.Option(help="Stop after S seconds (default: run until quit).", min=0)
+        float | None,
+        typer.Option(
+            parser=as_duration(allow_zero=True),
+            metavar=METAVAR,
+            help="Stop after this long, e.g. 90s, 5m (default: run until quit).",
+        ),
     ] = None,
     rate: Annotated[
         float, typer.Option(help="Scale the traffic (2 = twice as busy).", min=0.01)

@@ -6,14 +6,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ._duration import METAVAR, as_duration
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from auren_core.events import Event, Malformed
-
-
-def _sid(raw: object) -> str:
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
 
 
 def _from_stream(
@@ -22,8 +20,7 @@ def _from_stream(
     import redis
 
     from auren_core.events import Event
-    from auren_core.export import decode_lenient
-    from auren_core.reader import id_for_time
+    from auren_core.streams.entries import decode_entry, entry_id, id_for_time
 
     r = redis.Redis.from_url(redis_url, socket_timeout=30)
     # raw replies ([id, [field, value, ...]]): redis-py's per-entry dict building would
@@ -35,24 +32,23 @@ def _from_stream(
         entries: Any = r.xrange(stream, start, end, count=20_000)
         if not entries:
             return
-        for _sid_raw, fields in entries:
-            raw = None
-            for j in range(0, len(fields or ()) - 1, 2):
-                if fields[j] == b"e":
-                    raw = fields[j + 1]
-                    break
-            ev = decode_lenient(raw)
+        for sid, fields in entries:
+            # validated like every reader's (top, serve-ws, persist): an entry the dashboard
+            # counts as malformed is in no report either
+            ev = decode_entry(sid, fields)
             if isinstance(ev, Event) and (not agents or ev.agent in agents):
                 yield ev
-        start = f"({_sid(entries[-1][0])}"
+        start = f"({entry_id(entries[-1][0])}"
 
 
 def _stream_start(redis_url: str, stream: str) -> float | None:
     """Unix time of the oldest entry the stream still holds (None if empty)."""
     import redis
 
-    first = redis.Redis.from_url(redis_url, socket_timeout=5).xrange(stream, "-", "+", count=1)
-    return int(_sid(first[0][0]).split("-")[0]) / 1000.0 if first else None
+    from auren_core.streams.entries import entry_id, parse_stream_id
+
+    first: Any = redis.Redis.from_url(redis_url, socket_timeout=5).xrange(stream, "-", "+", count=1)
+    return parse_stream_id(entry_id(first[0][0]))[0] / 1000.0 if first else None
 
 
 def _from_pg(
@@ -125,8 +121,23 @@ def command(
         str,
         typer.Option(help="tokens, knowledge, tiers, costs, collaboration, flows or all (a,b ok)."),
     ] = "all",
-    since: Annotated[str, typer.Option(help="Window: 30m, 24h, 7d ...")] = "24h",
-    until: Annotated[str | None, typer.Option(help="End of window, as an age (e.g. 1h).")] = None,
+    since: Annotated[
+        float,
+        typer.Option(
+            parser=as_duration(),
+            metavar=METAVAR,
+            show_default=False,
+            help="Window: 30m, 24h, 7d ... (default 24h).",
+        ),
+    ] = 86400.0,
+    until: Annotated[
+        float | None,
+        typer.Option(
+            parser=as_duration(allow_zero=True),
+            metavar=METAVAR,
+            help="End of window, as an age (e.g. 1h).",
+        ),
+    ] = None,
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="File (default stdout).")
     ] = None,
@@ -143,7 +154,7 @@ def command(
 
     from auren_core.config import ConfigError, load_settings
     from auren_core.embedded import describe_backends, resolve_postgres, resolve_redis
-    from auren_core.export import FORMATS, REPORTS, build_reports, parse_duration, render
+    from auren_core.export import FORMATS, REPORTS, build_reports, render
     from auren_core.store.schema import validate_schema_name
 
     if fmt not in FORMATS:
@@ -156,11 +167,11 @@ def command(
         raise ConfigError(f"--source must be auto, stream or pg (got {source!r})")
     try:
         validate_schema_name(schema)
-        now = time.time()
-        t0 = now - parse_duration(since)
-        t1 = None if until is None else now - parse_duration(until)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    now = time.time()
+    t0 = now - since
+    t1 = None if until is None else now - until
     settings = load_settings(redis_url=redis_url, stream=stream, pg_dsn=pg_dsn)
     agents = list(agent or [])
 

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from ._duration import METAVAR, as_duration
+
 
 def command(
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
@@ -23,7 +25,13 @@ def command(
     detail_days: Annotated[float, typer.Option(min=0.01, help="Keep detailed events.")] = 7.0,
     agg_days: Annotated[float, typer.Option(min=0.01, help="Keep hourly/daily rollups.")] = 90.0,
     maintain_every: Annotated[
-        float, typer.Option(min=0, help="Seconds between rollup/retention runs (0: never).")
+        float,
+        typer.Option(
+            parser=as_duration(allow_zero=True),
+            metavar=METAVAR,
+            show_default=False,
+            help="Time between rollup/retention runs (default 5m; 0: never).",
+        ),
     ] = 300.0,
     quiet: Annotated[bool, typer.Option(help="No periodic status lines.")] = False,
 ) -> None:

@@ -8,23 +8,7 @@ from typing import Annotated
 
 import typer
 
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``7d`` -> seconds (ConfigError when bad)."""
-    from auren_core.config import ConfigError
-
-    t = text.strip().lower()
-    unit = _UNITS.get(t[-1:])
-    num = t[:-1] if unit is not None else t
-    try:
-        value = float(num) * (unit or 1.0)
-    except ValueError:
-        raise ConfigError(f"bad duration {text!r}: use e.g. 90s, 15m, 1h, 7d") from None
-    if not 0 < value < 10 * 365 * 86400:
-        raise ConfigError(f"bad duration {text!r}: must be positive")
-    return value
+from ._duration import METAVAR, as_duration
 
 
 def is_loopback(host: str) -> bool:
@@ -70,7 +54,15 @@ def command(
         list[str] | None,
         typer.Option("--trust-proxy", help="Proxy address whose X-Forwarded-For is believed."),
     ] = None,
-    window: Annotated[str, typer.Option(help="Window of the snapshot state, e.g. 1h.")] = "1h",
+    window: Annotated[
+        float,
+        typer.Option(
+            parser=as_duration(),
+            metavar=METAVAR,
+            show_default=False,
+            help="Window of the snapshot state (default 1h).",
+        ),
+    ] = 3600.0,
     compression: Annotated[
         bool, typer.Option(help="permessage-deflate (costs CPU and memory per client).")
     ] = False,
@@ -116,9 +108,10 @@ def command(
         max_message_bytes=max_message_bytes,
         conn_rate=conn_rate,
         trusted_proxies=tuple(trust_proxy or ()),
-        window_s=parse_duration(window),
+        window_s=window,
         active_window_s=settings.active_window_s,
         budget_usd_per_hour=settings.budget_usd_per_hour,
+        tool_costs=dict(settings.tool_costs),
         compression=compression,
     )
     logging.basicConfig(level=logging.WARNING, format="auren serve-ws: %(message)s")

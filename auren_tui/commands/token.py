@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from ._duration import METAVAR, as_duration
+
 
 def command(
     subject: Annotated[
@@ -29,8 +31,24 @@ def command(
     revoke_family: Annotated[
         str | None, typer.Option(help="Revoke a token family (its refresh and access tokens).")
     ] = None,
-    access_ttl: Annotated[str, typer.Option(help="Access token lifetime.")] = "15m",
-    refresh_ttl: Annotated[str, typer.Option(help="Refresh token lifetime.")] = "30d",
+    access_ttl: Annotated[
+        float,
+        typer.Option(
+            parser=as_duration(),
+            metavar=METAVAR,
+            show_default=False,
+            help="Access token lifetime (default 15m).",
+        ),
+    ] = 900.0,
+    refresh_ttl: Annotated[
+        float,
+        typer.Option(
+            parser=as_duration(),
+            metavar=METAVAR,
+            show_default=False,
+            help="Refresh token lifetime (default 30d).",
+        ),
+    ] = 30 * 86400.0,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
 ) -> None:
     """Issue JWTs for the WebSocket feed and HTTP API (access + rotating refresh token)."""
@@ -42,7 +60,7 @@ def command(
     from auren_core.embedded import resolve_redis
     from auren_core.server.auth import AuthError, KeyRing, RefreshStore, issue_pair
 
-    from .serve_ws import key_file_path, parse_duration
+    from .serve_ws import key_file_path
 
     settings = load_settings(redis_url=redis_url)
     path = key_file_path(keys, settings.data_dir)
@@ -87,10 +105,10 @@ def command(
             pair, jti = issue_pair(
                 ring,
                 subject,
-                access_ttl=parse_duration(access_ttl),
-                refresh_ttl=parse_duration(refresh_ttl),
+                access_ttl=access_ttl,
+                refresh_ttl=refresh_ttl,
             )
-            store.start(pair.family, jti, parse_duration(refresh_ttl))
+            store.start(pair.family, jti, refresh_ttl)
         typer.echo(json.dumps({**pair.to_dict(), "family": pair.family}, indent=2))
     except redis.exceptions.ConnectionError as exc:
         raise ConfigError(f"cannot reach Redis for refresh-token state: {exc}") from None

@@ -11,28 +11,29 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from auren_core.config import ConfigError
+from auren_core.durations import DurationError, parse_duration
+
+from ._duration import METAVAR, as_duration
 
 if TYPE_CHECKING:
     from auren_core.config import Settings
     from auren_core.state import DashboardState
 
-__all__ = ["command", "parse_duration", "parse_replay", "snapshot_once"]
+__all__ = ["command", "parse_replay", "snapshot_once"]
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _STREAM_ID = re.compile(r"\d+(-\d+)?")
-_AGO = re.compile(r"(\d+(\.\d+)?[smhdw])+(\s*ago)?")
 
 
-def parse_duration(text: str, what: str = "duration") -> float:
-    """``90s``, ``15m``, ``1h30m``, ``2d`` or plain seconds -> seconds."""
-    t = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
-    parts = _DURATION.findall(t)
-    if not t or "".join(n + u for n, u in parts) != t:
-        raise ConfigError(f"bad {what} {text!r}: use e.g. 90s, 15m, 1h, 1h30m, 2d")
-    return sum(float(n) * _UNITS[u] for n, u in parts)
+def _ago(text: str) -> float | None:
+    """Seconds in a duration, with or without a trailing "ago" (``2h``, ``90m ago``), or
+    None; a plain number is a stream id here, never seconds."""
+    t = text.lower().removesuffix("ago").strip()
+    if not t or t[-1] not in "smhdw":
+        return None
+    try:
+        return parse_duration(t, allow_zero=True)
+    except DurationError:
+        return None
 
 
 def _point(text: str, now: float, *, end: bool) -> str:
@@ -42,8 +43,8 @@ def _point(text: str, now: float, *, end: bool) -> str:
         return "+" if end else "-"
     if _STREAM_ID.fullmatch(t):
         return t
-    if _AGO.fullmatch(t.lower()):
-        secs = parse_duration(t.lower().removesuffix("ago").strip(), "replay time")
+    secs = _ago(t)
+    if secs is not None:
         return f"{int((now - secs) * 1000)}-{'18446744073709551615' if end else '0'}"
     try:
         dt = datetime.fromisoformat(t)
@@ -64,7 +65,7 @@ def parse_replay(spec: str, now: float | None = None) -> tuple[str, str]:
     start, sep, stop = spec.partition("..")
     a, b = _point(start, now, end=False), _point(stop if sep else "", now, end=True)
     if a not in ("-",) and b not in ("+",):
-        from auren_core.reader import parse_stream_id
+        from auren_core.streams.entries import parse_stream_id
 
         if parse_stream_id(a) > parse_stream_id(b):
             raise ConfigError(f"bad --replay {spec!r}: FROM is after TO")
@@ -84,14 +85,9 @@ async def snapshot_once(
 
     from auren_core.embedded import redact_url
     from auren_core.reader import StreamReader
-    from auren_core.state import Reducer
+    from auren_core.state import make_reducer
 
-    reducer = Reducer(
-        window_s=max(3600.0, since_s),
-        active_window_s=settings.active_window_s,
-        budget_usd_per_hour=settings.budget_usd_per_hour,
-        tool_costs=settings.tool_costs,
-    )
+    reducer = make_reducer(settings, window_s=max(3600.0, since_s))
     failure: list[str] = []
 
     def status(state: str, detail: str) -> None:
@@ -136,7 +132,15 @@ def _check_redis(url: str) -> None:
 
 
 def command(
-    since: Annotated[str, typer.Option(help="Backfill window, e.g. 15m, 1h, 1d; 0 = none.")] = "1h",
+    since: Annotated[
+        float,
+        typer.Option(
+            parser=as_duration(allow_zero=True),
+            metavar=METAVAR,
+            show_default=False,
+            help="Backfill window, e.g. 15m, 1h, 1d; 0 = none (default 1h).",
+        ),
+    ] = 3600.0,
     replay: Annotated[
         str | None,
         typer.Option(help="Play history FROM[..TO]: stream ids, ISO times, 2h (ago), - and +."),
@@ -148,7 +152,12 @@ def command(
         float | None, typer.Option(help="Budget: warning at 80%, alert at 100%.")
     ] = None,
     active_window: Annotated[
-        str | None, typer.Option(help="An agent is active if seen within this (default 5m).")
+        float | None,
+        typer.Option(
+            parser=as_duration(),
+            metavar=METAVAR,
+            help="An agent is active if seen within this (default 5m).",
+        ),
     ] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name (else AUREN_STREAM).")] = None,
@@ -159,19 +168,18 @@ def command(
     from auren_core.config import load_settings
     from auren_core.embedded import describe_backends, resolve_redis
 
-    since_s = parse_duration(since, "--since")
+    since_s = since
     if speed < 0:
         raise ConfigError("--speed must be >= 0")
     if json_output and not once:
         raise ConfigError("--json goes with --once")
     if once and replay:
         raise ConfigError("--once and --replay do not mix")
-    active_s = parse_duration(active_window, "--active-window") if active_window else None
     settings = load_settings(
         redis_url=redis_url,
         stream=stream,
         budget_usd_per_hour=budget_usd_per_hour,
-        active_window_s=active_s,
+        active_window_s=active_window,
     )
     span = parse_replay(replay) if replay else None
     backend = resolve_redis(settings)

@@ -1,16 +1,23 @@
 """Process-wide publisher and the small emit API for agents' own code.
 
 ``emit`` and ``hypothesis`` never raise and never block on the network: they
-encode and enqueue onto the process publisher (created on first use from the
-environment: ``AUREN_REDIS_URL``, ``AUREN_STREAM``).
+encode and enqueue onto the process publisher, created on first use. Where it sends
+(settings: ``AUREN_REDIS_URL``, ``AUREN_STREAM``, auren.toml; else a Redis on localhost;
+else the embedded Valkey, found or started) is worked out by the publisher's own thread
+before its first send, never in the caller's: the first ``emit`` costs what every other
+one does, plus starting that thread.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
 
 from .publisher import Publisher
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 __all__ = ["configure", "emit", "get_publisher", "hypothesis", "set_publisher"]
 
@@ -19,17 +26,31 @@ _publisher: Publisher | None = None
 _dropped_before_config = 0
 
 
+def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str]]:
+    """(Redis URL, stream) from ``settings`` (loaded then, if None): run on the
+    publisher's thread, since it may probe localhost and find or start a server."""
+
+    def resolve() -> tuple[str, str]:
+        from .config import load_settings
+        from .embedded import resolve_redis
+
+        s = load_settings() if settings is None else settings
+        return resolve_redis(s).url, s.stream
+
+    return resolve
+
+
 def configure(
     redis_url: str | None = None, stream: str | None = None, **publisher_kw: Any
 ) -> Publisher:
     """Create (or replace) the process publisher. Resolution of the Redis URL follows
-    flags > environment > auren.toml > embedded default (see ``auren_core.config``)."""
+    flags > environment > auren.toml > embedded default (see ``auren_core.config``);
+    the settings are checked here (a bad value raises ``ConfigError``), the server is
+    found by the publisher's thread."""
     from .config import load_settings
-    from .embedded import resolve_redis
 
     settings = load_settings(redis_url=redis_url, stream=stream)
-    backend = resolve_redis(settings)
-    pub = Publisher(backend.url, settings.stream, **publisher_kw)
+    pub = Publisher(stream=settings.stream, resolve=_resolver(settings), **publisher_kw)
     set_publisher(pub)
     return pub
 
@@ -43,12 +64,15 @@ def set_publisher(pub: Publisher | None) -> None:
 
 
 def get_publisher() -> Publisher:
+    """The process publisher, created on first use without touching the network (nor
+    reading the settings: its thread does both before the first send)."""
+    global _publisher
     pub = _publisher
     if pub is None:
         with _lock:
             pub = _publisher
-        if pub is None:
-            pub = configure()
+            if pub is None:
+                pub = _publisher = Publisher(resolve=_resolver())
     return pub
 
 

@@ -3,9 +3,14 @@
 A background thread drains a bounded buffer into Redis with pipelined ``XADD``
 batches (``MAXLEN ~`` trimming). When Redis is down or slow the buffer fills,
 then the *oldest* events are dropped and counted; the thread reconnects with
-exponential backoff (redis-py's own backoff policy) and resumes. Periodic
+exponential backoff (:mod:`auren_core.streams.backoff`) and resumes. Periodic
 ``publisher_stats`` events report sent, dropped and queued. At interpreter exit
 the buffer is flushed within a bounded time.
+
+Where the events go may be decided late: with ``resolve``, the thread itself works out
+the Redis URL and stream before its first send (probing localhost, finding or starting the
+embedded Valkey: see :mod:`auren_core.api`), so the agent's thread never waits for that
+either; until then events wait in the buffer like during an outage.
 
 Nothing here ever raises into the caller: :meth:`Publisher.emit` swallows *and
 counts* its own failures (``errors``), so instrumentation cannot break an agent.
@@ -27,9 +32,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
 
-from .events import Event, encode, encode_fields
+from .events import FIELD, Event, encode, encode_fields
+from .streams.backoff import reconnect_backoff
 
 __all__ = ["Publisher", "PublisherCounters", "Source"]
 
@@ -57,13 +62,19 @@ class PublisherCounters:
 
 
 class Publisher:
-    """Thread-safe, fork-aware publisher of v1 events to one Redis stream."""
+    """Thread-safe, fork-aware publisher of v1 events to one Redis stream.
+
+    ``resolve``: called on the publisher's thread before its first connection, returns
+    ``(redis_url, stream)`` (replacing the two arguments); if it raises, that is handled
+    like an unreachable server (logged once, retried with backoff, events buffered).
+    """
 
     def __init__(
         self,
         redis_url: str = "redis://127.0.0.1:6379/0",
         stream: str = "auren:events",
         *,
+        resolve: Callable[[], tuple[str, str]] | None = None,
         maxlen: int | None = 1_000_000,
         buffer_size: int = 100_000,
         batch_size: int = 1_000,
@@ -77,6 +88,7 @@ class Publisher:
     ) -> None:
         self.redis_url = redis_url
         self.stream = stream
+        self._resolve = resolve
         self.maxlen = maxlen
         self.buffer_size = max(1, buffer_size)
         self.batch_size = max(1, batch_size)
@@ -102,14 +114,18 @@ class Publisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        # produced: next() on an itertools.count is one atomic C call (no lock on the hot
+        # path); counters() reads it by taking a value too and subtracting its own reads
         self._produced_ctr = itertools.count()
+        self._ctr_reads = 0
+        self._read_lock = threading.Lock()
         self._sent = 0
         self._dropped = 0
         self._errors = 0
         self._connected = False
         self._in_flight = 0
         self._sources: tuple[Source, ...] = ()
-        self._backoff = ExponentialWithJitterBackoff(base=0.05, cap=2.0)  # type: ignore[no-untyped-call]
+        self._backoff = reconnect_backoff()
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
         _LIVE.add(self)
 
@@ -215,12 +231,25 @@ class Publisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._produced_ctr = itertools.count()
+        self._ctr_reads = 0
+        self._read_lock = threading.Lock()
         self._sent = self._dropped = self._errors = 0
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{id(self) & 0xFFFF:04x}"
 
+    def produced(self) -> int:
+        """Events enqueued so far (thread-safe; every emit completed before the call counts).
+
+        The counter only moves forward through ``next()``, so reading it takes a value as
+        well: each read is counted under a lock and subtracted. (The previous way, peeking
+        through ``itertools.count.__reduce__``, is deprecated in 3.12 and gone in 3.14.)"""
+        with self._read_lock:
+            value = next(self._produced_ctr) - self._ctr_reads
+            self._ctr_reads += 1
+        return value
+
     def counters(self) -> PublisherCounters:
         return PublisherCounters(
-            produced=int(self._produced_ctr.__reduce__()[1][0]),  # type: ignore[index,arg-type]
+            produced=self.produced(),
             sent=self._sent,
             dropped=self._dropped,
             queued=len(self._buf) + self._in_flight,
@@ -323,13 +352,15 @@ class Publisher:
                 self.linger = min(self.max_linger, max(self.flush_interval, want))
             try:
                 if client is None:
+                    if self._resolve is not None:
+                        self._resolve_target()
                     client = self._client()
                 pipe = client.pipeline(transaction=False)
                 # execute_command skips xadd()'s per-call argument building (hot loop).
                 head: tuple[Any, ...] = ("XADD", self.stream)
                 if self.maxlen:
                     head += ("MAXLEN", "~", self.maxlen)
-                head += ("*", "e")
+                head += ("*", FIELD)
                 cmd = pipe.execute_command
                 for data in batch:
                     cmd(*head, data)  # type: ignore[no-untyped-call]
@@ -360,6 +391,13 @@ class Publisher:
                 client.close()
             except Exception:
                 self._errors += 1
+
+    def _resolve_target(self) -> None:
+        """Where to send, worked out here on the publisher's thread (first send only)."""
+        assert self._resolve is not None
+        self.redis_url, self.stream = self._resolve()
+        self._resolve = None
+        log.info("auren publisher: sending to stream %r", self.stream)
 
     def _exit_deadline(self) -> bool:
         # Stopping while Redis is down: give up (the buffer is reported as queued).

@@ -220,3 +220,32 @@ def test_adaptive_linger_batches_sparse_events_and_shrinks_under_load(
             time.sleep(0.001)
     finally:
         p.close()
+
+
+def test_produced_counter_is_exact_while_read_concurrently() -> None:
+    # reading the counter never counts as producing, never goes backwards, and does not
+    # depend on itertools.count.__reduce__ (deprecated in 3.12, removed in 3.14)
+    pub = Publisher("redis://127.0.0.1:1/0", "s", buffer_size=10, stats_interval=3600)
+    stop = threading.Event()
+    seen: list[list[int]] = [[] for _ in range(3)]
+
+    def read(out: list[int]) -> None:
+        while not stop.is_set():
+            out.append(pub.counters().produced)
+
+    def work() -> None:
+        for _ in range(5000):
+            pub.emit("crew_started", {})
+
+    readers = [threading.Thread(target=read, args=(s,)) for s in seen]
+    emitters = [threading.Thread(target=work) for _ in range(4)]
+    for t in [*readers, *emitters]:
+        t.start()
+    for t in emitters:
+        t.join()
+    stop.set()
+    for t in readers:
+        t.join()
+    assert all(s and s == sorted(s) and s[-1] <= 20_000 for s in seen)
+    assert pub.produced() == pub.counters().produced == 20_000
+    pub.close(timeout=0.2)

@@ -79,6 +79,7 @@ def _totals(r: Reducer) -> Totals:
         tool_calls=int(v[G.TOOL]),
         tool_errors=int(v[G.TOOL_ERR]),
         tool_cost_usd=max(0.0, v[G.TOOL_COST]),
+        memory_cost_usd=max(0.0, v[G.MEM_COST]),
     )
 
 
@@ -116,14 +117,13 @@ def _tiers(r: Reducer) -> Tiers:
         queries=queries,
         misses=misses,
         miss_rate=_div(misses, queries),
-        gaps=_gaps(r, s.tier_gaps),
+        gaps=_gaps(s.tier_gaps, s.tier_gap_meta),
         cost_note="" if v[T.COST_SEEN] > 0 else _NO_TIER_COST,
     )
 
 
-def _gaps(r: Reducer, kc: KeyedCounts[str]) -> tuple[Gap, ...]:
+def _gaps(kc: KeyedCounts[str], meta: dict[str, tuple[float, set[str]]]) -> tuple[Gap, ...]:
     out = []
-    meta = r.s.gap_meta
     for key, n in top(kc, TOP_GAPS):
         last, agents = meta.get(key, (0.0, set()))
         out.append(Gap(query=key, count=n, last_ts=last, agents=tuple(sorted(agents))))
@@ -146,7 +146,7 @@ def _knowledge(r: Reducer) -> Knowledge:
         agents=tuple(agents),
         counts=counts,
         item_totals=tuple(know.row_tot[i] for i in items),
-        gaps=_gaps(r, s.know_gaps),
+        gaps=_gaps(s.know_gaps, s.know_gap_meta),
         accesses=int(acc),
         hit_rate=_div(hits, acc),
     )

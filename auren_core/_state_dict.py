@@ -1,12 +1,16 @@
 """JSON shapes of the dashboard state: the DESIGN.md snapshot and the tier-stats body.
 
 Every value is a plain str/int/float/bool/None/list/dict (orjson-ready) and the
-output depends only on the state, so a frozen clock gives identical bytes.
+output depends only on the state, so a frozen clock gives identical bytes. Rounding is
+the one of every output (:mod:`auren_core.rules`): USD to 10 decimals, rates to 6,
+milliseconds to 3.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from .rules import round_usd as _usd
 
 if TYPE_CHECKING:
     from ._state_model import AgentView, DashboardState, FlowView, Gap, TierView
@@ -29,11 +33,11 @@ def _agent(a: AgentView) -> dict[str, Any]:
         "capabilities": list(a.capabilities),
         "input_tokens": a.input_tokens,
         "output_tokens": a.output_tokens,
-        "cost_usd": _r(a.cost_usd),
+        "cost_usd": _usd(a.cost_usd),
         # extras
         "cached_tokens": a.cached_tokens,
         "unpriced_llm_calls": a.unpriced_llm_calls,
-        "usd_per_hour": _r(a.usd_per_hour),
+        "usd_per_hour": _usd(a.usd_per_hour),
         "llm_calls": a.llm_calls,
         "tool_calls": a.tool_calls,
         "goal": a.goal,
@@ -74,7 +78,7 @@ def flow_to_dict(f: FlowView) -> dict[str, Any]:
         "flow_id": f.flow_id,
         "agents": list(f.agents),
         "crews": list(f.crews),
-        "cost_usd": _r(f.cost_usd),
+        "cost_usd": _usd(f.cost_usd),
         "llm_calls": f.llm_calls,
         "unpriced_llm_calls": f.unpriced_llm_calls,
     }
@@ -91,7 +95,7 @@ def _tier(t: TierView) -> dict[str, Any]:
         "mean_ms": _r(t.mean_ms, 3),
         "errors": t.errors,
         "fall_through_rate": _r(t.fall_through_rate),
-        "cost_usd": _r(t.cost_usd),
+        "cost_usd": _usd(t.cost_usd),
     }
 
 
@@ -114,17 +118,18 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "llm_calls": t.llm_calls,
             "input_tokens": t.input_tokens,
             "output_tokens": t.output_tokens,
-            "cost_usd": _r(t.cost_usd),
+            "cost_usd": _usd(t.cost_usd),
             "tool_calls": t.tool_calls,
             "cached_tokens": t.cached_tokens,
             "reasoning_tokens": t.reasoning_tokens,
-            "llm_cost_usd": _r(t.llm_cost_usd),
+            "llm_cost_usd": _usd(t.llm_cost_usd),
             "unpriced_llm_calls": t.unpriced_llm_calls,
             "unpriced_input_tokens": t.unpriced_input_tokens,
             "unpriced_output_tokens": t.unpriced_output_tokens,
             "llm_errors": t.llm_errors,
             "tool_errors": t.tool_errors,
-            "tool_cost_usd": _r(t.tool_cost_usd),
+            "tool_cost_usd": _usd(t.tool_cost_usd),
+            "memory_cost_usd": _usd(t.memory_cost_usd),
         },
         "agents": [_agent(a) for a in s.agents],
         "tiers": {
@@ -158,15 +163,15 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "out_of_window": h.out_of_window,
         },
         "costs": {
-            "window_cost_usd": _r(c.window_cost_usd),
+            "window_cost_usd": _usd(c.window_cost_usd),
             "span_s": _r(c.span_s, 3),
-            "burn_usd_per_hour": _r(c.burn_usd_per_hour),
-            "projected_day_usd": _r(c.projected_day_usd),
-            "projected_month_usd": _r(c.projected_month_usd),
+            "burn_usd_per_hour": _usd(c.burn_usd_per_hour),
+            "projected_day_usd": _usd(c.projected_day_usd),
+            "projected_month_usd": _usd(c.projected_month_usd),
             "budget_usd_per_hour": c.budget_usd_per_hour,
             "budget_used": _r(c.budget_used),
             "budget_status": c.budget_status,
-            "cost_per_run_usd": _r(c.cost_per_run_usd),
+            "cost_per_run_usd": _usd(c.cost_per_run_usd),
             "unpriced_llm_calls": c.unpriced_llm_calls,
             "cost_per_minute": list(c.cost_per_minute),
             "runs": [
@@ -175,7 +180,7 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
                     "started": x.started,
                     "ended": x.ended,
                     "status": x.status,
-                    "cost_usd": _r(x.cost_usd),
+                    "cost_usd": _usd(x.cost_usd),
                     "llm_calls": x.llm_calls,
                     "input_tokens": x.input_tokens,
                     "output_tokens": x.output_tokens,
@@ -228,11 +233,14 @@ def tier_stats(s: DashboardState) -> dict[str, Any]:
     return {
         "window_s": s.window_s,
         "generated_at": s.generated_at,
-        "tier_hit_rates": {n: _r(t.hit_rate) for n, t in tiers.items()},
+        # DESIGN.md: tier_hit_rates = the share of all lookups each tier served;
+        # local_hit_rates = hits / lookups that reached the tier (the snapshot's hit_rate)
+        "tier_hit_rates": {n: _r(t.share) for n, t in tiers.items()},
+        "local_hit_rates": {n: _r(t.hit_rate) for n, t in tiers.items()},
         "average_latencies_ms": {n: _r(t.mean_ms, 3) for n, t in tiers.items()},
         "p50_latencies_ms": {n: _r(t.p50_ms, 3) for n, t in tiers.items()},
         "p95_latencies_ms": {n: _r(t.p95_ms, 3) for n, t in tiers.items()},
-        "cost_by_tier": {n: _r(t.cost_usd) for n, t in tiers.items()},
+        "cost_by_tier": {n: _usd(t.cost_usd) for n, t in tiers.items()},
         "hits": {n: t.hits for n, t in tiers.items()},
         "tried": {n: t.tried for n, t in tiers.items()},
         "fall_through_rates": {n: _r(t.fall_through_rate) for n, t in tiers.items()},

@@ -1,9 +1,11 @@
 """Per-type event handlers of the reducer (internal mixin of :class:`~auren_core.state.Reducer`).
 
-Payloads are untrusted: ``decode`` validated the ones read from the stream, but
-in-process callers can hand anything over. Every value goes through a fast path for
-the validated shape and a defensive fallback; a handler that still fails is counted
-by the reducer as a bad payload.
+Every figure is counted by :mod:`auren_core.rules` (token coercion, costs, tier names,
+knowledge gaps), the module the exports use too. Payloads are untrusted: ``decode``
+validated the ones read from the stream, but in-process callers can hand anything over.
+Hot values take an inlined fast path for the validated shape that gives exactly what the
+rule gives (``type(v) is int and 0 <= v <= MAX_TOKENS``: ``rules.tokens(v) == v``), else
+the rule itself; a handler that still fails is counted by the reducer as a bad payload.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import rules
 from ._state_flows import FlowRec, joins_flow
-from ._state_parts import TIER_IDX as _TIER_IDX
-from ._state_parts import AgentAcc, G, HypRec, RunAcc, tier_index
-from .events import Event, llm_call_cost
+from ._state_parts import AgentAcc, G, HypRec, RunAcc
+from .events import Event
+from .rules import MAX_TOKENS, MAX_USD, llm_call_cost, tool_cost, usd
+from .rules import tokens as _int
 
 if TYPE_CHECKING:
     from ._state_parts import Sections
@@ -23,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_NAME", "Handlers"]
 
-MAX_NAME = 200
+MAX_NAME = rules.MAX_NAME
 _MAX_PUBLISHERS = 1000
 _MAX_RUNS = 500
 _MAX_HYPOTHESES = 2000
@@ -32,15 +36,8 @@ _MAX_FLOWS = 500
 _LLM, _IN, _OUT, _CACHED, _COST, _LLM_COST = G.LLM, G.IN, G.OUT, G.CACHED, G.COST, G.LLM_COST
 _UNP, _UNP_IN, _UNP_OUT, _LLM_ERR = G.UNP, G.UNP_IN, G.UNP_OUT, G.LLM_ERR
 _TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
-_REASON = G.REASON
-_BIG = 10**15
-
-
-def _int(v: Any) -> int:
-    """A non-negative int from an untrusted payload value (else 0)."""
-    if type(v) is int:
-        return v if 0 <= v < _BIG else 0
-    return int(_num(v))
+_REASON, _MEM_COST = G.REASON, G.MEM_COST
+_tier_access, _gap_key, _name = rules.tier_access, rules.gap_key, rules.name
 
 
 def _num(v: Any) -> float:
@@ -51,13 +48,6 @@ def _num(v: Any) -> float:
         f = float(v)
         return f if 0.0 <= f < 1e18 else 0.0
     return 0.0
-
-
-def _opt_num(v: Any) -> float | None:
-    if v is None or isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    f = float(v)
-    return f if 0.0 <= f < 1e18 else None
 
 
 Handler = Callable[[Event, int, "AgentAcc | None"], None]
@@ -114,16 +104,17 @@ class Handlers:
     def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
         # fast paths for the shapes decode() validated; anything else goes through _int
+        # rules.llm_call, inlined (the same figures: see the module docstring)
         v = p.get("input_tokens", 0)
-        inp = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        inp = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
         v = p.get("output_tokens", 0)
-        out = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        out = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
         v = p.get("cached_tokens", 0)
-        cached = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        cached = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
         v = p.get("reasoning_tokens", 0)
-        reason = v if type(v) is int and 0 <= v < _BIG else _int(v)
+        reason = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
         c = p.get("cost_usd")
-        cost = c if type(c) is float and 0.0 <= c < 1e18 else _opt_num(c)
+        cost = c if type(c) is float and 0.0 <= c <= MAX_USD else usd(c)
         err = p.get("ok", True) is False
         if cost is None:
             cost = llm_call_cost(cost, not err, inp, out, cached)
@@ -153,10 +144,17 @@ class Handlers:
 
     def _on_tool(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
-        tool = str(p.get("tool") or "?")[:MAX_NAME]
-        cost = _opt_num(p.get("cost_usd"))
-        if cost is None:
+        # rules.name and rules.tool_cost, with fast paths for the validated shapes
+        tool = p.get("tool")
+        if type(tool) is not str or not tool or len(tool) > MAX_NAME:
+            tool = _name(tool)
+        c = p.get("cost_usd")
+        if c is None:
             cost = self.tool_costs.get(tool, 0.0)
+        elif type(c) is float and 0.0 <= c <= MAX_USD:
+            cost = c
+        else:
+            cost = tool_cost(c, tool, self.tool_costs)
         err = p.get("ok", True) is False
         g = self._g
         for vec in (g.at(b), g.tot):
@@ -239,8 +237,8 @@ class Handlers:
     def _on_collab(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
         src = ev.agent or "?"
-        dst = str(p.get("to_agent") or "?")[:MAX_NAME]
-        kind = str(p.get("kind") or "?")[:40]
+        dst = _name(p.get("to_agent"))
+        kind = _name(p.get("kind"), 40)
         self.s.collab.add(b, (src, dst, kind))
         if acc is not None:
             acc.partners.add(b, dst)
@@ -255,46 +253,36 @@ class Handlers:
     # ------------------------------------------------------------------ memory tiers
     def _on_tier(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
-        ta = p.get("tier_accessed")
-        served = _TIER_IDX.get(ta, -1) if type(ta) is str else -1
-        lat = p.get("latency_by_tier")
-        lats: list[tuple[int, float]] = []
-        if type(lat) is dict:
-            for name, v in lat.items():
-                i = _TIER_IDX.get(name, -1) if type(name) is str else -1
-                if i < 0:
-                    continue
-                if type(v) is not float or not 0.0 <= v < 1e18:
-                    v = _opt_num(v)
-                    if v is None:
-                        continue
-                lats.append((i, v))
-        errs = p.get("errors")
-        err_tiers = [tier_index(k) for k in errs] if errs and type(errs) is dict else []
-        costs: list[tuple[int, float]] | None = None
-        by_tier = p.get("cost_by_tier")
-        if by_tier and type(by_tier) is dict:
-            costs = []
-            for name, v in by_tier.items():
-                i, c = tier_index(name), _opt_num(v)
-                if i >= 0 and c is not None:
-                    costs.append((i, c))
-        elif p.get("cost_usd") is not None:
-            cost = _opt_num(p.get("cost_usd"))
-            if cost is not None:
-                # no breakdown: a load costs what the tier that served it (or, for a
-                # miss, the deepest tier tried) charged
-                who = served if served >= 0 else max((i for i, _ in lats), default=-1)
-                costs = [(who, cost)] if who >= 0 else []
-        self.s.tier_event(b, ev.ts, served, lats, err_tiers, costs, p.get("query"), ev.agent)
+        ta = _tier_access(p)
+        gap = _gap_key("memory_tier_access", p) if ta[0] < 0 else None
+        self.s.tier_event(b, ev.ts, ta, gap, ev.agent)
+        costs = ta[3]
+        if costs:
+            cost = 0.0
+            for _, c in costs:
+                cost += c
+            g = self._g
+            for vec in (g.at(b), g.tot):
+                vec[_COST] += cost
+                vec[_MEM_COST] += cost
+            if cost:
+                self.s.add_spark(b, cost)
+            if acc is not None:
+                acc.memory(b, cost)
+            run = self._runs.get(ev.run) if ev.run else None
+            if run is not None:
+                run.cost_usd += cost
 
     def _on_knowledge(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p = ev.payload
-        hit = p.get("hit", True) is not False
-        # a miss is a gap in knowledge: name it by what was asked, when the event says
-        q = None if hit else p.get("query")
-        item = str(q or p.get("item") or "?")[:MAX_NAME]
-        self.s.knowledge_event(b, ev.ts, item, ev.agent or "?", hit)
+        if p.get("hit", True) is False:
+            gap: str | None = _gap_key("knowledge_access", p)
+            item = ""
+        else:
+            gap = None
+            v = p.get("item")  # rules.name, with a fast path
+            item = v if type(v) is str and v and len(v) <= MAX_NAME else _name(v)
+        self.s.knowledge_event(b, ev.ts, item, ev.agent or "?", gap)
 
     # ------------------------------------------------------------------ hypotheses
     def _on_hypothesis(self, ev: Event, b: int, acc: AgentAcc | None) -> None:

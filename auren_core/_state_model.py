@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from . import rules
 from ._state_summary import LogEntry
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "Totals",
 ]
 
-TIERS: tuple[str, str, str] = ("redis", "postgresql", "chromadb")
+TIERS: tuple[str, str, str] = rules.TIERS
 BudgetStatus = Literal["ok", "warning", "alert", "unset"]
 AgentStatus = Literal["running", "idle", "failed", "waiting_human"]
 FlowStatus = Literal["running", "waiting_human", "completed", "failed"]
@@ -40,8 +41,9 @@ FlowStatus = Literal["running", "waiting_human", "completed", "failed"]
 
 @dataclass(frozen=True, slots=True)
 class Totals:
-    """Sums over the window. ``cost_usd`` only counts calls with a known price;
-    ``unpriced_llm_calls`` counts the others (never priced as 0)."""
+    """Sums over the window, by the rules of :mod:`auren_core.rules`. ``cost_usd`` =
+    ``llm_cost_usd`` + ``tool_cost_usd`` + ``memory_cost_usd`` (known prices only);
+    ``unpriced_llm_calls`` counts the LLM calls without one (never priced as 0)."""
 
     events: int = 0
     llm_calls: int = 0
@@ -49,7 +51,7 @@ class Totals:
     output_tokens: int = 0
     cached_tokens: int = 0
     reasoning_tokens: int = 0  # a part of output_tokens, where the provider reports it
-    cost_usd: float = 0.0  # priced LLM calls + tool costs
+    cost_usd: float = 0.0  # priced LLM calls + tool costs + memory tier costs
     llm_cost_usd: float = 0.0
     unpriced_llm_calls: int = 0
     unpriced_input_tokens: int = 0
@@ -58,13 +60,15 @@ class Totals:
     tool_calls: int = 0
     tool_errors: int = 0
     tool_cost_usd: float = 0.0
+    memory_cost_usd: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class AgentView:
     """One active agent. Identity, load and status come from the registry; tokens,
-    costs (LLM + tools) and counts are over the window; ``usd_per_hour`` is its cost
-    over the window (or over its lifetime, in 10 s steps, if it is younger).
+    ``cost_usd`` (LLM + tools + memory, as in :class:`Totals`) and counts are over the
+    window; ``usd_per_hour`` is its cost over the window (or over its lifetime, in 10 s
+    steps, if it is younger).
     ``status`` is ``waiting_human`` while a ``human_input`` it requested is unanswered
     (``waiting_since``, ``waiting_message``)."""
 
@@ -103,7 +107,7 @@ class TierView:
 
     ``tried`` counts lookups that reached this tier, ``hits`` those it served,
     ``fall_through_rate`` the share of tried lookups passed on to the next tier.
-    Percentiles come from a fixed log histogram (bins ~5% wide)."""
+    Percentiles and tier names: :mod:`auren_core.rules` (log histogram, bins ~5% wide)."""
 
     name: str
     tried: int = 0
@@ -120,7 +124,8 @@ class TierView:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """A knowledge gap: a query (or knowledge item) that no tier could serve."""
+    """A knowledge gap (:func:`auren_core.rules.gap_key`): lookups that nothing answered,
+    named by what was asked; ``count`` of them in the window."""
 
     query: str
     count: int
@@ -145,7 +150,8 @@ class Tiers:
 
 @dataclass(frozen=True, slots=True)
 class RunCost:
-    """Cost of one user query (one crew kickoff, the event ``run``)."""
+    """Cost of one user query (one crew kickoff, the event ``run``): ``cost_usd`` is
+    LLM + tools + memory, as in :class:`Totals`."""
 
     run: str
     started: float

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import rules
 from ._state_window import BUCKET_S, Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
 from .events import Event
 
@@ -27,8 +28,8 @@ class G:
     """Indices of the global sums vector."""
 
     EV, LLM, IN, OUT, CACHED, COST, LLM_COST, UNP, UNP_IN, UNP_OUT = range(10)
-    LLM_ERR, TOOL, TOOL_ERR, TOOL_COST, REASON = range(10, 15)
-    N = 15
+    LLM_ERR, TOOL, TOOL_ERR, TOOL_COST, REASON, MEM_COST = range(10, 16)
+    N = 16
 
 
 class T:
@@ -41,21 +42,9 @@ class T:
     N = BASE + 3 * PER
 
 
-TIER_IDX = {
-    "redis": 0,
-    "redis_immediate": 0,
-    "postgresql": 1,
-    "postgresql_structured": 1,
-    "postgres": 1,
-    "chromadb": 2,
-    "chromadb_semantic": 2,
-    "chroma": 2,
-}
-
-
-def tier_index(name: Any) -> int:
-    """0/1/2 for the three tiers (short or event names), -1 for miss or unknown."""
-    return TIER_IDX.get(name, -1) if isinstance(name, str) else -1
+# the one tier table (auren_core.rules), re-exported for the reducer's modules
+TIER_IDX = rules.TIER_ALIASES
+tier_index = rules.tier_index
 
 
 _B_PER_MIN = 60 / BUCKET_S
@@ -124,6 +113,14 @@ class AgentAcc:
             vec[3] += cost
             vec[7] += cost
         self.tools.add(b, tool)
+        if cost:
+            self._spark(b, cost)
+
+    def memory(self, b: int, cost: float) -> None:
+        """A memory load's tier costs (part of the agent's cost, like tools)."""
+        s = self.sums
+        for vec in (s.at(b), s.tot):
+            vec[3] += cost
         if cost:
             self._spark(b, cost)
 
@@ -208,8 +205,10 @@ class Sections:
         self.g = Sums(G.N, e)
         self.tiers = Sums(T.N, e)
         self.hist = tuple(LogHistogram(e) for _ in range(3))
+        # knowledge gaps (rules.gap_key), per source: memory lookups, knowledge_access
         self.tier_gaps: KeyedCounts[str] = KeyedCounts(e, max_keys=2000)
-        self.gap_meta: dict[str, tuple[float, set[str]]] = {}
+        self.tier_gap_meta: dict[str, tuple[float, set[str]]] = {}
+        self.know_gap_meta: dict[str, tuple[float, set[str]]] = {}
         self.collab: KeyedCounts[tuple[str, str, str]] = KeyedCounts(e, max_keys=5000)
         self.know = NestedCounts(e, max_rows=5000, max_cols=500)
         self.know_gaps: KeyedCounts[str] = KeyedCounts(e, max_keys=2000)
@@ -223,30 +222,33 @@ class Sections:
     def add_spark(self, b: int, cost: float) -> None:
         add_minute(self.spark, b, cost)
 
-    def _gap_seen(self, key: str, ts: float, agent: str | None) -> None:
-        meta = self.gap_meta.get(key)
+    @staticmethod
+    def _gap_seen(
+        meta_of: dict[str, tuple[float, set[str]]],
+        kc: KeyedCounts[str],
+        key: str,
+        ts: float,
+        agent: str | None,
+    ) -> None:
+        """Latest time and (up to 20) agents of a gap; forgotten keys are pruned now and then."""
+        meta = meta_of.get(key)
         if meta is None:
-            if len(self.gap_meta) > 4 * 2000:
-                live = self.tier_gaps.tot.keys() | self.know_gaps.tot.keys()
-                self.gap_meta = {k: v for k, v in self.gap_meta.items() if k in live}
-            meta = self.gap_meta[key] = (ts, set())
+            if len(meta_of) > 4 * kc.max_keys:
+                live = kc.tot.keys()
+                for k in [k for k in meta_of if k not in live]:
+                    del meta_of[k]
+            meta = meta_of[key] = (ts, set())
         elif ts > meta[0]:
-            meta = self.gap_meta[key] = (ts, meta[1])
+            meta = meta_of[key] = (ts, meta[1])
         if agent and len(meta[1]) < 20:
             meta[1].add(agent)
 
     def tier_event(
-        self,
-        b: int,
-        ts: float,
-        served: int,
-        lats: list[tuple[int, float]],
-        err_tiers: list[int],
-        costs: list[tuple[int, float]] | None,
-        query: Any,
-        agent: str | None,
+        self, b: int, ts: float, acc: rules.TierAccess, gap: str | None, agent: str | None
     ) -> None:
-        """One load: ``costs`` is None when the event carried no price at all."""
+        """One load (``acc`` from :func:`auren_core.rules.tier_access`); ``gap``: its gap key
+        when no tier served it."""
+        served, lats, err_tiers, costs = acc
         tiers = self.tiers
         tried = {i for i, _ in lats}
         if served >= 0:
@@ -264,25 +266,23 @@ class Sections:
                 vec[base + i * per + T.LAT_SUM] += ms
                 vec[base + i * per + T.LAT_N] += 1
             for i in err_tiers:
-                if i >= 0:
-                    vec[base + i * per + T.ERRS] += 1
+                vec[base + i * per + T.ERRS] += 1
             if costs is not None:
                 vec[T.COST_SEEN] += 1
                 for i, c in costs:
                     vec[base + i * per + T.COST] += c
         for i, ms in lats:
             self.hist[i].add(b, ms)
-        if served < 0:
-            key = "(no query)" if query is None else str(query)[:200]
-            if self.tier_gaps.add(b, key):
-                self._gap_seen(key, ts, agent)
+        if gap is not None and self.tier_gaps.add(b, gap):
+            self._gap_seen(self.tier_gap_meta, self.tier_gaps, gap, ts, agent)
 
-    def knowledge_event(self, b: int, ts: float, item: str, agent: str, hit: bool) -> None:
+    def knowledge_event(self, b: int, ts: float, item: str, agent: str, gap: str | None) -> None:
+        """One ``knowledge_access``: a hit of ``item``, or (``gap`` set) a gap."""
         for vec in (self.know_hits.at(b), self.know_hits.tot):
             vec[0] += 1
-            if hit:
+            if gap is None:
                 vec[1] += 1
-        if hit:
+        if gap is None:
             self.know.add(b, item, agent)
-        elif self.know_gaps.add(b, item):
-            self._gap_seen(item, ts, agent)
+        elif self.know_gaps.add(b, gap):
+            self._gap_seen(self.know_gap_meta, self.know_gaps, gap, ts, agent)

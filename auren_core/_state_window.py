@@ -14,6 +14,8 @@ import math
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
+from . import rules
+
 __all__ = [
     "BUCKET_S",
     "Expiry",
@@ -148,62 +150,38 @@ class KeyedCounts(Generic[K]):
                 tot.pop(k, None)
 
 
-_LO_MS = 0.001
+_LO_MS = rules.HIST_LO_MS
 _INV_LO = 1.0 / _LO_MS
-_INV_LOG_R = 1.0 / math.log(1.05)
+_INV_LOG_R = 1.0 / math.log(rules.HIST_RATIO)
+_MAX_BIN = rules.HIST_MAX_BIN
 
 
 class LogHistogram:
-    """Latency bins ~5% wide from 1 us to ~1 h, windowed through :class:`KeyedCounts`."""
+    """Latency bins ~5% wide (:mod:`auren_core.rules`, "Percentiles"), windowed through
+    :class:`KeyedCounts`."""
 
-    LO_MS = 0.001
-    RATIO = 1.05
-    _LOG_R = math.log(RATIO)
-    MAX_BIN = int(math.log(3_600_000 / LO_MS) / _LOG_R) + 1
+    LO_MS = rules.HIST_LO_MS
+    RATIO = rules.HIST_RATIO
+    MAX_BIN = rules.HIST_MAX_BIN
 
     __slots__ = ("counts",)
 
     def __init__(self, expiry: Expiry) -> None:
         self.counts: KeyedCounts[int] = KeyedCounts(expiry, max_keys=self.MAX_BIN + 2)
 
-    @classmethod
-    def bin_of(cls, ms: float) -> int:
-        if not ms > cls.LO_MS:  # also catches NaN
-            return 0
-        return min(int(math.log(ms / cls.LO_MS) / cls._LOG_R) + 1, cls.MAX_BIN)
-
-    @classmethod
-    def value_of(cls, b: int) -> float:
-        """Representative value of a bin: its geometric midpoint."""
-        if b <= 0:
-            return cls.LO_MS
-        return float(cls.LO_MS * cls.RATIO ** (b - 0.5))
+    bin_of = staticmethod(rules.bin_of)
+    value_of = staticmethod(rules.bin_value)
 
     def add(self, bucket: int, ms: float) -> None:
-        if ms > _LO_MS:  # bin_of, inlined: this runs for every tier of every lookup
-            b = int(math.log(ms * _INV_LO) * _INV_LOG_R) + 1
-            self.counts.add(bucket, b if b < self.MAX_BIN else self.MAX_BIN)
+        # rules.bin_of, inlined (same formula): this runs for every tier of every lookup
+        if ms > _LO_MS:
+            b = int(math.log(ms * _INV_LO) * _INV_LOG_R) + 1 if ms < 1e12 else _MAX_BIN
+            self.counts.add(bucket, b if b < _MAX_BIN else _MAX_BIN)
         else:
             self.counts.add(bucket, 0)
 
     def quantiles(self, qs: tuple[float, ...]) -> tuple[float | None, ...]:
-        tot = self.counts.tot
-        n = sum(tot.values())
-        if n <= 0:
-            return tuple(None for _ in qs)
-        items = sorted(tot.items())
-        out: list[float | None] = []
-        for q in qs:
-            rank = max(1, math.ceil(q * n))  # nearest-rank percentile
-            acc = 0
-            val = self.value_of(items[-1][0])
-            for b, c in items:
-                acc += c
-                if acc >= rank:
-                    val = self.value_of(b)
-                    break
-            out.append(val)
-        return tuple(out)
+        return rules.quantiles(self.counts.tot, qs)
 
 
 class NestedCounts:

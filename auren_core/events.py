@@ -18,6 +18,8 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from .rules import llm_call_cost  # the one definition (re-exported: auren_core.rules)
+
 __all__ = [
     "EVENT_TYPES",
     "PAYLOAD_TYPES",
@@ -369,15 +371,6 @@ def decode(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
     if sid:
         ev = msgspec.structs.replace(ev, sid=sid)
     return ev
-
-
-def llm_call_cost(cost: float | None, ok: bool, inp: int, out: int, cached: int) -> float | None:
-    """The cost an ``llm_call`` counts for in totals: its ``cost_usd``, except that a call
-    that failed before using any token costs 0 (an error, not an unknown price). ``None``
-    stays "price unknown", never 0. One definition for the reducer and the exports."""
-    if cost is None and not ok and not (inp or out or cached):
-        return 0.0
-    return cost
 
 
 def payload_as(event: Event, ptype: type[_Payload]) -> Any:

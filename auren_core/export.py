@@ -1,9 +1,12 @@
-"""Export reports: tokens, knowledge, tiers, costs, collaboration, flows - as CSV, JSON or JSONL.
+"""Export reports: tokens, knowledge, gaps, tiers, costs, collaboration, flows - as CSV, JSON
+or JSONL.
 
 :func:`build_reports` makes one pass over the events (the stream or the PostgreSQL store
 feeds it) and returns plain tables (``list[dict]``, fixed columns per report);
 :func:`render` turns tables into bytes. ``auren export`` and serve-ws's
-``/api/v2/export/analytics`` both call these two functions, so the figures agree.
+``/api/v2/export/analytics`` both call these two functions, so the figures agree; and they
+count by :mod:`auren_core.rules` over entries decoded (and validated) like every reader's, so
+they agree with ``auren top`` and the snapshot too.
 
 CSV cells that start with ``= + - @``, a tab or a carriage return are prefixed with ``'`` so
 a spreadsheet shows them as text instead of running them as formulas. JSON output decodes
@@ -14,44 +17,44 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import msgspec
 
 from .analytics.tables import Accumulator
-from .events import MAX_ENTRY_BYTES, Event, Malformed
+from .events import Event, Malformed
 
 __all__ = [
     "COLUMNS",
     "FORMATS",
     "REPORTS",
     "build_reports",
-    "decode_lenient",
     "neutralise",
-    "parse_duration",
     "render",
 ]
 
-REPORTS: Final = ("tokens", "knowledge", "tiers", "costs", "collaboration", "flows")
+REPORTS: Final = ("tokens", "knowledge", "gaps", "tiers", "costs", "collaboration", "flows")
 FORMATS: Final = ("csv", "json", "jsonl")
 Format = Literal["csv", "json", "jsonl"]
 
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     "tokens": (
         "agent", "day", "llm_calls", "input_tokens", "output_tokens", "cached_tokens",
-        "total_tokens", "cost_usd", "unpriced_calls",
+        "reasoning_tokens", "total_tokens", "llm_cost_usd", "unpriced_calls", "llm_errors",
     ),
     "knowledge": (
         "kind", "item", "agent", "accesses", "hits", "misses", "peak_hour_utc",
         "first_seen", "last_seen",
     ),
+    "gaps": ("source", "query", "agent", "count", "first_seen", "last_seen"),
     "tiers": (
-        "tier", "served", "share", "probes", "p50_ms", "p95_ms", "mean_ms", "items_retrieved",
+        "tier", "served", "share", "tried", "hit_rate", "fall_through_rate", "probes",
+        "p50_ms", "p95_ms", "mean_ms", "errors", "cost_usd", "items_retrieved",
     ),
     "costs": (
-        "dimension", "key", "label", "calls", "input_tokens", "output_tokens", "cost_usd",
+        "dimension", "key", "label", "llm_calls", "tool_calls", "input_tokens",
+        "output_tokens", "cost_usd", "llm_cost_usd", "tool_cost_usd", "memory_cost_usd",
         "unpriced_calls",
     ),
     "collaboration": (
@@ -66,37 +69,6 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
 }  # fmt: skip
 
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """``"90s"``, ``"30m"``, ``"24h"``, ``"7d"``, ``"2w"`` or plain seconds -> seconds."""
-    m = _DURATION.match(text.lower())
-    if not m or float(m.group(1)) <= 0:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 30m, 24h, 7d)")
-    return float(m.group(1)) * _UNIT[m.group(2)]
-
-
-_event_decoder = msgspec.json.Decoder(Event)
-
-
-def _head(raw: bytes | str) -> bytes:
-    return (raw.encode("utf-8", "replace") if isinstance(raw, str) else bytes(raw))[:200]
-
-
-def decode_lenient(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
-    """Envelope-only decode for exports: payloads are not validated per type (the report
-    builder checks every value's type itself), which halves the decoding cost."""
-    if raw is None:
-        return Malformed(sid, "entry has no 'e' field")
-    if len(raw) > MAX_ENTRY_BYTES:
-        return Malformed(sid, f"entry too large ({len(raw)} bytes)", _head(raw))
-    try:
-        ev = _event_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return Malformed(sid, f"bad envelope: {exc}", _head(raw))
-    return ev if ev.v == 1 else Malformed(sid, f"unsupported version {ev.v}", _head(raw))
 
 
 def build_reports(
@@ -104,14 +76,18 @@ def build_reports(
     reports: Sequence[str],
     *,
     aggregates: Iterable[dict[str, Any]] = (),
+    tool_costs: Mapping[str, float] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Tables for ``reports`` (names from :data:`REPORTS`; ``"all"`` means every one).
-    ``aggregates``: daily rollup rows for days older than the detailed events (PostgreSQL)."""
+    ``aggregates``: daily rollup rows for days older than the detailed events (PostgreSQL).
+    ``tool_costs``: the ``[tool_costs]`` prices of the settings (a tool call without
+    ``cost_usd`` costs its tool's price, as in the reducer). Figures follow
+    :mod:`auren_core.rules`."""
     wanted = list(REPORTS) if "all" in reports else list(dict.fromkeys(reports))
     unknown = [r for r in wanted if r not in REPORTS]
     if unknown:
         raise ValueError(f"unknown report {unknown[0]!r}; choose from {', '.join(REPORTS)}")
-    acc = Accumulator(set(wanted))
+    acc = Accumulator(set(wanted), tool_costs)
     acc.feed(events)
     acc.feed_aggregates(aggregates)
     return {name: acc.table(name) for name in wanted}

@@ -41,6 +41,7 @@ from ._state_summary import log_entry
 from ._state_window import BUCKET_S
 from .events import EVENT_TYPES, Event, Malformed
 from .registry import AgentRegistry
+from .rules import tool_prices
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -106,7 +107,7 @@ class Reducer(Handlers):
         self.active_window_s = float(active_window_s)
         self.budget_usd_per_hour = budget_usd_per_hour
         self.clock = clock
-        self.tool_costs = dict(tool_costs or {})
+        self.tool_costs = tool_prices(tool_costs)  # valid prices only (auren_core.rules)
         self.registry = AgentRegistry(clock=clock)
         s = self.s = Sections()
         self._exp = s.expiry

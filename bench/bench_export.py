@@ -31,8 +31,8 @@ from pathlib import Path
 
 import redis
 
-from auren_core.events import Event, encode, make_event
-from auren_core.export import build_reports, decode_lenient, render
+from auren_core.events import Event, decode, encode, make_event
+from auren_core.export import build_reports, render
 
 AGENTS = ["neuroscientist", "sleep_specialist", "nutritionist", "coach", "planner"]
 TIERS = ["redis_immediate", "postgresql_structured", "chromadb_semantic", "miss"]
@@ -101,7 +101,7 @@ def baseline(events: list[Event]) -> tuple[float, float]:
 def export(raws: list[bytes]) -> tuple[float, float, int]:
     """Wall and process-CPU seconds (CPU time is less distorted by a busy shared machine)."""
     t0, c0 = time.perf_counter(), time.process_time()
-    data = render(build_reports((decode_lenient(raw) for raw in raws), ["all"]), "csv")
+    data = render(build_reports((decode(raw) for raw in raws), ["all"]), "csv")
     return time.perf_counter() - t0, time.process_time() - c0, len(data)
 
 

@@ -286,6 +286,11 @@ def test_tier_hit_rates_fall_through_and_gaps() -> None:
     ]
     assert ti.cost_note  # no event carried a price: said so, costs are 0
     assert ti.redis.cost_usd == 0.0
+    # HTTP tier-stats (DESIGN.md): tier_hit_rates = share of all lookups each tier served,
+    # local_hit_rates = hits / lookups that reached the tier
+    stats = r.state().tier_stats()
+    assert stats["tier_hit_rates"] == {"redis": 0.2, "postgresql": 0.2, "chromadb": 0.2}
+    assert stats["local_hit_rates"] == {"redis": 0.2, "postgresql": 0.333333, "chromadb": 0.5}
 
 
 def test_tier_percentiles_from_histogram() -> None:
@@ -330,6 +335,10 @@ def test_tier_costs_from_breakdown_or_total() -> None:
     assert costs["postgresql"] == pytest.approx(0.0015)  # the miss is charged to the deepest
     assert costs["chromadb"] == pytest.approx(0.002)
     assert st.tiers.cost_note == ""
+    # memory costs are part of cost_usd (auren_core.rules: LLM + tools + memory)
+    t = st.totals
+    assert t.memory_cost_usd == pytest.approx(0.0036) and t.llm_cost_usd == 0.0
+    assert t.cost_usd == pytest.approx(t.llm_cost_usd + t.tool_cost_usd + t.memory_cost_usd)
 
 
 # --------------------------------------------------------------------------- collaboration

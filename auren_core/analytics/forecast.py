@@ -19,6 +19,7 @@ from itertools import product
 from typing import Any
 
 from ..events import Event
+from ..rules import llm_call
 
 __all__ = [
     "Forecast",
@@ -149,11 +150,9 @@ def _event_points(events: Sequence[Event]) -> Iterator[tuple[str, int, float, fl
     for ev in events:
         if ev.type != "llm_call":
             continue
-        p = ev.payload
-        c = p.get("cost_usd")
-        usd = float(c) if isinstance(c, (int, float)) and math.isfinite(c) else 0.0
-        tok = float(p.get("input_tokens") or 0) + float(p.get("output_tokens") or 0)
-        yield ev.agent or "", int(ev.ts // 3600), tok, usd
+        call = llm_call(ev.payload)  # tokens and cost as every output counts them
+        tok = float(call.input_tokens + call.output_tokens)
+        yield ev.agent or "", int(ev.ts // 3600), tok, call.cost or 0.0
 
 
 def hourly_series(events: Sequence[Event], *, now: float, max_hours: int = 14 * 24) -> Series:

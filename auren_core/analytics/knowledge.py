@@ -1,4 +1,4 @@
-"""Knowledge patterns: what is read, when, by whom, and what nobody could answer."""
+"""Knowledge patterns: what is read, when, by whom, and the knowledge gaps."""
 
 from __future__ import annotations
 
@@ -6,50 +6,55 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from .. import rules
 from ..events import Event
 
 __all__ = ["knowledge_patterns"]
 
 
 def knowledge_patterns(events: Sequence[Event], *, top: int = 5) -> dict[str, Any]:
-    """``by_hour``: the most-accessed items per UTC hour of day; ``gaps``: queries that no
-    memory tier answered (every access a miss); ``readers``: item -> {agent: reads}."""
+    """``by_hour``: the most-accessed items per UTC hour of day (answered lookups);
+    ``gaps``: knowledge gaps (:func:`auren_core.rules.gap_key`: lookups nothing answered,
+    by what was asked), most first, with how often the same question *was* answered;
+    ``readers``: item -> {agent: reads}."""
     by_hour: dict[int, Counter[str]] = defaultdict(Counter)
     readers: dict[str, Counter[str]] = defaultdict(Counter)
-    answered: Counter[str] = Counter()
-    missed: Counter[str] = Counter()
-    gap_agents: dict[str, set[str]] = defaultdict(set)
-    first: dict[str, float] = {}
-    last: dict[str, float] = {}
+    answered: Counter[tuple[str, str]] = Counter()
+    missed: Counter[tuple[str, str]] = Counter()
+    gap_agents: dict[tuple[str, str], set[str]] = defaultdict(set)
+    first: dict[tuple[str, str], float] = {}
+    last: dict[tuple[str, str], float] = {}
     for ev in events:
-        p = ev.payload
-        if ev.type == "knowledge_access":
-            item = str(p.get("item") or "")
-            if p.get("hit", True) is False:
-                continue
-        elif ev.type == "memory_tier_access":
-            item = str(p.get("query") or "")
-            if p.get("tier_accessed") == "miss":
-                missed[item] += 1
-                gap_agents[item].add(ev.agent or "")
-                first[item] = min(first.get(item, ev.ts), ev.ts)
-                last[item] = max(last.get(item, ev.ts), ev.ts)
-                continue
-            answered[item] += 1
+        t, p = ev.type, ev.payload
+        if t == "knowledge_access":
+            source = "knowledge"
+            item = rules.name(p.get("item"))
+        elif t == "memory_tier_access":
+            source = "memory"
+            item = rules.gap_key(t, p)
         else:
             continue
+        if rules.is_gap(t, p):
+            key = (source, rules.gap_key(t, p))
+            missed[key] += 1
+            gap_agents[key].add(ev.agent or "")
+            first[key] = min(first.get(key, ev.ts), ev.ts)
+            last[key] = max(last.get(key, ev.ts), ev.ts)
+            continue
+        answered[(source, rules.gap_key(t, p))] += 1
         by_hour[int(ev.ts % 86400 // 3600)][item] += 1
         readers[item][ev.agent or ""] += 1
     gaps = [
         {
+            "source": source,
             "query": q,
             "misses": n,
-            "agents": sorted(gap_agents[q]),
-            "first_seen": first[q],
-            "last_seen": last[q],
+            "answered": answered[(source, q)],
+            "agents": sorted(gap_agents[(source, q)]),
+            "first_seen": first[(source, q)],
+            "last_seen": last[(source, q)],
         }
-        for q, n in sorted(missed.items(), key=lambda kv: (-kv[1], kv[0]))
-        if answered[q] == 0
+        for (source, q), n in sorted(missed.items(), key=lambda kv: (-kv[1], kv[0]))
     ]
     return {
         "by_hour": {

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from .. import rules
 from ..events import Event
 
 __all__ = ["detect_loops", "detect_stalls"]
@@ -31,14 +31,15 @@ def _signature(ev: Event) -> tuple[str, str] | None:
 
 
 def _cost(ev: Event) -> float:
-    c = ev.payload.get("cost_usd")
-    return float(c) if isinstance(c, (int, float)) and math.isfinite(c) else 0.0
+    """Known cost of an LLM or tool call (auren_core.rules; unknown counts 0 here)."""
+    if ev.type == "llm_call":
+        return rules.llm_call(ev.payload).cost or 0.0
+    return rules.usd(ev.payload.get("cost_usd")) or 0.0
 
 
 def _tokens(ev: Event) -> int:
     p = ev.payload
-    i, o = p.get("input_tokens"), p.get("output_tokens")
-    return (i if type(i) is int else 0) + (o if type(o) is int else 0)
+    return rules.tokens(p.get("input_tokens")) + rules.tokens(p.get("output_tokens"))
 
 
 Streak = tuple[tuple[str, str], list[Event], list[Event]]

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from .. import rules
 from ..events import Event
 
 __all__ = ["recommendations"]
-
-_SLOW = {"postgresql_structured": "postgresql", "chromadb_semantic": "chromadb"}
-_LAT_KEY = {"redis_immediate": "redis", **_SLOW}
-
-
-def _num(x: Any) -> float | None:
-    return float(x) if type(x) in (int, float) and math.isfinite(x) else None
 
 
 def _mean(xs: list[float]) -> float | None:
@@ -32,17 +25,17 @@ def _tier_recs(events: Sequence[Event], min_count: int) -> list[dict[str, Any]]:
         if ev.type != "memory_tier_access":
             continue
         p = ev.payload
-        tier, q = p.get("tier_accessed"), str(p.get("query") or "")
-        raw = p.get("latency_by_tier")
-        lbt: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        if tier == "redis_immediate" and (v := _num(lbt.get("redis"))) is not None:
+        acc = rules.tier_access(p)  # tier names and latencies as every output reads them
+        tier, q = acc.served, str(p.get("query") or "")
+        lbt = dict(acc.latencies)
+        if tier == 0 and (v := lbt.get(0)) is not None:
             redis_lat.append(v)
-        if tier in _SLOW and q:
-            served[q][_SLOW[tier]] += 1
-            if (v := _num(lbt.get(_SLOW[tier]))) is not None:
+        if tier > 0 and q:
+            served[q][rules.TIERS[tier]] += 1
+            if (v := lbt.get(tier)) is not None:
                 lat[q].append(v)
-            if tier == "chromadb_semantic" and v is not None:
-                chroma_lat[q].append(v)
+                if tier == 2:
+                    chroma_lat[q].append(v)
     out = []
     redis_ms = _mean(redis_lat)
     for q, tiers in sorted(served.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])):
@@ -73,9 +66,9 @@ def _model_recs(events: Sequence[Event], min_count: int, short_output: int) -> l
         if ev.type != "llm_call":
             continue
         p = ev.payload
-        c = _num(p.get("cost_usd"))
-        i, o = p.get("input_tokens"), p.get("output_tokens")
-        if c is None or type(i) is not int or type(o) is not int or i + o <= 0:
+        call = rules.llm_call(p)
+        c, i, o = call.cost, call.input_tokens, call.output_tokens
+        if c is None or i + o <= 0:
             continue
         calls[(ev.agent or "", str(p.get("model") or ""))].append((i, o, c))
     rate: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # model -> cost, tokens

@@ -1,35 +1,32 @@
 """One-pass accumulation of the export tables (pure: events in, rows out).
 
 Kept separate from :mod:`auren_core.export` (rendering) so the dashboard or the API can build
-the same tables without the CSV machinery. The loop is written for speed (a million events in
-a few seconds): one type dispatch per event, integer day indices, tuples as keys.
+the same tables without the CSV machinery. Every figure is counted by :mod:`auren_core.rules`
+(token coercion, cost composition with the configured tool prices, tier names, percentiles,
+knowledge gaps), as in the reducer behind ``auren top``, so the same events give the same
+numbers. The loop is written for speed (a million events in a few seconds): one type dispatch
+per event, integer day indices, tuples as keys.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import rules
 from .._state_flows import FLOW_TYPES, FlowRec, joins_flow, method_key
-from ..events import Event, Malformed, llm_call_cost
+from ..events import Event, Malformed
+from ..rules import MAX_NAME, MAX_USD, TIERS, round_rate, round_usd, tier_index
 
 __all__ = ["Accumulator", "run_label", "tier_name"]
 
 UTC = dt.UTC
-_TIERS = {
-    "redis_immediate": "redis",
-    "postgresql_structured": "postgresql",
-    "chromadb_semantic": "chromadb",
-    "miss": "miss",
-}
+tier_name = rules.tier_name
+_tier_access, _bin_of, _gap_key = rules.tier_access, rules.bin_of, rules.gap_key
+_LOAD = "memory_tier_access"
 _LABEL_KEYS = ("query", "question", "topic", "input", "prompt")
 _MAX_FLOW_RUNS = 200_000  # flow runs kept by one export (memory bound on hostile input)
-
-
-def tier_name(tier_accessed: Any) -> str:
-    return _TIERS.get(str(tier_accessed), str(tier_accessed))
 
 
 def run_label(inputs: Any) -> str:
@@ -44,38 +41,55 @@ def run_label(inputs: Any) -> str:
 
 
 def _n(x: Any) -> int:
-    return x if type(x) is int else 0
-
-
-def _f(x: Any) -> float | None:
-    return float(x) if type(x) in (int, float) and math.isfinite(x) else None
+    """A count that is not a token count (items retrieved): a non-negative int, else 0."""
+    return x if type(x) is int and x >= 0 else 0
 
 
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def _cost(x: float) -> float:
-    return round(x, 10)
+def _ms(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
 
 
-def _pct(sorted_vals: list[float], q: float) -> float | None:
-    if not sorted_vals:
-        return None
-    return round(sorted_vals[max(0, math.ceil(q * len(sorted_vals)) - 1)], 3)
+def _pct(vals: Iterable[float], q: float) -> float | None:
+    """The ``q`` percentile of ``vals`` by the one method (:func:`auren_core.rules.percentiles`)."""
+    return _ms(rules.percentiles(vals, (q,))[0])
+
+
+def _div(a: float, b: float) -> float | None:
+    return round_rate(a / b) if b else None
 
 
 class Accumulator:
     """Feed events (any number of times), then read tables."""
 
-    def __init__(self, wanted: set[str]) -> None:
+    def __init__(self, wanted: set[str], tool_costs: Mapping[str, float] | None = None) -> None:
         self.wanted = wanted
+        self._want_know = "knowledge" in wanted
+        self._want_gaps = "gaps" in wanted
+        self.tool_prices = rules.tool_prices(tool_costs)
+        # (agent, model, run, day) -> [calls, in, out, cached, cost, unpriced, reasoning, errors]
         self.llm: dict[tuple[str, str, str, int], list[Any]] = {}
+        # (tool, agent, run) -> [calls, cost, errors]
         self.tools: dict[tuple[str, str, str], list[Any]] = {}
+        # (tier index, agent, run) -> [priced loads, cost]
+        self.mem: dict[tuple[int, str, str], list[Any]] = {}
         self.know: dict[tuple[str, str, str], list[Any]] = {}
-        self.served: dict[str, int] = {}
-        self.items: dict[str, int] = {}
-        self.lat: dict[str, list[float]] = {"redis": [], "postgresql": [], "chromadb": []}
+        # (source, key, agent) -> [count, first ts, last ts]
+        self.gaps: dict[tuple[str, str, str], list[Any]] = {}
+        # per tier (index as in rules.TIERS): loads that reached it, served, errors, items
+        # retrieved, memory cost, latency samples (binned when the table is built)
+        self.tried = [0, 0, 0]
+        self.hits = [0, 0, 0]
+        self.errors = [0, 0, 0]
+        self.items = [0, 0, 0]
+        self.tier_cost = [0.0, 0.0, 0.0]
+        self.lat: list[list[float]] = [[], [], []]
+        self.lat_sum = [0.0, 0.0, 0.0]
+        self.queries = 0
+        self.misses = 0
         self.labels: dict[str, str] = {}
         self.collab: dict[tuple[str, str, str], list[Any]] = {}
         self.runs: set[str] = set()
@@ -89,26 +103,42 @@ class Accumulator:
     def _tokens(self) -> dict[tuple[str, int], list[Any]]:
         out: dict[tuple[str, int], list[Any]] = {}
         for (agent, _, _, day), r in self.llm.items():
-            acc = out.setdefault((agent, day), [0, 0, 0, 0, 0.0, 0])
-            for j in range(6):
+            acc = out.setdefault((agent, day), [0, 0, 0, 0, 0.0, 0, 0, 0])
+            for j in range(8):
                 acc[j] += r[j]
         return out
 
     def _costs(self) -> dict[tuple[str, str], list[Any]]:
-        """(dimension, key) -> [calls, input, output, cost, unpriced]."""
+        """(dimension, key) -> [llm calls, tool calls, input, output, llm cost, tool cost,
+        memory cost, unpriced llm calls, priced items]."""
         out: dict[tuple[str, str], list[Any]] = {}
+
+        def row(k: tuple[str, str]) -> list[Any]:
+            r = out.get(k)
+            if r is None:
+                r = out[k] = [0, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0]
+            return r
+
         for (agent, model, run, _), r in self.llm.items():
             for k in (("agent", agent), ("model", model), ("query", run)):
-                acc = out.setdefault(k, [0, 0, 0, 0.0, 0])
+                acc = row(k)
                 acc[0] += r[0]
-                acc[1] += r[1]
-                acc[2] += r[2]
-                acc[3] += r[4]
-                acc[4] += r[5]
-        for (tl, agent, run), (calls, cost) in self.tools.items():
-            out.setdefault(("tool", tl), [0, 0, 0, 0.0, 0])[0] += calls
+                acc[2] += r[1]
+                acc[3] += r[2]
+                acc[4] += r[4]
+                acc[7] += r[5]
+                acc[8] += r[0] - r[5]
+        for (tl, agent, run), (calls, cost, _) in self.tools.items():
             for k in (("tool", tl), ("agent", agent), ("query", run)):
-                out.setdefault(k, [0, 0, 0, 0.0, 0])[3] += cost
+                acc = row(k)
+                acc[1] += calls
+                acc[5] += cost
+                acc[8] += calls
+        for (ti, agent, run), (loads, cost) in self.mem.items():
+            for k in (("tier", TIERS[ti]), ("agent", agent), ("query", run)):
+                acc = row(k)
+                acc[6] += cost
+                acc[8] += loads
         return out
 
     def feed(self, events: Iterable[Event | Malformed]) -> None:
@@ -118,6 +148,14 @@ class Accumulator:
         want_tier = "tiers" in self.wanted
         want_collab = "collaboration" in self.wanted
         want_flows = "flows" in self.wanted
+        want_gaps = "gaps" in self.wanted
+        prices = self.tool_prices
+        llm_call, tool_cost, name, gap_key = (
+            rules.llm_call,
+            rules.tool_cost,
+            rules.name,
+            rules.gap_key,
+        )
         for ev in events:
             if type(ev) is not Event:
                 continue
@@ -135,56 +173,47 @@ class Accumulator:
                     key = (agent, m, run or "", int(ev.ts // 86400))
                     row = self.llm.get(key)
                     if row is None:
-                        row = self.llm[key] = [0, 0, 0, 0, 0.0, 0]
+                        row = self.llm[key] = [0, 0, 0, 0, 0.0, 0, 0, 0]
+                    inp, out_, cached, reasoning, c, failed = llm_call(p)
                     row[0] += 1
-                    inp, out_, cached = (
-                        _n(p.get("input_tokens")),
-                        _n(p.get("output_tokens")),
-                        _n(p.get("cached_tokens")),
-                    )
                     row[1] += inp
                     row[2] += out_
                     row[3] += cached
-                    c = llm_call_cost(
-                        _f(p.get("cost_usd")), p.get("ok", True) is not False, inp, out_, cached
-                    )
                     if c is None:
                         row[5] += 1
                     else:
                         row[4] += c
+                    row[6] += reasoning
+                    if failed:
+                        row[7] += 1
             elif t == "tool_used":
                 if want_cost:
-                    tl = p.get("tool")
-                    if type(tl) is not str:
-                        tl = "" if tl is None else str(tl)
+                    tl = name(p.get("tool"))
                     key3 = (tl, agent, run or "")
                     trow = self.tools.get(key3)
                     if trow is None:
-                        trow = self.tools[key3] = [0, 0.0]
+                        trow = self.tools[key3] = [0, 0.0, 0]
                     trow[0] += 1
-                    c = _f(p.get("cost_usd"))
-                    if c is not None:
-                        trow[1] += c
+                    c = p.get("cost_usd")  # rules.tool_cost, with a fast path
+                    trow[1] += (
+                        c if type(c) is float and 0.0 <= c <= MAX_USD else tool_cost(c, tl, prices)
+                    )
+                    if p.get("ok", True) is False:
+                        trow[2] += 1
             elif t == "memory_tier_access":
-                tier = tier_name(p.get("tier_accessed"))
-                if want_tier:
-                    self.served[tier] = self.served.get(tier, 0) + 1
-                    self.items[tier] = self.items.get(tier, 0) + _n(p.get("items_retrieved"))
-                    lbt = p.get("latency_by_tier")
-                    if isinstance(lbt, dict):
-                        for name, vals in self.lat.items():
-                            v = _f(lbt.get(name))
-                            if v is not None:
-                                vals.append(v)
-                if want_know:
-                    self._know("query", str(p.get("query") or ""), agent, tier != "miss", ev.ts)
+                if want_tier or want_cost or want_know or want_gaps:
+                    self._load(p, agent, run or "", ev.ts, want_tier, want_cost)
             elif t == "knowledge_access":
-                if want_know:
+                if want_know or want_gaps:
                     hit = p.get("hit", True) is not False
-                    self._know("item", str(p.get("item") or ""), agent, hit, ev.ts)
+                    if want_know:
+                        self._know("item", name(p.get("item")), agent, hit, ev.ts)
+                    if not hit and want_gaps:
+                        self._gap("knowledge", gap_key(t, p), agent, ev.ts)
             elif t == "collaboration":
                 if want_collab:
-                    key3 = (agent, str(p.get("to_agent") or ""), str(p.get("kind") or ""))
+                    src = ev.agent or "?"
+                    key3 = (src, name(p.get("to_agent")), name(p.get("kind"), 40))
                     cr = self.collab.get(key3)
                     if cr is None:
                         cr = self.collab[key3] = [0, set()]
@@ -198,6 +227,59 @@ class Accumulator:
                 self.completed.add(run)
             elif want_flows and (t in FLOW_TYPES or t == "human_input"):
                 self._flow(ev)
+
+    def _load(
+        self, p: dict[str, Any], agent: str, run: str, ts: float, tiers: bool, costs: bool
+    ) -> None:
+        """One ``memory_tier_access``, counted by :func:`auren_core.rules.tier_access`."""
+        served, lats, errs, by_tier = _tier_access(p)
+        if tiers:
+            self.queries += 1
+            tried = 0  # bit i: the load reached tier i
+            for i, ms in lats:
+                tried |= 1 << i
+                self.lat[i].append(ms)
+                self.lat_sum[i] += ms  # in event order, as the reducer adds them
+            if served < 0:
+                self.misses += 1
+            else:
+                tried |= 1 << served
+                self.hits[served] += 1
+                self.items[served] += _n(p.get("items_retrieved"))
+            if tried:
+                t = self.tried
+                for i in (0, 1, 2):
+                    if tried >> i & 1:
+                        t[i] += 1
+            for i in errs:
+                self.errors[i] += 1
+        if by_tier:
+            for i, c in by_tier:
+                if tiers:
+                    self.tier_cost[i] += c
+                if costs:
+                    mrow = self.mem.get((i, agent, run))
+                    if mrow is None:
+                        mrow = self.mem[(i, agent, run)] = [0, 0.0]
+                    mrow[1] += c
+            if costs:  # one priced load (counted on its first tier's row)
+                self.mem[(by_tier[0][0], agent, run)][0] += 1
+        if self._want_know or (served < 0 and self._want_gaps):
+            q = p.get("query")  # rules.gap_key, with a fast path
+            key = q if type(q) is str and q and len(q) <= MAX_NAME else _gap_key(_LOAD, p)
+            if self._want_know:
+                self._know("query", key, agent, served >= 0, ts)
+            if served < 0 and self._want_gaps:
+                self._gap("memory", key, agent, ts)
+
+    def _gap(self, source: str, key: str, agent: str, ts: float) -> None:
+        row = self.gaps.get((source, key, agent))
+        if row is None:
+            self.gaps[(source, key, agent)] = [1, ts, ts]
+        else:
+            row[0] += 1
+            row[1] = min(row[1], ts)
+            row[2] = max(row[2], ts)
 
     def _flow(self, ev: Event) -> None:
         run = ev.run
@@ -232,26 +314,45 @@ class Accumulator:
         return row
 
     def feed_aggregates(self, rows: Iterable[dict[str, Any]]) -> None:
-        """Rollup rows (``agg_daily``, see :mod:`auren_core.store.retention`) for days whose
-        detailed events are gone: they extend tokens, costs (without the per-query split: the
-        run is not kept in rollups) and tier counts; the other reports need detail."""
+        """Rollup rows (``agg_daily``, see :mod:`auren_core.store.retention`, whose SQL counts
+        by the same rules) for days whose detailed events are gone: they extend tokens, costs
+        (without the per-query split: the run is not kept in rollups) and the tiers' served
+        counts; the other reports need detail. Tool calls the rollup counts as ``unpriced``
+        (no ``cost_usd``) get the configured price here, as detailed events do; a day's
+        memory cost goes to the tier that served the loads (a miss's: chromadb)."""
+        prices = self.tool_prices
         for r in rows:
             t, agent, key = r["type"], r["agent"], r["key"]
+            n = int(r["events"])
             if t == "llm_call":
                 k4 = (agent, key, "", int(r["bucket"] // 86400))
-                row = self.llm.setdefault(k4, [0, 0, 0, 0, 0.0, 0])
-                for j, col in enumerate(
-                    ("events", "input_tokens", "output_tokens", "cached_tokens", "cost_usd",
-                     "unpriced")
-                ):  # fmt: skip
-                    row[j] += r[col]
+                row = self.llm.setdefault(k4, [0, 0, 0, 0, 0.0, 0, 0, 0])
+                row[0] += n
+                row[1] += int(r["input_tokens"])
+                row[2] += int(r["output_tokens"])
+                row[3] += int(r["cached_tokens"])
+                row[4] += float(r["cost_usd"])
+                row[5] += int(r["unpriced"])
+                row[7] += int(r["errors"])
             elif t == "tool_used":
-                trow = self.tools.setdefault((key, agent, ""), [0, 0.0])
-                trow[0] += r["events"]
-                trow[1] += r["cost_usd"]
+                trow = self.tools.setdefault((key, agent, ""), [0, 0.0, 0])
+                trow[0] += n
+                trow[1] += float(r["cost_usd"]) + int(r["unpriced"]) * prices.get(key, 0.0)
+                trow[2] += int(r["errors"])
             elif t == "memory_tier_access":
-                tier = tier_name(key)
-                self.served[tier] = self.served.get(tier, 0) + r["events"]
+                i = tier_index(key)
+                if i < 0:
+                    self.misses += n
+                else:
+                    self.hits[i] += n
+                self.queries += n
+                priced = n - int(r["unpriced"])
+                if priced > 0:
+                    ti = i if i >= 0 else len(TIERS) - 1
+                    mrow = self.mem.setdefault((ti, agent, ""), [0, 0.0])
+                    mrow[0] += priced
+                    mrow[1] += float(r["cost_usd"])
+                    self.tier_cost[ti] += float(r["cost_usd"])
 
     def _know(self, kind: str, item: str, agent: str, hit: bool, ts: float) -> None:
         key = (kind, item, agent)
@@ -272,59 +373,93 @@ class Accumulator:
         return getattr(self, f"_t_{name}")()  # type: ignore[no-any-return]
 
     def _t_tokens(self) -> list[dict[str, Any]]:
+        """LLM calls per agent and day; ``llm_cost_usd`` is their cost alone (tools and memory
+        are in the costs report's ``cost_usd``)."""
         out = []
         tokens = self._tokens()
         for (agent, day), r in sorted(tokens.items(), key=lambda kv: (kv[0][1], kv[0][0])):
             out.append({
                 "agent": agent, "day": (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat(),
                 "llm_calls": r[0], "input_tokens": r[1], "output_tokens": r[2],
-                "cached_tokens": r[3], "total_tokens": r[1] + r[2],
-                "cost_usd": _cost(r[4]) if r[5] < r[0] else None,  # None: no call was priced
-                "unpriced_calls": r[5],
+                "cached_tokens": r[3], "reasoning_tokens": r[6], "total_tokens": r[1] + r[2],
+                # None: no call was priced (unknown, never 0)
+                "llm_cost_usd": round_usd(rules.known_cost(r[4], r[0] - r[5], r[5])),
+                "unpriced_calls": r[5], "llm_errors": r[7],
             })  # fmt: skip
         return out
 
     def _t_knowledge(self) -> list[dict[str, Any]]:
+        """Lookups per (kind, item, agent): ``query`` rows are memory loads (by the query
+        asked), ``item`` rows ``knowledge_access`` events (by item); ``misses`` are knowledge
+        gaps (see the gaps report)."""
         out = []
         for (kind, item, agent), r in sorted(self.know.items(), key=lambda kv: (-kv[1][0], kv[0])):
             hours: list[int] = r[3]
-            gap = kind == "query" and r[1] == 0
             out.append({
-                "kind": "gap" if gap else kind, "item": item, "agent": agent,
+                "kind": kind, "item": item, "agent": agent,
                 "accesses": r[0], "hits": r[1], "misses": r[2],
                 "peak_hour_utc": hours.index(max(hours)),
                 "first_seen": _iso(r[4]), "last_seen": _iso(r[5]),
             })  # fmt: skip
         return out
 
-    def _t_tiers(self) -> list[dict[str, Any]]:
-        total = sum(self.served.values())
+    def _t_gaps(self) -> list[dict[str, Any]]:
+        """Knowledge gaps (:func:`auren_core.rules.gap_key`) per source, what was asked and
+        agent: ``count`` lookups nothing answered."""
         out = []
-        for tier in ("redis", "postgresql", "chromadb", "miss"):
-            lat = sorted(self.lat.get(tier, []))
+        for (source, key, agent), (n, first, last) in sorted(
+            self.gaps.items(), key=lambda kv: (-kv[1][0], kv[0])
+        ):
             out.append({
-                "tier": tier, "served": self.served.get(tier, 0),
-                "share": round(self.served.get(tier, 0) / total, 6) if total else None,
-                "probes": len(lat), "p50_ms": _pct(lat, 0.5), "p95_ms": _pct(lat, 0.95),
-                "mean_ms": round(sum(lat) / len(lat), 3) if lat else None,
-                "items_retrieved": self.items.get(tier, 0),
+                "source": source, "query": key, "agent": agent, "count": n,
+                "first_seen": _iso(first), "last_seen": _iso(last),
             })  # fmt: skip
         return out
 
-    def _t_costs(self) -> list[dict[str, Any]]:
-        order = {"agent": 0, "model": 1, "tool": 2, "query": 3}
+    def _t_tiers(self) -> list[dict[str, Any]]:
+        """Per tier: the snapshot's tier figures; the ``miss`` row counts the loads no tier
+        served (``share`` = the miss rate)."""
+        q = self.queries
         out = []
-        for (dim, key), r in sorted(
-            self._costs().items(), key=lambda kv: (order[kv[0][0]], -kv[1][3], kv[0][1])
-        ):
+        for i, name in enumerate(TIERS):
+            lat, hits, tried = self.lat[i], self.hits[i], self.tried[i]
+            p50, p95 = rules.percentiles(lat, (0.5, 0.95))
             out.append({
+                "tier": name, "served": hits, "share": _div(hits, q),
+                "tried": tried, "hit_rate": _div(hits, tried),
+                "fall_through_rate": _div(tried - hits, tried),
+                "probes": len(lat), "p50_ms": _ms(p50), "p95_ms": _ms(p95),
+                "mean_ms": _ms(self.lat_sum[i] / len(lat)) if lat else None,
+                "errors": self.errors[i], "cost_usd": round_usd(self.tier_cost[i]),
+                "items_retrieved": self.items[i],
+            })  # fmt: skip
+        out.append({
+            "tier": "miss", "served": self.misses, "share": _div(self.misses, q),
+            "tried": None, "hit_rate": None, "fall_through_rate": None, "probes": 0,
+            "p50_ms": None, "p95_ms": None, "mean_ms": None, "errors": None, "cost_usd": None,
+            "items_retrieved": 0,
+        })  # fmt: skip
+        return out
+
+    def _t_costs(self) -> list[dict[str, Any]]:
+        """Per agent, model, tool, memory tier and query (run): ``cost_usd`` = LLM + tools +
+        memory of the row (None when its only calls were unpriced LLM calls)."""
+        order = {"agent": 0, "model": 1, "tool": 2, "tier": 3, "query": 4}
+        rows = []
+        for (dim, key), r in self._costs().items():
+            total = r[4] + r[5] + r[6]
+            rows.append((order[dim], -total, key, {
                 "dimension": dim, "key": key,
                 "label": self.labels.get(key, "") if dim == "query" else "",
-                "calls": r[0], "input_tokens": r[1], "output_tokens": r[2],
-                "cost_usd": _cost(r[3]) if r[4] < r[0] or not r[0] else None,
-                "unpriced_calls": r[4],
-            })  # fmt: skip
-        return out
+                "llm_calls": r[0], "tool_calls": r[1],
+                "input_tokens": r[2], "output_tokens": r[3],
+                "cost_usd": round_usd(rules.known_cost(total, r[8], r[7])),
+                "llm_cost_usd": round_usd(rules.known_cost(r[4], r[0] - r[7], r[7])),
+                "tool_cost_usd": round_usd(r[5]),
+                "memory_cost_usd": round_usd(r[6]), "unpriced_calls": r[7],
+            }))  # fmt: skip
+        rows.sort(key=lambda x: x[:3])
+        return [x[3] for x in rows]
 
     def _t_flows(self) -> list[dict[str, Any]]:
         """Per flow name, then per step of it: runs, outcomes, durations, human waits.
@@ -336,7 +471,7 @@ class Accumulator:
         for name in sorted(by_name):
             runs = by_name[name]
             recs = [self.flows[r] for r in runs]
-            durs = sorted(d for f in recs if (d := f.duration_ms()) is not None)
+            durs = [d for f in recs if (d := f.duration_ms()) is not None]
             waits = [w for r in runs for w in self.flow_waits.get(r, ())]
             out.append({
                 "level": "flow", "flow": name, "step": "", "runs": len(runs),
@@ -372,7 +507,6 @@ class Accumulator:
                     if w is not None:
                         acc[6] += w[3]
             for m, (sruns, done, bad, going, sdurs, swaits, nwaits) in steps.items():
-                sdurs = sorted(sdurs)
                 out.append({
                     "level": "step", "flow": name, "step": m, "runs": len(sruns),
                     "completed": done, "failed": bad, "unfinished": going,

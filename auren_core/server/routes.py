@@ -197,7 +197,10 @@ class Routes:
         items, truncated = await self._window(hours * 3600.0)
         events = [it for it in items if isinstance(it, Event)]
         body = await asyncio.to_thread(
-            lambda: export.render(export.build_reports(events, reports), fmt)  # type: ignore[arg-type]
+            lambda: export.render(
+                export.build_reports(events, reports, tool_costs=self.s.config.tool_costs),
+                fmt,  # type: ignore[arg-type]
+            )
         )
         extra = [
             *cors,

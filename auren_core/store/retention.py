@@ -9,6 +9,10 @@ an advisory lock):
    transaction as their final rollup, so aggregates always cover what was dropped;
 3. drops aggregate partitions whose day is older than ``agg_days``.
 
+Token counts, costs and unpriced counts follow :mod:`auren_core.rules` (written in SQL
+below): ``cost_usd`` is the known cost of LLM calls, tool calls and memory loads;
+``unpriced`` counts those without one (a tool's configured price is added at export time).
+
 Granularity is one UTC day: a day's partition goes when its *end* passes the cutoff, so
 detailed rows live between ``detail_days`` and ``detail_days + 1`` days.
 """
@@ -22,6 +26,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import rules
 from .schema import ensure_partitions, list_partitions, qident
 
 __all__ = ["MaintenanceResult", "RetentionPolicy", "maintain", "rollup_day"]
@@ -51,6 +56,51 @@ def _num(expr: str) -> str:
     )
 
 
+# The rules of auren_core.rules, in SQL (nested CASEs: a WHEN is only evaluated once the
+# previous one failed, so a string never reaches a numeric cast).
+def _tok(expr: str) -> str:
+    """rules.tokens: an integer (or truncated float) from 0 to MAX_TOKENS, else 0."""
+    return (
+        f"CASE WHEN jsonb_typeof({expr}) = 'number' THEN CASE WHEN ({expr})::text::numeric "
+        f"BETWEEN 0 AND {rules.MAX_TOKENS} THEN trunc(({expr})::text::numeric) ELSE 0 END "
+        "ELSE 0 END"
+    )
+
+
+def _usd(expr: str) -> str:
+    """rules.usd: a number from 0 to MAX_USD, else NULL (unknown)."""
+    return (
+        f"CASE WHEN jsonb_typeof({expr}) = 'number' THEN CASE WHEN ({expr})::text::numeric "
+        f"BETWEEN 0 AND {rules.MAX_USD:.0f} THEN ({expr})::text::numeric END END"
+    )
+
+
+_FAILED = "payload->'ok' = 'false'::jsonb"
+_COST_USD = _usd("payload->'cost_usd'")
+# rules.llm_call_cost: unknown stays NULL, except a failed call that used no token (0)
+_NO_TOKENS = " AND ".join(
+    f"{_tok(f'payload->{k!r}')} = 0" for k in ("input_tokens", "output_tokens", "cached_tokens")
+)
+_LLM_COST = (
+    f"CASE WHEN {_COST_USD} IS NOT NULL THEN {_COST_USD} WHEN {_FAILED} AND {_NO_TOKENS} THEN 0 END"
+)
+_TIER_NAMES = ", ".join(f"'{k}'" for k in rules.TIER_ALIASES)
+# rules.tier_access: cost_by_tier (known tier names, valid prices), else cost_usd
+_MEM_COST = (
+    "CASE WHEN jsonb_typeof(payload->'cost_by_tier') = 'object' "
+    "AND payload->'cost_by_tier' <> jsonb_build_object() THEN (SELECT coalesce(sum("
+    + _usd("value")
+    + f"), 0) FROM jsonb_each(payload->'cost_by_tier') WHERE key IN ({_TIER_NAMES})) "
+    f"ELSE {_COST_USD} END"
+)
+# the event's known cost (NULL: unknown) for the three priced types; tool fallbacks from
+# [tool_costs] are applied at export time to the rows' unpriced tool calls
+_COST = f"""CASE type
+    WHEN 'llm_call' THEN {_LLM_COST}
+    WHEN 'tool_used' THEN {_COST_USD}
+    WHEN 'memory_tier_access' THEN {_MEM_COST}
+    ELSE 0 END"""
+
 _KEY = """coalesce(CASE type
     WHEN 'llm_call' THEN payload->>'model'
     WHEN 'tool_used' THEN payload->>'tool'
@@ -64,13 +114,12 @@ _HOURLY_SELECT = f"""
 SELECT date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket,
        coalesce(agent, '') AS agent, type, {_KEY} AS key,
        count(*),
-       sum(CASE WHEN {_LLM} THEN {_num("payload->'input_tokens'")} ELSE 0 END)::bigint,
-       sum(CASE WHEN {_LLM} THEN {_num("payload->'output_tokens'")} ELSE 0 END)::bigint,
-       sum(CASE WHEN {_LLM} THEN {_num("payload->'cached_tokens'")} ELSE 0 END)::bigint,
-       sum({_num("payload->'cost_usd'")})::double precision,
-       count(*) FILTER (WHERE {_LLM} AND jsonb_typeof(payload->'cost_usd') IS DISTINCT FROM
-                        'number'),
-       count(*) FILTER (WHERE payload->>'ok' = 'false' OR type IN ('task_failed','agent_failed')),
+       sum(CASE WHEN {_LLM} THEN {_tok("payload->'input_tokens'")} ELSE 0 END)::bigint,
+       sum(CASE WHEN {_LLM} THEN {_tok("payload->'output_tokens'")} ELSE 0 END)::bigint,
+       sum(CASE WHEN {_LLM} THEN {_tok("payload->'cached_tokens'")} ELSE 0 END)::bigint,
+       coalesce(sum({_COST}), 0)::double precision,
+       count(*) FILTER (WHERE ({_COST}) IS NULL),
+       count(*) FILTER (WHERE {_FAILED} OR type IN ('task_failed','agent_failed')),
        sum({_num("coalesce(payload->'latency_ms', payload->'duration_ms')")})::double precision,
        count(*) FILTER (WHERE jsonb_typeof(coalesce(payload->'latency_ms',
                         payload->'duration_ms')) = 'number')

@@ -34,7 +34,7 @@ def _from_stream(
             return
         for sid, fields in entries:
             # validated like every reader's (top, serve-ws, persist): an entry the dashboard
-            # counts as malformed is in no report either
+            # counts as malformed is in no report either (auren_core.rules)
             ev = decode_entry(sid, fields)
             if isinstance(ev, Event) and (not agents or ev.agent in agents):
                 yield ev
@@ -119,7 +119,9 @@ def command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or jsonl.")] = "csv",
     report: Annotated[
         str,
-        typer.Option(help="tokens, knowledge, tiers, costs, collaboration, flows or all (a,b ok)."),
+        typer.Option(
+            help="tokens, knowledge, gaps, tiers, costs, collaboration, flows or all (a,b ok)."
+        ),
     ] = "all",
     since: Annotated[
         float,
@@ -148,7 +150,7 @@ def command(
     pg_dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (else AUREN_PG_DSN).")] = None,
     schema: Annotated[str, typer.Option(help="Event store schema (auren persist).")] = "auren",
 ) -> None:
-    """Export token, knowledge, tier, cost, collaboration and flow reports (CSV/JSON/JSONL)."""
+    """Export token, knowledge, gap, tier, cost, collaboration and flow reports (CSV/JSON/JSONL)."""
     import sys
     import time
 
@@ -208,7 +210,9 @@ def command(
         print(describe_backends(rb), file=sys.stderr)
         events = _from_stream(rb.url, settings.stream, t0, t1, agents)
     try:
-        data = render(build_reports(events, reports, aggregates=aggs), fmt)
+        data = render(
+            build_reports(events, reports, aggregates=aggs, tool_costs=settings.tool_costs), fmt
+        )
     except ConfigError:
         raise
     except Exception as exc:  # unreachable server mid-read: one line, not a traceback

@@ -176,22 +176,24 @@ class LoopsSection(Section):
 
 
 class GapsSection(Section):
-    """Queries no memory tier answered, and what is read most at this hour of day."""
+    """Knowledge gaps (lookups nothing answered), and what is read most at this hour of day."""
 
     def build(self, result: dict[str, Any], width: int) -> RenderableType:
         know = result["knowledge"]
         lines: list[RenderableType] = [
-            _none("queries no memory tier answered (every lookup a miss)")
+            _none("lookups nothing answered (no memory tier, no knowledge source), most first")
         ]
         for g in know["gaps"]:
             t = Text(no_wrap=True, overflow="ellipsis")
             t.append(f"{g['misses']:>4} misses  ", style="bold red")
             t.append(clean(g["query"], 80), style="bold")
+            if g.get("answered"):
+                t.append(f"  (answered {g['answered']}x)", style="yellow")
             t.append("  asked by " + ", ".join(clean(a, 20) for a in g["agents"]), style="dim")
             lines.append(t)
         lines += _more(len(know["gaps"]), result["counts"]["gaps"])
         if len(lines) == 1:
-            lines.append(_none("none: every query was answered by some tier"))
+            lines.append(_none("none: every lookup was answered"))
         hour = int(result["generated_at"] % 86400 // 3600)
         top = know["by_hour"].get(str(hour)) or know["by_hour"].get(str((hour - 1) % 24))
         if top:

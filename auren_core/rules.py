@@ -1,0 +1,379 @@
+"""The rules behind every number AUREN shows: one definition each, used everywhere.
+
+The reducer behind ``auren top``, the WebSocket snapshot and the HTTP API
+(:mod:`auren_core.state`), every ``auren export`` report (:mod:`auren_core.analytics.tables`),
+the analytics and the PostgreSQL rollups (:mod:`auren_core.store.retention`, whose SQL is
+written from the constants here) compute their figures through this module, so one recording
+gives the same numbers in each of them. Pure functions of payload values: no I/O and no
+import from the rest of ``auren_core`` (the reducer imports this module, never the reverse).
+
+Which entries count at all is decided before these rules: every reader (top, serve-ws, the
+export, the PostgreSQL sink) decodes with :func:`auren_core.events.decode`, which checks each
+payload against its type. An ``llm_call`` whose token count is a string, a float, a bool or
+null is a *malformed entry* there (counted in ``health.malformed``, in no total, in no report).
+The rules below also cover those values for events handed over in process.
+
+**Token counts** (:func:`tokens`): an integer from 0 to :data:`MAX_TOKENS` counts as itself;
+a finite float in that range is truncated (12.9 -> 12); a missing, null, negative, boolean or
+string count, NaN, and anything above :data:`MAX_TOKENS` (no call uses a billion tokens: the
+value is corrupt) count as 0. The call itself still counts.
+
+**Money** (:func:`usd`): a price is a finite number from 0 to :data:`MAX_USD`; anything else
+(null, negative, a string, NaN, more than a million dollars for one event) is *unknown*.
+
+* LLM call (:func:`llm_call_cost`): its ``cost_usd``; unknown stays unknown (the call is
+  counted in ``unpriced_llm_calls``, never as $0), except a call that failed before using a
+  token, which costs 0.
+* tool call (:func:`tool_cost`): its ``cost_usd``; else the price configured for that tool in
+  ``[tool_costs]`` (``auren.toml``); else 0 (a tool without a price is free, not unknown).
+* memory load (:func:`tier_access`): ``cost_by_tier`` (per tier), else ``cost_usd`` charged
+  to the tier that served the load (a miss: the deepest tier it tried; chromadb if it names
+  none); a load that carries neither costs 0.
+* ``cost_usd`` - in ``totals``, per agent, per run, per flow and in every export report -
+  means **LLM + tools + memory**: ``llm_cost_usd`` + ``tool_cost_usd`` + ``memory_cost_usd``
+  of what the row covers, known prices only. ``llm_cost_usd`` is the LLM part alone.
+
+**Memory tiers** (:data:`TIERS`, :data:`TIER_ALIASES`): ``redis``, ``postgresql``,
+``chromadb``; a ``tier_accessed`` that names none of them (``miss``, or anything unknown) is
+a miss. A load *tried* the tiers it reports a latency for plus the one that served it; a
+tier's ``hit_rate`` = loads it served / loads that tried it; its ``share`` = loads it
+served / all loads (the ``share`` of the misses is the ``miss_rate``).
+
+**Percentiles** (:func:`quantiles`): nearest rank (the smallest value with at least q of
+the samples at or below it) over a log histogram whose bins are 5 % wide (1 us to 10^12 ms);
+the value reported is the bin's geometric midpoint, so a percentile is within 2.5 % of the
+exact one. The reducer (tier latencies) and the exports (tier latencies, flow durations)
+use the same bins.
+
+**Knowledge gap** (:func:`gap_key`): one lookup that nothing answered - a
+``memory_tier_access`` that no tier served, or a ``knowledge_access`` with ``hit: false`` -
+named by what was asked (the query; for a ``knowledge_access`` without one, its item).
+A gap's ``count`` is the number of such lookups.
+
+**Rounding in outputs**: USD to 10 decimals (:func:`round_usd`), rates to 6, milliseconds
+to 3.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, NamedTuple
+
+__all__ = [
+    "HIST_LO_MS",
+    "HIST_MAX_BIN",
+    "HIST_RATIO",
+    "MAX_NAME",
+    "MAX_TOKENS",
+    "MAX_USD",
+    "MISS",
+    "NO_QUERY",
+    "TIERS",
+    "TIER_ALIASES",
+    "LlmCall",
+    "TierAccess",
+    "bin_of",
+    "bin_value",
+    "gap_key",
+    "is_gap",
+    "known_cost",
+    "llm_call",
+    "llm_call_cost",
+    "name",
+    "percentiles",
+    "quantiles",
+    "round_rate",
+    "round_usd",
+    "tier_access",
+    "tier_index",
+    "tier_name",
+    "tokens",
+    "tool_cost",
+    "tool_prices",
+    "usd",
+]
+
+# NamedTuple's own __new__ is a Python function: tuple.__new__ builds one at a third of
+# the cost (these run once per event in the reducer and the exports)
+_new = tuple.__new__
+
+MAX_TOKENS: Final = 10**9  # per count of one call
+MAX_USD: Final = 1e6  # per event
+MAX_NAME: Final = 200  # names (tools, agents asked, queries) are clipped to this
+USD_DECIMALS: Final = 10
+RATE_DECIMALS: Final = 6
+
+# --------------------------------------------------------------------------- tokens and money
+
+
+def tokens(v: Any) -> int:
+    """A token count as every output counts it (see the module docstring)."""
+    if type(v) is int:
+        return v if 0 <= v <= MAX_TOKENS else 0
+    if isinstance(v, bool):
+        return 0
+    if isinstance(v, int):  # an int subclass (IntEnum, ...)
+        return int(v) if 0 <= v <= MAX_TOKENS else 0
+    if isinstance(v, float) and 0.0 <= v <= MAX_TOKENS:  # NaN fails the comparison
+        return int(v)
+    return 0
+
+
+def usd(v: Any) -> float | None:
+    """A price in USD, or None when it is unknown (see the module docstring)."""
+    if type(v) is float:
+        return v if 0.0 <= v <= MAX_USD else None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if 0.0 <= f <= MAX_USD else None
+
+
+def llm_call_cost(cost: float | None, ok: bool, inp: int, out: int, cached: int) -> float | None:
+    """The cost an ``llm_call`` counts for, from its valid ``cost_usd`` (:func:`usd`) and its
+    counted tokens: unknown stays None (never 0), except that a call that failed before
+    using any token costs 0 (an error, not an unknown price)."""
+    if cost is None and not ok and not (inp or out or cached):
+        return 0.0
+    return cost
+
+
+class LlmCall(NamedTuple):
+    """One ``llm_call`` as counted: tokens by :func:`tokens`, ``cost`` None = unpriced."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    cost: float | None
+    failed: bool
+
+
+def llm_call(p: Mapping[str, Any]) -> LlmCall:
+    """The counted figures of one ``llm_call`` payload (:func:`tokens`, :func:`usd`,
+    :func:`llm_call_cost`; the validated shapes take an inlined fast path to the same
+    result)."""
+    g = p.get
+    v = g("input_tokens")
+    inp = v if type(v) is int and 0 <= v <= MAX_TOKENS else tokens(v)
+    v = g("output_tokens")
+    out = v if type(v) is int and 0 <= v <= MAX_TOKENS else tokens(v)
+    v = g("cached_tokens")
+    cached = v if type(v) is int and 0 <= v <= MAX_TOKENS else tokens(v)
+    v = g("reasoning_tokens")
+    reasoning = v if type(v) is int and 0 <= v <= MAX_TOKENS else 0 if v is None else tokens(v)
+    c = g("cost_usd")
+    cost = c if type(c) is float and 0.0 <= c <= MAX_USD else usd(c)
+    failed = g("ok", True) is False
+    if cost is None and failed and not (inp or out or cached):
+        cost = 0.0  # llm_call_cost
+    return _new(LlmCall, (inp, out, cached, reasoning, cost, failed))
+
+
+def tool_prices(configured: Mapping[str, Any] | None) -> dict[str, float]:
+    """The ``[tool_costs]`` table as prices: entries that are not a valid price are dropped."""
+    out: dict[str, float] = {}
+    for k, v in (configured or {}).items():
+        c = usd(v)
+        if c is not None and isinstance(k, str):
+            out[k] = c
+    return out
+
+
+def tool_cost(cost_usd: Any, tool: str, prices: Mapping[str, float]) -> float:
+    """What one tool call costs: its ``cost_usd``, else the configured price of ``tool``,
+    else 0. ``prices`` comes from :func:`tool_prices`."""
+    c = usd(cost_usd)
+    if c is None:
+        return prices.get(tool, 0.0)
+    return c
+
+
+def known_cost(total: float, priced: int, unpriced: int) -> float | None:
+    """An export row's ``cost_usd``: the sum of the known costs, or None (unknown) when the
+    row has unpriced LLM calls and nothing in it had a price. The snapshot shows 0 there and
+    counts the calls in ``unpriced_llm_calls``."""
+    if unpriced and not priced:
+        return None
+    return total
+
+
+def round_usd(x: float | None) -> float | None:
+    return None if x is None else round(x, USD_DECIMALS)
+
+
+def round_rate(x: float | None) -> float | None:
+    return None if x is None else round(x, RATE_DECIMALS)
+
+
+# --------------------------------------------------------------------------- names
+
+
+def name(v: Any, limit: int = MAX_NAME) -> str:
+    """A name from a payload value: its text clipped to ``limit``; ``"?"`` when missing."""
+    if type(v) is str:
+        return (v if len(v) <= limit else v[:limit]) if v else "?"
+    return str(v)[:limit] if v else "?"
+
+
+# --------------------------------------------------------------------------- memory tiers
+
+TIERS: Final[tuple[str, str, str]] = ("redis", "postgresql", "chromadb")
+MISS: Final = "miss"
+# every name a tier is known by (events use the long ones, latency maps the short ones)
+TIER_ALIASES: Final[Mapping[str, int]] = {
+    "redis": 0,
+    "redis_immediate": 0,
+    "postgresql": 1,
+    "postgresql_structured": 1,
+    "postgres": 1,
+    "chromadb": 2,
+    "chromadb_semantic": 2,
+    "chroma": 2,
+}
+
+
+def tier_index(v: Any) -> int:
+    """0/1/2 for the three tiers under any of their names; -1 for a miss or anything else."""
+    return TIER_ALIASES.get(v, -1) if type(v) is str else -1
+
+
+def tier_name(v: Any) -> str:
+    """The canonical name of a tier, or ``"miss"`` (a miss or an unknown tier)."""
+    i = tier_index(v)
+    return TIERS[i] if i >= 0 else MISS
+
+
+class TierAccess(NamedTuple):
+    """One ``memory_tier_access`` as counted. ``served``: tier index, -1 for a miss;
+    ``latencies``: (tier, ms) reported; ``errors``: tiers that reported an error;
+    ``costs``: (tier, USD), None when the event carried no price at all."""
+
+    served: int
+    latencies: list[tuple[int, float]]
+    errors: list[int]
+    costs: list[tuple[int, float]] | None
+
+
+def _ms(v: Any) -> float | None:
+    if type(v) is float:
+        return v if 0.0 <= v < 1e18 else None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if 0.0 <= f < 1e18 else None
+
+
+def tier_access(p: Mapping[str, Any]) -> TierAccess:
+    """The counted figures of one ``memory_tier_access`` payload (see the module docstring)."""
+    served = tier_index(p.get("tier_accessed"))
+    lats: list[tuple[int, float]] = []
+    lat = p.get("latency_by_tier")
+    if type(lat) is dict:
+        for k, v in lat.items():
+            i = TIER_ALIASES.get(k, -1) if type(k) is str else -1
+            if i >= 0:
+                ms = v if type(v) is float and 0.0 <= v < 1e18 else _ms(v)
+                if ms is not None:
+                    lats.append((i, ms))
+    errs = p.get("errors")
+    errors = [i for k in errs if (i := tier_index(k)) >= 0] if errs and type(errs) is dict else []
+    costs: list[tuple[int, float]] | None = None
+    by_tier = p.get("cost_by_tier")
+    if by_tier and type(by_tier) is dict:
+        costs = []
+        for k, v in by_tier.items():
+            i, c = tier_index(k), usd(v)
+            if i >= 0 and c is not None:
+                costs.append((i, c))
+    else:
+        c = p.get("cost_usd")
+        c = None if c is None else usd(c)
+        if c is not None:
+            who = served if served >= 0 else max((i for i, _ in lats), default=len(TIERS) - 1)
+            costs = [(who, c)]
+    return _new(TierAccess, (served, lats, errors, costs))
+
+
+# --------------------------------------------------------------------------- knowledge gaps
+
+NO_QUERY: Final = "(no query)"
+
+
+def is_gap(type_: str, p: Mapping[str, Any]) -> bool:
+    """Whether a lookup event is a knowledge gap (nothing answered it)."""
+    if type_ == "memory_tier_access":
+        return tier_index(p.get("tier_accessed")) < 0
+    if type_ == "knowledge_access":
+        return p.get("hit", True) is False
+    return False
+
+
+def gap_key(type_: str, p: Mapping[str, Any]) -> str:
+    """What a gap is named by: the query asked; a ``knowledge_access`` without one, its item."""
+    q = p.get("query")
+    if q:
+        return name(q)
+    if type_ == "knowledge_access":
+        item = p.get("item")
+        if item:
+            return name(item)
+    return NO_QUERY
+
+
+# --------------------------------------------------------------------------- percentiles
+
+HIST_LO_MS: Final = 0.001
+HIST_RATIO: Final = 1.05
+_INV_LO = 1.0 / HIST_LO_MS
+_INV_LOG_R = 1.0 / math.log(HIST_RATIO)
+_HIST_TOP_MS = 1e12
+HIST_MAX_BIN: Final = int(math.log(_HIST_TOP_MS * _INV_LO) * _INV_LOG_R) + 1
+
+
+def bin_of(ms: float) -> int:
+    """The histogram bin of a value (0 for <= 1 us and NaN; the top bin for huge ones)."""
+    if ms > HIST_LO_MS:
+        if ms >= _HIST_TOP_MS:  # also inf
+            return HIST_MAX_BIN
+        b = int(math.log(ms * _INV_LO) * _INV_LOG_R) + 1
+        return b if b < HIST_MAX_BIN else HIST_MAX_BIN
+    return 0
+
+
+def bin_value(b: int) -> float:
+    """The value reported for a bin: its geometric midpoint."""
+    if b <= 0:
+        return HIST_LO_MS
+    return float(HIST_LO_MS * HIST_RATIO ** (b - 0.5))
+
+
+def quantiles(counts: Mapping[int, int], qs: Iterable[float]) -> tuple[float | None, ...]:
+    """Nearest-rank quantiles from bin counts (``{bin: count}``); None without samples."""
+    qs = tuple(qs)
+    n = sum(counts.values())
+    if n <= 0:
+        return tuple(None for _ in qs)
+    items = sorted(counts.items())
+    out: list[float | None] = []
+    for q in qs:
+        rank = max(1, math.ceil(q * n))
+        acc = 0
+        val = bin_value(items[-1][0])
+        for b, c in items:
+            acc += c
+            if acc >= rank:
+                val = bin_value(b)
+                break
+        out.append(val)
+    return tuple(out)
+
+
+def percentiles(values: Iterable[float], qs: Iterable[float]) -> tuple[float | None, ...]:
+    """:func:`quantiles` of raw values (binned first, like the reducer's histograms)."""
+    counts: dict[int, int] = {}
+    for v in values:
+        b = bin_of(v)
+        counts[b] = counts.get(b, 0) + 1
+    return quantiles(counts, qs)

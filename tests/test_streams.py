@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from auren_core.streams.entries import (
 )
 from auren_core.streams.lag import LagProbe, stream_lag
 
+ROOT = Path(__file__).resolve().parent.parent
 GOOD = encode(make_event("tool_used", {"tool": "search", "ok": True}, agent="a"))
 BAD_PAYLOAD = b'{"v":1,"id":"x","ts":1,"type":"tool_used","payload":{"tool":["no"]}}'
 
@@ -70,6 +73,24 @@ def test_stream_ids() -> None:
     assert parse_stream_id("1700000000000-12") == (1700000000000, 12)
     assert parse_stream_id("5") == (5, 0)
     assert id_for_time(1700000000.25) == "1700000000250-0" and id_for_time(-3) == "0-0"
+
+
+def test_no_reader_decodes_entries_on_its_own() -> None:
+    """The entry field is read in one place (streams/entries.py); the codec defines it
+    and the publisher writes it. A reader that grows its own loop fails here."""
+    allowed = {"auren_core/events.py", "auren_core/streams/entries.py", "auren_core/publisher.py"}
+    pattern = re.compile(r'\bFIELD\b|b"e"|\.get\("e"\)|== "e"|\bv == 1\b')
+    offenders = []
+    for pkg in ("auren_core", "auren_tui"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel not in allowed and pattern.search(path.read_text()):
+                offenders.append(rel)
+    assert offenders == []
+
+
+def test_the_guard_sees_a_hand_written_decoder() -> None:  # negative control
+    assert re.search(r'\bFIELD\b|b"e"', 'raw = fields.get(b"e")')
 
 
 # --------------------------------------------------------------------------- backoff

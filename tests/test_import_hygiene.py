@@ -12,7 +12,7 @@ import sys
 ENGINE = [
     "auren_core",
     "auren_core.state",
-    "auren_core.registry",
+    "auren_core.state.registry",
     "auren_core.reader",
     "auren_core.publisher",
 ]

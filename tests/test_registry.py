@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from auren_core.events import make_event
-from auren_core.registry import AgentRegistry, agent_capabilities
+from auren_core.state.registry import AgentRegistry, agent_capabilities
 
 T0 = 1_800_000_000.0
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from auren_core._state_window import BUCKET_S
 from auren_core.events import EVENT_TYPES, Event, Malformed, decode, encode, make_event
 from auren_core.state import DashboardState, Reducer
+from auren_core.state.window import BUCKET_S
 
 T0 = 1_800_000_000.0  # a round "now" (divisible by 60 and by BUCKET_S)
 
@@ -857,7 +857,7 @@ def test_in_process_registration_shows_in_state() -> None:
 
 # --------------------------------------------------------------------------- window structures
 def test_window_structures_expire_exactly_and_stay_bounded() -> None:
-    from auren_core._state_window import Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
+    from auren_core.state.window import Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
 
     e = Expiry()
     sums = Sums(2, e)

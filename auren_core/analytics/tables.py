@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import rules
-from .._state_flows import FLOW_TYPES, FlowRec, joins_flow, method_key
 from ..events import Event, Malformed
 from ..rules import MAX_NAME, MAX_USD, TIERS, round_rate, round_usd, tier_index
+from ..state.flows import FLOW_TYPES, FlowRec, joins_flow, method_key
 
 __all__ = ["Accumulator", "run_label", "tier_name"]
 

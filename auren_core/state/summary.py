@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from .events import Event, Malformed
+from ..events import Event, Malformed
 
 __all__ = ["MAX_SUMMARY", "LogEntry", "log_entry", "summarize"]
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import rules
-from ._state_flows import FlowRec, joins_flow
-from ._state_parts import AgentAcc, G, HypRec, RunAcc
-from .events import Event
-from .rules import MAX_TOKENS, MAX_USD, llm_call_cost, tool_cost, usd
-from .rules import tokens as _int
+from .. import rules
+from ..events import Event
+from ..rules import MAX_TOKENS, MAX_USD, llm_call_cost, tool_cost, usd
+from ..rules import tokens as _int
+from .flows import FlowRec, joins_flow
+from .parts import AgentAcc, G, HypRec, RunAcc
 
 if TYPE_CHECKING:
-    from ._state_parts import Sections
-    from ._state_window import Expiry, Sums
+    from .parts import Sections
     from .registry import AgentRegistry
+    from .window import Expiry, Sums
 
 __all__ = ["MAX_NAME", "Handlers"]
 
@@ -194,7 +194,7 @@ class Handlers:
     # ------------------------------------------------------------------ flows
     def _on_flow(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         """``flow_*`` and ``human_input`` events: a flow is its run id (which events join it:
-        :func:`~auren_core._state_flows.joins_flow`; an agent's own wait is the registry's)."""
+        :func:`~auren_core.state.flows.joins_flow`; an agent's own wait is the registry's)."""
         rid = ev.run
         fr = self._flows.get(rid) if rid else None
         if not joins_flow(ev, fr is not None) or not rid:

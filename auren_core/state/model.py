@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import rules
-from ._state_summary import LogEntry
+from .. import rules
+from .summary import LogEntry
 
 __all__ = [
     "TIERS",
@@ -227,7 +227,7 @@ class HypothesisView:
 @dataclass(frozen=True, slots=True)
 class FlowView:
     """One flow execution (the event ``run`` of its ``flow_*`` events); the rules are in
-    :mod:`auren_core._state_flows`. ``duration_ms`` runs on while the flow does;
+    :mod:`auren_core.state.flows`. ``duration_ms`` runs on while the flow does;
     ``cost_usd``/``llm_calls`` add up the flow's own run and the crews kicked off inside it
     (priced calls; ``unpriced_llm_calls`` counts the others)."""
 
@@ -297,18 +297,18 @@ class DashboardState:
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        from ._state_dict import state_to_dict
+        from .json_shape import state_to_dict
 
         return state_to_dict(self)
 
     def flows_to_dict(self) -> list[dict[str, Any]]:
         """The snapshot's ``flows`` list (also ``/api/v2/flows``)."""
-        from ._state_dict import flow_to_dict
+        from .json_shape import flow_to_dict
 
         return [flow_to_dict(f) for f in self.flows]
 
     def tier_stats(self) -> dict[str, Any]:
         """The ``/api/v2/memory/tier-stats`` body."""
-        from ._state_dict import tier_stats
+        from .json_shape import tier_stats
 
         return tier_stats(self)

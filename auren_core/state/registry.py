@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .events import Event
+from ..events import Event
 
 __all__ = ["AgentInfo", "AgentRecord", "AgentRegistry", "agent_capabilities"]
 

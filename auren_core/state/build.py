@@ -10,9 +10,9 @@ import heapq
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
-from ._state_agents import MIN_SPAN_S, agents_view, minutes, top, top_of
-from ._state_flows import FlowRec
-from ._state_model import (
+from .agents import MIN_SPAN_S, agents_view, minutes, top, top_of
+from .flows import FlowRec
+from .model import (
     TIERS,
     BudgetStatus,
     CollabEdge,
@@ -29,11 +29,11 @@ from ._state_model import (
     TierView,
     Totals,
 )
-from ._state_parts import G, HypRec, T
-from ._state_window import KeyedCounts
+from .parts import G, HypRec, T
+from .window import KeyedCounts
 
 if TYPE_CHECKING:
-    from .state import Reducer
+    from . import Reducer
 
 __all__ = ["build_state"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import rules
-from ._state_window import BUCKET_S, Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
-from .events import Event
+from .. import rules
+from ..events import Event
+from .window import BUCKET_S, Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
 
 __all__ = [
     "TIER_IDX",

@@ -16,10 +16,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._state_build import build_state
-from ._state_flows import FlowRec
-from ._state_handlers import MAX_NAME, Handlers
-from ._state_model import (
+from ..events import EVENT_TYPES, Event, Malformed
+from ..rules import tool_prices
+from .build import build_state
+from .flows import FlowRec
+from .handlers import MAX_NAME, Handlers
+from .model import (
     TIERS,
     AgentView,
     CollabEdge,
@@ -36,15 +38,13 @@ from ._state_model import (
     TierView,
     Totals,
 )
-from ._state_parts import AgentAcc, HypRec, RunAcc, Sections
-from ._state_summary import log_entry
-from ._state_window import BUCKET_S
-from .events import EVENT_TYPES, Event, Malformed
+from .parts import AgentAcc, HypRec, RunAcc, Sections
 from .registry import AgentRegistry
-from .rules import tool_prices
+from .summary import log_entry
+from .window import BUCKET_S
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = [
     "TIERS",

@@ -14,7 +14,7 @@ import math
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
 
-from . import rules
+from .. import rules
 
 __all__ = [
     "BUCKET_S",

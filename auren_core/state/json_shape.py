@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .rules import round_usd as _usd
+from ..rules import round_usd as _usd
 
 if TYPE_CHECKING:
-    from ._state_model import AgentView, DashboardState, FlowView, Gap, TierView
+    from .model import AgentView, DashboardState, FlowView, Gap, TierView
 
 __all__ = ["flow_to_dict", "state_to_dict", "tier_stats"]
 

@@ -12,13 +12,13 @@ import math
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._state_model import AgentView
-from ._state_parts import SPARK_MINUTES, AgentAcc
-from ._state_window import BUCKET_S, KeyedCounts
+from .model import AgentView
+from .parts import SPARK_MINUTES, AgentAcc
+from .window import BUCKET_S, KeyedCounts
 
 if TYPE_CHECKING:
+    from . import Reducer
     from .registry import AgentRecord
-    from .state import Reducer
 
 __all__ = ["MIN_SPAN_S", "agents_view", "minutes", "top", "top_of"]
 

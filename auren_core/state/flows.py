@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from .events import Event
+from ..events import Event
 
 __all__ = [
     "FLOW_TYPES",

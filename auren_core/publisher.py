@@ -44,7 +44,7 @@ log = logging.getLogger("auren.publisher")
 class Source(Protocol):
     """Work the publisher's thread does before each send: an adapter that queues raw
     items cheaply in the agent's thread and has them converted here, so one wake-up
-    converts and sends (see ``integrations._crewai_worker``)."""
+    converts and sends (see ``integrations.crewai.worker``)."""
 
     def pending(self) -> bool: ...
 

@@ -91,10 +91,11 @@ def main() -> None:
     import redis
 
     import auren_core
-    from auren_core.integrations import _crewai_convert, _crewai_tap
+    from auren_core.integrations.crewai import convert as _crewai_convert
+    from auren_core.integrations.crewai import tap as _crewai_tap
     from auren_core.integrations.crewai import uninstrument
+    from auren_core.integrations.crewai.scripted_llm import ScriptedLLM
     from auren_core.publisher import Publisher
-    from auren_core.scripted_llm import ScriptedLLM
 
     handler_s: list[float] = []
     tap_s: list[float] = []

@@ -57,8 +57,8 @@ def main() -> None:
 
     import auren_core
     from auren_core.integrations.crewai import uninstrument
+    from auren_core.integrations.crewai.scripted_llm import ScriptedLLM
     from auren_core.publisher import Publisher
-    from auren_core.scripted_llm import ScriptedLLM
 
     stream = f"auren:bench:{uuid.uuid4().hex[:8]}"
     pub = Publisher(args.redis_url, stream)

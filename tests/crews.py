@@ -17,7 +17,7 @@ from crewai import Agent, Crew, CrewOutput, Process, Task
 from crewai.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from auren_core.scripted_llm import Script, ScriptedLLM
+from auren_core.integrations.crewai.scripted_llm import Script, ScriptedLLM
 
 __all__ = ["BiomarkerTool", "delegating_crew", "hierarchical_crew", "kick", "sequential_crew"]
 

@@ -17,16 +17,16 @@ from crews import delegating_crew, hierarchical_crew, kick, sequential_crew
 
 import auren_core
 from auren_core.events import Event, decode
-from auren_core.integrations._crewai_convert import collab_kind
 from auren_core.integrations.crewai import AurenListener, slug, uninstrument
-from auren_core.pricing import price
-from auren_core.scripted_llm import (
+from auren_core.integrations.crewai.convert import collab_kind
+from auren_core.integrations.crewai.scripted_llm import (
     ScriptCall,
     ScriptedLLM,
     default_script,
     react_action,
     tool_named,
 )
+from auren_core.pricing import price
 
 SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
@@ -424,7 +424,7 @@ def test_worker_wakes_from_idle(listener: AurenListener, redis_url: str, stream:
 def test_long_running_process_forgets_old_ids(
     listener: AurenListener, redis_url: str, stream: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auren_core.integrations import _crewai_tap
+    from auren_core.integrations.crewai import tap as _crewai_tap
 
     monkeypatch.setattr(_crewai_tap, "MAX_MAPPED", 4)
     for seed in range(4):

@@ -23,7 +23,7 @@ from test_crewai import by_type, read_events
 import auren_core
 from auren_core.events import Event
 from auren_core.integrations.crewai import AurenListener
-from auren_core.scripted_llm import ScriptedLLM
+from auren_core.integrations.crewai.scripted_llm import ScriptedLLM
 
 
 @pytest.fixture
@@ -278,7 +278,7 @@ def test_checkpoint_resume_does_not_double_count(
 
 
 def _cls(name: str) -> Any:
-    from auren_core.integrations._crewai_tap import resolve
+    from auren_core.integrations.crewai.tap import resolve
 
     cls = {c.__name__: c for c in resolve()}.get(name)
     if cls is None:

@@ -5,7 +5,7 @@ followed transitively through auren_core; imports inside functions and under
 ``if TYPE_CHECKING:`` are lazy by design and do not count):
 
 - the engine never loads the UI (``textual``, ``rich``, ``auren_tui``);
-- only the agent-side modules (the CrewAI integration, the scripted LLM, the CrewAI
+- only the agent-side modules (the CrewAI integration with its scripted LLM, the CrewAI
   memory adapters, the ChromaDB tier, the demo) may load ``crewai`` / ``chromadb``,
   so ``auren top`` and the servers never pay for them;
 - only ``auren_core.otlp`` may load ``grpc``;
@@ -28,7 +28,6 @@ UI = {"textual", "rich", "auren_tui"}
 AGENT_SIDE = {"crewai", "chromadb"}
 AGENT_SIDE_MODULES = (
     "auren_core.integrations.",
-    "auren_core.scripted_llm",
     "auren_core.memory.crewai_",
     "auren_core.memory._crewai_common",
     "auren_core.memory._chroma_tier",

@@ -26,6 +26,12 @@ from crewai import Agent, Crew, Process, Task
 from crewai.agents.agent_builder.base_agent import BaseAgent
 
 from auren_core.events import Event, decode
+from auren_core.integrations.crewai.scripted_llm import (
+    ScriptCall,
+    ScriptedLLM,
+    final_answer,
+    react_action,
+)
 from auren_core.memory import TieredMemory
 from auren_core.memory.crewai_storage import (
     crew_memory_kwargs,
@@ -34,7 +40,6 @@ from auren_core.memory.crewai_storage import (
 )
 from auren_core.memory.crewai_tool import KnowledgeLookupTool
 from auren_core.publisher import Publisher
-from auren_core.scripted_llm import ScriptCall, ScriptedLLM, final_answer, react_action
 from auren_core.state import Reducer
 
 KNOWLEDGE: list[tuple[str, str, dict[str, Any] | None]] = [

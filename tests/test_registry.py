@@ -134,7 +134,7 @@ def test_register_real_crewai_agent() -> None:
     crewai = pytest.importorskip("crewai")
     from crewai.tools import BaseTool
 
-    from auren_core.scripted_llm import ScriptedLLM
+    from auren_core.integrations.crewai.scripted_llm import ScriptedLLM
 
     class Biomarkers(BaseTool):
         name: str = "biomarker_lookup"

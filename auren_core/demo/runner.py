@@ -93,7 +93,7 @@ class DemoRunner:
             from crewai import LLM
 
             return LLM(model=self.model)
-        from ..scripted_llm import ScriptCall, ScriptedLLM
+        from ..integrations.crewai.scripted_llm import ScriptCall, ScriptedLLM
         from .brain import respond
 
         def script(call: ScriptCall) -> str:

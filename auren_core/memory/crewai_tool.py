@@ -30,7 +30,7 @@ __all__ = ["KnowledgeLookupInput", "KnowledgeLookupTool"]
 
 def current_run() -> str | None:
     """The kickoff id of the instrumented crew running in this context, if any."""
-    tap = sys.modules.get("auren_core.integrations._crewai_tap")
+    tap = sys.modules.get("auren_core.integrations.crewai.tap")
     var = getattr(tap, "_RUN", None)
     try:
         run = var.get() if var is not None else None

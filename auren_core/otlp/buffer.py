@@ -24,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..integrations._crewai_text import slug
+from ..integrations.text import slug
 from .spans import (
     AGENT,
     AGENT_IMPLICIT,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .. import pricing
-from ..integrations._crewai_text import slug, text
+from ..integrations.text import slug, text
 from .buffer import Ready
 from .spans import (
     AGENT_IMPLICIT,

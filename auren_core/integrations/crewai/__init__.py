@@ -4,7 +4,7 @@ Hooks :class:`AurenListener` onto CrewAI's event bus. A tap on the bus's
 ``emit`` runs in the emitting thread, in emission order, and records what
 CrewAI 1.6 events do not carry: the sequence number (``seq``), the parent event
 id (``parent``), the kickoff id (``run``), durations, LLM latency and each
-call's own token usage (see ``_crewai_tap``). The event then goes to our own
+call's own token usage (see ``auren_core.integrations.crewai.tap``). The event then goes to our own
 conversion thread (default ``dispatch="tap"``) or to async handlers registered
 on the bus (``dispatch="bus"``); either way the agent's thread never converts,
 encodes or touches the network, and CrewAI's own slow handlers cannot hold our
@@ -28,11 +28,11 @@ from typing import Any, Literal
 from crewai.events.base_event_listener import BaseEventListener
 from crewai.events.event_bus import CrewAIEventsBus, crewai_event_bus
 
-from ..publisher import Publisher
-from ._crewai_convert import Converter
-from ._crewai_tap import Tap, record_usage, resolve
-from ._crewai_text import slug
-from ._crewai_worker import Worker
+from ...publisher import Publisher
+from ..text import slug
+from .convert import Converter
+from .tap import Tap, record_usage, resolve
+from .worker import Worker
 
 __all__ = ["AurenListener", "Dispatch", "instrument", "slug", "uninstrument"]
 
@@ -280,8 +280,8 @@ def instrument(
     again re-targets the one listener; it never registers a second one.
     """
     global _listener
-    from .. import api
-    from ..config import load_settings
+    from ... import api
+    from ...config import load_settings
 
     settings = load_settings(redis_url=redis_url, stream=stream)
     if publisher is None:

@@ -41,7 +41,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import new_event_id
+from ...events import new_event_id
 
 __all__ = ["KINDS", "KIND_NAMES", "Meta", "Tap", "record_usage", "resolve"]
 

@@ -17,11 +17,11 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from .. import pricing
-from ..events import Event, encode, new_event_id
-from ..publisher import Publisher
-from ._crewai_tap import Meta, Tap, resolve, usage_of
-from ._crewai_text import args_of, jsonable, repair, sid, slug, text
+from ... import pricing
+from ...events import Event, encode, new_event_id
+from ...publisher import Publisher
+from ..text import args_of, jsonable, repair, sid, slug, text
+from .tap import Meta, Tap, resolve, usage_of
 
 __all__ = ["COLLABORATION_KINDS", "Converter"]
 

@@ -1,4 +1,4 @@
-"""Text helpers for the CrewAI conversion: agent ids, bounded and encodable values."""
+"""Text helpers for the CrewAI conversion and the OTLP mapping: agent ids, bounded values."""
 
 from __future__ import annotations
 

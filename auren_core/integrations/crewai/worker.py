@@ -22,9 +22,9 @@ import threading
 import time
 from typing import Any
 
-from ..publisher import Publisher
-from ._crewai_convert import Converter
-from ._crewai_tap import Meta
+from ...publisher import Publisher
+from .convert import Converter
+from .tap import Meta
 
 __all__ = ["Worker"]
 

@@ -135,18 +135,18 @@ class AurenListener(BaseEventListener):
         if off is not None:
             for etype, h in self._handlers.items():
                 off(etype, h)
-            self._handlers.clear()
-        with bus._rwlock.w_locked():
-            for etype, h in self._handlers.items():
-                hs = bus._sync_handlers.get(etype)
-                if hs is not None and h in hs:
-                    bus._sync_handlers[etype] = hs - {h}
-                ahs = bus._async_handlers.get(etype)
-                if ahs is not None and h in ahs:
-                    bus._async_handlers[etype] = ahs - {h}
-                cache = getattr(bus, "_execution_plan_cache", None)
-                if cache is not None:
-                    cache.pop(etype, None)
+        else:  # older buses: remove from the handler sets under the bus's own lock
+            with bus._rwlock.w_locked():
+                for etype, h in self._handlers.items():
+                    hs = bus._sync_handlers.get(etype)
+                    if hs is not None and h in hs:
+                        bus._sync_handlers[etype] = hs - {h}
+                    ahs = bus._async_handlers.get(etype)
+                    if ahs is not None and h in ahs:
+                        bus._async_handlers[etype] = ahs - {h}
+                    cache = getattr(bus, "_execution_plan_cache", None)
+                    if cache is not None:
+                        cache.pop(etype, None)
         self._handlers.clear()
         self.tap.sink = None
         _remove_patches()

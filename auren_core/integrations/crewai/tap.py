@@ -316,7 +316,7 @@ class Tap:
                     for k in list(self.calls_done)[: MAX_CALLS // 2]:
                         self.calls_done.pop(k, None)
         meta = self._meta(event, ceid)
-        self._timing_and_run(kind, source, event, meta, now)
+        self._timing_and_run(kind, source, event, meta, now, ceid is not None)
         if len(self.run_of_task) > MAX_MAPPED or len(self.open) > MAX_MAPPED:
             self._trim()
         sink = self.sink
@@ -362,8 +362,9 @@ class Tap:
             return (k, id(source), getattr(event, "method_name", None))
         return None
 
-    def _timing_and_run(self, kind: str, source: Any, event: Any, meta: Meta, now: float) -> None:
-        ids = getattr(event, "event_id", None) is not None
+    def _timing_and_run(
+        self, kind: str, source: Any, event: Any, meta: Meta, now: float, ids: bool
+    ) -> None:
         run = _RUN.get()
         if kind.endswith("_start"):
             prev = run

@@ -97,6 +97,16 @@ def _wait_ready(proc: subprocess.Popen[bytes]) -> None:
         assert proc.poll() is None, proc.stderr.read()
 
 
+def _until_pending(r: redis.Redis, stream: str, timeout: float) -> None:
+    """Return as soon as the group has read-but-unacknowledged entries, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        groups = r.xinfo_groups(stream) if r.exists(stream) else []
+        if groups and groups[0]["pending"] > 0:
+            return
+        time.sleep(0.0005)
+
+
 def _group_done(r: redis.Redis, stream: str, total: int) -> bool:
     groups = r.xinfo_groups(stream)
     if not groups:
@@ -127,6 +137,9 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(
             _wait_ready(proc)  # process start is slow on a loaded machine: kill it working
             time.sleep(rng.uniform(0.3, 1.5))
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            # A sink that has caught up with the producer idles with nothing pending; kill it
+            # in the middle of a batch (read, not yet acknowledged) whenever there is one.
+            _until_pending(r, stream, timeout=3.0)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()

@@ -190,6 +190,49 @@ def test_token_forecast_per_agent_and_budget_alert() -> None:
     assert token_forecast(evs, now=now, budget_usd_per_hour=50.0)["alerts"] == []
 
 
+def _steady(agent: str, start: float, end: float, usd_per_hour: float, every_s: float = 6.0,
+            jitter: float = 0.0, seed: int = 3) -> list[Event]:  # fmt: skip
+    rng = random.Random(seed)
+    per_call = usd_per_hour * every_s / 3600
+    n = int((end - start) // every_s)
+    return [llm(agent, start + i * every_s,
+                cost=per_call * (1 + rng.uniform(-jitter, jitter))) for i in range(n)]  # fmt: skip
+
+
+def test_forecast_in_the_first_minutes_is_the_minute_rate_with_a_narrowing_interval() -> None:
+    start = T0 + 7 * 60 + 13  # not on a minute boundary
+    early = token_forecast(_steady("a", start, start + 6 * 60, 7.40, jitter=0.2),
+                           now=start + 6 * 60)  # fmt: skip
+    late = token_forecast(_steady("a", start, start + 40 * 60, 7.40, jitter=0.2),
+                          now=start + 40 * 60)  # fmt: skip
+    for f in (early, late):
+        usd = f["agents"][0]["cost_usd"]
+        assert usd["method"] == "minute rate" and usd["unit"] == "minute"
+        assert abs(usd["next"] - 7.40) < 0.08 * 7.40, usd  # agrees with the burn rate
+        assert usd["low"] < 7.40 < usd["high"]
+        assert f["total_cost_low_usd"] <= f["total_cost_usd"] <= f["total_cost_high_usd"]
+    width = [f["agents"][0]["cost_usd"]["high"] - f["agents"][0]["cost_usd"]["low"]
+             for f in (early, late)]  # fmt: skip
+    assert width[1] < width[0]  # more history, a narrower interval
+    assert early["agents"][0]["cost_usd"]["points"] == 5  # the first minute is incomplete
+
+
+def test_a_partial_hour_is_never_extrapolated_as_a_whole_one() -> None:
+    """$7.40/h from 20:50: at 22:10 the 20:00 hour holds 10 minutes of it. Counting it as a
+    whole hour forecast about half the burn; a complete-hours-only forecast is the burn."""
+    start = T0 + 20 * 3600 + 50 * 60
+    now = T0 + 22 * 3600 + 10 * 60
+    f = token_forecast(_steady("a", start, now, 7.40), now=now, budget_usd_per_hour=7.0)
+    usd = f["agents"][0]["cost_usd"]
+    assert abs(usd["next"] - 7.40) < 0.02 * 7.40, usd
+    assert f["alerts"] and f["alerts"][0]["level"] == "alert"  # over a $7/h budget
+
+
+def test_forecast_of_an_agent_seen_only_in_the_current_minute_is_not_zero_history() -> None:
+    f = token_forecast([llm("new", T0 + 30)], now=T0 + 45)
+    assert f["agents"] == [] and f["total_cost_usd"] == 0.0
+
+
 # --------------------------------------------------------------------------- recommendations
 def test_recommendations_each_carry_their_evidence() -> None:
     evs = [_tier("user profile", "postgresql_structured", T0 + i, ms=40.0) for i in range(6)]

@@ -31,7 +31,7 @@ def recorded_app(**kw: object) -> TopApp:
         stream="auren:events",
         source=RecordedSource.of(recorded()),
         clock=frozen_clock,
-        budget_usd_per_hour=0.5,
+        budget_usd_per_hour=0.15,
         **kw,  # type: ignore[arg-type]
     )
 
@@ -55,7 +55,7 @@ async def open_analytics(pilot: Pilot[None], app: TopApp) -> None:
 
 
 async def test_analytics_screen_shows_forecast_loop_gap_and_advice() -> None:
-    expected = analyze(recorded(), now=FROZEN_NOW, budget_usd_per_hour=0.5)
+    expected = analyze(recorded(), now=FROZEN_NOW, budget_usd_per_hour=0.15)
     app = recorded_app()
     async with app.run_test(size=(160, 48)) as pilot:
         await open_analytics(pilot, app)
@@ -69,15 +69,15 @@ async def test_analytics_screen_shows_forecast_loop_gap_and_advice() -> None:
         row = next(line for line in text.splitlines() if " neuro " in line and "±" in line)
         for figure in (
             fmt_count(neuro["tokens"]["next"]),
-            "±" + fmt_count(neuro["tokens"]["mae"]),
+            "±" + fmt_count(neuro["tokens"]["high"] - neuro["tokens"]["next"]),
             f"${neuro['cost_usd']['next']:.4f}",
             "holt",
-            str(neuro["tokens"]["points"]),
+            f"{neuro['tokens']['points']}h",
         ):
             assert figure in row, (figure, row)
         assert "holt = holt linear trend" in text
         # the budget alert, from the forecast
-        assert "alert" in text and "vs budget $0.50/h" in text
+        assert "alert" in text and "vs budget" in text and "$0.15/h" in text
         # the planted loop, with what it cost
         (loop,) = expected["loops"]
         assert loop["agent"] == "coach" and loop["repeats"] == 4

@@ -1,12 +1,24 @@
-"""Next-hour token and cost forecast per agent, with a backtested error estimate.
+"""Next-hour token and cost forecast per agent, with an honest interval.
 
-Method (stated in every result): hourly buckets (UTC) of completed hours; with at least two
-days of history, additive Holt-Winters (level, trend, 24-hour season); with less, Holt's
-linear trend; with under three hours, the mean. Smoothing parameters come from a grid search
-minimising one-step-ahead squared error on the history *before* the backtest window; the
-error estimate is the mean absolute error of one-step-ahead forecasts over that window (the
-last ``min(24, n/4)`` hours), reported next to a seasonal-naive baseline (same hour
-yesterday) so a reader can judge whether the model earns its keep.
+Method (stated in every result), per agent:
+
+* With at least three *complete* hours of history: hourly buckets (UTC); with at least two
+  days, additive Holt-Winters (level, trend, 24-hour season); with less, Holt's linear trend.
+  Smoothing parameters come from a grid search minimising one-step-ahead squared error on the
+  history *before* the backtest window; the error estimate is the mean absolute error of
+  one-step-ahead forecasts over that window (the last ``min(24, n/4)`` hours), reported next to
+  a seasonal-naive baseline (same hour yesterday); the 95 % interval is ``next ± 1.96 x RMSE``
+  of the same backtest.
+* Before that (the first minutes and hours): the minute-level rate. The next hour is
+  ``60 x mean`` of the agent's complete minutes over the last hour (idle minutes count as
+  zero), and the 95 % interval treats minutes as independent draws:
+  ``± 1.96 x s x sqrt(60 + 3600 / n)`` for ``n`` minutes with sample deviation ``s`` (the
+  spread of the next 60 minutes plus the uncertainty of the mean), so it narrows as
+  history grows.
+
+Incomplete buckets are never used as whole ones: the bucket now in progress is excluded, and
+so is each agent's first bucket (it started somewhere inside it). On a steady load the
+minute rate agrees with the dashboard's burn rate.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ __all__ = [
     "forecast_series",
     "hourly_series",
     "hourly_series_from_aggregates",
+    "minute_rate_forecast",
+    "minute_series",
     "token_forecast",
 ]
 
@@ -35,6 +49,11 @@ _GRID_B = (0.0, 0.05, 0.2)
 _GRID_G = (0.05, 0.2, 0.5)
 
 
+Z95 = 1.959964  # two-sided 95 % normal quantile
+MINUTES = 60  # the minute-level method looks at the last hour of complete minutes
+MIN_HOURS = 3  # complete hours an agent needs before the hourly models are used
+
+
 @dataclass(frozen=True, slots=True)
 class Forecast:
     method: str
@@ -42,8 +61,33 @@ class Forecast:
     mae: float | None
     mape: float | None
     baseline_mae: float | None
-    points: int
+    points: int  # history points used, in ``unit`` buckets
     params: dict[str, float]
+    low: float | None = None  # 95 % interval of ``next`` (None: too little history)
+    high: float | None = None
+    unit: str = "hour"
+
+
+def _interval(nxt: float, half: float | None) -> tuple[float | None, float | None]:
+    if half is None or not math.isfinite(half):
+        return None, None
+    return max(0.0, nxt - half), nxt + half
+
+
+def minute_rate_forecast(y: Sequence[float]) -> Forecast:
+    """The next hour's total from ``y``, an agent's values per complete minute (oldest
+    first, idle minutes as 0), as ``60 x mean`` with the 95 % interval described above."""
+    n = len(y)
+    if n == 0:
+        return Forecast("minute rate", 0.0, None, None, None, 0, {}, None, None, "minute")
+    mean = sum(y) / n
+    nxt = MINUTES * mean
+    half = None
+    if n >= 2:
+        sd = math.sqrt(sum((v - mean) ** 2 for v in y) / (n - 1))
+        half = Z95 * sd * math.sqrt(MINUTES + MINUTES * MINUTES / n)
+    low, high = _interval(nxt, half)
+    return Forecast("minute rate", nxt, None, None, None, n, {}, low, high, "minute")
 
 
 def _hw(y: Sequence[float], a: float, b: float, g: float, m: int) -> list[float]:
@@ -84,7 +128,7 @@ def forecast_series(y: Sequence[float], season: int = SEASON) -> Forecast:
     n = len(y)
     if n < 3:
         mean = sum(y) / n if n else 0.0
-        return Forecast("mean", max(0.0, mean), None, None, None, n, {})
+        return Forecast("mean", max(0.0, mean), None, None, None, n, {})  # callers: >= 3
     k = max(1, min(24, n // 4))
     train = y[: n - k]
     seasonal = n >= 2 * season and len(train) >= 2 * season
@@ -108,14 +152,18 @@ def forecast_series(y: Sequence[float], season: int = SEASON) -> Forecast:
     errs = [abs(y[t] - preds[t]) for t in range(n - k, n)]
     nonzero = [abs(y[t] - preds[t]) / abs(y[t]) for t in range(n - k, n) if y[t]]
     base = [abs(y[t] - y[t - season]) for t in range(n - k, n) if t >= season]
+    nxt = max(0.0, preds[n])
+    low, high = _interval(nxt, Z95 * math.sqrt(sum(e * e for e in errs) / len(errs)))
     return Forecast(
         method=method,
-        next=max(0.0, preds[n]),
+        next=nxt,
         mae=sum(errs) / len(errs),
         mape=sum(nonzero) / len(nonzero) if nonzero else None,
         baseline_mae=sum(base) / len(base) if base else None,
         points=n,
         params=p,
+        low=low,
+        high=high,
     )
 
 
@@ -126,7 +174,8 @@ def _hourly(
     points: Iterable[tuple[str, int, float, float]], *, now: float, max_hours: int
 ) -> Series:
     """Agent -> (tokens per hour, cost per hour) from (agent, hour, tokens, cost) points,
-    over completed hours up to ``now`` (the current, incomplete hour is excluded)."""
+    over complete hours up to ``now``: the current hour and each agent's first hour (both
+    incomplete) are excluded."""
     end = int(now // 3600)
     tokens: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
     cost: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
@@ -139,11 +188,37 @@ def _hourly(
         first[a] = min(first.get(a, h), h)
     return {
         a: (
-            [tokens[a][h] for h in range(first[a], end)],
-            [cost[a][h] for h in range(first[a], end)],
+            [tokens[a][h] for h in range(first[a] + 1, end)],
+            [cost[a][h] for h in range(first[a] + 1, end)],
         )
         for a in sorted(first)
     }
+
+
+def minute_series(events: Sequence[Event], *, now: float) -> Series:
+    """Agent -> (tokens per minute, cost per minute) over the complete minutes of the last
+    hour before ``now``, from each agent's second minute on (its first is incomplete)."""
+    end = int(now // 60)
+    start = end - MINUTES
+    tokens: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    cost: dict[str, dict[int, float]] = defaultdict(lambda: defaultdict(float))
+    first: dict[str, int] = {}
+    for ev in events:
+        if ev.type != "llm_call":
+            continue
+        m = int(ev.ts // 60)
+        a = ev.agent or ""
+        first[a] = min(first.get(a, m), m)
+        if start <= m < end:
+            call = llm_call(ev.payload)
+            tokens[a][m] += float(call.input_tokens + call.output_tokens)
+            cost[a][m] += call.cost or 0.0
+    out: Series = {}
+    for a in sorted(first):
+        lo = max(start, first[a] + 1)
+        if lo < end or a in tokens:
+            out[a] = ([tokens[a][m] for m in range(lo, end)], [cost[a][m] for m in range(lo, end)])
+    return out
 
 
 def _event_points(events: Sequence[Event]) -> Iterator[tuple[str, int, float, float]]:
@@ -178,6 +253,19 @@ def hourly_series_from_aggregates(
     return _hourly(points, now=now, max_hours=max_hours)
 
 
+def _round(v: float | None, nd: int) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+def _agent_forecast(
+    hours: tuple[list[float], list[float]] | None, minutes: tuple[list[float], list[float]] | None
+) -> tuple[Forecast, Forecast]:
+    if hours is not None and len(hours[0]) >= MIN_HOURS:
+        return forecast_series(hours[0]), forecast_series(hours[1])
+    tok, usd = minutes if minutes is not None else ([], [])
+    return minute_rate_forecast(tok), minute_rate_forecast(usd)
+
+
 def token_forecast(
     events: Sequence[Event],
     *,
@@ -185,37 +273,57 @@ def token_forecast(
     budget_usd_per_hour: float | None = None,
     series: dict[str, tuple[list[float], list[float]]] | None = None,
 ) -> dict[str, Any]:
-    """Per-agent next-hour tokens and cost, the total, and budget alerts. ``series``
-    (e.g. from :func:`hourly_series_from_aggregates`) replaces the series built from events."""
-    agents = []
-    total_cost = total_tokens = total_err = 0.0
+    """Per-agent next-hour tokens and cost with 95 % intervals, the total, and budget
+    alerts. ``series`` (e.g. from :func:`hourly_series_from_aggregates`) replaces the hourly
+    series built from events; the minute-level rate always comes from ``events``."""
     if series is None:
         series = hourly_series(events, now=now)
-    for agent, (tok, usd) in series.items():
-        ft, fc = forecast_series(tok), forecast_series(usd)
+    minutes = minute_series(events, now=now)
+    agents = []
+    total_cost = total_tokens = 0.0
+    var_cost = var_tokens = 0.0
+    bounded = True  # every agent has an interval
+    for agent in sorted(set(series) | set(minutes)):
+        ft, fc = _agent_forecast(series.get(agent), minutes.get(agent))
+        if ft.points == 0:
+            continue  # seen only in the minute now in progress: nothing complete to go on
         total_tokens += ft.next
         total_cost += fc.next
-        total_err += fc.mae or 0.0
+        if fc.high is None or ft.high is None:
+            bounded = False
+        else:
+            var_cost += (fc.high - fc.next) ** 2
+            var_tokens += (ft.high - ft.next) ** 2
         agents.append({"agent": agent, "tokens": asdict(ft), "cost_usd": asdict(fc)})
+    half_cost = math.sqrt(var_cost) if bounded and agents else None
+    half_tok = math.sqrt(var_tokens) if bounded and agents else None
+    tok_low, tok_high = _interval(total_tokens, half_tok)
+    cost_low, cost_high = _interval(total_cost, half_cost)
     alerts = []
     if budget_usd_per_hour is not None and agents:
         level = "alert" if total_cost > budget_usd_per_hour else None
-        if level is None and total_cost + total_err > budget_usd_per_hour:
+        if level is None and half_cost is not None and total_cost + half_cost > budget_usd_per_hour:
             level = "warning"
         if level:
+            err = f" (95% up to ${total_cost + half_cost:.2f})" if half_cost is not None else ""
             alerts.append({
                 "kind": "budget_forecast",
                 "level": level,
                 "forecast_usd": round(total_cost, 6),
-                "error_usd": round(total_err, 6),
+                "high_usd": None if half_cost is None else round(total_cost + half_cost, 6),
                 "budget_usd_per_hour": budget_usd_per_hour,
-                "text": f"next hour forecast ${total_cost:.2f} (±{total_err:.2f}) vs budget "
+                "text": f"next hour forecast ${total_cost:.2f}{err} vs budget "
                 f"${budget_usd_per_hour:.2f}/h",
             })  # fmt: skip
     return {
-        "forecast_hour_start": (int(now // 3600)) * 3600.0,  # the hour now in progress
+        "forecast_hour_start": now,  # the next 60 minutes from now
         "agents": agents,
         "total_tokens": round(total_tokens, 3),
+        "total_tokens_low": _round(tok_low, 3),
+        "total_tokens_high": _round(tok_high, 3),
         "total_cost_usd": round(total_cost, 6),
+        "total_cost_low_usd": _round(cost_low, 6),
+        "total_cost_high_usd": _round(cost_high, 6),
+        "interval": "95%",
         "alerts": alerts,
     }

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 _LEVEL = {"alert": "bold red", "warning": "yellow"}
-_METHOD = {"mean": "mean", "holt": "holt", "holt-winters": "h-w"}
+_METHOD = {"mean": "mean", "holt": "holt", "holt-winters": "h-w", "minute": "rate"}
 
 
 def _none(text: str) -> Text:
@@ -79,7 +79,19 @@ def _usd(v: float | None) -> str:
 def _explain(method: str) -> str:
     if method == "mean":
         return "mean of the completed hours (fewer than 3)"
+    if method == "minute rate":
+        return "60 x the mean of the last hour's complete minutes (under 3 complete hours)"
     return clean(method, 80)
+
+
+def _half(f: dict[str, Any]) -> float | None:
+    """The half-width of a forecast's 95 % interval (upper side), None without one."""
+    high = f.get("high")
+    return None if high is None else max(0.0, high - f["next"])
+
+
+def _history(f: dict[str, Any]) -> str:
+    return f"{f['points']}{'m' if f.get('unit') == 'minute' else 'h'}"
 
 
 def _pm(value: float | None, fmt: Any) -> str:
@@ -93,19 +105,24 @@ class ForecastSection(Section):
         fc = result["forecast"]
         start = time.strftime("%H:%M", time.gmtime(fc["forecast_hour_start"]))
         head = Text(no_wrap=True, overflow="ellipsis")
-        head.append(f"hour from {start} UTC: ", style="dim")
+        head.append(f"60 min from {start} UTC: ", style="dim")
         head.append(f"{fmt_count(fc['total_tokens'])} tokens  ", style="bold")
         head.append(_usd(fc["total_cost_usd"]), style="bold")
+        if fc.get("total_cost_high_usd") is not None:
+            head.append(
+                f"  (95%: {_usd(fc['total_cost_low_usd'])} to {_usd(fc['total_cost_high_usd'])})",
+                style="dim",
+            )
         if not fc["agents"]:
             return Group(
                 head,
                 _none(
-                    "no completed hour of LLM calls yet (auren top --since 24h reads more history)"
+                    "no complete minute of LLM calls yet (auren top --since 24h reads more history)"
                 ),
             )
         table = Table(box=None, padding=(0, 1, 0, 0), expand=False, show_edge=False)
         table.add_column("agent", style="bold", no_wrap=True, max_width=max(8, width - 52))
-        for name in ("tokens", "±MAE", "cost", "±MAE", "method", "hours"):
+        for name in ("tokens", "±95%", "cost", "±95%", "method", "history"):
             table.add_column(name, justify="right", no_wrap=True, header_style="dim")
         methods: set[str] = set()
         for a in fc["agents"]:
@@ -114,15 +131,16 @@ class ForecastSection(Section):
             table.add_row(
                 safe_text(a["agent"] or "(no agent)", 40),
                 fmt_count(tok["next"]),
-                _pm(tok["mae"], fmt_count),
+                _pm(_half(tok), fmt_count),
                 _usd(usd["next"]),
-                _pm(usd["mae"], _usd),
+                _pm(_half(usd), _usd),
                 _short_method(usd["method"]),
-                str(usd["points"]),
+                _history(usd),
             )
         legend = Text(
-            "±MAE: mean absolute error of one-step forecasts over the last hours of the "
-            "history (backtest). "
+            "±95%: the interval's upper half-width (hourly models: 1.96 x RMSE of one-step "
+            "forecasts over the last hours; minute rate: the spread of minutes, narrowing "
+            "as history grows; — too little history). "
             + "; ".join(f"{_short_method(m)} = {_explain(m)}" for m in sorted(methods)),
             style="dim",
         )

@@ -114,6 +114,9 @@ class ToolUsed(_Payload):
     cost_usd: float | None = None
     from_cache: bool = False
     error: str | None = None
+    # a short digest of the call's arguments (never the arguments themselves): two calls
+    # with the same digest are "the same call" for loop detection
+    args_hash: str | None = None
 
 
 class Collaboration(_Payload):

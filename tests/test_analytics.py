@@ -245,6 +245,7 @@ def test_recommendations_each_carry_their_evidence() -> None:
     pairs = collaboration_patterns(_runs(5, 5))["pairs"]
     recs = recommendations(evs, pairs=pairs)
     kinds = {(r["kind"], r["target"]) for r in recs}
+    assert all("estimated_saving" in r for r in recs)
     assert ("cache_in_redis", "user profile") in kinds
     assert ("cache_in_redis", "sleep research") in kinds
     assert ("precompute_embedding", "sleep research") in kinds
@@ -258,6 +259,58 @@ def test_recommendations_each_carry_their_evidence() -> None:
     model = next(r for r in recs if r["kind"] == "cheaper_model")
     assert model["evidence"]["suggested_model"] == "small-model"
     assert model["evidence"]["calls"] == 8
+
+
+def test_the_specifications_80_percent_pair_produces_a_recommendation() -> None:
+    """Neuroscientist and sleep specialist together in 8 of 10 runs (80 %)."""
+    evs = _runs(10, 8)
+    pairs = collaboration_patterns(evs)["pairs"]
+    recs = [r for r in recommendations(evs, pairs=pairs) if r["kind"] == "pair_always_together"]
+    assert [r["target"] for r in recs] == ["neuroscientist+sleep_specialist"]
+    assert recs[0]["evidence"]["share_of_runs"] == 0.8
+
+
+def test_a_pair_in_80_percent_of_one_agents_runs_is_a_pair() -> None:
+    evs: list[Event] = []
+    for i in range(20):  # the lead takes part in half of the runs: 8 of its 10 with sleep
+        evs.append(ev("crew_started", {}, run=f"other{i}", agent="x", ts=T0 + i))
+    for i in range(10):
+        run = f"r{i}"
+        evs.append(ev("crew_started", {}, run=run, ts=T0 + i))
+        to = "sleep" if i < 8 else "nutri"
+        evs.append(ev("collaboration", {"to_agent": to, "kind": "delegate"}, agent="lead",
+                      run=run, ts=T0 + i))  # fmt: skip
+    pairs = collaboration_patterns(evs)["pairs"]
+    (rec,) = [r for r in recommendations(evs, pairs=pairs) if r["kind"] == "pair_always_together"]
+    assert rec["target"] == "lead+sleep" and rec["evidence"]["partner_share"] == 0.8
+    assert rec["evidence"]["share_of_runs"] < 0.8  # of all 30 runs: 8
+    assert rec["text"].startswith("lead works with sleep 80% of the time")
+
+
+def test_one_loop_seen_in_several_runs_is_one_entry_and_unknown_args_are_not_a_loop() -> None:
+    evs: list[Event] = []
+    for r in range(3):
+        for k in range(4):
+            evs.append(ev("tool_used", {"tool": "search", "args_hash": "abc"}, agent="res",
+                          run=f"run{r}", ts=T0 + r * 100 + k))  # fmt: skip
+            evs.append(ev("tool_used", {"tool": "delegate"}, agent="lead", run=f"run{r}",
+                          ts=T0 + r * 100 + k))  # fmt: skip
+    loops = detect_loops(evs, min_repeats=3)
+    assert len(loops) == 1
+    lp = loops[0]
+    assert (lp["agent"], lp["repeats"], lp["occurrences"], lp["runs"]) == ("res", 4, 3, 3)
+    assert lp["signature"] == "search args#abc"
+    recs = recommendations(evs, loops=loops)
+    assert [r["kind"] for r in recs] == ["stop_loop"]
+
+
+def test_thresholds_are_configurable() -> None:
+    from auren_core.analytics import Thresholds
+
+    evs = [_tier("q", "postgresql_structured", T0 + i, ms=40.0) for i in range(3)]
+    evs += [_tier("q0", "redis_immediate", T0, ms=1.0)]
+    assert [r["kind"] for r in recommendations(evs)] == ["cache_in_redis"]
+    assert recommendations(evs, thresholds=Thresholds(min_slow_serves=4)) == []
 
 
 def test_analyze_is_json_ready_and_skips_malformed() -> None:

@@ -78,6 +78,26 @@ def test_demo_then_top_once_json(fresh_env: dict[str, str]) -> None:
     for tier in ("redis", "postgresql", "chromadb"):
         assert snap["tiers"][tier]["hits"] > 0, (tier, snap["tiers"])
     assert snap["health"]["malformed"] == 0
+
+    # recommendations fire on the demo's own traffic within its first seconds: the lead
+    # runs on gpt-4o for short routing notes, which the cheaper-model rule catches
+    import redis
+
+    from auren_core.analytics import analyze
+    from auren_core.embedded import resolve_redis
+    from auren_core.events import Event
+    from auren_core.streams.entries import decode_entry
+
+    settings = load_settings(data_dir=str(Path(fresh_env["XDG_DATA_HOME"]) / "auren"))
+    url = resolve_redis(settings, start=False, probe_local=False).url
+    entries = redis.Redis.from_url(url).xrange(settings.stream)
+    evs = [e for e in (decode_entry(sid, f) for sid, f in entries) if isinstance(e, Event)]
+    recs = analyze(evs, now=max(e.ts for e in evs))["recommendations"]
+    model = [r for r in recs if r["kind"] == "cheaper_model"]
+    assert model and model[0]["target"] == "auren_coordinator:gpt-4o", recs
+    assert model[0]["evidence"]["suggested_model"] == "gpt-4o-mini"
+    assert model[0]["estimated_saving"]["usd"] > 0
+    assert not [r for r in recs if r["kind"] == "stop_loop"], recs  # delegations differ
     hyp = snap["hypotheses"]
     assert len(hyp) >= 2 and len({h["agent"] for h in hyp}) >= 2
     assert {h["status"] for h in hyp} <= {"formed", "updated", "validated", "rejected"}

@@ -20,9 +20,10 @@ from .forecast import (
 )
 from .knowledge import knowledge_patterns
 from .loops import detect_loops, detect_stalls
-from .recommend import recommendations
+from .recommend import Thresholds, recommendations
 
 __all__ = [
+    "Thresholds",
     "analyze",
     "collaboration_patterns",
     "detect_loops",
@@ -44,12 +45,14 @@ def analyze(
     budget_usd_per_hour: float | None = None,
     stall_after_s: float = 120.0,
     loop_repeats: int = 3,
+    thresholds: Thresholds | None = None,
 ) -> dict[str, Any]:
     """Every analysis over ``events`` as one JSON-ready dict (Malformed entries skipped)."""
     evs = [e for e in events if isinstance(e, Event)]
+    th = thresholds or Thresholds(loop_repeats=loop_repeats)
     collab = collaboration_patterns(evs)
     forecast = token_forecast(evs, now=now, budget_usd_per_hour=budget_usd_per_hour)
-    loops = detect_loops(evs, min_repeats=loop_repeats)
+    loops = detect_loops(evs, min_repeats=th.loop_repeats)
     stalls = detect_stalls(evs, now=now, silent_s=stall_after_s)
     alerts = list(forecast["alerts"])
     alerts += [
@@ -73,5 +76,7 @@ def analyze(
         "loops": loops,
         "stalls": stalls,
         "alerts": alerts,
-        "recommendations": recommendations(evs, pairs=collab["pairs"]),
+        "recommendations": recommendations(
+            evs, pairs=collab["pairs"], loops=loops, thresholds=th
+        ),
     }

@@ -18,11 +18,18 @@ _ARG_KEYS = ("args", "input", "tool_input", "arguments")
 
 
 def _signature(ev: Event) -> tuple[str, str] | None:
-    """What makes two actions "the same": tool + arguments, or the prompt (hash)."""
+    """What makes two actions "the same": tool + arguments (or their digest, ``args_hash``),
+    or the prompt (hash). A tool call whose arguments are unknown is never "the same" as
+    another: the same tool with unknown arguments (a delegation to different coworkers, say)
+    is not a loop."""
     p = ev.payload
     if ev.type == "tool_used":
-        args = next((p[k] for k in _ARG_KEYS if k in p), None)
-        return ("tool", f"{p.get('tool')} {_enc.encode(args).decode()}")
+        key = next((k for k in _ARG_KEYS if k in p and p[k] is not None), None)
+        if key is not None:
+            return ("tool", f"{p.get('tool')} {_enc.encode(p[key]).decode()}")
+        if digest := p.get("args_hash"):
+            return ("tool", f"{p.get('tool')} args#{str(digest)[:16]}")
+        return None
     if ev.type == "llm_call":
         prompt = p.get("prompt_hash") or p.get("prompt")
         if prompt:
@@ -71,23 +78,49 @@ def _streaks(evs: Sequence[Event]) -> list[Streak]:
 
 
 def detect_loops(events: Sequence[Event], *, min_repeats: int = 3) -> list[dict[str, Any]]:
-    """Runs of >= ``min_repeats`` identical consecutive actions by one agent in one run, with
-    the tokens and cost the agent spent from the first repeat to the last."""
+    """Runs of >= ``min_repeats`` identical consecutive actions by one agent in one run, one
+    entry per (agent, kind, signature): ``repeats`` is its longest run, ``occurrences`` how
+    many such runs were seen (in ``runs`` distinct crew runs), and tokens and cost what the
+    agent spent from the first repeat to the last, summed over them."""
     acts: dict[tuple[str, str], list[Event]] = defaultdict(list)
     for ev in sorted(events, key=lambda e: e.ts):
         if ev.agent and ev.type in ("tool_used", "llm_call"):
             acts[(ev.agent, ev.run or "")].append(ev)
-    found: list[dict[str, Any]] = []
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
     for (agent, run), evs in sorted(acts.items()):
         for sig, streak, spent in _streaks(evs):
-            if len(streak) >= min_repeats:
-                found.append({
+            if len(streak) < min_repeats:
+                continue
+            key = (agent, sig[0], sig[1])
+            cost = sum(_cost(e) for e in spent)
+            tokens = sum(_tokens(e) for e in spent)
+            f = found.get(key)
+            if f is None:
+                found[key] = {
                     "agent": agent, "run": run or None, "kind": sig[0], "signature": sig[1],
-                    "repeats": len(streak), "first_ts": streak[0].ts, "last_ts": streak[-1].ts,
-                    "cost_usd": round(sum(_cost(e) for e in spent), 10),
-                    "tokens": sum(_tokens(e) for e in spent),
-                })  # fmt: skip
-    return sorted(found, key=lambda f: (-f["cost_usd"], -f["repeats"], f["agent"]))
+                    "repeats": len(streak), "occurrences": 1, "runs": {run},
+                    "first_ts": streak[0].ts, "last_ts": streak[-1].ts,
+                    "cost_usd": cost, "tokens": tokens,
+                    "repeat_cost_usd": cost * (len(streak) - 1) / len(streak),
+                }  # fmt: skip
+                continue
+            f["repeats"] = max(f["repeats"], len(streak))
+            f["occurrences"] += 1
+            f["runs"].add(run)
+            f["cost_usd"] += cost
+            f["tokens"] += tokens
+            f["repeat_cost_usd"] += cost * (len(streak) - 1) / len(streak)
+            if streak[-1].ts >= f["last_ts"]:
+                f["last_ts"], f["run"] = streak[-1].ts, run or None
+            f["first_ts"] = min(f["first_ts"], streak[0].ts)
+    out = []
+    for f in found.values():
+        f["runs"] = len(f["runs"])
+        f["cost_usd"] = round(f["cost_usd"], 10)
+        # what the repeats after the first cost: the saving if the agent stopped at one
+        f["repeat_cost_usd"] = round(f["repeat_cost_usd"], 10)
+        out.append(f)
+    return sorted(out, key=lambda f: (-f["cost_usd"], -f["repeats"], f["agent"]))
 
 
 _START = {"agent_started", "task_started"}

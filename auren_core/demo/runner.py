@@ -73,12 +73,17 @@ class DemoRunner:
         seed: int = 7,
         model: str | None = None,
         scripted_model: str = "gpt-4o-mini",
+        coordinator_model: str = "gpt-4o",
     ) -> None:
         self.memory = memory
         self.rate = rate
         self.seed = seed
         self.model = model
         self.scripted_model = scripted_model
+        # As many teams do, the scripted lead runs on the bigger model although its own
+        # answers are short routing notes: the cost pane and the cheaper-model recommendation
+        # show what that costs (priced by genai-prices like any other call).
+        self.coordinator_model = coordinator_model
         self.stats = DemoStats()
 
     # ------------------------------------------------------------------ set-up
@@ -88,7 +93,7 @@ class DemoRunner:
             [(item_id, text, {"topic": topic}, None) for item_id, text, topic in KNOWLEDGE]
         )
 
-    def _llm(self) -> Any:
+    def _llm(self, role: str | None = None) -> Any:
         if self.model:
             from crewai import LLM
 
@@ -99,7 +104,8 @@ class DemoRunner:
         def script(call: ScriptCall) -> str:
             return respond(call.agent_role or "Agent", call.task or call.prompt, call.step)
 
-        return ScriptedLLM(model=self.scripted_model, script=script, seed=self.seed)
+        model = self.coordinator_model if role == COORDINATOR else self.scripted_model
+        return ScriptedLLM(model=model, script=script, seed=self.seed)
 
     def _agent(self, role: str, goal: str, backstory: str, delegate: bool) -> Any:
         from crewai import Agent
@@ -118,7 +124,7 @@ class DemoRunner:
             goal=goal,
             backstory=backstory,
             tools=tools,
-            llm=self._llm(),
+            llm=self._llm(role),
             allow_delegation=delegate,
             max_iter=12,
             max_retry_limit=0,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["TEXT_LIMIT", "args_of", "jsonable", "repair", "sid", "slug", "text"]
+__all__ = ["TEXT_LIMIT", "args_digest", "args_of", "jsonable", "repair", "sid", "slug", "text"]
 
 TEXT_LIMIT = 500
 _NON_ID = re.compile(r"[^0-9a-z]+")
@@ -80,3 +81,16 @@ def args_of(raw: Any) -> dict[str, Any]:
             return {}
         return val if isinstance(val, dict) else {}
     return {}
+
+
+def args_digest(raw: Any) -> str | None:
+    """A 16-hex-digit BLAKE2b digest of a tool call's arguments (canonical JSON when they
+    parse, else their text), or None when there are none. Only the digest leaves the process."""
+    if raw is None or raw == "" or raw == {}:
+        return None
+    args: Any = args_of(raw) or raw
+    try:
+        blob = json.dumps(args, sort_keys=True, default=str, separators=(",", ":"))
+    except (TypeError, ValueError):
+        blob = repr(args)
+    return hashlib.blake2b(blob.encode("utf-8", "replace"), digest_size=8).hexdigest()

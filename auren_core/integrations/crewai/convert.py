@@ -20,7 +20,7 @@ import msgspec
 from ... import pricing
 from ...events import Event, encode, new_event_id
 from ...publisher import Publisher
-from ..text import args_of, jsonable, repair, sid, slug, text
+from ..text import args_digest, args_of, jsonable, repair, sid, slug, text
 from .tap import Meta, Tap, resolve, usage_of
 
 __all__ = ["COLLABORATION_KINDS", "Converter"]
@@ -463,6 +463,7 @@ class Converter:
                 "cost_usd": float(cost) if cost is not None else None,
                 "from_cache": bool(getattr(event, "from_cache", False)),
                 "error": error,
+                "args_hash": args_digest(getattr(event, "tool_args", None)),
             },
             meta,
             agent=slug(getattr(event, "agent_role", None)),

@@ -119,6 +119,14 @@ def test_planted_gap_and_access_patterns() -> None:
     assert k["gaps"][0]["agents"] == ["ag0", "ag1"] and k["gaps"][0]["source"] == "memory"
     assert k["by_hour"]["3"][0] == {"item": "circadian.md", "accesses": 5}
     assert k["readers"]["circadian.md"] == {"neuro": 5, "sleep": 1}
+    m = k["hour_matrix"]  # hour of day x item and x agent (answered lookups only)
+    circ = next(r for r in m["items"] if r["item"] == "circadian.md")
+    assert circ["total"] == 6 and circ["hours"][3] == 5 and circ["hours"][9] == 1
+    assert sum(circ["hours"]) == 6 and len(circ["hours"]) == 24
+    assert m["items"][0]["item"] == "circadian.md"  # most read first
+    neuro = next(r for r in m["agents"] if r["agent"] == "neuro")
+    assert neuro["hours"][3] == 5 and neuro["total"] == 5
+    assert m["items_total"] == 3  # circadian.md, diet.md, sleep cycles (answered once)
 
 
 # --------------------------------------------------------------------------- collaboration

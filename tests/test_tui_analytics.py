@@ -75,7 +75,7 @@ async def test_analytics_screen_shows_forecast_loop_gap_and_advice() -> None:
             f"{neuro['tokens']['points']}h",
         ):
             assert figure in row, (figure, row)
-        assert "holt = holt linear trend" in text
+        assert "holt = " in text and "holt linear trend" in text
         # the budget alert, from the forecast
         assert "alert" in text and "vs budget" in text and "$0.15/h" in text
         # the planted loop, with what it cost
@@ -92,6 +92,11 @@ async def test_analytics_screen_shows_forecast_loop_gap_and_advice() -> None:
         rec = next(r for r in expected["recommendations"] if r["kind"] == "cache_in_redis")
         assert f"cache {rec['target']!r} in Redis" in text
         assert f"slow_tier_hits: {rec['evidence']['slow_tier_hits']}" in text
+        # knowledge by hour of day: the most-read item's row, its total and the peak hour
+        top_item = expected["knowledge"]["hour_matrix"]["items"][0]
+        row = next(x for x in text.splitlines() if top_item["item"] in x and "·" in x)
+        assert row.rstrip(" │").endswith(str(top_item["total"]))
+        assert "UTC hour of day" in text
         # collaboration patterns
         assert "neuro + nutri" in text and "completion rate" in text
         assert "\x1b" not in text and "\u202e" not in text

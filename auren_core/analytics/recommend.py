@@ -19,7 +19,7 @@ Every threshold is a field of :class:`Thresholds` (``[recommendations]`` in ``au
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any

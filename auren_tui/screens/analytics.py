@@ -25,6 +25,7 @@ from ..widgets.analytics import (
     CollabSection,
     ForecastSection,
     GapsSection,
+    KnowledgeHoursSection,
     LoopsSection,
     RecommendationsSection,
     Section,
@@ -81,6 +82,7 @@ class AnalyticsScreen(Screen[None]):
             yield GapsSection(title="Knowledge gaps", id="an-gaps")
             yield CollabSection(title="Collaboration patterns", id="an-collab")
             yield RecommendationsSection(title="Recommendations", id="an-recs")
+            yield KnowledgeHoursSection(title="Knowledge by hour of day", id="an-hours")
         yield HealthLine(id="health")
         yield Footer()
 

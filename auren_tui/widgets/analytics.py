@@ -25,6 +25,7 @@ __all__ = [
     "CollabSection",
     "ForecastSection",
     "GapsSection",
+    "KnowledgeHoursSection",
     "LoopsSection",
     "RecommendationsSection",
     "Section",
@@ -138,9 +139,7 @@ class ForecastSection(Section):
                 _history(usd),
             )
         legend = Text(
-            "±95%: the interval's upper half-width (hourly models: 1.96 x RMSE of one-step "
-            "forecasts over the last hours; minute rate: the spread of minutes, narrowing "
-            "as history grows; — too little history). "
+            "±95%: upper half-width of the 95% interval (— too little history). "
             + "; ".join(f"{_short_method(m)} = {_explain(m)}" for m in sorted(methods)),
             style="dim",
         )
@@ -273,3 +272,36 @@ class RecommendationsSection(Section):
             lines.append(t)
             lines.append(Text("  " + _evidence(r["evidence"]), style="dim"))
         return Group(*lines, *_more(len(recs), result["counts"]["recommendations"]))
+
+
+_SHADES = " ░▒▓█"
+
+
+class KnowledgeHoursSection(Section):
+    """Hour of day (UTC) x item: how often each of the most-read items is read at each
+    hour, shaded against the busiest cell, with each row's total."""
+
+    ROWS = 6
+
+    def build(self, result: dict[str, Any], width: int) -> RenderableType:
+        m = result["knowledge"].get("hour_matrix") or {}
+        rows = (m.get("items") or [])[: self.ROWS]
+        if not rows:
+            return _none("no answered knowledge lookups in the analysed history")
+        peak = max(max(r["hours"]) for r in rows) or 1
+        name_w = max(8, min(28, width - 24 * 2 - 10))
+        head = Text(" " * (name_w + 1), style="dim", no_wrap=True)
+        head.append("".join(f"{h:<6d}"[:6] if h % 3 == 0 else "" for h in range(24))[:48])
+        lines: list[RenderableType] = [head]
+        for r in rows:
+            line = Text(no_wrap=True, overflow="ellipsis")
+            line.append(safe_text(r["item"], name_w).plain.ljust(name_w)[:name_w] + " ",
+                        style="bold")  # fmt: skip
+            for n in r["hours"]:
+                shade = _SHADES[min(4, -(-4 * n // peak))] if n else "·"
+                line.append(shade * 2, style="cyan" if n else "dim")
+            line.append(f" {fmt_count(r['total'])}", style="dim")
+            lines.append(line)
+        lines += _more(len(rows), int(m.get("items_total") or len(rows)))
+        lines.append(_none(f"UTC hour of day; █ = {fmt_count(peak)} reads in one hour-of-day"))
+        return Group(*lines)

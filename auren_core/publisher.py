@@ -369,7 +369,8 @@ class Publisher:
                 self._requeue(batch)
                 self._connected = False
                 failures += 1
-                if failures == 1:
+                # (an exception marked ``reported`` was already said on stderr: api)
+                if failures == 1 and not getattr(exc, "reported", False):
                     log.warning("auren publisher: redis unavailable (%s); buffering", exc)
                 if client is not None:
                     try:

@@ -48,6 +48,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("demo", "demo"),
     ("token", "token"),
     ("doctor", "doctor"),
+    ("embedded", "embedded"),
 ]
 
 for _name, _module in COMMANDS:
@@ -60,18 +61,49 @@ for _name, _module in COMMANDS:
     app.command(_name, help=(_mod.command.__doc__ or "").strip().split("\n")[0])(_mod.command)
 
 
+def _given(argv: list[str], param: object) -> str | None:
+    """The value the user gave for the option ``param`` on the command line (its last
+    occurrence: click keeps the last), or None (an argument, an environment variable)."""
+    opts = [o for o in (*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ()))
+            if o.startswith("-")]  # fmt: skip
+    found: str | None = None
+    for i, tok in enumerate(argv):
+        for opt in opts:
+            if tok == opt and i + 1 < len(argv):
+                found = argv[i + 1]
+            elif opt.startswith("--") and tok.startswith(opt + "="):
+                found = tok[len(opt) + 1 :]
+            elif not opt.startswith("--") and tok.startswith(opt) and len(tok) > len(opt):
+                found = tok[len(opt) :]  # -o/tmp/x
+    return found
+
+
+def _usage_line(exc: Exception, argv: list[str]) -> str:
+    """One line for a click usage error, naming the value given and where help is."""
+    msg = " ".join(exc.format_message().split())  # type: ignore[attr-defined]
+    if isinstance(exc, typer.BadParameter):
+        value = _given(argv, exc.param)
+        if value is not None and value not in msg:
+            msg += f" (got {value!r})"
+        return msg
+    ctx = getattr(exc, "ctx", None)
+    sub = f" {ctx.info_name}" if ctx is not None and ctx.parent is not None else ""
+    return f"{msg} (see `auren{sub} --help`)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        rv = app(args=argv, standalone_mode=False)
+        rv = app(args=args, standalone_mode=False)
     except ConfigError as exc:
         print(f"auren: {exc}", file=sys.stderr)
         return 2
-    except typer.BadParameter as exc:  # a bad flag value: one line naming the flag
-        print(f"auren: {exc.format_message()}", file=sys.stderr)
-        return 2
-    except _ClickException as exc:  # other usage errors: click's usage, hint and exit code
-        exc.show()  # type: ignore[attr-defined]
-        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except _ClickException as exc:  # a bad flag value or other usage error: one line
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `auren`: the help text
+            exc.show()  # type: ignore[attr-defined]
+            return int(exc.exit_code)  # type: ignore[attr-defined]
+        print(f"auren: {_usage_line(exc, args)}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2) or 2)
     except typer.Abort:
         print("Aborted!", file=sys.stderr)
         return 1

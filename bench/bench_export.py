@@ -25,6 +25,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -116,12 +117,13 @@ def via_stream(events: list[Event]) -> float:
                 pipe.xadd(stream, {"e": encode(e)})
             pipe.execute()
         t0 = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-m", "auren_tui", "export", "--redis-url", url, "--stream", stream,
-             "--since", "30d", "--source", "stream", "-o", os.devnull],
-            check=True, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
-        )  # fmt: skip
-        return time.perf_counter() - t0
+        with tempfile.TemporaryDirectory() as out:  # CSV --report all: one file per report
+            subprocess.run(
+                [sys.executable, "-m", "auren_tui", "export", "--redis-url", url, "--stream",
+                 stream, "--since", "30d", "--source", "stream", "-o", out],
+                check=True, cwd=Path(__file__).resolve().parent.parent, capture_output=True,
+            )  # fmt: skip
+            return time.perf_counter() - t0
     finally:
         r.delete(stream)
 

@@ -46,13 +46,29 @@ def private_redis() -> Iterator[PrivateRedis]:
 
 
 @pytest.fixture(scope="session")
-def pg_dsn() -> str:
-    """A real PostgreSQL: AUREN_TEST_PG_DSN, else 127.0.0.1:5432/test, else embedded."""
+def pg_dsn(request: pytest.FixtureRequest) -> str:
+    """A real PostgreSQL: AUREN_TEST_PG_DSN, else 127.0.0.1:5432/test, else embedded
+    (stopped at the end of the session)."""
     from auren_core.config import load_settings
-    from auren_core.embedded import _pg_answers, resolve_postgres
+    from auren_core.embedded import _pg_answers, resolve_postgres, stop_embedded
 
     dsn = os.environ.get("AUREN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     if _pg_answers(dsn):
         return dsn
     settings = load_settings(data_dir=os.path.join(_TEST_HOME, "pg"), pg_dsn=None)
+    request.addfinalizer(lambda: stop_embedded(settings))
     return resolve_postgres(settings).url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_embedded_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests stop every server they start: any embedded Valkey or PostgreSQL still recorded
+    under the test HOME or the session's temporary directories (a test's data dir, an
+    ``auren`` command run by a test) is stopped when the session ends."""
+    yield
+    from auren_core.embedded import stop_all_under
+
+    for root in (_TEST_HOME, str(tmp_path_factory.getbasetemp())):
+        left = stop_all_under(root)
+        if left:
+            print(f"\nstopped embedded servers left running: {', '.join(left)}")

@@ -355,7 +355,8 @@ def test_cli_output_to_a_fifo_is_written_in_place_and_bad_paths_are_one_line(
     assert p.returncode == 0, p.stderr
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     assert got == [render(build_reports(recent, ["tokens"]), "csv")]
-    bad = _auren("export", "-o", str(tmp_path / "missing" / "x.csv"), *common)
+    bad = _auren("export", "--report", "tokens", "-o", str(tmp_path / "missing" / "x.csv"),
+                 *common)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count(b"\n") == 2  # backends line + the error
     assert b"cannot write" in bad.stderr
 

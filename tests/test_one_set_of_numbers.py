@@ -432,7 +432,7 @@ def _check_exports_against_snapshot(tables: dict[str, Any], snap: dict[str, Any]
 
 
 def test_top_serve_ws_api_and_every_export_agree(
-    redis_url: str, stream: str, serve_ws: tuple[int, dict[str, str]]
+    redis_url: str, stream: str, serve_ws: tuple[int, dict[str, str]], tmp_path: Path
 ) -> None:
     port, env = serve_ws
     entries, malformed = recording(time.time())
@@ -482,9 +482,14 @@ def test_top_serve_ws_api_and_every_export_agree(
                                  "--since", "1h", "--source", "stream"))  # fmt: skip
     assert set(exported) == set(REPORTS)
     _check_exports_against_snapshot(exported, top)
-    as_csv = _auren(env, "export", "--report", "all", "--format", "csv", "--since", "1h",
-                    "--source", "stream")  # fmt: skip
-    assert as_csv == render(exported, "csv")  # the same numbers, cell for cell
+    # CSV: one file per report in -o DIR, each the same numbers, cell for cell
+    csv_dir = tmp_path / "csv"
+    _auren(env, "export", "--report", "all", "--format", "csv", "--since", "1h",
+           "--source", "stream", "-o", str(csv_dir))  # fmt: skip
+    assert sorted(p.name for p in csv_dir.iterdir()) == sorted(f"{r}.csv" for r in REPORTS)
+    for name, rows in exported.items():
+        assert (csv_dir / f"{name}.csv").read_bytes() == render({name: rows}, "csv")
+    as_csv = render(exported, "csv")
     sections = _csv_tables(as_csv)
     assert set(sections) == set(REPORTS)
     assert sections["tokens"][0][8] == "llm_cost_usd"  # renamed: LLM-only, not cost_usd

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ._duration import METAVAR, as_duration
+
+if TYPE_CHECKING:
+    from auren_core.embedded import Backend
 
 
 def command(
@@ -78,7 +81,11 @@ def command(
     line = describe_backends(rb, pb, cb)
     print(f"auren demo: {line}; stream {settings.stream!r}", file=sys.stderr)
 
-    publisher = api.configure(redis_url=rb.url, stream=settings.stream)
+    from auren_core.demo.failures import FailureCountingPublisher
+
+    # the closing line's failures are counted from the events this publisher sends
+    publisher = FailureCountingPublisher(redis_url=rb.url, stream=settings.stream)
+    api.set_publisher(publisher)
     # the demo's lab-API tool has a price unless auren.toml sets tool costs
     auren_core.instrument(
         publisher=publisher, tool_costs=settings.tool_costs or {"biomarker_lookup": 0.002}
@@ -126,7 +133,24 @@ def command(
         memory.close()
         s = runner.stats
         print(
-            f"auren demo: {s.queries} user queries ({s.failed} ended in an error), "
-            f"{c.sent} events sent, {c.dropped} dropped",
+            f"auren demo: {s.queries} user queries, {publisher.failures.summary()} "
+            f"({s.failed} crews raised), {c.sent} events sent, {c.dropped} dropped"
+            + _still_running(rb, pb),
             file=sys.stderr,
         )
+
+
+def _still_running(*backends: Backend) -> str:
+    """The closing line's last words: the embedded servers keep running (the next ``auren``
+    command finds them, with the history) and how to stop them."""
+    embedded = [b for b in backends if b.kind == "embedded"]
+    if not embedded:
+        return ""
+    from urllib.parse import urlsplit
+
+    names = " and ".join(
+        ("Valkey" if b.name == "redis" else "PostgreSQL")
+        + f" (port {urlsplit(b.url).port})"
+        for b in embedded
+    )
+    return f"; the embedded {names} keep running: `auren embedded stop` stops them"

@@ -115,6 +115,53 @@ def _write_output(path: str, data: bytes) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _csv_directory(fmt: str, reports: list[str], report: str, output: str | None) -> str | None:
+    """Where CSV goes one file per report (``-o DIR``), or None (one stream of bytes).
+
+    A CSV file holds one table: several reports in CSV (``--report all``, ``a,b``) need a
+    directory, which is created when missing (a path without a suffix, or ending in ``/``);
+    anything else is refused in one line before any data is read. An existing directory
+    given to a single CSV report gets ``DIR/<report>.csv`` too."""
+    import os
+
+    from auren_core.config import ConfigError
+
+    if fmt != "csv":
+        return None
+    several = "all" in reports or len(set(reports)) > 1
+    is_dir = output is not None and output != "-" and os.path.isdir(output)
+    if not several:
+        return output if is_dir else None
+    if output is None or output == "-":
+        raise ConfigError(
+            f"--format csv --report {report} writes one CSV file per report: give -o DIR "
+            "(or one --report, or --format json/jsonl for stdout)"
+        )
+    if is_dir or output.endswith("/"):
+        return output
+    if os.path.exists(output) or os.path.splitext(output)[1]:
+        raise ConfigError(
+            f"--format csv --report {report} writes one CSV file per report into a "
+            f"directory: -o {output!r} is not one"
+        )
+    return output
+
+
+def _write_csv_files(directory: str, tables: dict[str, list[dict[str, Any]]]) -> None:
+    """``DIR/<report>.csv`` for each table (each replaced atomically)."""
+    import os
+
+    from auren_core.config import ConfigError
+    from auren_core.export import render
+
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create directory {directory}: {exc.strerror or exc}") from None
+    for name, rows in tables.items():
+        _write_output(os.path.join(directory, f"{name}.csv"), render({name: rows}, "csv"))
+
+
 def command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv, json or jsonl.")] = "csv",
     report: Annotated[
@@ -141,7 +188,13 @@ def command(
         ),
     ] = None,
     output: Annotated[
-        str | None, typer.Option("--output", "-o", help="File (default stdout).")
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File (default stdout); for CSV with several reports, a directory "
+            "(one <report>.csv each).",
+        ),
     ] = None,
     source: Annotated[str, typer.Option(help="auto, stream or pg.")] = "auto",
     agent: Annotated[list[str] | None, typer.Option(help="Only these agents (repeatable).")] = None,
@@ -171,6 +224,7 @@ def command(
         validate_schema_name(schema)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    csv_dir = _csv_directory(fmt, reports, report, output)
     now = time.time()
     t0 = now - since
     t1 = None if until is None else now - until
@@ -210,9 +264,11 @@ def command(
         print(describe_backends(rb), file=sys.stderr)
         events = _from_stream(rb.url, settings.stream, t0, t1, agents)
     try:
-        data = render(
-            build_reports(events, reports, aggregates=aggs, tool_costs=settings.tool_costs), fmt
-        )
+        tables = build_reports(events, reports, aggregates=aggs, tool_costs=settings.tool_costs)
+        if csv_dir is not None:  # CSV, one file per report
+            _write_csv_files(csv_dir, tables)
+            return
+        data = render(tables, fmt)
     except ConfigError:
         raise
     except Exception as exc:  # unreachable server mid-read: one line, not a traceback

@@ -453,7 +453,14 @@ def test_top_serve_ws_api_and_every_export_agree(
     _same_numbers(top, ws, "top vs websocket")
     active = _get_json(port, "/api/v2/agents/active")
     assert active["count"] == len(AGENTS)
-    _same_numbers(top, {**ws, "agents": active["agents"]}, "top vs /api/v2/agents/active")
+    assert active["active_count"] == active["count"] == len(top["agents"])
+    # the API writes last_activity in ISO 8601 (the epoch seconds as last_activity_ts)
+    api_agents = []
+    for a in active["agents"]:
+        assert a["last_activity"].endswith("Z"), a["last_activity"]
+        api_agents.append({**{k: v for k, v in a.items() if k != "last_activity_ts"},
+                           "last_activity": a["last_activity_ts"]})  # fmt: skip
+    _same_numbers(top, {**ws, "agents": api_agents}, "top vs /api/v2/agents/active")
     stats = _get_json(port, "/api/v2/memory/tier-stats")
     for name in rules.TIERS:
         s = top["tiers"][name]

@@ -211,7 +211,14 @@ def command(
         events = _from_stream(rb.url, settings.stream, t0, t1, agents)
     try:
         data = render(
-            build_reports(events, reports, aggregates=aggs, tool_costs=settings.tool_costs), fmt
+            build_reports(
+                events,
+                reports,
+                aggregates=aggs,
+                tool_costs=settings.tool_costs,
+                tier_costs=settings.tier_costs.model_dump(),
+            ),
+            fmt,
         )
     except ConfigError:
         raise

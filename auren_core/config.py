@@ -45,9 +45,9 @@ class TierCosts(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    redis: float = Field(0.0, ge=0, le=1e6)
-    postgresql: float = Field(0.0, ge=0, le=1e6)
-    chromadb: float = Field(0.0, ge=0, le=1e6)
+    redis: float = Field(default=0.0, ge=0, le=1e6)
+    postgresql: float = Field(default=0.0, ge=0, le=1e6)
+    chromadb: float = Field(default=0.0, ge=0, le=1e6)
     embedding_model: str | None = None
 
 
@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     # per-call tool costs in USD, e.g. {"web_search": 0.005}
     tool_costs: dict[str, float] = Field(default_factory=dict)
     # memory tier prices per operation and the embedding model, e.g. {"chromadb": 1e-5}
-    tier_costs: TierCosts = Field(default_factory=TierCosts)
+    tier_costs: TierCosts = Field(default_factory=lambda: TierCosts())
 
     @field_validator("redis_url")
     @classmethod

@@ -216,8 +216,11 @@ def _samples(body: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def _sum(samples: dict[Any, float], name: str, **match: str) -> float:
-    return sum(v for (n, labels), v in samples.items()
-               if n == name and all(dict(labels).get(k) == x for k, x in match.items()))  # fmt: skip
+    return sum(
+        v
+        for (n, labels), v in samples.items()
+        if n == name and all(dict(labels).get(k) == x for k, x in match.items())
+    )
 
 
 async def test_metrics_expose_business_metrics_with_bounded_labels(
@@ -280,7 +283,9 @@ async def test_metrics_expose_business_metrics_with_bounded_labels(
 
 
 @pytest.fixture
-def serve_ws_priced(redis_url: str, stream: str, tmp_path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+def serve_ws_priced(
+    redis_url: str, stream: str, tmp_path: Path
+) -> Iterator[tuple[int, dict[str, str]]]:
     config = tmp_path / "auren.toml"
     config.write_text(
         "[tier_costs]\nredis = 0.001\npostgresql = 0.01\nchromadb = 0.1\n"
@@ -360,7 +365,7 @@ def test_tier_costs_priced_alike_by_api_snapshot_export_and_metrics(
     for name, usd in want.items():
         assert rows[name]["cost_usd"] == pytest.approx(usd, abs=1e-9)
     # and /metrics
-    status, _, body = http_get(port, "/metrics")
+    _status, _, body = http_get(port, "/metrics")
     m = _samples(body.decode())
     for name, usd in want.items():
         assert _sum(m, "auren_tier_cost_usd_total", tier=name) == pytest.approx(usd, abs=1e-9)

@@ -265,7 +265,7 @@ class Metrics:
         max_agents: int = 20,
     ) -> None:
         """Count the business metrics from now on (serve-ws calls this once)."""
-        disable_created_metrics()  # no *_created series: they double the exposition
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self.business = BusinessMetrics(
             self.registry(), tool_costs=tool_costs, tier_model=tier_model, max_agents=max_agents
         )

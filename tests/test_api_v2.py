@@ -381,3 +381,23 @@ def test_a_bad_tier_cost_is_a_one_line_error(tmp_path: Path, redis_url: str) -> 
     err = p.stderr.decode().strip()
     assert p.returncode != 0 and "Traceback" not in err
     assert "tier_costs.redis" in err and len(err.splitlines()) == 1, err
+
+
+def test_tiered_memory_prices_at_the_source_from_tier_costs(
+    redis_url: str, pg_dsn: str, tmp_path: Path
+) -> None:
+    from auren_core.config import load_settings
+    from auren_core.memory import TieredMemory
+
+    s = load_settings(
+        redis_url=redis_url,
+        pg_dsn=pg_dsn,
+        data_dir=str(tmp_path),
+        tier_costs={"redis": 0.001, "chromadb": 0.01},
+        tool_costs={"memory:chromadb": 0.02},  # the older spelling wins where both are set
+    )
+    mem = TieredMemory.from_settings(s)
+    try:
+        assert mem.tier_costs_usd == {"redis": 0.001, "chromadb": 0.02}
+    finally:
+        mem.close()

@@ -13,6 +13,7 @@ label value, every later one is ``other`` - a series never changes meaning once 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,11 +22,16 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from .. import rules
 from ..events import Event, Malformed
@@ -40,6 +46,36 @@ LATENCY_BUCKETS = (
     1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 LLM_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class _Histograms:
+    """A labelled histogram counted in plain lists (one ``bisect`` and an increment per
+    value, no lock: the event loop is the only writer) and exposed by prometheus-client's
+    ``HistogramMetricFamily`` at scrape time."""
+
+    def __init__(self, name: str, help_: str, label: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.help, self.label = name, help_, label
+        self.bounds = buckets
+        self.series: dict[str, list[Any]] = {}  # label -> [counts per bucket + inf, sum]
+
+    def add(self, label: str, values: list[float]) -> None:
+        row = self.series.get(label)
+        if row is None:
+            row = self.series[label] = [[0] * (len(self.bounds) + 1), 0.0]
+        counts, bounds = row[0], self.bounds
+        for v in values:
+            counts[bisect_left(bounds, v)] += 1
+        row[1] += sum(values)
+
+    def family(self, labels: Callable[[str], list[str]], names: list[str]) -> Metric:
+        fam = HistogramMetricFamily(self.name, self.help, labels=names)
+        for label, (counts, total) in sorted(self.series.items()):
+            acc, buckets = 0, []
+            for b, n in zip((*map(floatToGoString, self.bounds), "+Inf"), counts, strict=True):
+                acc += n
+                buckets.append((b, acc))
+            fam.add_metric(labels(label), buckets, total)
+        return fam
 
 
 class _Bounded:
@@ -89,10 +125,10 @@ class BusinessMetrics:
         self.llm_unpriced = Counter(
             "auren_llm_unpriced_calls", "LLM calls without a known price", am, registry=r
         )
-        self.llm_latency = Histogram(
-            "auren_llm_latency_seconds", "LLM call latency", am,
-            buckets=LLM_LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+        # latency histograms: (agent, model) and tier series, exposed by collect()
+        self.llm_latency = _Histograms(
+            "auren_llm_latency_seconds", "LLM call latency", "agent_model", LLM_LATENCY_BUCKETS
+        )
         self.tool_calls = Counter("auren_tool_calls", "tool calls", ("agent", "tool"), registry=r)
         self.tool_errors = Counter(
             "auren_tool_errors", "tool calls that failed", ("agent", "tool"), registry=r
@@ -115,10 +151,14 @@ class BusinessMetrics:
             "auren_tier_cost_usd", "USD of memory loads charged to the tier", ("tier",),
             registry=r,
         )  # fmt: skip
-        self.tier_latency = Histogram(
-            "auren_tier_latency_seconds", "latency reported per tier (latency_by_tier)",
-            ("tier",), buckets=LATENCY_BUCKETS, registry=r,
-        )  # fmt: skip
+        self.tier_latency = _Histograms(
+            "auren_tier_latency_seconds",
+            "latency reported per tier (latency_by_tier)",
+            "tier",
+            LATENCY_BUCKETS,
+        )
+        self._llm_labels: dict[str, tuple[str, str]] = {}
+        registry.register(self)
         self.collaborations = Counter(
             "auren_collaborations", "delegations, questions and hand-offs", ("kind",),
             registry=r,
@@ -129,79 +169,147 @@ class BusinessMetrics:
         for t in rules.TIERS:  # every tier series exists from the start (rate() over 0)
             for c in (self.tier_lookups, self.tier_hits, self.tier_errors, self.tier_cost):
                 c.labels(tier=t)
-            self.tier_latency.labels(tier=t)
+            self.tier_latency.add(t, [])
         for o in ("hit", "miss"):
             self.loads.labels(outcome=o)
 
+    def collect(self) -> Iterator[Metric]:
+        """The histograms (a prometheus-client collector: the counters are its own)."""
+        yield self.llm_latency.family(lambda k: list(self._llm_labels[k]), ["agent", "model"])
+        yield self.tier_latency.family(lambda k: [k], ["tier"])
+
     def observe(self, items: Iterable[Event | Malformed]) -> None:
+        """Count a batch: summed per label set first, then one ``inc`` per series (the
+        per-event cost stays a fraction of the reducer's)."""
+        llm: dict[tuple[Any, Any], list[float]] = {}  # calls, in, out, cached, err, unp, usd
+        llm_lat: dict[tuple[Any, Any], list[float]] = {}
+        tools: dict[tuple[Any, str], list[int]] = {}  # calls, errors
+        tool_usd: dict[Any, float] = {}
+        tiers = [[0, 0, 0, 0.0] for _ in rules.TIERS]  # lookups, hits, errors, usd
+        tier_lat: tuple[list[float], list[float], list[float]] = ([], [], [])
+        loads = [0, 0]  # hit, miss
+        other: dict[tuple[str, str], int] = {}  # (counter, label) for collaborations, hypotheses
+        llm_call, tier_access, model = rules.llm_call, rules.tier_access, self.tier_model
         for ev in items:
             if not isinstance(ev, Event):
                 continue
-            t = ev.type
+            t, p = ev.type, ev.payload
             if t == "llm_call":
-                self._llm(ev)
+                c = llm_call(p)
+                key = (ev.agent, p.get("model"))
+                row = llm.get(key)
+                if row is None:
+                    row = llm[key] = [0, 0, 0, 0, 0, 0, 0.0]
+                row[0] += 1
+                row[1] += c.input_tokens
+                row[2] += c.output_tokens
+                row[3] += c.cached_tokens
+                if c.failed:
+                    row[4] += 1
+                if c.cost is None:
+                    row[5] += 1
+                else:
+                    row[6] += c.cost
+                lat = p.get("latency_ms")
+                if isinstance(lat, int | float) and not isinstance(lat, bool) and 0 <= lat < 1e9:
+                    llm_lat.setdefault(key, []).append(lat / 1000.0)
             elif t == "tool_used":
-                p = ev.payload
-                agent, tool = self.agent(ev.agent), self.tool(p.get("tool"))
-                self.tool_calls.labels(agent, tool).inc()
+                name = rules.name(p.get("tool"))
+                tkey = (ev.agent, name)
+                trow = tools.get(tkey)
+                if trow is None:
+                    trow = tools[tkey] = [0, 0]
+                trow[0] += 1
                 if p.get("ok", True) is False:
-                    self.tool_errors.labels(agent, tool).inc()
-                cost = rules.tool_cost(
-                    p.get("cost_usd"), rules.name(p.get("tool")), self.tool_prices
-                )
+                    trow[1] += 1
+                cost = rules.tool_cost(p.get("cost_usd"), name, self.tool_prices)
                 if cost:
-                    self.tool_cost.labels(agent).inc(cost)
+                    tool_usd[ev.agent] = tool_usd.get(ev.agent, 0.0) + cost
             elif t == "memory_tier_access":
-                self._load(ev.payload)
+                acc = tier_access(p)
+                if acc.costs is None and model.active:
+                    modelled = rules.modelled_tier_costs(acc, p, model)
+                    if modelled is not None:
+                        acc = acc._replace(costs=modelled[0])
+                served, lats, errors, costs = acc
+                tried = {i for i, _ in lats}
+                if served >= 0:
+                    tried.add(served)
+                    tiers[served][1] += 1
+                    loads[0] += 1
+                else:
+                    loads[1] += 1
+                for i in tried:
+                    tiers[i][0] += 1
+                for i, ms in lats:
+                    tier_lat[i].append(ms / 1000.0)
+                for i in errors:
+                    tiers[i][2] += 1
+                for i, usd in costs or ():
+                    tiers[i][3] += usd
             elif t == "collaboration":
-                kind = ev.payload.get("kind")
-                self.collaborations.labels(
-                    kind if kind in ("delegate", "ask", "a2a") else OTHER
-                ).inc()
+                kind = p.get("kind")
+                k = ("collab", kind if kind in ("delegate", "ask", "a2a") else OTHER)
+                other[k] = other.get(k, 0) + 1
             elif t == "hypothesis":
-                st = ev.payload.get("status")
-                self.hypotheses.labels(st if st in rules.HYPOTHESIS_STATUSES else OTHER).inc()
+                st = p.get("status")
+                k = ("hyp", st if st in rules.HYPOTHESIS_STATUSES else OTHER)
+                other[k] = other.get(k, 0) + 1
+        self._flush(llm, llm_lat, tools, tool_usd, tiers, tier_lat, loads, other)
 
-    def _llm(self, ev: Event) -> None:
-        p = ev.payload
-        c = rules.llm_call(p)
-        labels = (self.agent(ev.agent), self.model(p.get("model")))
-        self.llm_calls.labels(*labels).inc()
-        for kind, n in (("input", c.input_tokens), ("output", c.output_tokens),
-                        ("cached", c.cached_tokens)):  # fmt: skip
-            if n:
-                self.tokens.labels(*labels, kind).inc(n)
-        if c.failed:
-            self.llm_errors.labels(*labels).inc()
-        if c.cost is None:
-            self.llm_unpriced.labels(*labels).inc()
-        elif c.cost:
-            self.llm_cost.labels(*labels).inc(c.cost)
-        lat = p.get("latency_ms")
-        if isinstance(lat, int | float) and not isinstance(lat, bool) and 0 <= lat < 1e9:
-            self.llm_latency.labels(*labels).observe(lat / 1000.0)
-
-    def _load(self, p: dict[str, Any]) -> None:
-        acc = rules.tier_access(p)
-        if acc.costs is None and self.tier_model.active:
-            modelled = rules.modelled_tier_costs(acc, p, self.tier_model)
-            if modelled is not None:
-                acc = acc._replace(costs=modelled[0])
-        served, lats, errors, costs = acc
-        tried = {i for i, _ in lats}
-        if served >= 0:
-            tried.add(served)
-            self.tier_hits.labels(rules.TIERS[served]).inc()
-        self.loads.labels("hit" if served >= 0 else "miss").inc()
-        for i in tried:
-            self.tier_lookups.labels(rules.TIERS[i]).inc()
-        for i, ms in lats:
-            self.tier_latency.labels(rules.TIERS[i]).observe(ms / 1000.0)
-        for i in errors:
-            self.tier_errors.labels(rules.TIERS[i]).inc()
-        for i, c in costs or ():
-            if c:
-                self.tier_cost.labels(rules.TIERS[i]).inc(c)
+    def _flush(
+        self,
+        llm: dict[tuple[Any, Any], list[float]],
+        llm_lat: dict[tuple[Any, Any], list[float]],
+        tools: dict[tuple[Any, str], list[int]],
+        tool_usd: dict[Any, float],
+        tiers: list[list[Any]],
+        tier_lat: tuple[list[float], list[float], list[float]],
+        loads: list[int],
+        other: dict[tuple[str, str], int],
+    ) -> None:
+        for (a, m), (calls, inp, out, cached, err, unp, usd) in llm.items():
+            labels = (self.agent(a), self.model(m))
+            self.llm_calls.labels(*labels).inc(calls)
+            for kind, n in (("input", inp), ("output", out), ("cached", cached)):
+                if n:
+                    self.tokens.labels(*labels, kind).inc(n)
+            if err:
+                self.llm_errors.labels(*labels).inc(err)
+            if unp:
+                self.llm_unpriced.labels(*labels).inc(unp)
+            if usd:
+                self.llm_cost.labels(*labels).inc(usd)
+        for (a, m), values in llm_lat.items():
+            agent, model = self.agent(a), self.model(m)
+            key = f"{agent}\x00{model}"
+            self._llm_labels[key] = (agent, model)
+            self.llm_latency.add(key, values)
+        for (a, tool), (calls, errors) in tools.items():
+            labels2 = (self.agent(a), self.tool(tool))
+            self.tool_calls.labels(*labels2).inc(calls)
+            if errors:
+                self.tool_errors.labels(*labels2).inc(errors)
+        for a, usd in tool_usd.items():
+            self.tool_cost.labels(self.agent(a)).inc(usd)
+        for i, (lookups, hits, errs, usd) in enumerate(tiers):
+            name = rules.TIERS[i]
+            if lookups:
+                self.tier_lookups.labels(name).inc(lookups)
+            if hits:
+                self.tier_hits.labels(name).inc(hits)
+            if errs:
+                self.tier_errors.labels(name).inc(errs)
+            if usd:
+                self.tier_cost.labels(name).inc(usd)
+            if tier_lat[i]:
+                self.tier_latency.add(name, tier_lat[i])
+        if loads[0]:
+            self.loads.labels("hit").inc(loads[0])
+        if loads[1]:
+            self.loads.labels("miss").inc(loads[1])
+        for (which, label), n in other.items():
+            (self.collaborations if which == "collab" else self.hypotheses).labels(label).inc(n)
 
 
 class RateWindow:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["ConfigError", "Settings", "default_data_dir", "load_settings"]
+__all__ = ["ConfigError", "Settings", "TierCosts", "default_data_dir", "load_settings"]
 
 
 class ConfigError(Exception):
@@ -33,6 +33,22 @@ def default_data_dir() -> Path:
 
 def _toml_path() -> Path:
     return Path(os.environ.get("AUREN_CONFIG", "auren.toml"))
+
+
+class TierCosts(BaseModel):
+    """``[tier_costs]``: what a memory load costs when its event carries no price
+    (:func:`auren_core.rules.modelled_tier_costs`). USD per operation (one load reaching
+    the tier) for each tier, and the embedding model whose input price (genai-prices)
+    each semantic lookup pays. Defaults: 0 per operation - an *assumption* (self-hosted
+    servers bill no request; docs/http-api.md gives managed-service figures to configure)
+    - and no embedding model (a local embedder costs nothing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    redis: float = Field(default=0.0, ge=0, le=1e6)
+    postgresql: float = Field(default=0.0, ge=0, le=1e6)
+    chromadb: float = Field(default=0.0, ge=0, le=1e6)
+    embedding_model: str | None = None
 
 
 class Settings(BaseSettings):
@@ -56,6 +72,8 @@ class Settings(BaseSettings):
     redact_queries: bool = False
     # per-call tool costs in USD, e.g. {"web_search": 0.005}
     tool_costs: dict[str, float] = Field(default_factory=dict)
+    # memory tier prices per operation and the embedding model, e.g. {"chromadb": 1e-5}
+    tier_costs: TierCosts = Field(default_factory=lambda: TierCosts())
 
     @field_validator("redis_url")
     @classmethod

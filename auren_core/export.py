@@ -1,5 +1,5 @@
-"""Export reports: tokens, knowledge, gaps, tiers, costs, collaboration, flows - as CSV, JSON
-or JSONL.
+"""Export reports: tokens, knowledge, gaps, tiers, costs, collaboration, flows, analytics -
+as CSV, JSON or JSONL (``all``: every report but analytics).
 
 :func:`build_reports` makes one pass over the events (the stream or the PostgreSQL store
 feeds it) and returns plain tables (``list[dict]``, fixed columns per report);
@@ -22,10 +22,12 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from .analytics.report import COLUMNS as ANALYTICS_COLUMNS
 from .analytics.tables import Accumulator
 from .events import Event, Malformed
 
 __all__ = [
+    "ALL",
     "COLUMNS",
     "FORMATS",
     "REPORTS",
@@ -34,7 +36,11 @@ __all__ = [
     "render",
 ]
 
-REPORTS: Final = ("tokens", "knowledge", "gaps", "tiers", "costs", "collaboration", "flows")
+REPORTS: Final = (
+    "tokens", "knowledge", "gaps", "tiers", "costs", "collaboration", "flows", "analytics",
+)  # fmt: skip
+# what "all" means: every report but analytics (rows of another kind; ask for it by name)
+ALL: Final = ("tokens", "knowledge", "gaps", "tiers", "costs", "collaboration", "flows")
 FORMATS: Final = ("csv", "json", "jsonl")
 Format = Literal["csv", "json", "jsonl"]
 
@@ -49,7 +55,8 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
     ),
     "gaps": ("source", "query", "agent", "count", "first_seen", "last_seen"),
     "tiers": (
-        "tier", "served", "share", "tried", "hit_rate", "fall_through_rate", "probes",
+        "tier", "served", "share", "tried", "hit_rate", "local_hit_rate", "fall_through_rate",
+        "probes",
         "p50_ms", "p95_ms", "mean_ms", "errors", "cost_usd", "items_retrieved",
     ),
     "costs": (
@@ -66,6 +73,7 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "mean_duration_ms", "p95_duration_ms", "steps_completed", "steps_failed",
         "human_waits", "mean_wait_ms",
     ),
+    "analytics": ANALYTICS_COLUMNS,
 }  # fmt: skip
 
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -77,17 +85,19 @@ def build_reports(
     *,
     aggregates: Iterable[dict[str, Any]] = (),
     tool_costs: Mapping[str, float] | None = None,
+    tier_costs: Mapping[str, Any] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Tables for ``reports`` (names from :data:`REPORTS`; ``"all"`` means every one).
     ``aggregates``: daily rollup rows for days older than the detailed events (PostgreSQL).
     ``tool_costs``: the ``[tool_costs]`` prices of the settings (a tool call without
-    ``cost_usd`` costs its tool's price, as in the reducer). Figures follow
+    ``cost_usd`` costs its tool's price, as in the reducer). ``tier_costs``: the
+    ``[tier_costs]`` table (loads without a price are priced by it). Figures follow
     :mod:`auren_core.rules`."""
-    wanted = list(REPORTS) if "all" in reports else list(dict.fromkeys(reports))
+    wanted = list(ALL) if "all" in reports else list(dict.fromkeys(reports))
     unknown = [r for r in wanted if r not in REPORTS]
     if unknown:
         raise ValueError(f"unknown report {unknown[0]!r}; choose from {', '.join(REPORTS)}")
-    acc = Accumulator(set(wanted), tool_costs)
+    acc = Accumulator(set(wanted), tool_costs, tier_costs)
     acc.feed(events)
     acc.feed_aggregates(aggregates)
     return {name: acc.table(name) for name in wanted}

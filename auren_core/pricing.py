@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any, Final
 
-__all__ = ["SOURCE", "UNKNOWN", "price", "resolve"]
+__all__ = ["SOURCE", "UNKNOWN", "embedding_usd_per_token", "price", "resolve"]
 
 SOURCE: Final = "genai-prices"
 UNKNOWN: Final = "unknown"
@@ -135,3 +135,21 @@ def price(
     if cost is None:
         return None, UNKNOWN
     return cost, SOURCE
+
+
+def embedding_usd_per_token(model: str | None) -> float | None:
+    """USD per input token of an embedding model (``text-embedding-3-small``,
+    ``openai/text-embedding-3-small`` or an embedder name such as
+    ``openai:text-embedding-3-small``), from genai-prices; None when no model is given or
+    the library does not know it (never 0 for an unknown price)."""
+    if not model or not model.strip():
+        return None
+    provider: str | None = None
+    name = model.strip()
+    if ":" in name:
+        provider, name = name.split(":", 1)
+    if provider is None and "/" not in name and name.startswith("text-embedding-"):
+        provider = "openai"  # OpenAI's embedding names; the library wants the provider
+    m = 1_000_000
+    cost, _ = price(name, provider, m, 0)
+    return None if cost is None else cost / m

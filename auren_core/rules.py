@@ -35,15 +35,40 @@ value is corrupt) count as 0. The call itself still counts.
 
 **Memory tiers** (:data:`TIERS`, :data:`TIER_ALIASES`): ``redis``, ``postgresql``,
 ``chromadb``; a ``tier_accessed`` that names none of them (``miss``, or anything unknown) is
-a miss. A load *tried* the tiers it reports a latency for plus the one that served it; a
-tier's ``hit_rate`` = loads it served / loads that tried it; its ``share`` = loads it
-served / all loads (the ``share`` of the misses is the ``miss_rate``).
+a miss. A load *tried* the tiers it reports a latency for plus the one that served it.
+Two rates per tier, never to be confused:
+
+* ``share`` (:func:`tier_share`; the API's ``tier_hit_rates``, pane 1's "served" row) =
+  loads it served / *all* loads: "45 % served from Redis". The shares of the three tiers
+  plus the ``miss_rate`` (misses / all loads) sum to 1.
+* ``local_hit_rate`` (:func:`local_hit_rate`; the API's ``local_hit_rates``, pane 1's
+  "local hit" row) = loads it served / loads that *reached* it (tried it). The snapshot's
+  ``hit_rate`` key is this rate too (a DESIGN.md key, kept with its old meaning).
+
+Both are 0 in the snapshot (None in the export) when the denominator is 0.
+
+**Tier costs** (:class:`TierCostModel`, :func:`modelled_tier_costs`): a load that carries a
+price (``cost_by_tier`` / ``cost_usd``, priced where it ran) costs that. One that carries
+none is priced by the configured ``[tier_costs]`` (``auren.toml``): each tier it *tried*
+costs that tier's ``redis`` / ``postgresql`` / ``chromadb`` USD per operation, and when an
+``embedding_model`` is configured and genai-prices knows it, a load that reached ChromaDB
+also costs the embedding of its query (``embedding_tokens`` of the event, else an estimate
+of ceil(characters / 4) tokens) at that model's input price, charged to ``chromadb``.
+``embedding_cost_usd`` is that embedding part; totals say whether they include it
+(``includes_embedding_cost``). Per-operation defaults are 0 (self-hosted servers bill no
+request): an assumption, documented in docs/http-api.md with reference figures.
 
 **Percentiles** (:func:`quantiles`): nearest rank (the smallest value with at least q of
 the samples at or below it) over a log histogram whose bins are 5 % wide (1 us to 10^12 ms);
 the value reported is the bin's geometric midpoint, so a percentile is within 2.5 % of the
 exact one. The reducer (tier latencies) and the exports (tier latencies, flow durations)
 use the same bins.
+
+**Learning velocity** (:func:`per_hour`, :func:`validation_rate`): from ``hypothesis``
+events; each hypothesis (``hypothesis_id``) counts once per status it reached
+(``formed``, ``updated``, ``validated``, ``rejected``). A status count per hour is the count
+over the span from the first event analysed to now (at least a minute); the validation
+rate = validated / (validated + rejected).
 
 **Knowledge gap** (:func:`gap_key`): one lookup that nothing answered - a
 ``memory_tier_access`` that no tier served, or a ``knowledge_access`` with ``hit: false`` -
@@ -61,37 +86,49 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final, NamedTuple
 
 __all__ = [
+    "CHARS_PER_TOKEN",
     "HIST_LO_MS",
     "HIST_MAX_BIN",
     "HIST_RATIO",
+    "HYPOTHESIS_STATUSES",
     "MAX_NAME",
     "MAX_TOKENS",
     "MAX_USD",
+    "MIN_RATE_SPAN_S",
     "MISS",
     "NO_QUERY",
+    "NO_TIER_COSTS",
     "TIERS",
     "TIER_ALIASES",
     "LlmCall",
     "TierAccess",
+    "TierCostModel",
     "bin_of",
     "bin_value",
+    "embedding_tokens",
     "gap_key",
     "is_gap",
     "known_cost",
     "llm_call",
     "llm_call_cost",
+    "local_hit_rate",
+    "modelled_tier_costs",
     "name",
+    "per_hour",
     "percentiles",
     "quantiles",
     "round_rate",
     "round_usd",
     "tier_access",
+    "tier_cost_model",
     "tier_index",
     "tier_name",
+    "tier_share",
     "tokens",
     "tool_cost",
     "tool_prices",
     "usd",
+    "validation_rate",
 ]
 
 # NamedTuple's own __new__ is a Python function: tuple.__new__ builds one at a third of
@@ -294,6 +331,105 @@ def tier_access(p: Mapping[str, Any]) -> TierAccess:
             who = served if served >= 0 else max((i for i, _ in lats), default=len(TIERS) - 1)
             costs = [(who, c)]
     return _new(TierAccess, (served, lats, errors, costs))
+
+
+def tier_share(served: float, lookups: float) -> float | None:
+    """A tier's ``share``: loads it served / all loads (None without loads)."""
+    return served / lookups if lookups > 0 else None
+
+
+def local_hit_rate(hits: float, tried: float) -> float | None:
+    """A tier's local hit rate: loads it served / loads that reached it (None if none did)."""
+    return hits / tried if tried > 0 else None
+
+
+class TierCostModel(NamedTuple):
+    """The ``[tier_costs]`` prices (:func:`tier_cost_model`): USD per operation of each tier
+    (index order of :data:`TIERS`), the embedding model and its USD per input token (None:
+    no model configured, or one the price library does not know)."""
+
+    per_op: tuple[float, float, float]
+    embedding_model: str | None
+    embedding_usd_per_token: float | None
+
+    @property
+    def active(self) -> bool:
+        return any(self.per_op) or bool(self.embedding_usd_per_token)
+
+
+NO_TIER_COSTS: Final = TierCostModel((0.0, 0.0, 0.0), None, None)
+CHARS_PER_TOKEN: Final = 4  # the embedding estimate when the event has no embedding_tokens
+
+
+def tier_cost_model(
+    configured: Mapping[str, Any] | None, embedding_usd_per_token: float | None = None
+) -> TierCostModel:
+    """The ``[tier_costs]`` table as a model: ``redis``/``postgresql``/``chromadb`` (any tier
+    alias) USD per operation (invalid values: 0) and ``embedding_model``; the caller prices
+    that model (``auren_core.pricing.embedding_usd_per_token``: this module does no I/O)."""
+    per = [0.0, 0.0, 0.0]
+    model: str | None = None
+    for k, v in (configured or {}).items():
+        if k == "embedding_model":
+            model = v if isinstance(v, str) and v.strip() else None
+            continue
+        i = tier_index(k)
+        c = usd(v)
+        if i >= 0 and c is not None:
+            per[i] = c
+    rate = embedding_usd_per_token if model else None
+    if rate is not None and not (0.0 <= rate <= MAX_USD):
+        rate = None
+    return TierCostModel((per[0], per[1], per[2]), model, rate)
+
+
+def embedding_tokens(p: Mapping[str, Any]) -> int:
+    """Tokens embedded for one semantic lookup: the event's ``embedding_tokens``, else
+    ceil(len(query) / :data:`CHARS_PER_TOKEN`) (at least 1)."""
+    v = p.get("embedding_tokens")
+    if v is not None and not isinstance(v, bool) and isinstance(v, int | float):
+        return tokens(v)
+    q = p.get("query")
+    n = len(q) if isinstance(q, str) else 0
+    return max(1, -(-n // CHARS_PER_TOKEN))
+
+
+def modelled_tier_costs(
+    acc: TierAccess, p: Mapping[str, Any], model: TierCostModel
+) -> tuple[list[tuple[int, float]], float] | None:
+    """The costs of a load that carries no price, by ``model``: ``([(tier, USD)], the
+    embedding part)``; None when the load carries a price or the model prices nothing."""
+    if acc.costs is not None or not model.active:
+        return None
+    tried = {i for i, _ in acc.latencies}
+    if acc.served >= 0:
+        tried.add(acc.served)
+    per = model.per_op
+    costs = [(i, per[i]) for i in sorted(tried)]
+    emb = 0.0
+    rate = model.embedding_usd_per_token
+    if rate and 2 in tried:
+        emb = embedding_tokens(p) * rate
+        costs = [(i, c + emb if i == 2 else c) for i, c in costs]
+    return costs, emb
+
+
+# --------------------------------------------------------------------------- learning
+
+HYPOTHESIS_STATUSES: Final = ("formed", "updated", "validated", "rejected")
+MIN_RATE_SPAN_S: Final = 60.0  # a per-hour rate is never measured over less than a minute
+
+
+def per_hour(n: float, span_s: float) -> float:
+    """``n`` events over ``span_s`` seconds as a rate per hour (the span is at least
+    :data:`MIN_RATE_SPAN_S`, so a burst in the first second is not extrapolated x3600)."""
+    return n * 3600.0 / max(MIN_RATE_SPAN_S, span_s)
+
+
+def validation_rate(validated: int, rejected: int) -> float | None:
+    """Hypotheses validated / hypotheses decided (validated + rejected); None if none was."""
+    decided = validated + rejected
+    return validated / decided if decided > 0 else None
 
 
 # --------------------------------------------------------------------------- knowledge gaps

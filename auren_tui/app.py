@@ -258,6 +258,7 @@ def make_app(
     source: Source | None = None,
     fps: float = 20.0,
     tool_costs: dict[str, float] | None = None,
+    tier_costs: dict[str, Any] | None = None,
     in_process: bool | None = None,
 ) -> TopApp:
     """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream.
@@ -274,6 +275,7 @@ def make_app(
         "active_window_s": active_window_s,
         "budget_usd_per_hour": budget_usd_per_hour,
         "tool_costs": tool_costs,
+        "tier_costs": tier_costs,
     }
     if in_process is None:
         in_process = source is not None or clock is not None

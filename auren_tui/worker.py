@@ -121,34 +121,21 @@ SHOWN = 40  # items per analytics list sent to the screen (the totals say how ma
 
 
 def _trim(result: dict[str, Any]) -> dict[str, Any]:
-    """What the screen shows: long lists cut to ``SHOWN`` (with their full length kept in
-    ``counts``), the item x agent readers matrix reduced to its size."""
-    out = dict(result)
-    counts: dict[str, int] = {}
-    for key in ("loops", "stalls", "alerts", "recommendations"):
-        counts[key] = len(result[key])
-        out[key] = result[key][:SHOWN]
-    know = dict(result["knowledge"])
-    counts["gaps"] = len(know["gaps"])
-    know["gaps"] = know["gaps"][:SHOWN]
-    counts["items"] = len(know.pop("readers"))
-    collab = dict(result["collaboration"])
-    counts["pairs"] = len(collab["pairs"])
-    collab["pairs"] = collab["pairs"][:SHOWN]
-    out.update(knowledge=know, collaboration=collab, counts=counts)
-    return out
+    """What the screen shows (:func:`auren_core.analytics.trim` to ``SHOWN``)."""
+    from auren_core.analytics import trim
+
+    return trim(result, SHOWN)
 
 
 def run_analysis(
     items: Sequence[Event | Malformed], *, now: float, budget_usd_per_hour: float | None
 ) -> AnalyticsUpdated:
     """``analyze(items)`` as a message (an exception becomes the message's error)."""
-    from auren_core.analytics import analyze
+    from auren_core.analytics import analysis
 
     t0 = time.perf_counter()
     try:
-        result = _trim(analyze(items, now=now, budget_usd_per_hour=budget_usd_per_hour))
-        result["since"] = min((i.ts for i in items if isinstance(i, Event)), default=None)
+        result = analysis(items, now=now, budget_usd_per_hour=budget_usd_per_hour, shown=SHOWN)
     except Exception as exc:  # an analytics bug must not stop the stream: show it
         log.exception("analytics failed")
         return AnalyticsUpdated(None, time.perf_counter() - t0, len(items), f"{exc!r}"[:300])

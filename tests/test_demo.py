@@ -78,6 +78,8 @@ def test_demo_then_top_once_json(fresh_env: dict[str, str]) -> None:
     assert {c["kind"] for c in snap["collaboration"]} <= {"delegate", "ask"}
     for tier in ("redis", "postgresql", "chromadb"):
         assert snap["tiers"][tier]["hits"] > 0, (tier, snap["tiers"])
+        assert snap["tiers"][tier]["cost_usd"] > 0, (tier, snap["tiers"])  # priced per op
+    assert t["memory_cost_usd"] > 0 and snap["tiers"]["cost_note"] == ""
     assert snap["health"]["malformed"] == 0
 
     # recommendations fire on the demo's own traffic within its first seconds: the lead

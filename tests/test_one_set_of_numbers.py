@@ -38,7 +38,7 @@ from websockets.asyncio.client import connect
 
 from auren_core import rules
 from auren_core.events import encode, make_event
-from auren_core.export import REPORTS, render
+from auren_core.export import ALL, render
 
 ROOT = Path(__file__).resolve().parent.parent
 TOL = 1e-9  # USD: every output rounds to 10 decimals; sums may differ in the last bit
@@ -453,7 +453,14 @@ def test_top_serve_ws_api_and_every_export_agree(
     _same_numbers(top, ws, "top vs websocket")
     active = _get_json(port, "/api/v2/agents/active")
     assert active["count"] == len(AGENTS)
-    _same_numbers(top, {**ws, "agents": active["agents"]}, "top vs /api/v2/agents/active")
+    assert active["active_count"] == active["count"] == len(top["agents"])
+    # the API writes last_activity in ISO 8601 (the epoch seconds as last_activity_ts)
+    api_agents = []
+    for a in active["agents"]:
+        assert a["last_activity"].endswith("Z"), a["last_activity"]
+        api_agents.append({**{k: v for k, v in a.items() if k != "last_activity_ts"},
+                           "last_activity": a["last_activity_ts"]})  # fmt: skip
+    _same_numbers(top, {**ws, "agents": api_agents}, "top vs /api/v2/agents/active")
     stats = _get_json(port, "/api/v2/memory/tier-stats")
     for name in rules.TIERS:
         s = top["tiers"][name]
@@ -480,18 +487,18 @@ def test_top_serve_ws_api_and_every_export_agree(
     # auren export, every report, JSON and CSV; and the same over HTTP
     exported = json.loads(_auren(env, "export", "--report", "all", "--format", "json",
                                  "--since", "1h", "--source", "stream"))  # fmt: skip
-    assert set(exported) == set(REPORTS)
+    assert set(exported) == set(ALL)  # every report but analytics
     _check_exports_against_snapshot(exported, top)
     # CSV: one file per report in -o DIR, each the same numbers, cell for cell
     csv_dir = tmp_path / "csv"
     _auren(env, "export", "--report", "all", "--format", "csv", "--since", "1h",
            "--source", "stream", "-o", str(csv_dir))  # fmt: skip
-    assert sorted(p.name for p in csv_dir.iterdir()) == sorted(f"{r}.csv" for r in REPORTS)
+    assert sorted(p.name for p in csv_dir.iterdir()) == sorted(f"{r}.csv" for r in ALL)
     for name, rows in exported.items():
         assert (csv_dir / f"{name}.csv").read_bytes() == render({name: rows}, "csv")
     as_csv = render(exported, "csv")
     sections = _csv_tables(as_csv)
-    assert set(sections) == set(REPORTS)
+    assert set(sections) == set(ALL)
     assert sections["tokens"][0][8] == "llm_cost_usd"  # renamed: LLM-only, not cost_usd
     status, _, body = http_get(port, "/api/v2/export/analytics?format=json&report=all")
     assert status == 200 and json.loads(body) == exported

@@ -618,7 +618,7 @@ async def test_lag_is_measured_from_the_stream(redis_url: str, stream: str) -> N
         await asyncio.sleep(1.2)
         assert srv.metrics.lag == 20
         body = (await aget(srv.port, "/metrics"))[2].decode()
-        assert "\nauren_ws_lag_entries 20\n" in body
+        assert "\nauren_ws_lag_entries 20.0\n" in body  # prometheus-client writes floats
 
 
 async def test_keepalive_closes_a_client_that_never_answers_pings(

@@ -19,11 +19,14 @@ from .forecast import (
     token_forecast,
 )
 from .knowledge import knowledge_patterns
+from .learning import learning_velocity
 from .loops import detect_loops, detect_stalls
 from .recommend import Thresholds, recommendations
 
 __all__ = [
+    "SECTIONS",
     "Thresholds",
+    "analysis",
     "analyze",
     "collaboration_patterns",
     "detect_loops",
@@ -32,9 +35,12 @@ __all__ = [
     "hourly_series",
     "hourly_series_from_aggregates",
     "knowledge_patterns",
+    "learning_velocity",
     "recommendations",
     "run_outcomes",
+    "sections",
     "token_forecast",
+    "trim",
 ]
 
 
@@ -79,4 +85,68 @@ def analyze(
         "recommendations": recommendations(
             evs, pairs=collab["pairs"], loops=loops, thresholds=th
         ),
+        "learning": learning_velocity(evs, now=now),
+    }
+
+
+def trim(result: dict[str, Any], shown: int = 40) -> dict[str, Any]:
+    """:func:`analyze`'s result cut for display or the wire: long lists to ``shown`` (their
+    full lengths in ``counts``), the item x agent readers matrix reduced to its size."""
+    out = dict(result)
+    counts: dict[str, int] = {}
+    for key in ("loops", "stalls", "alerts", "recommendations"):
+        counts[key] = len(result[key])
+        out[key] = result[key][:shown]
+    know = dict(result["knowledge"])
+    counts["gaps"] = len(know["gaps"])
+    know["gaps"] = know["gaps"][:shown]
+    counts["items"] = len(know.pop("readers"))
+    collab = dict(result["collaboration"])
+    counts["pairs"] = len(collab["pairs"])
+    collab["pairs"] = collab["pairs"][:shown]
+    out.update(knowledge=know, collaboration=collab, counts=counts)
+    return out
+
+
+def analysis(
+    items: Iterable[Event | Malformed],
+    *,
+    now: float,
+    budget_usd_per_hour: float | None = None,
+    shown: int = 40,
+) -> dict[str, Any]:
+    """What the dashboard's analytics screen and serve-ws show: :func:`analyze` over
+    ``items``, :func:`trim`-med to ``shown``, with ``since`` (the oldest event analysed)."""
+    items = list(items)
+    result = trim(analyze(items, now=now, budget_usd_per_hour=budget_usd_per_hour), shown)
+    result["since"] = min((i.ts for i in items if isinstance(i, Event)), default=None)
+    return result
+
+
+# the sections of /api/v2/analytics/<section>, the snapshot's "analytics" and the export
+SECTIONS = ("forecast", "alerts", "patterns", "gaps", "recommendations", "learning")
+
+
+def sections(trimmed: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`trim`-med result as the wire shows it: one object per :data:`SECTIONS`
+    name, plus ``generated_at``, ``events`` (analysed) and ``counts`` (full list lengths).
+    ``patterns``: knowledge by hour of day, collaboration pairs, loops and stalls."""
+    know = trimmed["knowledge"]
+    return {
+        "generated_at": trimmed["generated_at"],
+        "events": trimmed["events"],
+        "since": trimmed.get("since"),
+        "counts": trimmed["counts"],
+        "forecast": trimmed["forecast"],
+        "alerts": trimmed["alerts"],
+        "patterns": {
+            "knowledge_by_hour": know["by_hour"],
+            "knowledge_hour_matrix": know.get("hour_matrix"),
+            "collaboration": trimmed["collaboration"],
+            "loops": trimmed["loops"],
+            "stalls": trimmed["stalls"],
+        },
+        "gaps": know["gaps"],
+        "recommendations": trimmed["recommendations"],
+        "learning": trimmed["learning"],
     }

@@ -17,6 +17,7 @@ from typing import Any
 from .. import rules
 from ..events import Event, Malformed
 from ..rules import MAX_NAME, MAX_USD, TIERS, round_rate, round_usd, tier_index
+from ..state import tier_model_of
 from ..state.flows import FLOW_TYPES, FlowRec, joins_flow, method_key
 
 __all__ = ["Accumulator", "run_label", "tier_name"]
@@ -65,8 +66,16 @@ def _div(a: float, b: float) -> float | None:
 class Accumulator:
     """Feed events (any number of times), then read tables."""
 
-    def __init__(self, wanted: set[str], tool_costs: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        wanted: set[str],
+        tool_costs: Mapping[str, float] | None = None,
+        tier_costs: Mapping[str, Any] | None = None,
+    ) -> None:
         self.wanted = wanted
+        # the analytics report needs the events themselves (auren_core.analytics.report)
+        self._analytics_events: list[Event] | None = [] if "analytics" in wanted else None
+        self.tier_model = tier_model_of(tier_costs)
         self._want_know = "knowledge" in wanted
         self._want_gaps = "gaps" in wanted
         self.tool_prices = rules.tool_prices(tool_costs)
@@ -142,6 +151,9 @@ class Accumulator:
         return out
 
     def feed(self, events: Iterable[Event | Malformed]) -> None:
+        if self._analytics_events is not None:
+            events = list(events)
+            self._analytics_events.extend(e for e in events if isinstance(e, Event))
         want_tok = "tokens" in self.wanted
         want_cost = "costs" in self.wanted
         want_know = "knowledge" in self.wanted
@@ -232,7 +244,12 @@ class Accumulator:
         self, p: dict[str, Any], agent: str, run: str, ts: float, tiers: bool, costs: bool
     ) -> None:
         """One ``memory_tier_access``, counted by :func:`auren_core.rules.tier_access`."""
-        served, lats, errs, by_tier = _tier_access(p)
+        acc = _tier_access(p)
+        if acc.costs is None and self.tier_model.active:  # no price on the event
+            modelled = rules.modelled_tier_costs(acc, p, self.tier_model)
+            if modelled is not None:
+                acc = acc._replace(costs=modelled[0])
+        served, lats, errs, by_tier = acc
         if tiers:
             self.queries += 1
             tried = 0  # bit i: the load reached tier i
@@ -372,6 +389,14 @@ class Accumulator:
     def table(self, name: str) -> list[dict[str, Any]]:
         return getattr(self, f"_t_{name}")()  # type: ignore[no-any-return]
 
+    def _t_analytics(self) -> list[dict[str, Any]]:
+        """The analytics as of the newest event exported (so a file is reproducible)."""
+        from .report import analytics_rows
+
+        evs = self._analytics_events or []
+        now = max((e.ts for e in evs), default=0.0)
+        return analytics_rows(evs, now=now)
+
     def _t_tokens(self) -> list[dict[str, Any]]:
         """LLM calls per agent and day; ``llm_cost_usd`` is their cost alone (tools and memory
         are in the costs report's ``cost_usd``)."""
@@ -425,8 +450,9 @@ class Accumulator:
             lat, hits, tried = self.lat[i], self.hits[i], self.tried[i]
             p50, p95 = rules.percentiles(lat, (0.5, 0.95))
             out.append({
-                "tier": name, "served": hits, "share": _div(hits, q),
-                "tried": tried, "hit_rate": _div(hits, tried),
+                "tier": name, "served": hits, "share": round_rate(rules.tier_share(hits, q)),
+                "tried": tried, "hit_rate": round_rate(rules.local_hit_rate(hits, tried)),
+                "local_hit_rate": round_rate(rules.local_hit_rate(hits, tried)),
                 "fall_through_rate": _div(tried - hits, tried),
                 "probes": len(lat), "p50_ms": _ms(p50), "p95_ms": _ms(p95),
                 "mean_ms": _ms(self.lat_sum[i] / len(lat)) if lat else None,
@@ -434,8 +460,10 @@ class Accumulator:
                 "items_retrieved": self.items[i],
             })  # fmt: skip
         out.append({
-            "tier": "miss", "served": self.misses, "share": _div(self.misses, q),
-            "tried": None, "hit_rate": None, "fall_through_rate": None, "probes": 0,
+            "tier": "miss", "served": self.misses,
+            "share": round_rate(rules.tier_share(self.misses, q)),
+            "tried": None, "hit_rate": None, "local_hit_rate": None, "fall_through_rate": None,
+            "probes": 0,
             "p50_ms": None, "p95_ms": None, "mean_ms": None, "errors": None, "cost_usd": None,
             "items_retrieved": 0,
         })  # fmt: skip

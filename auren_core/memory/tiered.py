@@ -136,12 +136,21 @@ class TieredMemory(TierCore):
         is_url = chroma.startswith(("http://", "https://"))
         path = chroma.removeprefix("file://")
         kwargs.setdefault("redact_queries", bool(getattr(s, "redact_queries", False)))
-        # Per-access tier prices come from tool_costs as "memory:<tier>" entries.
+        # Per-access tier prices: [tier_costs] (USD per operation, the non-zero ones), and
+        # the older "memory:<tier>" entries of tool_costs (which win where both are set).
+        configured = getattr(s, "tier_costs", None)
         costs = {
-            k.removeprefix("memory:"): float(v)
-            for k, v in dict(getattr(s, "tool_costs", None) or {}).items()
-            if k.startswith("memory:") and k.removeprefix("memory:") in TIERS
+            t: float(c)
+            for t in TIERS
+            if isinstance(c := getattr(configured, t, None), int | float) and c > 0
         }
+        costs.update(
+            {
+                k.removeprefix("memory:"): float(v)
+                for k, v in dict(getattr(s, "tool_costs", None) or {}).items()
+                if k.startswith("memory:") and k.removeprefix("memory:") in TIERS
+            }
+        )
         if costs:
             kwargs.setdefault("tier_costs_usd", costs)
         return cls(

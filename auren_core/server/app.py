@@ -8,6 +8,7 @@ Connection life: rate limit and routing (``process_request``) -> origin check (w
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -26,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
+from ..events import Event, Malformed
 from ..streams.entries import decode_entries, entry_id
 from .auth import AuthError, KeyRing, RefreshStore, verify
 from .fanout import Client, Hub
@@ -73,6 +75,7 @@ class ServerConfig:
     active_window_s: float = 300.0
     budget_usd_per_hour: float | None = None
     tool_costs: Mapping[str, float] = field(default_factory=dict)  # [tool_costs] of the settings
+    tier_costs: Mapping[str, Any] = field(default_factory=dict)  # [tier_costs] of the settings
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     handshake_timeout: float = 10.0  # for auth and subscribe messages
@@ -82,6 +85,9 @@ class ServerConfig:
     snapshot_log: int = 50  # recent log entries kept in the WebSocket snapshot
     coalesce_per_client_s: float = 20e-6  # frame interval per connected client ...
     coalesce_max_s: float = 0.025  # ... capped: 100 clients 2 ms, 1000 clients 20 ms
+    analytics_buffer: int = 50_000  # recent events kept for the analytics (as auren top)
+    metrics_max_agents: int = 20  # /metrics: agents with their own label, the rest "other"
+    analytics_every_s: float = 5.0  # analytics recomputed this often (longer if costly)
 
 
 class Server:
@@ -89,6 +95,12 @@ class Server:
         self.config = config
         self.metrics = Metrics()
         self.reducer = self.new_reducer(config.window_s)
+        self.metrics.enable_business(
+            tool_costs=config.tool_costs,
+            tier_model=self.reducer.tier_model,
+            state_gauges=self._state_gauges,
+            max_agents=config.metrics_max_agents,
+        )
         self.hub = Hub(self.metrics, self.reducer)
         self.routes = Routes(self)
         self.limiter = RateLimiter(config.conn_rate, config.conn_burst)
@@ -107,6 +119,14 @@ class Server:
         self._lag_task: asyncio.Task[None] | None = None
         self._connections = 0
         self._snapshot: tuple[float, bytes] | None = None
+        # analytics (auren_core.analytics, as auren top's analytics screen): the recent
+        # events of the window, and the last result as the wire shows it (monotonic time)
+        self.recent: collections.deque[Event] = collections.deque(
+            maxlen=max(1, config.analytics_buffer)
+        )
+        self._analytics: tuple[float, dict[str, Any]] | None = None
+        self._analytics_lock = asyncio.Lock()
+        self._analytics_task: asyncio.Task[None] | None = None
 
     def new_reducer(self, window_s: float) -> Any:
         from ..state import make_reducer
@@ -116,7 +136,57 @@ class Server:
             active_window_s=self.config.active_window_s,
             budget_usd_per_hour=self.config.budget_usd_per_hour,
             tool_costs=self.config.tool_costs,
+            tier_costs=self.config.tier_costs,
         )
+
+    def remember(self, items: list[Event | Malformed], backfill: bool = False) -> None:
+        """Keep the events read for the analytics (Malformed entries are skipped); count
+        the live ones in the business metrics (``/metrics``)."""
+        self.recent.extend(it for it in items if isinstance(it, Event))
+        if not backfill:
+            self.metrics.observe(items)
+
+    def _state_gauges(self) -> tuple[int, int]:
+        state = self.reducer.state()
+        return len(state.agents), state.health.publisher_dropped
+
+    async def analytics(self, max_age_s: float | None = None) -> dict[str, Any]:
+        """The analytics of the window's recent events (:func:`auren_core.analytics.sections`),
+        recomputed in a thread when older than ``max_age_s`` (default ``analytics_every_s``)."""
+        age = self.config.analytics_every_s if max_age_s is None else max_age_s
+        async with self._analytics_lock:
+            hit = self._analytics
+            if hit is not None and time.monotonic() - hit[0] < age:
+                return hit[1]
+            now = time.time()
+            cutoff = now - self.config.window_s
+            recent = self.recent
+            while recent and recent[0].ts < cutoff:
+                recent.popleft()
+            items: list[Event | Malformed] = list(recent)
+            doc = await asyncio.to_thread(self._analyse, items, now)
+            self._analytics = (time.monotonic(), doc)
+            return doc
+
+    def _analyse(self, items: list[Event | Malformed], now: float) -> dict[str, Any]:
+        from ..analytics import analysis, sections
+
+        return sections(
+            analysis(items, now=now, budget_usd_per_hour=self.config.budget_usd_per_hour)
+        )
+
+    async def _analytics_loop(self) -> None:
+        """Keep the snapshot's ``analytics`` fresh: every ``analytics_every_s`` once the
+        backfill is in (at most ~5% of the time: the gap grows with the cost)."""
+        await self.hub.ready.wait()
+        while True:
+            t0 = time.perf_counter()
+            try:
+                await self.analytics(0.0)
+            except Exception:  # an analytics bug must not stop the server: log it
+                log.exception("analytics failed")
+            took = time.perf_counter() - t0
+            await asyncio.sleep(max(self.config.analytics_every_s, 20 * took))
 
     def live_state(self) -> dict[str, Any]:
         doc: dict[str, Any] = self.reducer.state().to_dict()
@@ -136,6 +206,8 @@ class Server:
         log = state.get("log")
         if isinstance(log, list):
             state["log"] = log[-self.config.snapshot_log :] if self.config.snapshot_log else []
+        # the last analytics (GET /api/v2/analytics/<section>); null until the first is in
+        state["analytics"] = self._analytics[1] if self._analytics is not None else None
         frame = snapshot_frame(state, self.hub.last_id)
         self._snapshot = (now, frame)
         return frame
@@ -152,6 +224,9 @@ class Server:
         self.aredis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
         self._reader_task = asyncio.create_task(read_stream(self), name="auren-ws-reader")
         self._lag_task = asyncio.create_task(watch_lag(self), name="auren-ws-lag")
+        self._analytics_task = asyncio.create_task(
+            self._analytics_loop(), name="auren-ws-analytics"
+        )
         self._ws = await serve(
             self._handle,
             cfg.host,
@@ -175,7 +250,7 @@ class Server:
             self._ws.close(close_connections=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.wait_closed(), 5)
-        for task in (self._reader_task, self._lag_task):
+        for task in (self._reader_task, self._lag_task, self._analytics_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

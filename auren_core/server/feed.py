@@ -80,6 +80,7 @@ def publish(server: Server, batches: list[Batch]) -> None:
         last = batches[-1]
         batch = Batch(items, last.last_id, all(b.backfill for b in batches), last.received_at)
     server.hub.publish(batch)
+    server.remember(batch.items, batch.backfill)
     if not server.hub.ready.is_set() and any(not b.backfill or not b.items for b in batches):
         # live, or the end-of-backfill marker: the window's history is in the
         # reducer; freeze it out of the cyclic GC's way (shorter pauses while live)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +21,7 @@ from ..events import Event, Malformed
 from ..streams.entries import decode_entries, entry_id, id_for_time
 from .auth import AuthError
 from .http import bearer, bytes_response, error, json_response, origin_allowed, text_response
+from .metrics import CONTENT_TYPE
 
 if TYPE_CHECKING:
     from .app import Server
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Routes"]
 
 MAX_WINDOW_HOURS = 24 * 30
+DEFAULT_TIER_HOURS = 24.0  # tier-stats' window when none is asked for (DESIGN.md)
 _CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json",
@@ -50,6 +53,26 @@ def _hours(query: dict[str, list[str]], default: float) -> float:
     return hours
 
 
+def iso8601(ts: Any) -> str | None:
+    """An epoch timestamp as ISO 8601 UTC with milliseconds (``2026-12-04T03:03:11.250Z``)."""
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        return None
+    try:
+        dt = datetime.fromtimestamp(float(ts), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _iso_agent(a: dict[str, Any]) -> dict[str, Any]:
+    """An agent of the snapshot as the API shows it: ``last_activity`` in ISO 8601, the
+    epoch seconds kept as ``last_activity_ts``."""
+    out = dict(a)
+    out["last_activity_ts"] = a.get("last_activity")
+    out["last_activity"] = iso8601(a.get("last_activity"))
+    return out
+
+
 class Routes:
     def __init__(self, server: Server) -> None:
         self.s = server
@@ -68,9 +91,7 @@ class Routes:
             if path == "/healthz":
                 return self._health(cors)
             if path == "/metrics":
-                return text_response(
-                    200, self.s.metrics.render(), "text/plain; version=0.0.4; charset=utf-8", cors
-                )
+                return text_response(200, self.s.metrics.render(), CONTENT_TYPE, cors)
             if path == "/api/v2/auth/refresh":
                 return await self._refresh(request, cors)
             if not path.startswith("/api/v2/"):
@@ -94,6 +115,8 @@ class Routes:
                 return self._flows(cors)
             if path == "/api/v2/export/analytics":
                 return await self._export(query, cors)
+            if path.startswith("/api/v2/analytics/"):
+                return await self._analytics(path.removeprefix("/api/v2/analytics/"), query, cors)
             return error(404, "not found", cors)
         except ValueError as exc:
             return error(400, str(exc), cors)
@@ -133,11 +156,12 @@ class Routes:
 
     def _agents(self, cors: list[tuple[str, str]]) -> Response:
         state = self.s.live_state()
-        agents = state.get("agents", [])
+        agents = [_iso_agent(a) for a in state.get("agents", [])]
         doc = {
             "generated_at": state.get("generated_at"),
             "active_window_s": self.s.config.active_window_s,
-            "count": len(agents),
+            "active_count": len(agents),
+            "count": len(agents),  # the name before active_count (kept)
             "agents": agents,
         }
         return json_response(200, doc, cors)
@@ -161,7 +185,7 @@ class Routes:
     async def _tier_stats(
         self, query: dict[str, list[str]], cors: list[tuple[str, str]]
     ) -> Response:
-        hours = _hours(query, self.s.config.window_s / 3600.0)
+        hours = _hours(query, DEFAULT_TIER_HOURS)
         window_s = hours * 3600.0
         if abs(window_s - self.s.config.window_s) < 1e-6:
             stats = dict(self.s.reducer.state().tier_stats())
@@ -174,8 +198,40 @@ class Routes:
         stats.update({"window_hours": hours, "truncated": truncated})
         return json_response(200, stats, cors)
 
+    async def _analytics(
+        self, section: str, query: dict[str, list[str]], cors: list[tuple[str, str]]
+    ) -> Response:
+        from ..analytics import SECTIONS, analysis, sections
+
+        if section not in SECTIONS:
+            return error(404, f"unknown analytics section; one of {', '.join(SECTIONS)}", cors)
+        truncated = False
+        if "window_hours" in query:
+            hours = _hours(query, 1.0)
+            items, truncated = await self._window(hours * 3600.0)
+            budget = self.s.config.budget_usd_per_hour
+            now = time.time()
+            doc = await asyncio.to_thread(
+                lambda: sections(analysis(items, now=now, budget_usd_per_hour=budget))
+            )
+            window_s = hours * 3600.0
+        else:
+            doc = await self.s.analytics()
+            window_s = self.s.config.window_s
+        body = {
+            "section": section,
+            "generated_at": doc["generated_at"],
+            "window_s": window_s,
+            "events": doc["events"],
+            "since": doc["since"],
+            "truncated": truncated,
+            "counts": doc["counts"],
+            section: doc[section],
+        }
+        return json_response(200, body, cors)
+
     async def _export(self, query: dict[str, list[str]], cors: list[tuple[str, str]]) -> Response:
-        fmt = _param(query, "format", "json")
+        fmt = _param(query, "format", "csv")
         if fmt not in _CONTENT_TYPES:
             raise ValueError("format must be csv, json or jsonl")
         try:
@@ -187,7 +243,7 @@ class Routes:
                 cors,
             )
         report = _param(query, "report", "all")
-        reports = list(export.REPORTS) if report == "all" else report.split(",")
+        reports = list(export.ALL) if report == "all" else report.split(",")
         bad = [r for r in reports if r not in export.REPORTS]
         if bad:
             raise ValueError(
@@ -198,7 +254,12 @@ class Routes:
         events = [it for it in items if isinstance(it, Event)]
         body = await asyncio.to_thread(
             lambda: export.render(
-                export.build_reports(events, reports, tool_costs=self.s.config.tool_costs),
+                export.build_reports(
+                    events,
+                    reports,
+                    tool_costs=self.s.config.tool_costs,
+                    tier_costs=self.s.config.tier_costs,
+                ),
                 fmt,  # type: ignore[arg-type]
             )
         )

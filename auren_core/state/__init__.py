@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from .. import rules
 from ..events import EVENT_TYPES, Event, Malformed
 from ..rules import tool_prices
 from .build import build_state
@@ -100,7 +101,10 @@ class Reducer(Handlers):
         clock: Callable[[], float] = time.time,
         log_size: int = 2000,
         tool_costs: Mapping[str, float] | None = None,
+        tier_costs: Mapping[str, Any] | None = None,
     ) -> None:
+        """``tier_costs``: the ``[tier_costs]`` table (:func:`auren_core.rules.tier_cost_model`)
+        pricing the memory loads whose events carry no price."""
         if not window_s > 0 or not active_window_s > 0:
             raise ValueError("window_s and active_window_s must be > 0")
         self.window_s = float(window_s)
@@ -108,6 +112,7 @@ class Reducer(Handlers):
         self.budget_usd_per_hour = budget_usd_per_hour
         self.clock = clock
         self.tool_costs = tool_prices(tool_costs)  # valid prices only (auren_core.rules)
+        self.tier_model = tier_model_of(tier_costs)
         self.registry = AgentRegistry(clock=clock)
         s = self.s = Sections()
         self._exp = s.expiry
@@ -320,6 +325,7 @@ def make_reducer(
     active_window_s: float | None = None,
     budget_usd_per_hour: float | None = None,
     tool_costs: Mapping[str, float] | None = None,
+    tier_costs: Mapping[str, Any] | None = None,
     log_size: int = 2000,
 ) -> Reducer:
     """The reducer as every consumer builds it (``top``, its worker, ``top --once``,
@@ -332,6 +338,8 @@ def make_reducer(
             budget_usd_per_hour = settings.budget_usd_per_hour
         if tool_costs is None:
             tool_costs = settings.tool_costs
+        if tier_costs is None:
+            tier_costs = settings.tier_costs.model_dump()
     return Reducer(
         window_s=window_s,
         active_window_s=300.0 if active_window_s is None else active_window_s,
@@ -339,4 +347,19 @@ def make_reducer(
         clock=clock,
         log_size=log_size,
         tool_costs=tool_costs,
+        tier_costs=tier_costs,
     )
+
+
+def tier_model_of(tier_costs: Mapping[str, Any] | None) -> rules.TierCostModel:
+    """The ``[tier_costs]`` table as :class:`auren_core.rules.TierCostModel`, its embedding
+    model priced by genai-prices (:func:`auren_core.pricing.embedding_usd_per_token`)."""
+    if not tier_costs:
+        return rules.NO_TIER_COSTS
+    model = tier_costs.get("embedding_model")
+    rate = None
+    if isinstance(model, str) and model.strip():
+        from ..pricing import embedding_usd_per_token
+
+        rate = embedding_usd_per_token(model)
+    return rules.tier_cost_model(tier_costs, rate)

@@ -10,6 +10,7 @@ import heapq
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
+from ..rules import local_hit_rate, tier_share
 from .agents import MIN_SPAN_S, agents_view, minutes, top, top_of
 from .flows import FlowRec
 from .model import (
@@ -48,6 +49,10 @@ RATE_WINDOW_S = 5
 _COUNT = itemgetter(1)
 _HYP_ORDER = attrgetter("ts", "id")
 _NO_TIER_COST = "no memory_tier_access event in the window carried cost_usd: tier costs are 0"
+_NO_TIER_MODEL = (
+    "no memory_tier_access event in the window carried cost_usd and [tier_costs] prices"
+    " nothing: tier costs are 0"
+)
 
 
 def _div(a: float, b: float) -> float:
@@ -80,6 +85,8 @@ def _totals(r: Reducer) -> Totals:
         tool_errors=int(v[G.TOOL_ERR]),
         tool_cost_usd=max(0.0, v[G.TOOL_COST]),
         memory_cost_usd=max(0.0, v[G.MEM_COST]),
+        embedding_cost_usd=max(0.0, v[G.EMB_COST]),
+        includes_embedding_cost=r.tier_model.embedding_usd_per_token is not None,
     )
 
 
@@ -98,8 +105,8 @@ def _tiers(r: Reducer) -> Tiers:
                 name=name,
                 tried=tried,
                 hits=hits,
-                hit_rate=_div(hits, tried),
-                share=_div(hits, v[T.QUERIES]),
+                hit_rate=_rate(local_hit_rate(hits, tried)),
+                share=_rate(tier_share(hits, v[T.QUERIES])),
                 p50_ms=p50,
                 p95_ms=p95,
                 mean_ms=v[o + T.LAT_SUM] / lat_n if lat_n > 0 else None,
@@ -116,10 +123,36 @@ def _tiers(r: Reducer) -> Tiers:
         chromadb=views[2],
         queries=queries,
         misses=misses,
-        miss_rate=_div(misses, queries),
+        miss_rate=_rate(tier_share(misses, queries)),
         gaps=_gaps(s.tier_gaps, s.tier_gap_meta),
-        cost_note="" if v[T.COST_SEEN] > 0 else _NO_TIER_COST,
+        cost_note=_cost_note(r, int(v[T.COST_SEEN]), int(v[T.MODELLED])),
+        priced_loads=int(v[T.COST_SEEN]),
+        modelled_loads=int(v[T.MODELLED]),
+        embedding_cost_usd=max(0.0, r.s.g.tot[G.EMB_COST]),
+        embedding_model=r.tier_model.embedding_model
+        if r.tier_model.embedding_usd_per_token is not None
+        else None,
     )
+
+
+def _rate(x: float | None) -> float:
+    return 0.0 if x is None else x
+
+
+def _cost_note(r: Reducer, priced: int, modelled: int) -> str:
+    """How the tier costs of the window were priced (empty: every load carried a price)."""
+    model = r.tier_model
+    if not model.active:
+        return "" if priced > 0 else _NO_TIER_COST
+    if modelled == 0:
+        return "" if priced > 0 else _NO_TIER_MODEL
+    per = ", ".join(f"{n} ${c:g}" for n, c in zip(TIERS, model.per_op, strict=True))
+    emb = (
+        f"; embeddings: {model.embedding_model} (genai-prices)"
+        if model.embedding_usd_per_token is not None
+        else "; embeddings not included"
+    )
+    return f"{modelled} loads priced by [tier_costs] per operation ({per}){emb}"
 
 
 def _gaps(kc: KeyedCounts[str], meta: dict[str, tuple[float, set[str]]]) -> tuple[Gap, ...]:

@@ -36,8 +36,9 @@ _MAX_FLOWS = 500
 _LLM, _IN, _OUT, _CACHED, _COST, _LLM_COST = G.LLM, G.IN, G.OUT, G.CACHED, G.COST, G.LLM_COST
 _UNP, _UNP_IN, _UNP_OUT, _LLM_ERR = G.UNP, G.UNP_IN, G.UNP_OUT, G.LLM_ERR
 _TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
-_REASON, _MEM_COST = G.REASON, G.MEM_COST
+_REASON, _MEM_COST, _EMB_COST = G.REASON, G.MEM_COST, G.EMB_COST
 _tier_access, _gap_key, _name = rules.tier_access, rules.gap_key, rules.name
+_modelled_costs = rules.modelled_tier_costs
 
 
 def _num(v: Any) -> float:
@@ -66,6 +67,7 @@ class Handlers:
     _flows: dict[str, FlowRec]
     _flow_of: dict[str, FlowRec]
     tool_costs: dict[str, float]
+    tier_model: rules.TierCostModel
     publishers: dict[str, tuple[float, int]]
     registry: AgentRegistry
 
@@ -255,7 +257,14 @@ class Handlers:
         p = ev.payload
         ta = _tier_access(p)
         gap = _gap_key("memory_tier_access", p) if ta[0] < 0 else None
-        self.s.tier_event(b, ev.ts, ta, gap, ev.agent)
+        emb = 0.0
+        modelled = None
+        if ta[3] is None and self.tier_model.active:  # no price on the event: [tier_costs]
+            modelled = _modelled_costs(ta, p, self.tier_model)
+            if modelled is not None:
+                ta = ta._replace(costs=modelled[0])
+                emb = modelled[1]
+        self.s.tier_event(b, ev.ts, ta, gap, ev.agent, modelled is not None)
         costs = ta[3]
         if costs:
             cost = 0.0
@@ -265,6 +274,7 @@ class Handlers:
             for vec in (g.at(b), g.tot):
                 vec[_COST] += cost
                 vec[_MEM_COST] += cost
+                vec[_EMB_COST] += emb
             if cost:
                 self.s.add_spark(b, cost)
             if acc is not None:

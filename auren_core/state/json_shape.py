@@ -87,7 +87,10 @@ def flow_to_dict(f: FlowView) -> dict[str, Any]:
 def _tier(t: TierView) -> dict[str, Any]:
     return {
         "hits": t.hits,
+        # hit_rate (DESIGN.md key, kept): the *local* hit rate, hits / lookups that reached
+        # the tier, the same value as local_hit_rate; share: hits / all lookups
         "hit_rate": _r(t.hit_rate),
+        "local_hit_rate": _r(t.hit_rate),
         "p50_ms": _r(t.p50_ms, 3),
         "p95_ms": _r(t.p95_ms, 3),
         "tried": t.tried,
@@ -130,6 +133,8 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "tool_errors": t.tool_errors,
             "tool_cost_usd": _usd(t.tool_cost_usd),
             "memory_cost_usd": _usd(t.memory_cost_usd),
+            "embedding_cost_usd": _usd(t.embedding_cost_usd),
+            "includes_embedding_cost": t.includes_embedding_cost,
         },
         "agents": [_agent(a) for a in s.agents],
         "tiers": {
@@ -141,6 +146,10 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "miss_rate": _r(ti.miss_rate),
             "gaps": [_gap(g) for g in ti.gaps],
             "cost_note": ti.cost_note,
+            "priced_loads": ti.priced_loads,
+            "modelled_loads": ti.modelled_loads,
+            "embedding_cost_usd": _usd(ti.embedding_cost_usd),
+            "embedding_model": ti.embedding_model,
         },
         "collaboration": [
             {"from": e.from_agent, "to": e.to_agent, "kind": e.kind, "count": e.count}
@@ -248,4 +257,10 @@ def tier_stats(s: DashboardState) -> dict[str, Any]:
         "misses": ti.misses,
         "miss_rate": _r(ti.miss_rate),
         "cost_note": ti.cost_note,
+        "total_cost_usd": _usd(sum(t.cost_usd for t in tiers.values())),
+        "embedding_cost_usd": _usd(ti.embedding_cost_usd),
+        "includes_embedding_cost": s.totals.includes_embedding_cost,
+        "embedding_model": ti.embedding_model,
+        "priced_loads": ti.priced_loads,
+        "modelled_loads": ti.modelled_loads,
     }

@@ -61,6 +61,10 @@ class Totals:
     tool_errors: int = 0
     tool_cost_usd: float = 0.0
     memory_cost_usd: float = 0.0
+    # the embedding part of memory_cost_usd ([tier_costs] embedding_model), and whether
+    # the totals include embedding costs at all (a model is configured and priced)
+    embedding_cost_usd: float = 0.0
+    includes_embedding_cost: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,10 @@ class Tiers:
     miss_rate: float = 0.0
     gaps: tuple[Gap, ...] = ()
     cost_note: str = ""
+    priced_loads: int = 0  # loads whose event carried a price
+    modelled_loads: int = 0  # loads priced by [tier_costs]
+    embedding_cost_usd: float = 0.0
+    embedding_model: str | None = None  # configured and known to the price library
 
     def by_name(self) -> dict[str, TierView]:
         return {"redis": self.redis, "postgresql": self.postgresql, "chromadb": self.chromadb}

@@ -29,14 +29,17 @@ class G:
 
     EV, LLM, IN, OUT, CACHED, COST, LLM_COST, UNP, UNP_IN, UNP_OUT = range(10)
     LLM_ERR, TOOL, TOOL_ERR, TOOL_COST, REASON, MEM_COST = range(10, 16)
-    N = 16
+    EMB_COST = 16  # the embedding part of MEM_COST ([tier_costs] embedding_model)
+    N = 17
 
 
 class T:
-    """Indices of the tier sums vector: two globals, then ``PER`` slots per tier."""
+    """Indices of the tier sums vector: four globals, then ``PER`` slots per tier.
+    ``COST_SEEN``: loads whose event carried a price; ``MODELLED``: loads priced by the
+    configured ``[tier_costs]``."""
 
-    QUERIES, MISSES, COST_SEEN = 0, 1, 2
-    BASE = 3
+    QUERIES, MISSES, COST_SEEN, MODELLED = 0, 1, 2, 3
+    BASE = 4
     TRIED, HITS, ERRS, LAT_SUM, LAT_N, COST = range(6)
     PER = 6
     N = BASE + 3 * PER
@@ -244,10 +247,16 @@ class Sections:
             meta[1].add(agent)
 
     def tier_event(
-        self, b: int, ts: float, acc: rules.TierAccess, gap: str | None, agent: str | None
+        self,
+        b: int,
+        ts: float,
+        acc: rules.TierAccess,
+        gap: str | None,
+        agent: str | None,
+        modelled: bool = False,
     ) -> None:
         """One load (``acc`` from :func:`auren_core.rules.tier_access`); ``gap``: its gap key
-        when no tier served it."""
+        when no tier served it; ``modelled``: its costs come from ``[tier_costs]``."""
         served, lats, err_tiers, costs = acc
         tiers = self.tiers
         tried = {i for i, _ in lats}
@@ -268,7 +277,7 @@ class Sections:
             for i in err_tiers:
                 vec[base + i * per + T.ERRS] += 1
             if costs is not None:
-                vec[T.COST_SEEN] += 1
+                vec[T.MODELLED if modelled else T.COST_SEEN] += 1
                 for i, c in costs:
                     vec[base + i * per + T.COST] += c
         for i, ms in lats:

@@ -14,6 +14,10 @@ from ._duration import METAVAR, as_duration
 if TYPE_CHECKING:
     from auren_core.embedded import Backend
 
+# USD per operation of each tier for the demo's loads (when [tier_costs] sets none):
+# assumed managed-service orders of magnitude, labelled as such in docs/http-api.md
+DEMO_TIER_COSTS = {"redis": 2e-7, "postgresql": 2e-6, "chromadb": 1e-5}
+
 
 def command(
     headless: Annotated[
@@ -91,6 +95,10 @@ def command(
         publisher=publisher, tool_costs=settings.tool_costs or {"biomarker_lookup": 0.002}
     )
     is_url = cb.url.startswith(("http://", "https://"))
+    # the demo's memory prices its loads per tier tried unless auren.toml sets [tier_costs]:
+    # illustrative managed-service orders of magnitude (docs/http-api.md), not measurements
+    tc = settings.tier_costs
+    tier_prices = {t: c for t in ("redis", "postgresql", "chromadb") if (c := getattr(tc, t))}
     memory = TieredMemory(
         rb.url,
         pb.url,
@@ -98,6 +106,7 @@ def command(
         chroma_url=cb.url if is_url else None,
         publisher=publisher,
         redact_queries=settings.redact_queries,
+        tier_costs_usd=tier_prices or DEMO_TIER_COSTS,
     )
     runner = DemoRunner(memory, rate=rate, seed=seed, model=model)
     runner.seed_knowledge()
@@ -121,6 +130,7 @@ def command(
                 budget_usd_per_hour=settings.budget_usd_per_hour,
                 active_window_s=settings.active_window_s,
                 backends_line=line,
+                tier_costs=settings.tier_costs.model_dump(),
             )
             app.run()
     except KeyboardInterrupt:

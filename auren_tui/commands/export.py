@@ -264,7 +264,13 @@ def command(
         print(describe_backends(rb), file=sys.stderr)
         events = _from_stream(rb.url, settings.stream, t0, t1, agents)
     try:
-        tables = build_reports(events, reports, aggregates=aggs, tool_costs=settings.tool_costs)
+        tables = build_reports(
+            events,
+            reports,
+            aggregates=aggs,
+            tool_costs=settings.tool_costs,
+            tier_costs=settings.tier_costs.model_dump(),
+        )
         if csv_dir is not None:  # CSV, one file per report
             _write_csv_files(csv_dir, tables)
             return

@@ -112,6 +112,7 @@ def command(
         active_window_s=settings.active_window_s,
         budget_usd_per_hour=settings.budget_usd_per_hour,
         tool_costs=dict(settings.tool_costs),
+        tier_costs=settings.tier_costs.model_dump(),
         compression=compression,
     )
     logging.basicConfig(level=logging.WARNING, format="auren serve-ws: %(message)s")

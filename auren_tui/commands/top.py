@@ -207,6 +207,7 @@ def command(
         backends_line=line,
         replay=ReplaySpec(span[0], span[1], speed) if span else None,
         tool_costs=dict(settings.tool_costs),
+        tier_costs=settings.tier_costs.model_dump(),
     )
     app.run()
     if app.failure:

@@ -27,7 +27,9 @@ def _hit_style(rate: float, tried: int) -> str:
 
 
 class TierFlow(Pane):
-    """Hit rate, p50/p95, fall-through to the next tier, misses and cost per tier."""
+    """Per tier: lookups that reached it, the share of all lookups it served ("served",
+    the API's ``tier_hit_rates``), its local hit rate (served / reached, ``local_hit_rates``),
+    p50/p95, fall-through to the next tier, misses and cost (rates: auren_core.rules)."""
 
     def depends(self, state: DashboardState) -> Any:
         return state.tiers
@@ -47,20 +49,25 @@ class TierFlow(Pane):
         miss_style = "red" if tiers.misses else "dim"
         flow.append(f"{fmt_count(tiers.misses)} ({fmt_pct(tiers.miss_rate)})", style=miss_style)
 
-        col_w = max(8, min(16, (width - 7) // 3 - 1))
+        col_w = max(8, min(16, (width - 10) // 3 - 1))
         table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, expand=False)
-        table.add_column("", style="dim", no_wrap=True, width=6)
+        table.add_column("", style="dim", no_wrap=True, width=9)
         for _, label in _LABELS:
             table.add_column(label, no_wrap=True, width=col_w, overflow="ellipsis")
+        served_cells: list[Text] = []
         hit_cells: list[Text] = []
         for key, _ in _LABELS:
             tv = views[key]
+            cell = Text(f"{fmt_pct(tv.share) if tiers.queries else '—':>4} ")
+            cell.append(bar(tv.share if tiers.queries else None, col_w - 5), style="cyan")
+            served_cells.append(cell)
             cell = Text(f"{fmt_pct(tv.hit_rate) if tv.tried else '—':>4} ")
             cell.append(bar(tv.hit_rate if tv.tried else None, col_w - 5), style="blue")
             cell.stylize(_hit_style(tv.hit_rate, tv.tried), 0, 4)
             hit_cells.append(cell)
         table.add_row("tried", *(fmt_count(views[k].tried) for k, _ in _LABELS))
-        table.add_row("hit", *hit_cells)
+        table.add_row("served", *served_cells)
+        table.add_row("local hit", *hit_cells)
         table.add_row("p50", *(fmt_ms(views[k].p50_ms) for k, _ in _LABELS))
         table.add_row("p95", *(fmt_ms(views[k].p95_ms) for k, _ in _LABELS))
         table.add_row(
@@ -73,6 +80,16 @@ class TierFlow(Pane):
         table.add_row("cost", *(fmt_usd(views[k].cost_usd) for k, _ in _LABELS))
         errors = sum(views[k].errors for k, _ in _LABELS)
         parts: list[RenderableType] = [flow, table]
+        if tiers.embedding_model and height >= 9:
+            parts.append(
+                Text(
+                    f"embeddings ({tiers.embedding_model}): {fmt_usd(tiers.embedding_cost_usd)}"
+                    " in ChromaDB's cost",
+                    style="dim",
+                    no_wrap=True,
+                    overflow="ellipsis",
+                )
+            )
         if errors:
             parts.append(Text(f"tier errors: {fmt_count(errors)}", style="red"))
         if tiers.cost_note and height >= 10:

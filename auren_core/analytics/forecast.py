@@ -22,6 +22,7 @@ from ..events import Event
 from ..rules import llm_call
 
 __all__ = [
+    "TOP_AGENTS",
     "Forecast",
     "forecast_series",
     "hourly_series",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 SEASON = 24
+TOP_AGENTS = 50  # agents forecast one by one; the others are forecast as one series
 _GRID_A = (0.1, 0.3, 0.5, 0.8)
 _GRID_B = (0.0, 0.05, 0.2)
 _GRID_G = (0.05, 0.2, 0.5)
@@ -139,8 +141,8 @@ def _hourly(
         first[a] = min(first.get(a, h), h)
     return {
         a: (
-            [tokens[a][h] for h in range(first[a], end)],
-            [cost[a][h] for h in range(first[a], end)],
+            [tokens[a].get(h, 0.0) for h in range(first[a], end)],
+            [cost[a].get(h, 0.0) for h in range(first[a], end)],
         )
         for a in sorted(first)
     }
@@ -178,19 +180,47 @@ def hourly_series_from_aggregates(
     return _hourly(points, now=now, max_hours=max_hours)
 
 
+def _merge(series: Iterable[tuple[list[float], list[float]]]) -> tuple[list[float], list[float]]:
+    """The sum of hourly series that all end at the same hour (aligned on the right)."""
+    tok: list[float] = []
+    usd: list[float] = []
+    for t, c in series:
+        for acc, ys in ((tok, t), (usd, c)):
+            if len(ys) > len(acc):
+                acc[:0] = [0.0] * (len(ys) - len(acc))
+            off = len(acc) - len(ys)
+            for i, v in enumerate(ys):
+                acc[off + i] += v
+    return tok, usd
+
+
 def token_forecast(
     events: Sequence[Event],
     *,
     now: float,
     budget_usd_per_hour: float | None = None,
     series: dict[str, tuple[list[float], list[float]]] | None = None,
+    top_agents: int = TOP_AGENTS,
 ) -> dict[str, Any]:
     """Per-agent next-hour tokens and cost, the total, and budget alerts. ``series``
-    (e.g. from :func:`hourly_series_from_aggregates`) replaces the series built from events."""
+    (e.g. from :func:`hourly_series_from_aggregates`) replaces the series built from events.
+    The ``top_agents`` with the most tokens are forecast one by one, the others summed into
+    one series (``others``), so the cost does not grow with the number of agents."""
     agents = []
     total_cost = total_tokens = total_err = 0.0
     if series is None:
         series = hourly_series(events, now=now)
+    others: dict[str, Any] | None = None
+    if len(series) > top_agents:
+        ranked = sorted(series, key=lambda a: (-sum(series[a][0]), -sum(series[a][1]), a))
+        rest = ranked[top_agents:]
+        tok, usd = _merge(series[a] for a in rest)
+        ft, fc = forecast_series(tok), forecast_series(usd)
+        total_tokens += ft.next
+        total_cost += fc.next
+        total_err += fc.mae or 0.0
+        others = {"agents": len(rest), "tokens": asdict(ft), "cost_usd": asdict(fc)}
+        series = {a: series[a] for a in sorted(ranked[:top_agents])}
     for agent, (tok, usd) in series.items():
         ft, fc = forecast_series(tok), forecast_series(usd)
         total_tokens += ft.next
@@ -215,6 +245,8 @@ def token_forecast(
     return {
         "forecast_hour_start": (int(now // 3600)) * 3600.0,  # the hour now in progress
         "agents": agents,
+        "agents_total": len(agents) + (others["agents"] if others else 0),
+        "others": others,
         "total_tokens": round(total_tokens, 3),
         "total_cost_usd": round(total_cost, 6),
         "alerts": alerts,

@@ -9,15 +9,34 @@ from typing import Any
 from .. import rules
 from ..events import Event
 
-__all__ = ["knowledge_patterns"]
+__all__ = ["TOP_GAPS", "TOP_ITEMS", "knowledge_patterns"]
+
+TOP_GAPS = 200  # gaps listed (``gaps_total`` counts them all)
+TOP_ITEMS = 200  # items whose readers are listed (``items_total`` counts them all)
+_GAP_AGENTS = 50  # agents named per gap (``agents_total`` counts them all)
 
 
-def knowledge_patterns(events: Sequence[Event], *, top: int = 5) -> dict[str, Any]:
+def _top(c: Counter[Any] | dict[Any, int], n: int | None) -> list[tuple[Any, int]]:
+    """The ``n`` largest counts (all when ``None``), most first, ties by key."""
+    items = sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))
+    return items if n is None else items[:n]
+
+
+def knowledge_patterns(
+    events: Sequence[Event],
+    *,
+    top: int = 5,
+    top_gaps: int | None = TOP_GAPS,
+    top_items: int | None = TOP_ITEMS,
+) -> dict[str, Any]:
     """``by_hour``: the most-accessed items per UTC hour of day (answered lookups);
     ``gaps``: knowledge gaps (:func:`auren_core.rules.gap_key`: lookups nothing answered,
-    by what was asked), most first, with how often the same question *was* answered;
-    ``readers``: item -> {agent: reads}."""
+    by what was asked), most first, with how often the same question *was* answered (the
+    ``top_gaps`` first; ``gaps_total`` counts them all); ``readers``: item -> {agent: reads}
+    for the ``top_items`` most read items (``items_total`` counts them all). Linear in the
+    events: one dict entry per distinct item, question or (gap, agent)."""
     by_hour: dict[int, Counter[str]] = defaultdict(Counter)
+    reads: Counter[str] = Counter()
     readers: dict[str, Counter[str]] = defaultdict(Counter)
     answered: Counter[tuple[str, str]] = Counter()
     missed: Counter[tuple[str, str]] = Counter()
@@ -43,27 +62,38 @@ def knowledge_patterns(events: Sequence[Event], *, top: int = 5) -> dict[str, An
             continue
         answered[(source, rules.gap_key(t, p))] += 1
         by_hour[int(ev.ts % 86400 // 3600)][item] += 1
-        readers[item][ev.agent or ""] += 1
-    gaps = [
-        {
+        reads[item] += 1
+    shown = {i for i, _ in _top(reads, top_items)}
+    for ev in events:  # second pass: who read the items listed
+        t, p = ev.type, ev.payload
+        if t == "knowledge_access":
+            item = rules.name(p.get("item"))
+        elif t == "memory_tier_access":
+            item = rules.gap_key(t, p)
+        else:
+            continue
+        if item in shown and not rules.is_gap(t, p):
+            readers[item][ev.agent or ""] += 1
+    gaps = []
+    for (source, q), n in _top(missed, top_gaps):
+        names = gap_agents[(source, q)]
+        gaps.append({
             "source": source,
             "query": q,
             "misses": n,
             "answered": answered[(source, q)],
-            "agents": sorted(gap_agents[(source, q)]),
+            "agents": sorted(names)[:_GAP_AGENTS],
+            "agents_total": len(names),
             "first_seen": first[(source, q)],
             "last_seen": last[(source, q)],
-        }
-        for (source, q), n in sorted(missed.items(), key=lambda kv: (-kv[1], kv[0]))
-    ]
+        })  # fmt: skip
     return {
         "by_hour": {
-            str(h): [
-                {"item": i, "accesses": n}
-                for i, n in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
-            ]
+            str(h): [{"item": i, "accesses": n} for i, n in _top(c, top)]
             for h, c in sorted(by_hour.items())
         },
         "gaps": gaps,
+        "gaps_total": len(missed),
         "readers": {item: dict(sorted(c.items())) for item, c in sorted(readers.items())},
+        "items_total": len(reads),
     }

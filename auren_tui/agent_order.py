@@ -27,7 +27,7 @@ SORT_KEYS: Final[tuple[tuple[str, str], ...]] = (
 )
 ASCENDING: Final = frozenset({"status", "agent"})
 _STATUS_ORDER: Final = {"waiting_human": 0, "failed": 1, "running": 2, "idle": 3}
-MAX_ROWS: Final = 200  # agents shown in the table; a "+K more" line counts the rest
+MAX_ROWS: Final = 100  # agents shown in the table; a "+K more" line counts the rest
 
 
 def sort_value(a: AgentView, key: str) -> Any:

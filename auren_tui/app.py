@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
+from textual.widgets import Input
 
 from .screens.agent import AgentScreen
 from .screens.analytics import AnalyticsScreen
@@ -51,7 +52,9 @@ class TopApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
         Binding("p", "toggle_pause", "Pause"),
-        Binding("slash", "filter", "Filter"),
+        # priority: handled as the key reaches the app, before keys typed after it are
+        # passed on, so they land in the filter even when the UI is behind
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("s", "sort", "Sort"),
         Binding("d", "drill", "Drill"),
         Binding("c", "clear", "Clear"),
@@ -186,6 +189,10 @@ class TopApp(App[None]):
         self._redraw()
 
     def action_filter(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input):  # typing in an input (the filter, the palette): a "/"
+            focused.insert_text_at_cursor("/")
+            return
         if self.screen is not self._main:
             self.pop_screen()
         self._main.open_filter()

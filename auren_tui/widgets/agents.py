@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.message import Message
@@ -33,9 +34,10 @@ _STATUS_STYLE = {
 _STATUS_LABEL = {"waiting_human": "⚑ human"}
 
 
-def _wider(old: Any, new: Any) -> bool:
-    """Whether a cell grew (only then is the column width worth re-measuring)."""
-    return len(str(new)) > len(str(old))
+def _wider(new: Any, width: int) -> bool:
+    """Whether a cell is wider than its column (only then is the width worth updating: a
+    narrower one makes the table re-measure the whole column, for every such cell)."""
+    return cell_len(str(new)) > width
 
 
 def fmt_tokens(n: int) -> str:
@@ -111,8 +113,8 @@ class AgentsTable(DataTable[Any]):
         self.sort_key = key
         self._title()
         self.post_message(self.SortChanged(key, self.sort_reverse))
-        if self.state is not None:
-            self.set_state(self.state, force=True)
+        if self.state is not None:  # rows are positional: only the changed cells are rewritten
+            self.set_state(self.state)
 
     def _row(self, a: AgentView, now: float, name_w: int, caps_w: int) -> tuple[Any, ...]:
         name = safe_text(a.role or a.id, name_w - 2 if a.last_error else name_w)
@@ -150,6 +152,7 @@ class AgentsTable(DataTable[Any]):
         # rows are positional ("0", "1", ...): a re-sort rewrites the cells that changed
         # instead of clearing the table, which keeps a frame cheap with many agents
         old_rows = self._rows
+        cols = self.ordered_columns
         for i, new in enumerate(rows):
             if i >= len(old_rows):
                 self.add_row(*new, key=str(i))
@@ -157,7 +160,8 @@ class AgentsTable(DataTable[Any]):
             old = old_rows[i]
             for j, value in enumerate(new):
                 if old[j] != value:
-                    self.update_cell_at(Coordinate(i, j), value, update_width=_wider(old[j], value))
+                    wide = _wider(value, cols[j].content_width)
+                    self.update_cell_at(Coordinate(i, j), value, update_width=wide)
         for i in range(len(old_rows) - 1, len(rows) - 1, -1):
             self.remove_row(str(i))
         self._order, self._rows = order, rows

@@ -764,7 +764,7 @@ class ProcessWorker:
             failures = 1 if lived >= HEALTHY_S else failures + 1
             delay = restart_delay(failures)
             why = f"stream worker process exited ({rc}): {self._stderr_tail()}"
-            log.warning("%s; restarting in %.1fs", why, delay)
+            log.info("%s; restarting in %.1fs", why, delay)  # shown by the app, not on stderr
             self.post(WorkerFailed(why, restart_in=delay))
             if self._stopping.wait(delay):
                 return
@@ -776,6 +776,8 @@ class ProcessWorker:
         only (no window), it resumes after the last id it applied."""
         if self.last_id and not self.config.get("replay") and not self.config.get("since_s"):
             self.config = dict(self.config, start_id=self.last_id)
+        else:  # the new worker reads its history again: its log lines replace ours
+            self._log.clear()
         with self._lock:
             if self._stopping.is_set():
                 return

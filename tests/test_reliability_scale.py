@@ -45,15 +45,16 @@ def _agent_events(n: int, now: float, *, run: str = "run-1") -> list[Event]:
         evs.append(Event(id=f"l{i}", ts=ts, type="llm_call", agent=name, run=run,
                          payload={"model": "gpt-4o-mini", "input_tokens": 100 + i,
                                   "output_tokens": 10, "cost_usd": 0.0001 * (i % 97)}))  # fmt: skip
+        to = f"agent-{(i + 1) % n:05d}"
         evs.append(Event(id=f"c{i}", ts=ts, type="collaboration", agent=name, run=run,
-                         payload={"to_agent": f"agent-{(i + 1) % n:05d}", "kind": "delegate"}))  # fmt: skip
+                         payload={"to_agent": to, "kind": "delegate"}))  # fmt: skip
     return evs
 
 
 # --------------------------------------------------------------------------- analytics memory
 _PROBE = """
 import json, resource, sys, time
-resource.setrlimit(resource.RLIMIT_AS, (__LIMIT__, __LIMIT__))  # the old code dies here, not the box
+resource.setrlimit(resource.RLIMIT_AS, (__LIMIT__, __LIMIT__))  # fail here, not the box
 sys.path[:0] = [__ROOT__, __ROOT__ + "/tests"]
 from test_reliability_scale import _agent_events
 from auren_tui.worker import run_analysis
@@ -93,9 +94,11 @@ def test_analytics_of_10k_agents_in_one_run_stays_under_300mb() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     peak_mb, alloc_mb = r["peak_kb"] / 1024, r["alloc_peak_b"] / 2**20
-    print(f"analytics, {N_AGENTS} agents in one run ({3 * N_AGENTS + 2} events): process peak "
-          f"RSS {peak_mb:.0f} MB (events built: {r['base_kb'] / 1024:.0f} MB), analysis peak "
-          f"allocation {alloc_mb:.1f} MB, {r['took_s']:.2f} s")
+    print(
+        f"analytics, {N_AGENTS} agents in one run ({3 * N_AGENTS + 2} events): process peak "
+        f"RSS {peak_mb:.0f} MB (events built: {r['base_kb'] / 1024:.0f} MB), analysis peak "
+        f"allocation {alloc_mb:.1f} MB, {r['took_s']:.2f} s"
+    )
     assert r["error"] == "", r["error"]
     assert peak_mb < 300, f"peak RSS {peak_mb:.0f} MB"
     assert alloc_mb < 100, f"the analysis allocated up to {alloc_mb:.0f} MB"
@@ -195,9 +198,10 @@ async def test_10k_agents_keypress_to_frame_and_filter() -> None:
             wall.append(w)
             cpu.append(c)
         p99_wall, p99_cpu = (sorted(x)[int(len(x) * 0.99) - 1] for x in (wall, cpu))
+        med_wall, med_cpu = statistics.median(wall) * 1000, statistics.median(cpu) * 1000
         print(f"keypress->frame with {N_AGENTS} agents ({len(wall)} keys): wall median "
-              f"{statistics.median(wall) * 1000:.1f} ms p99 {p99_wall * 1000:.1f} ms; UI CPU "
-              f"median {statistics.median(cpu) * 1000:.1f} ms p99 {p99_cpu * 1000:.1f} ms")  # fmt: skip
+              f"{med_wall:.1f} ms p99 {p99_wall * 1000:.1f} ms; UI CPU "
+              f"median {med_cpu:.1f} ms p99 {p99_cpu * 1000:.1f} ms")  # fmt: skip
         assert p99_cpu <= 0.05, f"UI work per keypress p99 {p99_cpu * 1000:.0f} ms"
         assert p99_wall <= 0.25, f"keypress->frame p99 {p99_wall * 1000:.0f} ms"
 

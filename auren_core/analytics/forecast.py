@@ -208,19 +208,19 @@ def token_forecast(
     one series (``others``), so the cost does not grow with the number of agents."""
     agents = []
     total_cost = total_tokens = total_err = 0.0
-    if series is None:
-        series = hourly_series(events, now=now)
+    full = hourly_series(events, now=now) if series is None else series
+    series = full
     others: dict[str, Any] | None = None
-    if len(series) > top_agents:
-        ranked = sorted(series, key=lambda a: (-sum(series[a][0]), -sum(series[a][1]), a))
+    if len(full) > top_agents:
+        ranked = sorted(full, key=lambda a: (-sum(full[a][0]), -sum(full[a][1]), a))
         rest = ranked[top_agents:]
-        tok, usd = _merge(series[a] for a in rest)
+        tok, usd = _merge(full[a] for a in rest)
         ft, fc = forecast_series(tok), forecast_series(usd)
         total_tokens += ft.next
         total_cost += fc.next
         total_err += fc.mae or 0.0
         others = {"agents": len(rest), "tokens": asdict(ft), "cost_usd": asdict(fc)}
-        series = {a: series[a] for a in sorted(ranked[:top_agents])}
+        series = {a: full[a] for a in sorted(ranked[:top_agents])}
     for agent, (tok, usd) in series.items():
         ft, fc = forecast_series(tok), forecast_series(usd)
         total_tokens += ft.next

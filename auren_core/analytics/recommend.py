@@ -38,7 +38,7 @@ def _tier_recs(events: Sequence[Event], min_count: int) -> list[dict[str, Any]]:
                 lat[q].append(v)
                 if tier == 2:
                     chroma_lat[q].append(v)
-    out = []
+    out: list[dict[str, Any]] = []
     redis_ms = _mean(redis_lat)
     for q, tiers in sorted(served.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])):
         n = sum(tiers.values())
@@ -81,24 +81,24 @@ def _model_recs(events: Sequence[Event], min_count: int, short_output: int) -> l
         row[2] += o
         row[3] += c
     rate: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # model -> cost, tokens
-    for (_, model), (_, i, o, c) in calls.items():
-        rate[model][0] += c
-        rate[model][1] += i + o
+    for (_, model), (_, ti, to, tc) in calls.items():
+        rate[model][0] += tc
+        rate[model][1] += ti + to
     per_1k = {m: 1000 * c / t for m, (c, t) in rate.items() if t and c > 0}
     if not per_1k:
         return []
     cheapest = min(per_1k, key=lambda m: (per_1k[m], m))
-    out = []
-    for (agent, model), (ncalls, i, o, cost) in sorted(calls.items()):
+    out: list[dict[str, Any]] = []
+    for (agent, model), (ncalls, ti, to, cost) in sorted(calls.items()):
         n = int(ncalls)
-        mean_out = o / n
+        mean_out = to / n
         if n < min_count or mean_out > short_output or model == cheapest:
             continue
         if model not in per_1k or per_1k[model] < 2 * per_1k[cheapest]:
             continue
         if len(out) >= TOP_RECS:
             break
-        toks = i + o
+        toks = ti + to
         out.append({
             "kind": "cheaper_model", "target": f"{agent}:{model}",
             "text": f"{agent} gets short answers from {model} (mean {mean_out:.0f} output "

@@ -5,7 +5,7 @@ At most :data:`~auren_tui.agent_order.MAX_ROWS` rows, in the chosen order, and a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.text import Text

@@ -9,6 +9,7 @@ screen (``a``) gets its results from the same worker, computed only while it is 
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
+from textual.widgets import Input
 
 from .screens.agent import AgentScreen
 from .screens.analytics import AnalyticsScreen
@@ -50,7 +52,9 @@ class TopApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help"),
         Binding("p", "toggle_pause", "Pause"),
-        Binding("slash", "filter", "Filter"),
+        # priority: handled as the key reaches the app, before keys typed after it are
+        # passed on, so they land in the filter even when the UI is behind
+        Binding("slash", "filter", "Filter", priority=True),
         Binding("s", "sort", "Sort"),
         Binding("d", "drill", "Drill"),
         Binding("c", "clear", "Clear"),
@@ -77,6 +81,8 @@ class TopApp(App[None]):
         self.stats: Any = None
         self.paused = False
         self.failure: str | None = None
+        self.worker_dead = False  # the worker has gone; its last state is shown as dead
+        self._view: tuple[str, bool, tuple[str, ...]] | None = None  # sent to the worker
         self.frames = 0
         # benchmarks: called with (wall time, state) once each frame has been painted
         self.on_frame: FrameHook | None = None
@@ -102,6 +108,7 @@ class TopApp(App[None]):
             self.worker.stop()
 
     def on_state_updated(self, message: StateUpdated) -> None:
+        self.worker_dead = False  # a (restarted) worker is sending again
         self.latest = message.state
         self.stats = message.stats
         self._tick()  # draw now if the frame budget allows (the timer catches the rest)
@@ -119,9 +126,17 @@ class TopApp(App[None]):
 
     def on_worker_failed(self, message: WorkerFailed) -> None:
         self.failure = message.error
-        self.notify(
-            f"stream worker failed: {message.error}", severity="error", timeout=30, markup=False
-        )
+        self.worker_dead = True
+        restart = "" if message.restart_in is None else f"restarting in {message.restart_in:.1f}s"
+        if self.latest is not None:  # the status line must not go on saying "live"
+            h = self.latest.health
+            detail = restart or message.error
+            dead = dataclasses.replace(h, connection="dead", connection_detail=detail)
+            self.latest = dataclasses.replace(self.latest, health=dead)
+            self._drawn = None
+            self._tick()
+        note = f"stream worker failed: {message.error}" + (f"; {restart}" if restart else "")
+        self.notify(note, severity="error", timeout=30, markup=False)
 
     # ------------------------------------------------------------------ refresh
     def _visible_screens(self) -> list[Screen[Any]]:
@@ -159,6 +174,7 @@ class TopApp(App[None]):
 
     def _redraw(self) -> None:
         """Show ``latest`` now (after resume, screen changes)."""
+        self._send_view()
         self._drawn = None
         self._tick()
         if not self.paused:
@@ -173,6 +189,10 @@ class TopApp(App[None]):
         self._redraw()
 
     def action_filter(self) -> None:
+        focused = self.focused
+        if isinstance(focused, Input):  # typing in an input (the filter, the palette): a "/"
+            focused.insert_text_at_cursor("/")
+            return
         if self.screen is not self._main:
             self.pop_screen()
         self._main.open_filter()
@@ -180,12 +200,28 @@ class TopApp(App[None]):
     def action_sort(self) -> None:
         self._main.agents.sort_by(None)
 
+    def _send_view(self) -> None:
+        """Tell the worker which agents to ship: the table's first rows in its order,
+        plus those an agent screen shows."""
+        table = self._main.agents if self._main.is_mounted else None
+        if table is None or self.worker is None or not hasattr(self.worker, "set_view"):
+            return
+        pins = tuple(s.agent_id for s in self.screen_stack if isinstance(s, AgentScreen))
+        view = (table.sort_key, table.sort_reverse, pins)
+        if view != self._view:
+            self._view = view
+            self.worker.set_view(*view)
+
+    def on_agents_table_sort_changed(self, message: AgentsTable.SortChanged) -> None:
+        self._send_view()
+
     def action_drill(self, agent_id: str | None = None) -> None:
         agent_id = agent_id or self._main.agents.selected_agent
         if agent_id is None:
             self.notify("no agent selected", severity="warning")
             return
         self.push_screen(AgentScreen(agent_id))
+        self._send_view()
         self.call_after_refresh(self._redraw)
 
     def on_agents_table_open(self, message: AgentsTable.Open) -> None:

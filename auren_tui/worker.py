@@ -37,6 +37,8 @@ from textual.message import Message
 
 from auren_core.events import Event, Malformed
 
+from .agent_order import trim_state
+
 if TYPE_CHECKING:  # the reader pulls in redis (~0.2 s): the app process never needs it
     from auren_core.reader import Batch
 
@@ -143,11 +145,23 @@ def run_analysis(
 
 
 class WorkerFailed(Message):
-    """The worker died of a bug (never of an outage: those reconnect)."""
+    """The worker died of a bug (never of an outage: those reconnect). ``restart_in``:
+    seconds until a new worker process starts (None: it will not be restarted)."""
 
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, restart_in: float | None = None) -> None:
         super().__init__()
         self.error = error
+        self.restart_in = restart_in
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before the ``failures``-th consecutive restart: 0.5 s doubling, at most 30 s
+    (a worker that crashes at once must not spin a core)."""
+    return float(min(RESTART_MAX_S, 0.5 * 2 ** max(0, failures - 1)))
+
+
+RESTART_MAX_S = 30.0
+HEALTHY_S = 30.0  # a worker that ran this long before dying starts the backoff afresh
 
 
 class RecordedSource:
@@ -223,6 +237,7 @@ class StreamWorker:
         self.analytics_every = analytics_every
         self._analytics_on = False
         self._analytics_now = False
+        self._view: dict[str, Any] = {}  # trim_state() arguments: the table's order, pins
         source.on_status = self._on_status
 
     # ---------------------------------------------------------------- thread side
@@ -250,6 +265,12 @@ class StreamWorker:
         """Analyse now and then every ``analytics_every`` s (``True``), or stop."""
         self._analytics_on = active
         self._analytics_now = active
+
+    def set_view(self, sort: str, reverse: bool, pin: Sequence[str] = ()) -> None:
+        """The agents table's order and the agents an open screen shows: the states
+        posted carry only those agents (:func:`~auren_tui.agent_order.trim_state`)."""
+        self._view = {"sort": sort, "reverse": reverse, "pin": tuple(pin)}
+        self._dirty = True
 
     def stats(self) -> WorkerStats:
         return WorkerStats(
@@ -328,7 +349,8 @@ class StreamWorker:
             if self._dirty or now - last_post >= 1.0:
                 self._dirty = False
                 last_post = now
-                self.post(StateUpdated(self.reducer.state(), self.stats()))
+                state = trim_state(self.reducer.state(), **self._view)
+                self.post(StateUpdated(state, self.stats()))
 
     async def _analytics(self) -> None:
         """While wanted: analyse the recent events off this loop (a helper thread, so
@@ -590,6 +612,10 @@ def child_main(argv: Sequence[str]) -> None:
         for line in sys.stdin.buffer:  # commands from the app, one a line
             if line.startswith(b"analytics "):
                 worker.set_analytics(line.strip().endswith(b" on"))
+            elif line.startswith(b"view "):
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    v = json.loads(line[5:])
+                    worker.set_view(str(v["sort"]), bool(v["reverse"]), [str(p) for p in v["pin"]])
         worker.stop(timeout=0)  # EOF: the app closed the pipe (or died)
 
     threading.Thread(target=writer, daemon=True).start()
@@ -620,6 +646,7 @@ def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamW
             cfg["stream"],
             batch_count=5000,
             since=time.time() - since_s if since_s > 0 else None,
+            start_id=cfg.get("start_id"),  # a restarted worker resumes after its last id
         )
         source, lag_probe = reader, lag_probe_for(reader)
 
@@ -665,8 +692,14 @@ class ProcessWorker:
         self._log: collections.deque[WireLog] = collections.deque(maxlen=log_size)
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
-        self._stopping = False
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # stop() vs a restart
         self._err: Any = None
+        self._analytics = False
+        self._view: dict[str, Any] | None = None
+        self.last_id: str | None = None  # the newest entry the worker has applied
+        self.restarts = 0
+        self._spawned_at = 0.0
 
     def spawn(self) -> None:
         """Start the child now (``make_app`` does, so it boots while the UI does)."""
@@ -677,6 +710,8 @@ class ProcessWorker:
 
         if self._proc is not None:
             return
+        if self._err is not None:
+            _close_quietly(self._err)
         self._err = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         code = "import sys; from auren_tui.worker import child_main; child_main(sys.argv)"
         # the child imports auren_tui the way this process did (a checkout, a venv, ...)
@@ -688,8 +723,13 @@ class ProcessWorker:
             stderr=self._err,
             env=env,
         )
+        self._spawned_at = time.monotonic()
         # an app that is built but never run must not leave its child behind
         weakref.finalize(self, _close_quietly, self._proc.stdin)
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
 
     def start(self) -> None:
         self.spawn()
@@ -697,6 +737,48 @@ class ProcessWorker:
         self._thread.start()
 
     def _read(self) -> None:
+        """Read frames until the child exits; then, unless stopping, say so (the app shows
+        the worker as dead) and start a new one after a backoff, resuming where it was."""
+        failures = 0
+        while True:
+            self._read_child()
+            if self._stopping.is_set():
+                return
+            assert self._proc is not None
+            rc = self._proc.wait()
+            lived = time.monotonic() - self._spawned_at
+            failures = 1 if lived >= HEALTHY_S else failures + 1
+            delay = restart_delay(failures)
+            why = f"stream worker process exited ({rc}): {self._stderr_tail()}"
+            log.info("%s; restarting in %.1fs", why, delay)  # shown by the app, not on stderr
+            self.post(WorkerFailed(why, restart_in=delay))
+            if self._stopping.wait(delay):
+                return
+            self._restart()
+
+    def _restart(self) -> None:
+        """A new child that misses nothing: with a backfill window it reads the window
+        again (a fresh reducer needs it, and it holds everything after the last id); live
+        only (no window), it resumes after the last id it applied."""
+        if self.last_id and not self.config.get("replay") and not self.config.get("since_s"):
+            self.config = dict(self.config, start_id=self.last_id)
+        else:  # the new worker reads its history again: its log lines replace ours
+            self._log.clear()
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            old, self._proc = self._proc, None
+            if old is not None:
+                _close_quietly(old.stdout)
+                _close_quietly(old.stdin)
+            self.restarts += 1
+            self.spawn()
+        if self._view is not None:
+            self.set_view(self._view["sort"], self._view["reverse"], self._view["pin"])
+        if self._analytics:
+            self.set_analytics(True)
+
+    def _read_child(self) -> None:
         import dataclasses
         import pickle
         import struct
@@ -708,29 +790,43 @@ class ProcessWorker:
             if len(head) < 4:
                 break
             body = f.read(struct.unpack("!I", head)[0])
-            msg = pickle.loads(body)  # noqa: S301 - our own child process
+            try:
+                msg = pickle.loads(body)  # noqa: S301 - our own child process
+            except Exception as exc:  # a frame cut short by the child's death
+                log.debug("bad frame from the worker: %r", exc)
+                break
             if msg[0] == "state":
                 _, state, rows, stats = msg
                 self._log.extend(WireLog(*r) for r in rows)
+                if state.health.last_id:
+                    self.last_id = state.health.last_id
                 self.post(StateUpdated(dataclasses.replace(state, log=tuple(self._log)), stats))
             elif msg[0] == "analytics":
                 self.post(AnalyticsUpdated(*msg[1:]))
             else:
                 self.post(WorkerFailed(str(msg[1])))
-        rc = self._proc.wait()
-        if not self._stopping:
-            self.post(WorkerFailed(f"stream worker process exited ({rc}): {self._stderr_tail()}"))
 
     def set_analytics(self, active: bool) -> None:
         """Tell the child to analyse (``True``) or stop (a line on its stdin)."""
+        self._analytics = active
+        self._send(b"analytics on\n" if active else b"analytics off\n")
+
+    def set_view(self, sort: str, reverse: bool, pin: Sequence[str] = ()) -> None:
+        """As :meth:`StreamWorker.set_view`, in the child."""
+        import json
+
+        self._view = {"sort": sort, "reverse": reverse, "pin": list(pin)}
+        self._send(b"view " + json.dumps(self._view).encode() + b"\n")
+
+    def _send(self, line: bytes) -> None:
         proc = self._proc
         if proc is None or proc.stdin is None:
             return
         try:
-            proc.stdin.write(b"analytics on\n" if active else b"analytics off\n")
+            proc.stdin.write(line)
             proc.stdin.flush()
         except (OSError, ValueError) as exc:  # the child has gone: the reader reports it
-            log.debug("analytics command not sent: %s", exc)
+            log.debug("command not sent to the worker: %s", exc)
 
     def _stderr_tail(self) -> str:
         if self._err is None:
@@ -740,8 +836,9 @@ class ProcessWorker:
         return lines[-1][:300] if lines else "no output"
 
     def stop(self, timeout: float = 3.0) -> None:
-        self._stopping = True
-        proc = self._proc
+        with self._lock:
+            self._stopping.set()
+            proc = self._proc
         if proc is None:
             return
         with contextlib.suppress(OSError):

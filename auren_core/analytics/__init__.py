@@ -98,11 +98,12 @@ def trim(result: dict[str, Any], shown: int = 40) -> dict[str, Any]:
         counts[key] = len(result[key])
         out[key] = result[key][:shown]
     know = dict(result["knowledge"])
-    counts["gaps"] = len(know["gaps"])
+    counts["gaps"] = know.get("gaps_total", len(know["gaps"]))
     know["gaps"] = know["gaps"][:shown]
-    counts["items"] = len(know.pop("readers"))
+    readers = know.pop("readers")
+    counts["items"] = know.get("items_total", len(readers))
     collab = dict(result["collaboration"])
-    counts["pairs"] = len(collab["pairs"])
+    counts["pairs"] = collab.get("pairs_total", len(collab["pairs"]))
     collab["pairs"] = collab["pairs"][:shown]
     out.update(knowledge=know, collaboration=collab, counts=counts)
     return out

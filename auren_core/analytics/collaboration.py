@@ -1,15 +1,22 @@
-"""Collaboration patterns: which agents work together, how often, and with what outcome."""
+"""Collaboration patterns: which agents work together, how often, and with what outcome.
+
+Linear in the events: pairs are only the agents a ``collaboration`` event links (never every
+pair of agents in a run: 10,000 agents in one run would be 50 million pairs), and the costly
+per-pair figures (runs both were active in, completion rates) are computed for the ``top``
+pairs only, with ``pairs_total`` saying how many there are in all.
+"""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from itertools import combinations
 from typing import Any
 
 from ..events import Event
 
-__all__ = ["collaboration_patterns", "run_outcomes"]
+__all__ = ["TOP_PAIRS", "collaboration_patterns", "run_outcomes"]
+
+TOP_PAIRS = 200  # pairs described in full (the rest are counted in ``pairs_total``)
 
 
 def run_outcomes(events: Sequence[Event]) -> dict[str, bool | None]:
@@ -26,49 +33,63 @@ def run_outcomes(events: Sequence[Event]) -> dict[str, bool | None]:
     return out
 
 
-def _rate(runs: set[str], outcome: dict[str, bool | None]) -> float | None:
-    known = [outcome[r] for r in runs if outcome.get(r) is not None]
-    return round(sum(1 for k in known if k) / len(known), 6) if known else None
+def _rate(done: int, known: int) -> float | None:
+    return round(done / known, 6) if known else None
 
 
-def collaboration_patterns(events: Sequence[Event], *, min_runs: int = 1) -> dict[str, Any]:
+def collaboration_patterns(
+    events: Sequence[Event], *, min_runs: int = 1, top: int | None = TOP_PAIRS
+) -> dict[str, Any]:
     """Pairs (unordered) that collaborate (a ``collaboration`` event either way) per run, their
-    share of all runs, and the completion rate of runs with and without the pair."""
+    share of all runs, and the completion rate of runs with and without the pair; the ``top``
+    pairs by runs (``None``: all), ``pairs_total`` counting every pair with ``min_runs``."""
     outcome = run_outcomes(events)
     pair_runs: dict[tuple[str, str], set[str]] = defaultdict(set)
     interactions: Counter[tuple[str, str]] = Counter()
-    together: dict[tuple[str, str], set[str]] = defaultdict(set)
-    run_agents: dict[str, set[str]] = defaultdict(set)
+    agent_runs: dict[str, set[str]] = defaultdict(set)
     for ev in events:
         if ev.run is not None and ev.agent:
-            run_agents[ev.run].add(ev.agent)
+            agent_runs[ev.agent].add(ev.run)
         if ev.type != "collaboration" or not ev.agent:
             continue
         to = str(ev.payload.get("to_agent") or "")
         if not to or to == ev.agent:
             continue
-        a, b = sorted((ev.agent, to))
+        a, b = (ev.agent, to) if ev.agent < to else (to, ev.agent)
         interactions[(a, b)] += 1
         if ev.run is not None:
             pair_runs[(a, b)].add(ev.run)
-    for run, agents in run_agents.items():
-        for a, b in combinations(sorted(agents), 2):
-            together[(a, b)].add(run)
-    all_runs = set(outcome)
-    n = len(all_runs)
+    n = len(outcome)
+    known_all = sum(1 for v in outcome.values() if v is not None)
+    done_all = sum(1 for v in outcome.values() if v)
+    ranked = sorted(
+        (kv for kv in pair_runs.items() if len(kv[1]) >= min_runs),
+        key=lambda kv: (-len(kv[1]), kv[0]),
+    )
     pairs = []
-    for (a, b), runs in sorted(pair_runs.items(), key=lambda kv: (-len(kv[1]), kv[0])):
-        if len(runs) < min_runs:
-            continue
+    for (a, b), runs in ranked if top is None else ranked[:top]:
         share = len(runs) / n if n else 0.0
+        known = done = 0
+        for r in runs:
+            o = outcome.get(r)
+            if o is not None:
+                known += 1
+                done += o
+        ra, rb = agent_runs.get(a, set()), agent_runs.get(b, set())
+        small, big = (ra, rb) if len(ra) <= len(rb) else (rb, ra)
         pairs.append({
             "agents": [a, b],
             "runs": len(runs),
             "share_of_runs": round(share, 6),
             "interactions": interactions[(a, b)],
-            "co_active_runs": len(together[(a, b)]),
-            "completion_rate_with": _rate(runs, outcome),
-            "completion_rate_without": _rate(all_runs - runs, outcome),
+            "co_active_runs": sum(1 for r in small if r in big),
+            "completion_rate_with": _rate(done, known),
+            "completion_rate_without": _rate(done_all - done, known_all - known),
             "summary": f"{a} and {b} collaborate in {share:.0%} of runs",
         })  # fmt: skip
-    return {"runs": n, "completion_rate": _rate(all_runs, outcome), "pairs": pairs}
+    return {
+        "runs": n,
+        "completion_rate": _rate(done_all, known_all),
+        "pairs": pairs,
+        "pairs_total": len(ranked),
+    }

@@ -34,6 +34,7 @@ from ..events import Event
 from ..rules import llm_call
 
 __all__ = [
+    "TOP_AGENTS",
     "Forecast",
     "forecast_series",
     "hourly_series",
@@ -52,6 +53,7 @@ _GRID_G = (0.05, 0.2, 0.5)
 Z95 = 1.959964  # two-sided 95 % normal quantile
 MINUTES = 60  # the minute-level method looks at the last hour of complete minutes
 MIN_HOURS = 3  # complete hours an agent needs before the hourly models are used
+TOP_AGENTS = 50  # agents forecast one by one; the rest are summed into ``others``
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +190,8 @@ def _hourly(
         first[a] = min(first.get(a, h), h)
     return {
         a: (
-            [tokens[a][h] for h in range(first[a] + 1, end)],
-            [cost[a][h] for h in range(first[a] + 1, end)],
+            [tokens[a].get(h, 0.0) for h in range(first[a] + 1, end)],
+            [cost[a].get(h, 0.0) for h in range(first[a] + 1, end)],
         )
         for a in sorted(first)
     }
@@ -216,8 +218,10 @@ def minute_series(events: Sequence[Event], *, now: float) -> Series:
     out: Series = {}
     for a in sorted(first):
         lo = max(start, first[a] + 1)
-        if lo < end or a in tokens:
-            out[a] = ([tokens[a][m] for m in range(lo, end)], [cost[a][m] for m in range(lo, end)])
+        if lo < end:
+            tk, cs = tokens.get(a, {}), cost.get(a, {})
+            out[a] = ([tk.get(m, 0.0) for m in range(lo, end)],
+                      [cs.get(m, 0.0) for m in range(lo, end)])  # fmt: skip
     return out
 
 
@@ -253,6 +257,20 @@ def hourly_series_from_aggregates(
     return _hourly(points, now=now, max_hours=max_hours)
 
 
+def _merge(series: Iterable[tuple[list[float], list[float]]]) -> tuple[list[float], list[float]]:
+    """The sum of series that all end at the same bucket (aligned on the right)."""
+    tok: list[float] = []
+    usd: list[float] = []
+    for t, c in series:
+        for acc, ys in ((tok, t), (usd, c)):
+            if len(ys) > len(acc):
+                acc[:0] = [0.0] * (len(ys) - len(acc))
+            off = len(acc) - len(ys)
+            for i, v in enumerate(ys):
+                acc[off + i] += v
+    return tok, usd
+
+
 def _round(v: float | None, nd: int) -> float | None:
     return None if v is None else round(v, nd)
 
@@ -272,19 +290,42 @@ def token_forecast(
     now: float,
     budget_usd_per_hour: float | None = None,
     series: dict[str, tuple[list[float], list[float]]] | None = None,
+    top_agents: int = TOP_AGENTS,
 ) -> dict[str, Any]:
     """Per-agent next-hour tokens and cost with 95 % intervals, the total, and budget
     alerts. ``series`` (e.g. from :func:`hourly_series_from_aggregates`) replaces the hourly
-    series built from events; the minute-level rate always comes from ``events``."""
+    series built from events; the minute-level rate always comes from ``events``. The
+    ``top_agents`` with the most tokens are forecast one by one, the others summed into one
+    series (``others``), so the cost does not grow with the number of agents."""
     if series is None:
         series = hourly_series(events, now=now)
     minutes = minute_series(events, now=now)
+    names = set(series) | set(minutes)
+
+    def volume(a: str) -> tuple[float, float, str]:
+        h, m = series.get(a, ([], [])), minutes.get(a, ([], []))
+        return (-(sum(h[0]) + sum(m[0])), -(sum(h[1]) + sum(m[1])), a)
+
+    ranked = sorted(names, key=volume)
+    rest = ranked[top_agents:]
+    units: list[tuple[str | None, Any, Any]] = [
+        (a, series.get(a), minutes.get(a)) for a in sorted(ranked[:top_agents])
+    ]
+    if rest:  # one summed series for the long tail (``others``)
+        units.append((
+            None,
+            _merge(series[a] for a in rest if a in series) if any(a in series for a in rest)
+            else None,
+            _merge(minutes[a] for a in rest if a in minutes) if any(a in minutes for a in rest)
+            else None,
+        ))  # fmt: skip
     agents = []
+    others: dict[str, Any] | None = None
     total_cost = total_tokens = 0.0
     var_cost = var_tokens = 0.0
     bounded = True  # every agent has an interval
-    for agent in sorted(set(series) | set(minutes)):
-        ft, fc = _agent_forecast(series.get(agent), minutes.get(agent))
+    for agent, hours, mins in units:
+        ft, fc = _agent_forecast(hours, mins)
         if ft.points == 0:
             continue  # seen only in the minute now in progress: nothing complete to go on
         total_tokens += ft.next
@@ -294,13 +335,17 @@ def token_forecast(
         else:
             var_cost += (fc.high - fc.next) ** 2
             var_tokens += (ft.high - ft.next) ** 2
-        agents.append({"agent": agent, "tokens": asdict(ft), "cost_usd": asdict(fc)})
-    half_cost = math.sqrt(var_cost) if bounded and agents else None
-    half_tok = math.sqrt(var_tokens) if bounded and agents else None
+        if agent is None:
+            others = {"agents": len(rest), "tokens": asdict(ft), "cost_usd": asdict(fc)}
+        else:
+            agents.append({"agent": agent, "tokens": asdict(ft), "cost_usd": asdict(fc)})
+    forecast_any = bool(agents) or others is not None
+    half_cost = math.sqrt(var_cost) if bounded and forecast_any else None
+    half_tok = math.sqrt(var_tokens) if bounded and forecast_any else None
     tok_low, tok_high = _interval(total_tokens, half_tok)
     cost_low, cost_high = _interval(total_cost, half_cost)
     alerts = []
-    if budget_usd_per_hour is not None and agents:
+    if budget_usd_per_hour is not None and forecast_any:
         level = "alert" if total_cost > budget_usd_per_hour else None
         if level is None and half_cost is not None and total_cost + half_cost > budget_usd_per_hour:
             level = "warning"
@@ -318,6 +363,8 @@ def token_forecast(
     return {
         "forecast_hour_start": now,  # the next 60 minutes from now
         "agents": agents,
+        "agents_total": len(agents) + (others["agents"] if others else 0),
+        "others": others,
         "total_tokens": round(total_tokens, 3),
         "total_tokens_low": _round(tok_low, 3),
         "total_tokens_high": _round(tok_high, 3),

@@ -130,10 +130,14 @@ _END = {"agent_completed", "agent_failed", "task_completed", "task_failed"}
 def detect_stalls(
     events: Sequence[Event], *, now: float, silent_s: float = 120.0
 ) -> list[dict[str, Any]]:
-    """Agents with a task in flight and no event for longer than ``silent_s``."""
+    """Agents with a task in flight and no event for longer than ``silent_s``, with what
+    they spent since the task started. Linear in the events: each agent keeps running sums
+    of cost and tokens, and a task remembers the sums at its start."""
     last: dict[str, float] = {}
-    open_tasks: dict[str, dict[str, tuple[float, str | None]]] = defaultdict(dict)
-    spent: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    # agent -> task -> (start ts, run, agent's cost and tokens before the start)
+    open_tasks: dict[str, dict[str, tuple[float, str | None, float, int]]] = defaultdict(dict)
+    cost: dict[str, float] = defaultdict(float)
+    toks: dict[str, int] = defaultdict(int)
     for ev in sorted(events, key=lambda e: e.ts):
         if not ev.agent:
             continue
@@ -141,24 +145,23 @@ def detect_stalls(
         last[a] = max(last.get(a, ev.ts), ev.ts)
         task = str(ev.payload.get("task_id") or "")
         if ev.type in _START:
-            open_tasks[a].setdefault(task, (ev.ts, ev.run))
+            open_tasks[a].setdefault(task, (ev.ts, ev.run, cost[a], toks[a]))
         elif ev.type in _END:
             open_tasks[a].pop(task, None)
             if not task:
                 open_tasks[a].clear()
-        elif ev.type == "llm_call" or ev.type == "tool_used":
-            for t in open_tasks[a]:
-                spent[(a, t)].append(ev)
+        elif (ev.type == "llm_call" or ev.type == "tool_used") and open_tasks.get(a):
+            cost[a] += _cost(ev)
+            toks[a] += _tokens(ev)
     stalls = []
     for a, tasks in sorted(open_tasks.items()):
         quiet = now - last[a]
         if not tasks or quiet <= silent_s:
             continue
-        for task, (since, run) in sorted(tasks.items()):
-            evs = spent[(a, task)]
+        for task, (since, run, cost0, tok0) in sorted(tasks.items()):
             stalls.append({
                 "agent": a, "run": run, "task_id": task or None, "task_started": since,
-                "silent_s": round(quiet, 3), "cost_usd": round(sum(_cost(e) for e in evs), 10),
-                "tokens": sum(_tokens(e) for e in evs),
+                "silent_s": round(quiet, 3), "cost_usd": round(cost[a] - cost0, 10),
+                "tokens": toks[a] - tok0,
             })  # fmt: skip
     return stalls

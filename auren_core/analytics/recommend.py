@@ -27,7 +27,9 @@ from typing import Any
 from .. import rules
 from ..events import Event
 
-__all__ = ["Thresholds", "recommendations"]
+__all__ = ["TOP_RECS", "Thresholds", "recommendations"]
+
+TOP_RECS = 200  # recommendations of each kind, the strongest first (input-size bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +69,13 @@ def _tier_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]:
                 lat[q].append(v)
                 if tier == 2:
                     chroma_lat[q].append(v)
-    out = []
+    out: list[dict[str, Any]] = []
     redis_ms = _mean(redis_lat)
+    floor = min(th.min_slow_serves, th.min_semantic)
     for q, tiers in sorted(served.items(), key=lambda kv: (-sum(kv[1].values()), kv[0])):
         n = sum(tiers.values())
+        if n < floor or len(out) >= TOP_RECS:
+            break  # sorted by n, and a query's chromadb hits are a part of n
         if n >= th.min_slow_serves:
             mean = _mean(lat[q])
             saved = round(n * (mean - redis_ms), 3) if mean is not None and redis_ms else None
@@ -98,7 +103,8 @@ def _tier_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]:
 
 def _model_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]:
     min_count, short_output = th.min_calls, th.short_output
-    calls: dict[tuple[str, str], list[tuple[int, int, float]]] = defaultdict(list)
+    # (agent, model) -> [calls, input tokens, output tokens, cost]: sums, not every call
+    calls: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
     for ev in events:
         if ev.type != "llm_call":
             continue
@@ -107,29 +113,35 @@ def _model_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]
         c, i, o = call.cost, call.input_tokens, call.output_tokens
         if c is None or i + o <= 0:
             continue
-        calls[(ev.agent or "", str(p.get("model") or ""))].append((i, o, c))
+        row = calls[(ev.agent or "", str(p.get("model") or ""))]
+        row[0] += 1
+        row[1] += i
+        row[2] += o
+        row[3] += c
     rate: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])  # model -> cost, tokens
-    for (_, model), cs in calls.items():
-        rate[model][0] += sum(c for _, _, c in cs)
-        rate[model][1] += sum(i + o for i, o, _ in cs)
+    for (_, model), (_, ti, to, tc) in calls.items():
+        rate[model][0] += tc
+        rate[model][1] += ti + to
     per_1k = {m: 1000 * c / t for m, (c, t) in rate.items() if t and c > 0}
     if not per_1k:
         return []
     cheapest = min(per_1k, key=lambda m: (per_1k[m], m))
-    out = []
-    for (agent, model), cs in sorted(calls.items()):
-        mean_out = sum(o for _, o, _ in cs) / len(cs)
-        if len(cs) < min_count or mean_out > short_output or model == cheapest:
+    out: list[dict[str, Any]] = []
+    for (agent, model), (ncalls, ti, to, cost) in sorted(calls.items()):
+        n = int(ncalls)
+        mean_out = to / n
+        if n < min_count or mean_out > short_output or model == cheapest:
             continue
         if model not in per_1k or per_1k[model] < 2 * per_1k[cheapest]:
             continue
-        toks = sum(i + o for i, o, _ in cs)
-        cost = sum(c for _, _, c in cs)
+        if len(out) >= TOP_RECS:
+            break
+        toks = ti + to
         out.append({
             "kind": "cheaper_model", "target": f"{agent}:{model}",
             "text": f"{agent} gets short answers from {model} (mean {mean_out:.0f} output "
                     f"tokens): try {cheapest}",
-            "evidence": {"calls": len(cs), "mean_output_tokens": round(mean_out, 1),
+            "evidence": {"calls": n, "mean_output_tokens": round(mean_out, 1),
                          "cost_usd": round(cost, 6), "usd_per_1k_tokens": round(per_1k[model], 6),
                          "suggested_model": cheapest,
                          "suggested_usd_per_1k_tokens": round(per_1k[cheapest], 6),

@@ -297,6 +297,9 @@ class DashboardState:
     health: Health
     # running and waiting flows first (waiting first of all), then those that ended in the window
     flows: tuple[FlowView, ...] = ()
+    # set when ``agents`` holds only some of the active agents (a display trim: the
+    # dashboard ships the rows it can show); None: ``agents`` is all of them
+    agents_total: int | None = None
 
     def agent(self, agent_id: str) -> AgentView | None:
         for a in self.agents:

@@ -13,6 +13,7 @@ Also usable in-process: :meth:`AgentRegistry.register_agent` reads a CrewAI
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +25,7 @@ __all__ = ["AgentInfo", "AgentRecord", "AgentRegistry", "agent_capabilities"]
 Status = Literal["running", "idle", "failed", "waiting_human"]
 _FINISHED_KEEP = 256  # recently finished task ids per agent (for out-of-order starts)
 _MAX_IN_FLIGHT = 1024
+_EVICT_SCAN = 16  # the least recently touched agents compared by event time on eviction
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,8 @@ class AgentRegistry:
     """Agents seen in the event stream (and/or registered in-process)."""
 
     def __init__(self, *, clock: Callable[[], float] = time.time, max_agents: int = 10_000):
-        self._agents: dict[str, AgentRecord] = {}
+        # least recently active first: an agent moves to the end when its activity advances
+        self._agents: OrderedDict[str, AgentRecord] = OrderedDict()
         self._clock = clock
         self.max_agents = max_agents
         self.evicted = 0
@@ -245,12 +248,25 @@ class AgentRegistry:
             rec = self._agents[agent_id] = AgentRecord(agent_id, ts, ts)
         return rec
 
+    def _touch(self, rec: AgentRecord, ts: float) -> None:
+        if ts > rec.last_activity:
+            rec.last_activity = ts
+            self._agents.move_to_end(rec.id)
+
     def _evict(self) -> None:
-        """Forget the least recently active tenth (bounded memory with hostile agent ids)."""
-        n = max(1, len(self._agents) // 10)
-        for rec in sorted(self._agents.values(), key=lambda r: r.last_activity)[:n]:
-            del self._agents[rec.id]
-        self.evicted += n
+        """Forget the least recently active agent, one for each new one over the cap
+        (bounded memory with hostile agent ids; an active agent is never dropped while a
+        less recently active one remains). The order is by arrival of the newest event; the
+        first few are compared by event time, so a late, out-of-order event does not
+        protect an agent that is older by the clock."""
+        agents = self._agents
+        it = iter(agents.values())
+        oldest = next(it)
+        for _, rec in zip(range(_EVICT_SCAN - 1), it, strict=False):
+            if rec.last_activity < oldest.last_activity:
+                oldest = rec
+        del agents[oldest.id]
+        self.evicted += 1
 
     def observe(self, ev: Event) -> AgentRecord | None:
         """Apply one event; returns the agent's record (None for events without an agent)."""
@@ -264,6 +280,7 @@ class AgentRegistry:
         else:
             if ts > rec.last_activity:
                 rec.last_activity = ts
+                self._agents.move_to_end(aid)
             if ts < rec.first_seen:
                 rec.first_seen = ts
         t = ev.type
@@ -311,8 +328,7 @@ class AgentRegistry:
         """Register from an ``agent_registered``-shaped payload (in-process use)."""
         ts = self._clock() if ts is None else ts
         rec = self._get_or_create(agent_id, ts)
-        if ts > rec.last_activity:
-            rec.last_activity = ts
+        self._touch(rec, ts)
         self._apply_registered(rec, payload)
         return rec.info()
 

@@ -115,7 +115,9 @@ class MainScreen(Screen[None]):
         box = self.query_one("#filter", Input)
         box.value = self.log_pane.filter.source
         box.add_class("-open")
-        box.focus()
+        # focus now, not on the next idle (``focus()`` defers it): keys typed right after
+        # "/" are already queued and must reach the filter, never run as shortcuts
+        self.set_focus(box)
 
     def action_close_filter(self) -> None:
         box = self.query_one("#filter", Input)

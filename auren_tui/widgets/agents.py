@@ -1,14 +1,20 @@
-"""Pane 2: active agents in a sortable ``DataTable``; Enter opens the agent screen."""
+"""Pane 2: active agents in a sortable ``DataTable``; Enter opens the agent screen.
+
+At most :data:`~auren_tui.agent_order.MAX_ROWS` rows, in the chosen order, and a
+"+K more" line for the rest: a frame costs the same with 10,000 agents as with 200."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
 
+from ..agent_order import ASCENDING as _ASCENDING
+from ..agent_order import MAX_ROWS, SORT_KEYS, agents_total, order_agents
 from ..sanitize import clean, safe_text
 from .format import fmt_ago, fmt_usd
 
@@ -17,19 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SORT_KEYS", "AgentsTable"]
 
-# (sort key, column label); numbers sort descending first, names and status ascending
-SORT_KEYS: Final[tuple[tuple[str, str], ...]] = (
-    ("cost", "Cost"),
-    ("rate", "$/h"),
-    ("tokens", "Tok in/out"),
-    ("last", "Last"),
-    ("load", "Load"),
-    ("status", "Status"),
-    ("agent", "Agent"),
-)
 _LABEL = dict(SORT_KEYS)
-_ASCENDING: Final = frozenset({"status", "agent"})
-_STATUS_ORDER: Final = {"waiting_human": 0, "failed": 1, "running": 2, "idle": 3}
 _STATUS_STYLE = {
     "running": "bold green",
     "idle": "dim",
@@ -40,9 +34,10 @@ _STATUS_STYLE = {
 _STATUS_LABEL = {"waiting_human": "⚑ human"}
 
 
-def _wider(old: Any, new: Any) -> bool:
-    """Whether a cell grew (only then is the column width worth re-measuring)."""
-    return len(str(new)) > len(str(old))
+def _wider(new: Any, width: int) -> bool:
+    """Whether a cell is wider than its column (only then is the width worth updating: a
+    narrower one makes the table re-measure the whole column, for every such cell)."""
+    return cell_len(str(new)) > width
 
 
 def fmt_tokens(n: int) -> str:
@@ -53,24 +48,16 @@ def fmt_tokens(n: int) -> str:
     return f"{n / 1e6:.1f}M"
 
 
-def _sort_value(a: AgentView, key: str) -> Any:
-    if key == "cost":
-        return a.cost_usd
-    if key == "rate":
-        return a.usd_per_hour
-    if key == "tokens":
-        return a.input_tokens + a.output_tokens
-    if key == "last":
-        return a.last_activity
-    if key == "load":
-        return a.current_load
-    if key == "status":
-        return _STATUS_ORDER.get(a.status, 4)
-    return (a.role or a.id).casefold()
-
-
 class AgentsTable(DataTable[Any]):
     """Rows keyed by agent id, so the cursor stays on its agent across updates."""
+
+    class SortChanged(Message):
+        """The order changed (the worker ships the first rows of this order)."""
+
+        def __init__(self, key: str, reverse: bool) -> None:
+            super().__init__()
+            self.key = key
+            self.reverse = reverse
 
     class Open(Message):
         """The user asked to drill into ``agent_id``."""
@@ -125,8 +112,9 @@ class AgentsTable(DataTable[Any]):
             self.sort_reverse = False
         self.sort_key = key
         self._title()
-        if self.state is not None:
-            self.set_state(self.state, force=True)
+        self.post_message(self.SortChanged(key, self.sort_reverse))
+        if self.state is not None:  # rows are positional: only the changed cells are rewritten
+            self.set_state(self.state)
 
     def _row(self, a: AgentView, now: float, name_w: int, caps_w: int) -> tuple[Any, ...]:
         name = safe_text(a.role or a.id, name_w - 2 if a.last_error else name_w)
@@ -147,17 +135,16 @@ class AgentsTable(DataTable[Any]):
 
     def set_state(self, state: DashboardState, *, force: bool = False) -> None:
         self.state = state
-        agents = sorted(state.agents, key=lambda a: ((a.role or a.id).casefold(), a.id))
-        agents.sort(
-            key=lambda a: _sort_value(a, self.sort_key),
-            reverse=(self.sort_key not in _ASCENDING) != self.sort_reverse,
-        )
+        agents = order_agents(state.agents, self.sort_key, self.sort_reverse)[:MAX_ROWS]
         order = [a.id for a in agents]
         widths = self._widths()
         if widths is None:  # not laid out yet: on_resize renders
             return
         self._widths_used = widths
         rows = [self._row(a, state.generated_at, *widths) for a in agents]
+        more = agents_total(state) - len(agents)
+        if more > 0:
+            rows.append(self._more_row(more))
         keep = self.selected_agent
         if force or not self.columns:
             self.clear()
@@ -165,6 +152,7 @@ class AgentsTable(DataTable[Any]):
         # rows are positional ("0", "1", ...): a re-sort rewrites the cells that changed
         # instead of clearing the table, which keeps a frame cheap with many agents
         old_rows = self._rows
+        cols = self.ordered_columns
         for i, new in enumerate(rows):
             if i >= len(old_rows):
                 self.add_row(*new, key=str(i))
@@ -172,12 +160,17 @@ class AgentsTable(DataTable[Any]):
             old = old_rows[i]
             for j, value in enumerate(new):
                 if old[j] != value:
-                    self.update_cell_at(Coordinate(i, j), value, update_width=_wider(old[j], value))
+                    wide = _wider(value, cols[j].content_width)
+                    self.update_cell_at(Coordinate(i, j), value, update_width=wide)
         for i in range(len(old_rows) - 1, len(rows) - 1, -1):
             self.remove_row(str(i))
         self._order, self._rows = order, rows
         if keep in order and order.index(keep) != self.cursor_row:
             self.move_cursor(row=order.index(keep), animate=False)
+
+    @staticmethod
+    def _more_row(more: int) -> tuple[Any, ...]:
+        return (Text(f"+{more:,} more", style="dim italic"), *(("",) * 7))
 
     @property
     def order(self) -> list[str]:

@@ -22,6 +22,7 @@ _CONN = {
     "connecting": ("◌", "yellow"),
     "reconnecting": ("◌", "bold black on yellow"),
     "paused": ("❚❚", "bold yellow"),
+    "dead": ("✗", "bold white on red"),
 }
 
 

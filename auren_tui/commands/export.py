@@ -86,6 +86,29 @@ def _from_pg(
     return asyncio.run(go())
 
 
+def _goes_to_terminal(output: str | None) -> bool:
+    """Whether the export is written to a terminal (stdout or a path such as /dev/tty)."""
+    import os
+    import stat
+    import sys
+
+    if output is None or output == "-":
+        try:
+            return os.isatty(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            return sys.stdout.isatty()
+    try:
+        if not stat.S_ISCHR(os.stat(output).st_mode):
+            return False
+        fd = os.open(output, os.O_WRONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_output(path: str, data: bytes) -> None:
     """Regular files are replaced atomically (a reader never sees half a report); anything
     else (``/dev/null``, a FIFO, ``/dev/stdout``) is written in place, never replaced."""
@@ -211,7 +234,9 @@ def command(
         events = _from_stream(rb.url, settings.stream, t0, t1, agents)
     try:
         data = render(
-            build_reports(events, reports, aggregates=aggs, tool_costs=settings.tool_costs), fmt
+            build_reports(events, reports, aggregates=aggs, tool_costs=settings.tool_costs),
+            fmt,
+            terminal=_goes_to_terminal(output),  # escape sequences never reach a terminal
         )
     except ConfigError:
         raise

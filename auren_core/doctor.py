@@ -76,6 +76,7 @@ def check_redis(settings: Settings) -> list[Check]:
             )
         ]
     out.extend(check_stream(r, settings.stream))
+    out.extend(maintenance_hash_check(r, settings.stream))  # even while the stream is empty
     return out
 
 
@@ -154,7 +155,6 @@ def check_stream(r: Any, stream: str) -> list[Check]:
         )
     )
     out.extend(otlp_checks(otlp))
-    out.extend(maintenance_hash_check(r, stream))
     with contextlib.suppress(Exception):
         for g in r.xinfo_groups(stream):
             name, lag, pending = _s(g["name"]), g.get("lag"), int(g.get("pending", 0))

@@ -217,9 +217,10 @@ async def test_http_export_answers_200_for_a_window_holding_hostile_entries(
         assert status == 200
         assert sum(r["input_tokens"] for r in json.loads(body)["tokens"]) == good
         _, _, metrics = await aget(srv.port, "/metrics")
-        # every hostile entry is counted as malformed by the live reader, none crashed it
-        await asyncio.sleep(0)
+        # the live reader counted every hostile entry as malformed and kept reading
         assert b"auren_ws_reader_connected 1" in metrics
+        assert b"auren_ws_malformed_total 25\n" in metrics
+        assert srv.live_state()["totals"]["input_tokens"] == good
 
 
 async def test_the_sink_dead_letters_absurd_times_and_deep_payloads(

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -267,6 +270,21 @@ async def test_maintenance_failures_reach_redis_doctor_and_metrics(
         checks = doctor.maintenance_hash_check(r, stream, now=NOW + 5)
         assert len(checks) == 1 and not checks[0].ok
         assert "2 failing" in checks[0].detail and days["bad"].isoformat() in checks[0].detail
+
+        # the CLI, end to end: both sources of maintenance lines, not a failing exit
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "auren_tui", "doctor", "--json", "--redis-url", redis_url,
+             "--stream", stream, "--pg-dsn", pg_dsn, "--schema", schema],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        doc = json.loads(proc.stdout)
+        lines = {c["name"]: c for c in doc["checks"]}
+        assert lines["maintenance"]["ok"] is False
+        assert lines["maintenance run"]["ok"] is False
+        bad = lines[f"maintenance rollup {days['bad'].isoformat()}"]
+        assert bad["ok"] is False and "injected rollup failure" in bad["detail"]
+        assert lines[f"maintenance drop_agg_daily {days['agg_pinned'].isoformat()}"]["ok"] is False
 
         # ... and serve-ws /metrics
         async with running(redis_url, stream) as srv:

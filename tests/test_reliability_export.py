@@ -437,3 +437,33 @@ def test_tui_sanitiser_output_never_holds_invisible_or_bidi(value: str) -> None:
     out = clean(value)
     assert not any(c in out for c in INVISIBLE + BIDI)
     assert is_clean(out)
+
+
+def test_serve_otlp_refuses_spans_whose_times_break_the_rule() -> None:
+    """OTLP spans become events: spans whose times every reader would call malformed are
+    refused at the receiver, with the reason the exporter sees (``invalid_timestamps``)."""
+    from collections import Counter
+
+    from auren_core.otlp.spans import extract, parse_json
+
+    def span(i: int, start: int, end: int) -> dict[str, Any]:
+        return {
+            "traceId": "0af7651916cd43dd8448eb211c80319c",
+            "spanId": f"b7ad6b716920333{i}",
+            "name": "chat",
+            "startTimeUnixNano": str(start),
+            "endTimeUnixNano": str(end),
+        }
+
+    now_ns = int(NOW * 1e9)
+    spans = [
+        span(1, now_ns, now_ns + 10**9),  # good
+        span(2, 1, 2),  # 1970
+        span(3, 5 * 10**18, 5 * 10**18 + 1),  # year 2128
+        span(4, now_ns, 2**64 - 1),  # ends in 2554
+    ]
+    body = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+    rejected: Counter[str] = Counter()
+    good, total = extract(parse_json(body), rejected)
+    assert total == 4 and len(good) == 1
+    assert rejected == Counter({"invalid_timestamps": 3})

@@ -76,6 +76,7 @@ def check_redis(settings: Settings) -> list[Check]:
             )
         ]
     out.extend(check_stream(r, settings.stream))
+    out.extend(maintenance_hash_check(r, settings.stream))  # even while the stream is empty
     return out
 
 
@@ -171,41 +172,129 @@ def check_stream(r: Any, stream: str) -> list[Check]:
     return out
 
 
-def check_postgres(settings: Settings) -> Check:
+def maintenance_hash_check(r: Any, stream: str, now: float | None = None) -> list[Check]:
+    """The latest ``auren persist`` maintenance run, as the sink published it in Redis
+    (nothing when no sink ever ran maintenance on this stream)."""
+    from .store.schema import maintenance_key
+
+    try:
+        raw: Any = r.hgetall(maintenance_key(stream))
+    except Exception:
+        return []
+    if not raw:
+        return []
+    f = {_s(k): _s(v) for k, v in raw.items()}
+
+    def num(k: str) -> float:
+        try:
+            return float(f.get(k) or 0)
+        except ValueError:
+            return 0.0
+
+    now = time.time() if now is None else now
+    failing, total = int(num("failing")), int(num("failures_total"))
+    ago = now - num("last_run")
+    ok_txt = f", last success {now - num('last_ok'):.0f} s ago" if num("last_ok") else ""
+    detail = f"last run {ago:.0f} s ago{ok_txt}; {failing} failing, {total} failures in all"
+    if failing and f.get("last_error"):
+        detail += f": {f['last_error'][:300]}"
+    return [
+        Check(
+            "maintenance",
+            failing == 0,
+            detail,
+            "rollups or retention of `auren persist` fail: the days named keep their detail "
+            "(and their disk) until fixed; see the persist log and `auren doctor` "
+            "postgresql maintenance lines",
+            critical=False,
+        )
+    ]
+
+
+def maintenance_checks(rows: list[dict[str, Any]], now: float | None = None) -> list[Check]:
+    """Checks from ``maintenance_status`` rows (:func:`auren_core.store.retention.read_status`):
+    the latest run, then one line per failing step."""
+    now = time.time() if now is None else now
+    out: list[Check] = []
+    for row in rows:
+        if row["step"] == "run":
+            out.append(
+                Check(
+                    "maintenance run",
+                    bool(row["ok"]),
+                    f"last run {now - row['at']:.0f} s ago, {row['failures']} step(s) failed",
+                    "see the failing steps below and the `auren persist` log",
+                    critical=False,
+                )
+            )
+        elif not row["ok"]:
+            out.append(
+                Check(
+                    f"maintenance {row['step']} {row['target']}",
+                    False,
+                    f"failed {row['failures']} time(s), last {now - row['at']:.0f} s ago: "
+                    f"{row['error'][:300]}",
+                    "the day keeps its detailed partition (and its disk) until this step "
+                    "succeeds; the other days are maintained as usual",
+                    critical=False,
+                )
+            )
+    return out
+
+
+def check_postgres(settings: Settings, schema: str = "auren") -> list[Check]:
+    """The PostgreSQL check, then the maintenance status of the event store in ``schema``
+    (:func:`maintenance_checks`)."""
     from .embedded import resolve_postgres
+    from .store.retention import read_status
 
     try:
         backend = resolve_postgres(settings, start=False)
     except Exception as exc:
-        return Check(
-            "postgresql",
-            False,
-            f"no PostgreSQL: {exc}",
-            "set AUREN_PG_DSN or run `auren demo` (embedded PostgreSQL); only "
-            "`auren persist` and long exports need it",
-            critical=False,
-        )
+        return [
+            Check(
+                "postgresql",
+                False,
+                f"no PostgreSQL: {exc}",
+                "set AUREN_PG_DSN or run `auren demo` (embedded PostgreSQL); only "
+                "`auren persist` and long exports need it",
+                critical=False,
+            )
+        ]
 
-    async def probe() -> str:
+    async def probe() -> tuple[str, list[dict[str, Any]]]:
         import asyncpg
 
         conn = await asyncpg.connect(backend.url, timeout=3)
         try:
-            return str(await conn.fetchval("SHOW server_version"))
+            version = str(await conn.fetchval("SHOW server_version"))
+            try:
+                rows = await read_status(conn, schema)
+            except Exception as exc:  # unreadable status: say so, the server still answers
+                rows = [
+                    {"step": "status", "target": schema, "ok": False, "failures": 1,
+                     "at": time.time(), "error": f"{type(exc).__name__}: {exc}"}
+                ]  # fmt: skip
+            return version, rows
         finally:
             await conn.close()
 
     try:
-        version = asyncio.run(probe())
+        version, rows = asyncio.run(probe())
     except Exception as exc:
-        return Check(
-            "postgresql",
-            False,
-            f"{backend.description}: {type(exc).__name__}: {exc}",
-            "check AUREN_PG_DSN (host, port, user, database) and that the server runs",
-            critical=False,
-        )
-    return Check("postgresql", True, f"{backend.description}; server {version}", critical=False)
+        return [
+            Check(
+                "postgresql",
+                False,
+                f"{backend.description}: {type(exc).__name__}: {exc}",
+                "check AUREN_PG_DSN (host, port, user, database) and that the server runs",
+                critical=False,
+            )
+        ]
+    return [
+        Check("postgresql", True, f"{backend.description}; server {version}", critical=False),
+        *maintenance_checks(rows),
+    ]
 
 
 def check_chroma(settings: Settings) -> Check:
@@ -240,8 +329,8 @@ def check_chroma(settings: Settings) -> Check:
     )
 
 
-def run_checks(settings: Settings) -> list[Check]:
+def run_checks(settings: Settings, schema: str = "auren") -> list[Check]:
     checks = check_redis(settings)
-    checks.append(check_postgres(settings))
+    checks.extend(check_postgres(settings, schema))
     checks.append(check_chroma(settings))
     return checks

@@ -18,7 +18,13 @@ from typing import Any, Final, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from .rules import llm_call_cost  # the one definition (re-exported: auren_core.rules)
+from .rules import (
+    MAX_DEPTH,
+    MAX_TS,
+    MIN_TS,
+    llm_call_cost,  # the one definition (re-exported: auren_core.rules)
+    timestamp_problem,
+)
 
 __all__ = [
     "EVENT_TYPES",
@@ -347,8 +353,28 @@ def encode_fields(
     return _encoder.encode(doc)
 
 
+def _too_deep(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` nests more than ``limit`` levels (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        t = type(o)
+        if t is dict:
+            if d > limit:
+                return True
+            stack.extend((v, d + 1) for v in o.values())
+        elif t is list:
+            if d > limit:
+                return True
+            stack.extend((v, d + 1) for v in o)
+    return False
+
+
 def decode(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
-    """Decode one entry's ``e`` field. Never raises: bad input becomes a :class:`Malformed`.
+    """Decode one entry's ``e`` field. Never raises: bad input becomes a :class:`Malformed`
+    (besides a bad envelope, version or payload: a time outside the range of
+    :func:`auren_core.rules.timestamp_problem`, a payload nested deeper than
+    :data:`auren_core.rules.MAX_DEPTH`).
     Stream entries go through :func:`auren_core.streams.decode_entry`, which finds the
     field in whatever shape the client returned it and calls this."""
     if raw is None:
@@ -361,10 +387,19 @@ def decode(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
         ev = _env_decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return Malformed(sid, f"bad envelope: {exc}", raw[:200])
+    except RecursionError:
+        return Malformed(sid, f"payload nested too deep (at most {MAX_DEPTH} levels)", raw[:200])
     except Exception as exc:  # pragma: no cover - msgspec should only raise the above
         return Malformed(sid, f"undecodable: {type(exc).__name__}", raw[:200])
     if ev.v != SCHEMA_VERSION:
         return Malformed(sid, f"unsupported version {ev.v}", raw[:200])
+    if not MIN_TS <= ev.ts < MAX_TS:  # rules.timestamp_ok, inlined (NaN fails too)
+        return Malformed(sid, str(timestamp_problem(ev.ts)), raw[:200])
+    # a payload that nests deeper than MAX_DEPTH would exhaust the stack of whoever encodes
+    # or walks it next (serve-ws frames, the store's jsonb, a deep caller): refused here.
+    # Counting brackets is a C loop; only entries with many of them are walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(ev.payload, MAX_DEPTH):
+        return Malformed(sid, f"payload nested too deep (at most {MAX_DEPTH} levels)", raw[:200])
     ptype = PAYLOAD_TYPES.get(ev.type)
     if ptype is not None:
         try:

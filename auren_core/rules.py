@@ -75,6 +75,16 @@ rate = validated / (validated + rejected).
 named by what was asked (the query; for a ``knowledge_access`` without one, its item).
 A gap's ``count`` is the number of such lookups.
 
+**Time and shape of an entry** (:func:`timestamp_problem`, :data:`MAX_DEPTH`): an event's
+``ts`` must be a finite time from :data:`MIN_TS` (2000-01-01) to before :data:`MAX_TS`
+(2100-01-01), UTC; its payload may nest at most :data:`MAX_DEPTH` levels. Anything else
+is a *malformed entry* for every reader - ``auren top``, serve-ws and its HTTP API, every
+export, the PostgreSQL sink (which dead-letters it) - so no absurd time is ever shown,
+exported under the year 1653, or breaks a date computation, and no payload is deep enough
+to exhaust a reader's stack. The store also dead-letters events more than
+:data:`MAX_FUTURE_S` (2 days) ahead of its clock: a day partition far in the future would
+outlive retention.
+
 **Rounding in outputs**: USD to 10 decimals (:func:`round_usd`), rates to 6, milliseconds
 to 3.
 """
@@ -91,10 +101,14 @@ __all__ = [
     "HIST_MAX_BIN",
     "HIST_RATIO",
     "HYPOTHESIS_STATUSES",
+    "MAX_DEPTH",
+    "MAX_FUTURE_S",
     "MAX_NAME",
     "MAX_TOKENS",
+    "MAX_TS",
     "MAX_USD",
     "MIN_RATE_SPAN_S",
+    "MIN_TS",
     "MISS",
     "NO_QUERY",
     "NO_TIER_COSTS",
@@ -124,6 +138,8 @@ __all__ = [
     "tier_index",
     "tier_name",
     "tier_share",
+    "timestamp_ok",
+    "timestamp_problem",
     "tokens",
     "tool_cost",
     "tool_prices",
@@ -138,6 +154,10 @@ _new = tuple.__new__
 MAX_TOKENS: Final = 10**9  # per count of one call
 MAX_USD: Final = 1e6  # per event
 MAX_NAME: Final = 200  # names (tools, agents asked, queries) are clipped to this
+MIN_TS: Final = 946_684_800.0  # 2000-01-01T00:00:00Z: no event is older
+MAX_TS: Final = 4_102_444_800.0  # 2100-01-01T00:00:00Z: none is this far ahead
+MAX_FUTURE_S: Final = 2 * 86400.0  # the store: at most this far ahead of its clock
+MAX_DEPTH: Final = 64  # nesting levels of a payload (the payload object is level 1)
 USD_DECIMALS: Final = 10
 RATE_DECIMALS: Final = 6
 
@@ -242,6 +262,27 @@ def round_usd(x: float | None) -> float | None:
 
 def round_rate(x: float | None) -> float | None:
     return None if x is None else round(x, RATE_DECIMALS)
+
+
+# --------------------------------------------------------------------------- time
+
+
+def timestamp_ok(ts: Any) -> bool:
+    """Whether ``ts`` is an event time every output can place (see the module docstring)."""
+    t = type(ts)
+    return (t is float or t is int) and MIN_TS <= ts < MAX_TS  # NaN fails the comparison
+
+
+def timestamp_problem(ts: Any, now: float | None = None) -> str | None:
+    """Why ``ts`` cannot be an event time, or None: outside [MIN_TS, MAX_TS) - and, where
+    ``now`` is given (the store's clock), more than :data:`MAX_FUTURE_S` after it."""
+    if isinstance(ts, bool) or not isinstance(ts, int | float):
+        return f"timestamp out of range: {ts!r}"
+    if not MIN_TS <= ts < MAX_TS:
+        return f"timestamp out of range: {ts!r} (from 2000-01-01 to 2100-01-01 UTC)"
+    if now is not None and ts > now + MAX_FUTURE_S:
+        return f"timestamp out of range: {ts!r} (more than 2 days ahead of the store's clock)"
+    return None
 
 
 # --------------------------------------------------------------------------- names

@@ -6,8 +6,11 @@ or :func:`safe_text` (a Rich :class:`~rich.text.Text`, never parsed as markup). 
 * whole escape sequences (CSI ``ESC [ ...``, OSC ``ESC ] ... BEL|ST``, DCS/SOS/PM/APC
   strings, two-byte ``ESC x``) and their 8-bit C1 forms;
 * remaining C0 controls, DEL and C1 controls (newlines and tabs become a space);
-* bidirectional overrides and isolates (Trojan-Source style reordering), lone surrogates,
-  the BOM and the line/paragraph separators.
+* bidirectional embeddings, overrides and isolates (U+202A..U+202E, U+2066..U+2069:
+  Trojan-Source style reordering) and marks (U+200E, U+200F, U+061C);
+* zero-width and invisible characters (U+200B..U+200D, U+2060..U+2064, U+180E, the BOM
+  U+FEFF), behind which a name can pass for another; lone surrogates; the line/paragraph
+  separators.
 
 Then the text is cut to ``max_len`` characters with an ellipsis, so one oversized payload
 cannot push the rest of a pane off screen.
@@ -42,7 +45,9 @@ _DROP: Final[set[int]] = (
     set(range(0x00, 0x20))
     | {0x7F}
     | set(range(0x80, 0xA0))
-    | {0x061C, 0x200E, 0x200F, 0xFEFF}
+    | {0x061C, 0x180E, 0xFEFF}  # Arabic letter mark, Mongolian vowel separator, BOM
+    | set(range(0x200B, 0x2010))  # zero-width space, ZWNJ, ZWJ, LRM, RLM
+    | set(range(0x2060, 0x2065))  # word joiner, invisible operators
     | set(range(0x202A, 0x202F))  # LRE RLE PDF LRO RLO
     | set(range(0x2066, 0x206A))  # LRI RLI FSI PDI
     | set(range(0xD800, 0xE000))  # lone surrogates (from surrogateescape / bad JSON)

@@ -101,11 +101,11 @@ def test_ids_are_unique() -> None:
         (b'{"v":1,"id":"x","ts":"yesterday","type":"t","payload":{}}', "bad envelope"),
         (b'{"v":2,"id":"x","ts":1,"type":"t","payload":{}}', "unsupported version"),
         (
-            b'{"v":1,"id":"x","ts":1,"type":"llm_call","payload":{"input_tokens":3}}',
+            b'{"v":1,"id":"x","ts":1767225600,"type":"llm_call","payload":{"input_tokens":3}}',
             "bad llm_call payload",
         ),
         (
-            b'{"v":1,"id":"x","ts":1,"type":"collaboration",'
+            b'{"v":1,"id":"x","ts":1767225600,"type":"collaboration",'
             b'"payload":{"to_agent":"a","kind":"shout"}}',
             "bad collaboration payload",
         ),
@@ -120,7 +120,7 @@ def test_malformed_becomes_a_value(raw: bytes | None, reason: str) -> None:
 
 
 def test_unknown_type_and_fields_are_kept_not_fatal() -> None:
-    raw = b'{"v":1,"id":"x","ts":1,"type":"brand_new","payload":{"a":1},"extra":true}'
+    raw = b'{"v":1,"id":"x","ts":1767225600,"type":"brand_new","payload":{"a":1},"extra":true}'
     ev = decode(raw)
     assert isinstance(ev, Event) and not ev.known and ev.payload == {"a": 1}
     assert "llm_call" in EVENT_TYPES

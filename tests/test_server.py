@@ -500,7 +500,7 @@ def test_event_frames_decode_back_to_events() -> None:
     from auren_core.server.protocol import encode_event, events_frame, events_frame_all
 
     ev = decode(
-        b'{"v":1,"id":"x","ts":1.5,"type":"llm_call","agent":"a","run":null,'
+        b'{"v":1,"id":"x","ts":1767225600.5,"type":"llm_call","agent":"a","run":null,'
         b'"payload":{"model":"m"}}',
         "5-1",
     )
@@ -535,7 +535,9 @@ async def test_hub_seams_without_sockets() -> None:
     from auren_core.server.protocol import Subscription
 
     def ev(sid: str) -> Any:
-        raw = f'{{"v":1,"id":"{sid}","ts":1.0,"type":"llm_call","payload":{{"model":"m"}}}}'
+        raw = (
+            f'{{"v":1,"id":"{sid}","ts":1767225600.0,"type":"llm_call","payload":{{"model":"m"}}}}'
+        )
         return decode(raw.encode(), sid)
 
     m = Metrics()

@@ -24,7 +24,7 @@ from auren_core.streams.lag import LagProbe, stream_lag
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = encode(make_event("tool_used", {"tool": "search", "ok": True}, agent="a"))
-BAD_PAYLOAD = b'{"v":1,"id":"x","ts":1,"type":"tool_used","payload":{"tool":["no"]}}'
+BAD_PAYLOAD = b'{"v":1,"id":"x","ts":1767225600,"type":"tool_used","payload":{"tool":["no"]}}'
 
 
 # --------------------------------------------------------------------------- entries

@@ -168,8 +168,11 @@ class Accumulator:
             rules.name,
             rules.gap_key,
         )
+        lo, hi = rules.MIN_TS, rules.MAX_TS
         for ev in events:
             if type(ev) is not Event:
+                continue
+            if not lo <= ev.ts < hi:  # rules.timestamp_ok: malformed, like every reader's
                 continue
             t = ev.type
             p = ev.payload

@@ -21,6 +21,11 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from .. import rules
+
+_NS_LO: Final = int(rules.MIN_TS * 1e9)
+_NS_HI: Final = int(rules.MAX_TS * 1e9)
+
 __all__ = [
     "MAX_ATTRIBUTES",
     "BadRequest",
@@ -298,7 +303,9 @@ def extract(
                     rejected["invalid_parent_span_id"] += 1
                     continue
                 start, end = sp.start_time_unix_nano, sp.end_time_unix_nano
-                if not start or end < start:
+                # the readers' time rule (auren_core.rules): refused here, with a reason the
+                # exporter sees, rather than published and counted malformed by every reader
+                if not start or end < start or not _NS_LO <= start <= end < _NS_HI:
                     rejected["invalid_timestamps"] += 1
                     continue
                 attrs_pb = sp.attributes

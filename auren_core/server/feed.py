@@ -10,17 +10,18 @@ import asyncio
 import contextlib
 import gc
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
 from ..reader import Batch, StreamReader
+from ..store.schema import maintenance_key
 from ..streams.lag import CAP, stream_lag
 
 if TYPE_CHECKING:
     from .app import Server
 
-__all__ = ["publish", "read_stream", "watch_lag"]
+__all__ = ["publish", "read_maintenance", "read_stream", "watch_lag"]
 
 
 async def read_stream(server: Server) -> None:
@@ -89,12 +90,44 @@ def publish(server: Server, batches: list[Batch]) -> None:
         server.hub.ready.set()
 
 
-async def watch_lag(server: Server, every: float = 1.0, cap: int = CAP) -> None:
-    """Entries after the live position (:func:`~auren_core.streams.lag.stream_lag`), once
-    a second, into the metrics and the reducer's health."""
+def _num(fields: dict[Any, Any], key: str) -> float:
+    v = fields.get(key.encode(), fields.get(key, 0))
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+async def read_maintenance(server: Server) -> None:
+    """The latest ``auren persist`` maintenance outcome (the hash the sink publishes) into
+    the metrics."""
     assert server.aredis is not None
+    fields: dict[Any, Any] = await server.aredis.hgetall(  # type: ignore[misc]
+        maintenance_key(server.config.stream)
+    )
+    if not fields:
+        return
+    m = server.metrics
+    m.maintenance_failing = int(_num(fields, "failing"))
+    m.maintenance_failures_total = int(_num(fields, "failures_total"))
+    m.maintenance_last_run = _num(fields, "last_run")
+    m.maintenance_last_ok = _num(fields, "last_ok")
+
+
+async def watch_lag(
+    server: Server, every: float = 1.0, cap: int = CAP, maintenance_every: int = 5
+) -> None:
+    """Entries after the live position (:func:`~auren_core.streams.lag.stream_lag`), once
+    a second, into the metrics and the reducer's health; every ``maintenance_every``
+    seconds, the persist maintenance status (:func:`read_maintenance`)."""
+    assert server.aredis is not None
+    ticks = 0
     while True:
         await asyncio.sleep(every)
+        if ticks % maintenance_every == 0:
+            with contextlib.suppress(RedisError, OSError):
+                await read_maintenance(server)
+        ticks += 1
         last = server.hub.last_id
         if last is None:
             continue

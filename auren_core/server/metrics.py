@@ -357,6 +357,12 @@ class Metrics:
     reader_connected: bool = False
     clients: int = 0
     queued_frames: int = 0
+    # ``auren persist`` maintenance (rollups, retention), from the Redis hash it publishes
+    # (:func:`auren_core.store.schema.maintenance_key`); -1 while none was seen
+    maintenance_failing: int = -1
+    maintenance_failures_total: int = 0
+    maintenance_last_run: float = 0.0
+    maintenance_last_ok: float = 0.0
     rate: RateWindow = field(default_factory=RateWindow)
 
     business: BusinessMetrics | None = None
@@ -425,6 +431,16 @@ class Metrics:
              "stream entries after the position serve-ws has read", self.lag),
             ("auren_ws_reader_connected", "gauge", "1 when the stream reader is connected",
              1 if self.reader_connected else 0),
+            ("auren_persist_maintenance_failing", "gauge",
+             "auren persist maintenance steps that failed in the latest run (-1: no run seen)",
+             self.maintenance_failing),
+            ("auren_persist_maintenance_failures_total", "counter",
+             "auren persist maintenance steps that failed", self.maintenance_failures_total),
+            ("auren_persist_maintenance_last_run_timestamp_seconds", "gauge",
+             "unix time of the latest maintenance run (0: none)", self.maintenance_last_run),
+            ("auren_persist_maintenance_last_success_timestamp_seconds", "gauge",
+             "unix time of the latest maintenance run without a failure (0: none)",
+             self.maintenance_last_ok),
         ]  # fmt: skip
 
     def render(self) -> str:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import rules
 from ..events import EVENT_TYPES, Event, Malformed
-from ..rules import tool_prices
+from ..rules import MAX_TS, MIN_TS, tool_prices
 from .build import build_state
 from .flows import FlowRec
 from .handlers import MAX_NAME, Handlers
@@ -230,7 +230,7 @@ class Reducer(Handlers):
         if type(sid) is str and sid:
             self.last_id = sid
         ts = ev.ts
-        if not -1e11 < ts < 1e11:  # NaN, inf or absurd: cannot be placed in time
+        if not MIN_TS <= ts < MAX_TS:  # rules.timestamp_ok: NaN, inf or absurd
             self._on_malformed(Malformed(ev.stream_id, f"bad ts {ts!r} in {ev.type[:40]}"))
             return
         first = self.first_ts

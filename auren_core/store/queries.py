@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from ..events import Event
-from .schema import qident, validate_schema_name
+from .schema import AGG_COUNTS, qident, validate_schema_name
 
 __all__ = ["fetch_aggregates", "first_detail_day", "iter_events"]
 
@@ -96,7 +96,8 @@ async def fetch_aggregates(
     agents: Sequence[str] | None = None,
     types: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Aggregate rows (``agg_daily`` or ``agg_hourly``) as dicts, bucket as unix seconds."""
+    """Aggregate rows (``agg_daily`` or ``agg_hourly``) as dicts, bucket as unix seconds,
+    counts as ``int``."""
     s = qident(validate_schema_name(schema))
     table = "agg_daily" if daily else "agg_hourly"
     where, args = _where(since, until, agents, types, col="bucket")
@@ -106,7 +107,8 @@ async def fetch_aggregates(
         f"latency_ms_sum, latency_n FROM {s}.{table}{where} ORDER BY bucket, agent, type, key",
         *args,
     )
-    return [dict(r) for r in rows]
+    # the counts are numeric (schema migration 3): Python ints, whatever their size
+    return [{k: int(v) if k in AGG_COUNTS else v for k, v in r.items()} for r in rows]
 
 
 async def first_detail_day(conn: Any, schema: str) -> float | None:

@@ -9,6 +9,14 @@ an advisory lock):
    transaction as their final rollup, so aggregates always cover what was dropped;
 3. drops aggregate partitions whose day is older than ``agg_days``.
 
+Each step (one day's rollup, with its drop when the day expired; one aggregate partition's
+drop) runs on its own: a step that fails is rolled back, recorded and reported
+(:attr:`MaintenanceResult.failures`), and the others go on - a day whose rollup fails keeps
+its detail (it is retried next run) but never keeps the other days' partitions from being
+dropped. The run and every failing step are written to ``maintenance_status`` (a step that
+succeeds again clears its row), which ``auren doctor`` reads. Sums are ``numeric`` (schema
+migration 3): a day's token sum may exceed bigint.
+
 Token counts, costs and unpriced counts follow :mod:`auren_core.rules` (written in SQL
 below): ``cost_usd`` is the known cost of LLM calls, tool calls and memory loads;
 ``unpriced`` counts those without one (a tool's configured price is added at export time).
@@ -27,9 +35,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import rules
-from .schema import ensure_partitions, list_partitions, qident
+from .schema import AGG_COUNTS, ensure_partitions, list_partitions, qident
 
-__all__ = ["MaintenanceResult", "RetentionPolicy", "maintain", "rollup_day"]
+__all__ = [
+    "MaintenanceFailure",
+    "MaintenanceResult",
+    "RetentionPolicy",
+    "maintain",
+    "read_status",
+    "rollup_day",
+]
 
 UTC = dt.UTC
 DAY = dt.timedelta(days=1)
@@ -41,11 +56,19 @@ class RetentionPolicy:
     agg_days: float = 90.0
 
 
+@dataclass(frozen=True, slots=True)
+class MaintenanceFailure:
+    step: str  # "rollup" (with the drop of an expired day) | "drop_agg_hourly" | "drop_agg_daily"
+    target: str  # the day, ISO 8601
+    error: str
+
+
 @dataclass(slots=True)
 class MaintenanceResult:
     rolled_days: list[dt.date] = field(default_factory=list)
     dropped_events: list[dt.date] = field(default_factory=list)
     dropped_aggregates: list[dt.date] = field(default_factory=list)
+    failures: list[MaintenanceFailure] = field(default_factory=list)
 
 
 def _num(expr: str) -> str:
@@ -114,9 +137,9 @@ _HOURLY_SELECT = f"""
 SELECT date_trunc('hour', ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' AS bucket,
        coalesce(agent, '') AS agent, type, {_KEY} AS key,
        count(*),
-       sum(CASE WHEN {_LLM} THEN {_tok("payload->'input_tokens'")} ELSE 0 END)::bigint,
-       sum(CASE WHEN {_LLM} THEN {_tok("payload->'output_tokens'")} ELSE 0 END)::bigint,
-       sum(CASE WHEN {_LLM} THEN {_tok("payload->'cached_tokens'")} ELSE 0 END)::bigint,
+       sum(CASE WHEN {_LLM} THEN {_tok("payload->'input_tokens'")} ELSE 0 END)::numeric,
+       sum(CASE WHEN {_LLM} THEN {_tok("payload->'output_tokens'")} ELSE 0 END)::numeric,
+       sum(CASE WHEN {_LLM} THEN {_tok("payload->'cached_tokens'")} ELSE 0 END)::numeric,
        coalesce(sum({_COST}), 0)::double precision,
        count(*) FILTER (WHERE ({_COST}) IS NULL),
        count(*) FILTER (WHERE {_FAILED} OR type IN ('task_failed','agent_failed')),
@@ -159,7 +182,7 @@ async def rollup_day(conn: Any, schema: str, day: dt.date, *, additive: bool = F
         hi,
     )
     sums = ", ".join(
-        f"sum({c.strip()})::{'bigint' if 'cost' not in c and 'latency_ms' not in c else 'float8'}"
+        f"sum({c.strip()})::{'numeric' if c.strip() in AGG_COUNTS else 'float8'}"
         for c in _MEASURES.split(",")
     )
     await conn.execute(
@@ -177,10 +200,53 @@ async def rollup_day(conn: Any, schema: str, day: dt.date, *, additive: bool = F
     )
 
 
+def _err(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+async def _record(conn: Any, s: str, step: str, target: str, error: str | None) -> None:
+    """A step's outcome in ``maintenance_status``: a failure upserted (counted), a success
+    clears the step's row."""
+    if error is None:
+        await conn.execute(
+            f"DELETE FROM {s}.maintenance_status WHERE step = $1 AND target = $2", step, target
+        )
+    else:
+        await conn.execute(
+            f"INSERT INTO {s}.maintenance_status (step, target, ok, error, at, failures) "
+            "VALUES ($1, $2, false, $3, now(), 1) ON CONFLICT (step, target) DO UPDATE SET "
+            "ok = false, error = EXCLUDED.error, at = now(), "
+            "failures = maintenance_status.failures + 1",
+            step,
+            target,
+            error,
+        )
+
+
+async def _step(
+    conn: Any, s: str, res: MaintenanceResult, step: str, day: dt.date, work: Any
+) -> bool:
+    """Run one isolated step (``work()`` opens its own transaction); a failure is rolled
+    back, recorded and collected instead of ending the run. A lost connection still ends it
+    (every later step would fail the same way)."""
+    target = day.isoformat()
+    try:
+        await work()
+    except Exception as exc:
+        if conn.is_closed():
+            raise
+        res.failures.append(MaintenanceFailure(step, target, _err(exc)))
+        await _record(conn, s, step, target, _err(exc))
+        return False
+    await _record(conn, s, step, target, None)
+    return True
+
+
 async def maintain(
     conn: Any, schema: str, *, now: float, policy: RetentionPolicy | None = None
 ) -> MaintenanceResult | None:
-    """Roll up, then drop expired partitions. ``None`` if another sink is doing it."""
+    """Roll up, then drop expired partitions. ``None`` if another sink is doing it.
+    Failing steps are in the result's ``failures`` (and in ``maintenance_status``)."""
     policy = policy or RetentionPolicy()
     s = qident(schema)
     key = _lock_key(schema)
@@ -199,23 +265,58 @@ async def maintain(
             expired = dt.datetime.combine(day, dt.time(), UTC) + DAY <= detail_cut
             if not (expired or day >= today - DAY or day not in rolled):
                 continue
-            async with conn.transaction():
-                if expired:  # no insert may slip in between its final rollup and the drop
-                    await conn.execute(f"LOCK TABLE {s}.{qident(name)} IN ACCESS EXCLUSIVE MODE")
-                await rollup_day(conn, schema, day, additive=day in finalized)
+
+            async def roll(day: dt.date = day, name: str = name, expired: bool = expired) -> None:
+                async with conn.transaction():
+                    if expired:  # no insert may slip in between its final rollup and the drop
+                        await conn.execute(
+                            f"LOCK TABLE {s}.{qident(name)} IN ACCESS EXCLUSIVE MODE"
+                        )
+                    await rollup_day(conn, schema, day, additive=day in finalized)
+                    if expired:
+                        await conn.execute(f"DROP TABLE {s}.{qident(name)}")
+                        await conn.execute(
+                            f"UPDATE {s}.rollup_state SET finalized = true WHERE day = $1", day
+                        )
+
+            if await _step(conn, s, res, "rollup", day, roll):
+                res.rolled_days.append(day)
                 if expired:
-                    await conn.execute(f"DROP TABLE {s}.{qident(name)}")
-                    await conn.execute(
-                        f"UPDATE {s}.rollup_state SET finalized = true WHERE day = $1", day
-                    )
                     res.dropped_events.append(day)
-            res.rolled_days.append(day)
         for table in ("agg_hourly", "agg_daily"):
             for day, name in sorted((await list_partitions(conn, schema, table)).items()):
-                if dt.datetime.combine(day, dt.time(), UTC) + DAY <= agg_cut:
-                    await conn.execute(f"DROP TABLE {s}.{qident(name)}")
-                    if table == "agg_daily":
-                        res.dropped_aggregates.append(day)
+                if dt.datetime.combine(day, dt.time(), UTC) + DAY > agg_cut:
+                    continue
+
+                async def drop(name: str = name) -> None:
+                    await conn.execute(f"DROP TABLE IF EXISTS {s}.{qident(name)}")
+
+                if await _step(conn, s, res, f"drop_{table}", day, drop) and table == "agg_daily":
+                    res.dropped_aggregates.append(day)
+        summary = "; ".join(f"{f.step} {f.target}: {f.error}" for f in res.failures)
+        await conn.execute(
+            f"INSERT INTO {s}.maintenance_status (step, target, ok, error, at, failures) "
+            "VALUES ('run', '', $1, $2, now(), $3) ON CONFLICT (step, target) DO UPDATE SET "
+            "ok = EXCLUDED.ok, error = EXCLUDED.error, at = now(), failures = EXCLUDED.failures",
+            not res.failures,
+            summary[:2000],
+            len(res.failures),
+        )
         return res
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+async def read_status(conn: Any, schema: str) -> list[dict[str, Any]]:
+    """``maintenance_status`` rows (the ``run`` row first, then failing steps by day);
+    empty when the schema or the table does not exist yet."""
+    exists = await conn.fetchval(
+        "SELECT to_regclass($1) IS NOT NULL", f"{qident(schema)}.maintenance_status"
+    )
+    if not exists:
+        return []
+    rows = await conn.fetch(
+        "SELECT step, target, ok, error, extract(epoch FROM at)::float8 AS at, failures "
+        f"FROM {qident(schema)}.maintenance_status ORDER BY step <> 'run', target, step"
+    )
+    return [dict(r) for r in rows]

@@ -7,6 +7,9 @@ Layout (one PostgreSQL schema, ``auren`` by default, so tests and tenants can us
   (``events_pYYYYMMDD``). The primary key ``(sid, ts)`` makes inserts idempotent on the stream
   id: ``ts`` is part of the immutable entry, so a redelivered entry always collides.
 * ``agg_hourly`` / ``agg_daily`` - rollups by (bucket, agent, type, key), day partitions too.
+* ``maintenance_status(step, target, ok, error, at, failures)`` - the last maintenance run
+  (step ``run``) and every rollup or drop that failed (see :mod:`.retention`), read by
+  ``auren doctor``.
 * ``dead_letter`` - entries that could not be stored (undecodable, out-of-range time, bytes
   PostgreSQL refuses), keyed by stream id, so they are acknowledged and never block the group.
 
@@ -24,12 +27,14 @@ import zlib
 from typing import Any, Final
 
 __all__ = [
+    "AGG_COUNTS",
     "MIGRATIONS",
     "PARTITIONED",
     "day_of",
     "ensure_partitions",
     "ensure_schema",
     "list_partitions",
+    "maintenance_key",
     "qident",
     "validate_schema_name",
 ]
@@ -37,6 +42,11 @@ __all__ = [
 UTC = dt.UTC
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 PARTITIONED: Final = ("events", "agg_hourly", "agg_daily")
+
+# rollup counts: numeric since migration 3 (sums of many bigints can exceed bigint)
+AGG_COUNTS: Final = (
+    "events", "input_tokens", "output_tokens", "cached_tokens", "unpriced", "errors", "latency_n",
+)  # fmt: skip
 
 _AGG_COLUMNS = """
     bucket timestamptz NOT NULL,
@@ -90,7 +100,31 @@ MIGRATIONS: Final[list[list[str]]] = [
         "ALTER TABLE {s}.rollup_state ADD COLUMN IF NOT EXISTS finalized boolean "
         "NOT NULL DEFAULT false",
     ],
+    [  # 3: rollup sums are numeric (a day's token sum can exceed bigint); maintenance status
+        *(
+            f"ALTER TABLE {{s}}.{t} "
+            + ", ".join(f"ALTER COLUMN {c} TYPE numeric" for c in AGG_COUNTS)
+            for t in ("agg_hourly", "agg_daily")
+        ),
+        """CREATE TABLE IF NOT EXISTS {s}.maintenance_status (
+            step text NOT NULL,
+            target text NOT NULL,
+            ok boolean NOT NULL,
+            error text NOT NULL DEFAULT '',
+            at timestamptz NOT NULL DEFAULT now(),
+            failures integer NOT NULL DEFAULT 0,
+            PRIMARY KEY (step, target)
+        )""",
+    ],
 ]
+
+
+def maintenance_key(stream: str) -> str:
+    """The Redis hash where ``auren persist`` publishes the latest maintenance outcome for
+    ``stream`` (read by serve-ws's ``/metrics`` and ``auren doctor``): ``last_run``,
+    ``last_ok`` (unix s), ``failing`` (steps that failed in the latest run; 1 when the run
+    itself failed), ``failures_total``, ``last_error``, ``schema``, ``consumer``."""
+    return f"{stream}:persist:maintenance"
 
 
 def validate_schema_name(name: str) -> str:

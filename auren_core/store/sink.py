@@ -28,15 +28,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
+from redis.typing import EncodableT, FieldT
 
 from ..events import Event, Malformed
 from ..streams.backoff import reconnect_backoff
 from ..streams.entries import decode_entry, entry_id
-from .retention import RetentionPolicy, maintain
-from .schema import ensure_schema
+from .retention import MaintenanceResult, RetentionPolicy, maintain
+from .schema import ensure_schema, maintenance_key
 from .writer import Writer
 
-__all__ = ["Sink", "SinkStats"]
+__all__ = ["Sink", "SinkStats", "maintenance_key"]
 
 log = logging.getLogger("auren.persist")
 
@@ -52,6 +53,8 @@ class SinkStats:
     retries: int = 0
     trimmed: int = 0  # delivered ids whose entry was trimmed from the stream before storage
     maintenance_runs: int = 0
+    maintenance_failures: int = 0  # failed steps (and failed runs) since start
+    maintenance_failing: int = 0  # steps that failed in the latest run (1: the run itself)
     pg_up: bool = False
     redis_up: bool = False
     last_error: str = ""
@@ -236,7 +239,7 @@ class Sink:
                 if self._stop.is_set():
                     return
 
-    async def _maintain(self) -> None:
+    async def _maintain(self) -> MaintenanceResult | None:
         import asyncpg
 
         conn = await asyncpg.connect(self.pg_dsn, timeout=5.0)
@@ -245,8 +248,37 @@ class Sink:
             res = await maintain(conn, self.schema, now=self.clock(), policy=self.policy)
             if res is not None and (res.dropped_events or res.dropped_aggregates):
                 log.info("retention: %s", res)
+            return res
         finally:
             await conn.close()
+
+    @property
+    def status_key(self) -> str:
+        """The Redis hash where each maintenance run's outcome is published (serve-ws's
+        ``/metrics`` and ``auren doctor`` read it: :func:`maintenance_key`)."""
+        return maintenance_key(self.stream)
+
+    async def _publish_status(self, failing: int, error: str) -> None:
+        """The outcome of one maintenance run in Redis (best effort: Redis may be down)."""
+        now = self.clock()
+        fields: dict[FieldT, EncodableT] = {
+            "last_run": now,
+            "failing": failing,
+            "last_error": error[:1000],
+            "schema": self.schema,
+            "consumer": self.consumer,
+        }
+        if not failing:
+            fields["last_ok"] = now
+        try:
+            r = await self._r()
+            async with r.pipeline(transaction=True) as p:
+                p.hset(self.status_key, mapping=fields)
+                if failing:
+                    p.hincrby(self.status_key, "failures_total", failing)
+                await p.execute()
+        except Exception as exc:
+            log.debug("maintenance status not published: %s", exc)
 
     # ------------------------------------------------------------------ main loop
     async def run(self) -> None:
@@ -300,11 +332,25 @@ class Sink:
 
     async def _maintain_logged(self) -> None:
         try:
-            await self._maintain()
-            self.stats.maintenance_runs += 1
+            res = await self._maintain()
         except Exception as exc:  # retention is retried next interval
-            self.stats.last_error = f"maintenance: {exc}"[:300]
+            self.stats.last_error = f"maintenance: {type(exc).__name__}: {exc}"[:300]
+            self.stats.maintenance_failures += 1
+            self.stats.maintenance_failing = 1
             log.warning("maintenance failed: %s", exc)
+            await self._publish_status(1, f"run: {type(exc).__name__}: {exc}")
+            return
+        self.stats.maintenance_runs += 1
+        if res is None:  # another sink holds the maintenance lock: it reports
+            return
+        failing = len(res.failures)
+        error = "; ".join(f"{f.step} {f.target}: {f.error}" for f in res.failures)
+        self.stats.maintenance_failing = failing
+        if failing:
+            self.stats.maintenance_failures += failing
+            self.stats.last_error = f"maintenance: {error}"[:300]
+            log.warning("maintenance: %d step(s) failed: %s", failing, error)
+        await self._publish_status(failing, error)
 
     async def close(self) -> None:
         if self._maint_task is not None and not self._maint_task.done():

@@ -7,9 +7,9 @@ primary key refuses it, and the batch goes through a temporary staging table and
 becomes a second row, and the common case costs no more than a plain COPY.
 
 Entries that cannot be stored go to ``dead_letter``: undecodable ones (:class:`Malformed`),
-times outside a sane range, and rows PostgreSQL refuses (a NUL character in a string, say) -
-found by retrying that batch row by row under savepoints, so one bad entry never blocks the
-others.
+times outside the range of :func:`auren_core.rules.timestamp_problem`, and rows PostgreSQL
+refuses (a NUL character in a string, say) - found by retrying that batch row by row under
+savepoints, so one bad entry never blocks the others.
 
 Connection-level failures are *not* handled here: they propagate, the caller retries the
 whole batch later and acknowledges nothing meanwhile.
@@ -20,7 +20,6 @@ whole batch later and acknowledges nothing meanwhile.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from .. import rules
 from ..events import Event, Malformed, encode
 from .schema import day_of, ensure_partitions, qident
 
@@ -36,8 +36,6 @@ __all__ = ["EVENT_COLUMNS", "WriteResult", "Writer", "event_row", "is_data_error
 
 UTC = dt.UTC
 EVENT_COLUMNS = ("sid", "ts", "event_id", "type", "agent", "run", "seq", "parent", "payload")
-MIN_TS = dt.datetime(2000, 1, 1, tzinfo=UTC).timestamp()
-FUTURE_SLACK_S = 2 * 86400.0
 _enc = msgspec.json.Encoder()
 
 Row = tuple[str, dt.datetime, str, str, str | None, str | None, int | None, str | None, str]
@@ -62,8 +60,9 @@ def is_data_error(exc: BaseException) -> bool:
 def event_row(ev: Event, now: float) -> Row | str:
     """The ``events`` row for ``ev``, or the reason it cannot be stored."""
     ts = ev.ts
-    if not math.isfinite(ts) or ts < MIN_TS or ts > now + FUTURE_SLACK_S:
-        return f"timestamp out of range: {ts!r}"
+    problem = rules.timestamp_problem(ts, now)
+    if problem is not None:
+        return problem
     seq = ev.seq if isinstance(ev.seq, int) else None
     if seq is not None and not -(2**63) <= seq < 2**63:
         return "seq out of range"

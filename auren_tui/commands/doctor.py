@@ -11,6 +11,9 @@ def command(
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name (else AUREN_STREAM).")] = None,
     pg_dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (else AUREN_PG_DSN).")] = None,
+    schema: Annotated[
+        str, typer.Option(help="PostgreSQL schema of the event store (as `auren persist`).")
+    ] = "auren",
     json_output: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
 ) -> None:
     """Check each backend, the stream's length and lag, publisher drops; print what to fix."""
@@ -18,9 +21,14 @@ def command(
 
     from auren_core.config import load_settings
     from auren_core.doctor import run_checks
+    from auren_core.store.schema import validate_schema_name
 
     settings = load_settings(redis_url=redis_url, stream=stream, pg_dsn=pg_dsn)
-    checks = run_checks(settings)
+    try:
+        validate_schema_name(schema)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--schema") from None
+    checks = run_checks(settings, schema)
     failed = [c for c in checks if not c.ok and c.critical]
     if json_output:
         rows = [

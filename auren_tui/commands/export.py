@@ -86,6 +86,29 @@ def _from_pg(
     return asyncio.run(go())
 
 
+def _goes_to_terminal(output: str | None) -> bool:
+    """Whether the export is written to a terminal (stdout or a path such as /dev/tty)."""
+    import os
+    import stat
+    import sys
+
+    if output is None or output == "-":
+        try:
+            return os.isatty(sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            return sys.stdout.isatty()
+    try:
+        if not stat.S_ISCHR(os.stat(output).st_mode):
+            return False
+        fd = os.open(output, os.O_WRONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.isatty(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_output(path: str, data: bytes) -> None:
     """Regular files are replaced atomically (a reader never sees half a report); anything
     else (``/dev/null``, a FIFO, ``/dev/stdout``) is written in place, never replaced."""
@@ -274,7 +297,7 @@ def command(
         if csv_dir is not None:  # CSV, one file per report
             _write_csv_files(csv_dir, tables)
             return
-        data = render(tables, fmt)
+        data = render(tables, fmt, terminal=_goes_to_terminal(output))  # no escape reaches a tty
     except ConfigError:
         raise
     except Exception as exc:  # unreachable server mid-read: one line, not a traceback

@@ -78,7 +78,8 @@ def command(
             print(
                 f"{time.strftime('%H:%M:%S')} read={st.read} stored={st.inserted} "
                 f"dup={st.duplicates} dead={st.dead} acked={st.acked} claimed={st.claimed} "
-                f"retries={st.retries} pg={'up' if st.pg_up else 'down'}",
+                f"retries={st.retries} pg={'up' if st.pg_up else 'down'} "
+                f"maintenance_failing={st.maintenance_failing}",
                 file=sys.stderr,
                 flush=True,
             )

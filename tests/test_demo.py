@@ -8,8 +8,10 @@ process finds the same embedded Valkey and shows the crew's activity.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +25,12 @@ AUREN = [sys.executable, "-m", "auren_tui"]
 
 
 @pytest.fixture
-def fresh_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def fresh_env() -> Iterator[dict[str, str]]:
+    # Not pytest's tmp_path: as root, the embedded PostgreSQL runs as another user, which
+    # must traverse every parent directory, and pytest resets its own base to 0700 whenever
+    # another pytest session starts on the machine.
+    tmp_path = Path(tempfile.mkdtemp(prefix="auren-demo-test-"))
+    tmp_path.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUREN_")}
     env.update(
         HOME=str(tmp_path / "home"),
@@ -32,8 +39,11 @@ def fresh_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         AUREN_CONFIG=str(tmp_path / "none.toml"),
     )
     env.pop("CREWAI_TESTING", None)  # the demo must not hang on CrewAI's first-run prompt
-    yield env
-    stop_embedded(load_settings(data_dir=str(tmp_path / "data" / "auren")))
+    try:
+        yield env
+    finally:
+        stop_embedded(load_settings(data_dir=str(tmp_path / "data" / "auren")))
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @pytest.mark.slow

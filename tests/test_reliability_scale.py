@@ -226,6 +226,8 @@ async def test_10k_agents_keypress_to_frame_and_filter() -> None:
         assert opened < 0.5
         assert not app.paused and app.screen is not None and box.value == "dasp"
         assert table.sort_key == sort_before  # "s" did not run as the sort shortcut
+        await pilot.press("slash", "x")  # in the filter, "/" is text like any other key
+        assert box.value == "dasp/x" and box.has_focus
 
 
 # --------------------------------------------------------------------------- worker death

@@ -119,7 +119,7 @@ def test_bad_redis_url_names_the_value(tmp_path: Path, value: str, shown: str) -
 def test_csv_report_all_writes_one_file_per_report(redis_url: str, stream: str,
                                                    tmp_path: Path) -> None:  # fmt: skip
     from auren_core.events import encode, make_event
-    from auren_core.export import REPORTS, build_reports, render
+    from auren_core.export import ALL, build_reports, render
 
     r = redis.Redis.from_url(redis_url)
     events = [
@@ -139,7 +139,7 @@ def test_csv_report_all_writes_one_file_per_report(redis_url: str, stream: str,
     out = tmp_path / "reports"
     p = auren("--format", "csv", "--report", "all", "-o", str(out))
     assert p.returncode == 0, p.stderr
-    assert sorted(f.name for f in out.iterdir()) == sorted(f"{n}.csv" for n in REPORTS)
+    assert sorted(f.name for f in out.iterdir()) == sorted(f"{n}.csv" for n in ALL)
     tables = build_reports(events, ["all"])
     for name, rows in tables.items():
         body = (out / f"{name}.csv").read_bytes()
@@ -153,7 +153,7 @@ def test_csv_report_all_writes_one_file_per_report(redis_url: str, stream: str,
     assert not (tmp_path / "all.csv").exists()
     # json and jsonl keep every report in one document
     js = auren("--format", "json", "--report", "all")
-    assert js.returncode == 0 and set(__import__("json").loads(js.stdout)) == set(REPORTS)
+    assert js.returncode == 0 and set(__import__("json").loads(js.stdout)) == set(ALL)
     jl = auren("--format", "jsonl", "--report", "all")
     assert jl.returncode == 0 and jl.stdout.count(b"\n") > 0
     one = auren("--format", "csv", "--report", "tokens")

@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 
 from auren_core import rules
 from auren_core.events import Event, Malformed, decode, encode, make_event
-from auren_core.export import REPORTS, build_reports, csv_text, neutralise, render
+from auren_core.export import ALL, build_reports, csv_text, neutralise, render
 from auren_tui.sanitize import clean, is_clean
 
 AUREN = [sys.executable, "-m", "auren_tui"]
@@ -194,7 +194,7 @@ def test_auren_export_from_a_hostile_stream_exits_0_with_only_good_rows(
             rows = list(csv.DictReader(io.StringIO(proc.stdout.decode())))
         else:
             rows = json.loads(proc.stdout)["tokens"]
-            assert set(json.loads(proc.stdout)) == set(REPORTS)
+            assert set(json.loads(proc.stdout)) == set(ALL)
         assert sum(int(r["input_tokens"]) for r in rows) == good
         assert {r["day"] for r in rows} == {time.strftime("%Y-%m-%d", time.gmtime(NOW))}
 
@@ -218,8 +218,8 @@ async def test_http_export_answers_200_for_a_window_holding_hostile_entries(
         assert sum(r["input_tokens"] for r in json.loads(body)["tokens"]) == good
         _, _, metrics = await aget(srv.port, "/metrics")
         # the live reader counted every hostile entry as malformed and kept reading
-        assert b"auren_ws_reader_connected 1" in metrics
-        assert b"auren_ws_malformed_total 25\n" in metrics
+        assert b"auren_ws_reader_connected 1.0" in metrics
+        assert b"auren_ws_malformed_total 25.0\n" in metrics
         assert srv.live_state()["totals"]["input_tokens"] == good
 
 

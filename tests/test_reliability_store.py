@@ -292,16 +292,27 @@ async def test_maintenance_failures_reach_redis_doctor_and_metrics(
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 body = (await aget(srv.port, "/metrics"))[2].decode()
-                if "auren_persist_maintenance_failing 2" in body:
+                if _sample(body, "auren_persist_maintenance_failing") == 2:
                     break
                 await asyncio.sleep(0.2)
-        assert "auren_persist_maintenance_failing 2" in body
-        assert "auren_persist_maintenance_failures_total 2" in body
-        assert f"auren_persist_maintenance_last_run_timestamp_seconds {NOW}" in body
-        assert "auren_persist_maintenance_last_success_timestamp_seconds 0.0" in body
+        assert _sample(body, "auren_persist_maintenance_failing") == 2
+        assert _sample(body, "auren_persist_maintenance_failures_total") == 2
+        assert _sample(body, "auren_persist_maintenance_last_run_timestamp_seconds") == NOW
+        assert _sample(body, "auren_persist_maintenance_last_success_timestamp_seconds") == 0
     finally:
         r.delete(key)
         r.close()
+
+
+def _sample(body: str, name: str) -> float | None:
+    """The value of the unlabelled sample ``name`` in a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for fam in text_string_to_metric_families(body):
+        for smp in fam.samples:
+            if smp.name == name and not smp.labels:
+                return float(smp.value)
+    return None
 
 
 async def test_metrics_show_no_maintenance_seen_by_default(redis_url: str, stream: str) -> None:
@@ -309,4 +320,4 @@ async def test_metrics_show_no_maintenance_seen_by_default(redis_url: str, strea
 
     async with running(redis_url, stream) as srv:
         body = (await aget(srv.port, "/metrics"))[2].decode()
-    assert "auren_persist_maintenance_failing -1" in body
+    assert _sample(body, "auren_persist_maintenance_failing") == -1

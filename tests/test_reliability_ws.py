@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -47,7 +48,9 @@ def _token(ring: KeyRing, redis_url: str, **kw: Any) -> tuple[str, str]:
     return pair.access, pair.family
 
 
-async def _open(port: int, token: str | None, **sub: Any) -> tuple[ClientConnection, dict[str, Any]]:
+async def _open(
+    port: int, token: str | None, **sub: Any
+) -> tuple[ClientConnection, dict[str, Any]]:
     ws = await connect(f"ws://127.0.0.1:{port}/ws", max_size=None, open_timeout=60)
     if token is not None:
         await ws.send(json.dumps({"type": "auth", "token": token}))
@@ -194,9 +197,7 @@ async def test_session_closed_when_its_token_expires(
     try:
         doc = json.loads(_cli_token(redis_url, key_file, "--access-ttl", "2s").stdout)
         token = doc["access_token"]
-        exp = json.loads(
-            __import__("base64").urlsafe_b64decode(token.split(".")[1] + "==")
-        )["exp"]
+        exp = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["exp"]
         ws, first = await _open(ports[0], token)
         assert first["type"] == "snapshot"
         frames, closed_at = await _until_closed(ws, 15)

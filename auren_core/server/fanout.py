@@ -35,13 +35,14 @@ from .protocol import (
     CLOSE_SLOW_CONSUMER,
     Subscription,
     encode_event,
+    error_frame,
     events_frame,
     events_frame_all,
     id_after,
     select,
 )
 
-__all__ = ["Client", "Hub", "ReducerLike"]
+__all__ = ["Client", "Hub", "ReducerLike", "close_with_error"]
 
 log = logging.getLogger("auren.server")
 
@@ -136,6 +137,21 @@ class Client:
             self.on_cut(self)
         self._closing = asyncio.create_task(self._close(CLOSE_SLOW_CONSUMER, reason))
 
+    def end(self, code: int, reason: str) -> None:
+        """End the session (its token expired or was revoked): nothing more is sent but an
+        error frame and the close; queued frames are discarded (not counted as drops)."""
+        if self.dead:
+            return
+        self.dead = True
+        self.metrics.queued_frames -= len(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        if self._sender is not None:
+            self._sender.cancel()
+        if self.on_cut is not None:
+            self.on_cut(self)
+        self._closing = asyncio.create_task(close_with_error(self.ws, code, reason))
+
     async def _close(self, code: int, reason: str) -> None:
         try:
             await asyncio.wait_for(self.ws.close(code, reason), 2.0)
@@ -174,6 +190,16 @@ class Client:
         """Wait until everything queued has been written (tests and shutdown)."""
         while self.queue and not self.dead:
             await asyncio.sleep(0.005)
+
+
+async def close_with_error(ws: ServerConnection, code: int, reason: str) -> None:
+    """``{"type":"error",...}`` then the close frame; the socket is dropped after 2 s."""
+    try:
+        await asyncio.wait_for(ws.send(error_frame(code, reason), text=True), 2.0)
+        await asyncio.wait_for(ws.close(code, reason), 2.0)
+    except (TimeoutError, ConnectionClosed, OSError):
+        if ws.transport is not None:
+            ws.transport.abort()
 
 
 def _peer(ws: ServerConnection) -> str:

@@ -55,6 +55,11 @@ class Metrics:
     rejected_full: int = 0
     rejected_rate: int = 0
     protocol_errors: int = 0
+    bad_messages: int = 0  # closed 4400: malformed, nested, hostile or out-of-order messages
+    sessions_expired: int = 0  # closed 4401 "token expired" while open
+    sessions_revoked: int = 0  # closed 4401 "revoked" while open
+    stream_unavailable: int = 0  # closed 1013: Redis unreachable or no pool connection in time
+    internal_errors: int = 0  # closed 1011 by an unexpected server error (a bug)
     lag: int = 0  # entries between the reader and the stream head, when known
     reader_connected: bool = False
     clients: int = 0
@@ -116,6 +121,36 @@ class Metrics:
                 "counter",
                 "connections closed for bad messages",
                 self.protocol_errors,
+            ),
+            (
+                "auren_ws_bad_messages_total",
+                "counter",
+                "connections closed 4400: malformed, nested or hostile messages",
+                self.bad_messages,
+            ),
+            (
+                "auren_ws_sessions_expired_total",
+                "counter",
+                "open sessions closed 4401: token expired",
+                self.sessions_expired,
+            ),
+            (
+                "auren_ws_sessions_revoked_total",
+                "counter",
+                "open sessions closed 4401: token family revoked",
+                self.sessions_revoked,
+            ),
+            (
+                "auren_ws_stream_unavailable_total",
+                "counter",
+                "connections closed 1013: Redis unavailable or busy",
+                self.stream_unavailable,
+            ),
+            (
+                "auren_ws_internal_errors_total",
+                "counter",
+                "connections closed 1011 by an unexpected server error",
+                self.internal_errors,
             ),
             (
                 "auren_ws_queued_frames",

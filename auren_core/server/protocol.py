@@ -126,10 +126,13 @@ def parse_since(value: Any) -> str:
 
 
 def parse_message(raw: str | bytes) -> dict[str, Any]:
+    """The client message as a dict; hostile input of any kind is a 4400 ProtocolError."""
     try:
         doc = _decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError):
         raise ProtocolError(CLOSE_BAD_REQUEST, "message is not a JSON object") from None
+    except RecursionError:  # msgspec refuses depth beyond the interpreter's limit
+        raise ProtocolError(CLOSE_BAD_REQUEST, "message nested too deeply") from None
     if not isinstance(doc.get("type"), str):
         raise ProtocolError(CLOSE_BAD_REQUEST, "message has no string 'type'")
     return doc
@@ -147,6 +150,15 @@ class Session:
             self.phase = Phase.SUBSCRIBE
 
     def receive(self, raw: str | bytes) -> Action:
+        """The action for one client message; any failure is a :class:`ProtocolError`."""
+        try:
+            return self._receive(raw)
+        except ProtocolError:
+            raise
+        except Exception:  # a message nobody anticipated: still the client's mistake
+            raise ProtocolError(CLOSE_BAD_REQUEST, "bad message") from None
+
+    def _receive(self, raw: str | bytes) -> Action:
         doc = parse_message(raw)
         kind = doc["type"]
         if self.phase is Phase.AUTH:

@@ -95,6 +95,7 @@ class ServerConfig:
     redis_pool_timeout: float = 30.0  # ... a caller waits this long for one, then 1013
     revocation_poll_s: float = 5.0  # open sessions' families re-checked (pub/sub is first)
     auth_prefix: str = AUTH_PREFIX
+    recent_events: int = 20_000  # the latest events kept for catch-up from memory
 
 
 class Server:
@@ -102,7 +103,7 @@ class Server:
         self.config = config
         self.metrics = Metrics()
         self.reducer = self.new_reducer(config.window_s)
-        self.hub = Hub(self.metrics, self.reducer)
+        self.hub = Hub(self.metrics, self.reducer, config.recent_events)
         self.routes = Routes(self)
         self.limiter = RateLimiter(config.conn_rate, config.conn_burst)
         self.keyring: KeyRing | None = None
@@ -122,9 +123,9 @@ class Server:
         self._snapshot: tuple[float, bytes] | None = None
         self._revocation_task: asyncio.Task[None] | None = None
         self.sessions = SessionRegistry(self.metrics, close_with_error, time.time)
-        self._ranges: SingleFlight[tuple[str, str], tuple[list[Any], str] | None]
-        self._ranges = SingleFlight()
-        self._families = KeyBatcher(self._mget)
+        self.backlog_reads: SingleFlight[tuple[str, str], tuple[list[Any], str] | None]
+        self.backlog_reads = SingleFlight()
+        self.family_checks = KeyBatcher(self._mget)
 
     def new_reducer(self, window_s: float) -> Any:
         from ..state import make_reducer
@@ -243,7 +244,7 @@ class Server:
             raise AuthError(REASON_EXPIRED)
         fam = claims.get("fam")
         if isinstance(fam, str):
-            state = await self._families.get(family_key(fam, self.config.auth_prefix))
+            state = await self.family_checks.get(family_key(fam, self.config.auth_prefix))
             if state == b"revoked":
                 raise AuthError("token family revoked")
         return claims
@@ -360,14 +361,25 @@ class Server:
                 return None
             return decode_entries(entries), entry_id(entries[-1][0])
 
-        return await self._ranges.do((after, upto), read)
+        return await self.backlog_reads.do((after, upto), read)
 
     async def _catch_up(self, client: Client) -> None:
-        """Send what the stream holds after the client's cursor, then join the live set."""
+        """Send what the stream holds after the client's cursor, then join the live set.
+
+        From the hub's recent events when the cursor is recent enough (no Redis read),
+        else from Redis (``XRANGE``, shared between clients) until it is."""
         assert self.aredis is not None
-        while not self.hub.join(client):
+        while not client.dead and not self.hub.join(client):
             target = self.hub.last_id
             assert target is not None
+            held = self.hub.recent.after(client.cursor, client.sub, target)
+            if held is not None:  # recent enough: from memory, no Redis read
+                encoded, last = held
+                if encoded:
+                    await client.wait_room()
+                    client.enqueue(events_frame(encoded, last), len(encoded))
+                client.cursor = last
+                continue
             got = await self._backlog(client.cursor, target)
             if client.dead:
                 return

@@ -19,6 +19,7 @@ references plus one socket buffer.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections import defaultdict, deque
@@ -42,7 +43,7 @@ from .protocol import (
     select,
 )
 
-__all__ = ["Client", "Hub", "ReducerLike", "close_with_error"]
+__all__ = ["Client", "Hub", "Recent", "ReducerLike", "close_with_error"]
 
 log = logging.getLogger("auren.server")
 
@@ -209,12 +210,81 @@ def _peer(ws: ServerConnection) -> str:
         return "?"
 
 
+def _id_key(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Recent:
+    """The last ``size`` events the hub published, in stream order, encodings cached.
+
+    Every event from the oldest one held up to the hub's ``last_id`` is here (the hub sees
+    the stream in order), so a client whose cursor is at or after the oldest held id
+    catches up from memory: no Redis read at all (a reconnect storm resumes from the last
+    few seconds of the stream). Older cursors are read from Redis until they get here.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: list[tuple[int, int]] = []
+        self._events: list[Event] = []
+        self._encoded: list[bytes | None] = []
+        self._start = 0
+        self.served = 0  # catch-up pages served from memory
+
+    def __len__(self) -> int:
+        return len(self._events) - self._start
+
+    def add(self, items: list[Event | Malformed]) -> None:
+        if self.size <= 0:
+            return
+        for it in items:
+            if isinstance(it, Event) and it.stream_id:
+                self._keys.append(_id_key(it.stream_id))
+                self._events.append(it)
+                self._encoded.append(None)
+        excess = len(self) - self.size
+        if excess > 0:
+            self._start += excess
+        if self._start > max(self.size, 4096):  # compact now and then: amortised O(1)
+            del self._keys[: self._start], self._events[: self._start]
+            del self._encoded[: self._start]
+            self._start = 0
+
+    def covers(self, cursor: str) -> bool:
+        return len(self) > 0 and _id_key(cursor) >= self._keys[self._start]
+
+    def after(
+        self, cursor: str, sub: Subscription, last_id: str, limit: int = 1000
+    ) -> tuple[list[bytes], str] | None:
+        """Encoded events after ``cursor`` that ``sub`` wants (scanning at most ``limit``)
+        and the position they bring the client to; None when ``cursor`` is older than
+        what is held."""
+        if not self.covers(cursor):
+            return None
+        i = bisect.bisect_right(self._keys, _id_key(cursor), lo=self._start)
+        j = min(i + limit, len(self._events))
+        out: list[bytes] = []
+        for k in range(i, j):
+            ev = self._events[k]
+            if sub.matches(ev):
+                b = self._encoded[k]
+                if b is None:
+                    b = self._encoded[k] = encode_event(ev)
+                out.append(b)
+        self.served += 1
+        return out, (last_id if j == len(self._events) else self._events[j - 1].stream_id)
+
+
 class Hub:
     """Owns the live position (``last_id``) and the set of clients joined to it."""
 
-    def __init__(self, metrics: Metrics, reducer: ReducerLike | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, reducer: ReducerLike | None = None, recent: int = 20_000
+    ) -> None:
         self.metrics = metrics
         self.reducer = reducer
+        self.recent = Recent(recent)
         self.last_id: str | None = None
         self.ready = asyncio.Event()
         self.groups: dict[FilterKey, set[Client]] = defaultdict(set)
@@ -265,6 +335,7 @@ class Hub:
         if items and (self.groups or self.pending):
             self._fan_out(items, batch.last_id)  # latency first: the reducer can wait
         self.last_id = batch.last_id
+        self.recent.add(items)
         # same synchronous step: nobody can observe the fan-out before the reducer has it
         if self.reducer is not None and items:
             self.reducer.apply_batch(items, last_id=batch.last_id)

@@ -24,12 +24,14 @@ V = TypeVar("V")
 class SingleFlight(Generic[K, V]):
     def __init__(self) -> None:
         self._flights: dict[K, asyncio.Future[V]] = {}
+        self.reads = 0  # reads started
         self.shared = 0  # calls served by a read another call started
 
     async def do(self, key: K, fn: Callable[[], Awaitable[V]]) -> V:
         fut = self._flights.get(key)
         if fut is None:
             fut = asyncio.ensure_future(fn())
+            self.reads += 1
             self._flights[key] = fut
             fut.add_done_callback(lambda _f, k=key: self._flights.pop(k, None))  # type: ignore[misc]
         else:

@@ -374,10 +374,10 @@ class Server:
             assert target is not None
             held = self.hub.recent.after(client.cursor, client.sub, target)
             if held is not None:  # recent enough: from memory, no Redis read
-                encoded, last = held
-                if encoded:
+                frame, n, last = held
+                if frame is not None:
                     await client.wait_room()
-                    client.enqueue(events_frame(encoded, last), len(encoded))
+                    client.enqueue(frame, n)
                 client.cursor = last
                 continue
             got = await self._backlog(client.cursor, target)

@@ -230,6 +230,7 @@ class Recent:
         self._events: list[Event] = []
         self._encoded: list[bytes | None] = []
         self._start = 0
+        self._frames: dict[tuple[int, int, FilterKey, str], tuple[bytes, int]] = {}
         self.served = 0  # catch-up pages served from memory
 
     def __len__(self) -> int:
@@ -238,6 +239,7 @@ class Recent:
     def add(self, items: list[Event | Malformed]) -> None:
         if self.size <= 0:
             return
+        self._frames.clear()  # positions move: frames are shared within one live step
         for it in items:
             if isinstance(it, Event) and it.stream_id:
                 self._keys.append(_id_key(it.stream_id))
@@ -256,14 +258,21 @@ class Recent:
 
     def after(
         self, cursor: str, sub: Subscription, last_id: str, limit: int = 1000
-    ) -> tuple[list[bytes], str] | None:
-        """Encoded events after ``cursor`` that ``sub`` wants (scanning at most ``limit``)
-        and the position they bring the client to; None when ``cursor`` is older than
-        what is held."""
+    ) -> tuple[bytes | None, int, str] | None:
+        """The events frame of what ``sub`` wants after ``cursor`` (scanning at most
+        ``limit`` events; None when nothing matches), its event count and the position it
+        brings the client to; None when ``cursor`` is older than what is held. Clients
+        resuming alike get the same frame bytes (one copy in memory, not one each)."""
         if not self.covers(cursor):
             return None
+        self.served += 1
         i = bisect.bisect_right(self._keys, _id_key(cursor), lo=self._start)
         j = min(i + limit, len(self._events))
+        last = last_id if j == len(self._events) else self._events[j - 1].stream_id
+        key = (i - self._start, j - self._start, sub.key, last)
+        cached = self._frames.get(key)
+        if cached is not None:
+            return cached[0], cached[1], last
         out: list[bytes] = []
         for k in range(i, j):
             ev = self._events[k]
@@ -272,8 +281,12 @@ class Recent:
                 if b is None:
                     b = self._encoded[k] = encode_event(ev)
                 out.append(b)
-        self.served += 1
-        return out, (last_id if j == len(self._events) else self._events[j - 1].stream_id)
+        if not out:
+            return None, 0, last
+        frame = events_frame(out, last)
+        if len(self._frames) < 1024:
+            self._frames[key] = (frame, len(out))
+        return frame, len(out), last
 
 
 class Hub:

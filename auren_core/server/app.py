@@ -325,8 +325,7 @@ class Server:
                 await ws.close(exc.code, exc.reason)
         except TimeoutError:
             self.metrics.bad_messages += 1
-            with contextlib.suppress(ConnectionClosed):
-                await ws.close(CLOSE_BAD_REQUEST, "timed out waiting for auth/subscribe")
+            await close_with_error(ws, CLOSE_BAD_REQUEST, "timed out waiting for auth/subscribe")
         except ConnectionClosed:
             pass
         except (RedisError, OSError) as exc:  # Redis down, or no pool connection in time

@@ -385,3 +385,28 @@ async def test_hostile_message_closed_4400_and_counted(
         ok, first = await _open(srv.port, access)
         assert first["type"] == "snapshot"
         await ok.close()
+
+
+async def test_revocation_after_a_redis_restart_still_closes_sessions(
+    private_redis: Any, tmp_path: Path
+) -> None:
+    """The revocation subscription survives a Redis outage: it resubscribes (and re-reads
+    the open families) once Redis is back, without waiting for the periodic poll."""
+    url, stream = private_redis.url, "auren:revoke-outage"
+    key_file = tmp_path / "keys.json"
+    ring = KeyRing.create(key_file)
+    async with running(
+        url, stream, auth="jwt", key_file=key_file, revocation_poll_s=3600, ping_interval=None
+    ) as srv:
+        access, fam = _token(ring, url)
+        ws, first = await _open(srv.port, access)
+        assert first["type"] == "snapshot"
+        private_redis.stop()
+        await asyncio.sleep(1.5)
+        private_redis.start()
+        store = RefreshStore(redis.Redis.from_url(url, decode_responses=True))
+        t0 = time.monotonic()
+        store.revoke(fam)
+        await _until_closed(ws, 10)
+        assert (ws.close_code, ws.close_reason) == (4401, "revoked")
+        assert time.monotonic() - t0 < 5.0

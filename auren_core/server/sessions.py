@@ -64,12 +64,10 @@ class SessionRegistry:
         self._close = close  # sends the error frame, then the close frame
         self._clock = clock  # wall clock (exp is wall-clock seconds)
         self.by_family: dict[str, set[Live]] = {}
-        self.count = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, live: Live) -> None:
         loop = asyncio.get_running_loop()
-        self.count += 1
         if live.fam is not None:
             self.by_family.setdefault(live.fam, set()).add(live)
         delay = live.exp - self._clock()
@@ -81,13 +79,10 @@ class SessionRegistry:
             live.timer = None
         if live.fam is not None:
             group = self.by_family.get(live.fam)
-            if group is not None and live in group:
+            if group is not None:
                 group.discard(live)
-                self.count -= 1
                 if not group:
                     del self.by_family[live.fam]
-        else:
-            self.count -= 1
 
     def families(self) -> list[str]:
         return list(self.by_family)

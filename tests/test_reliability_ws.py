@@ -288,13 +288,13 @@ async def test_revoke_family_closes_sessions_on_every_process(
         sessions = [(await _open(p, doc["access_token"]))[0] for p in ports]
         bystander, _ = await _open(ports[1], other["access_token"])
         await asyncio.sleep(0.5)
-        revoked_at = time.monotonic()
         await asyncio.to_thread(_cli_token, redis_url, key_file, "--revoke-family", doc["family"])
+        revoked_at = time.monotonic()  # the command has returned (it revoked before exiting)
         for ws in sessions:
             frames, closed_at = await _until_closed(ws, 10)
             assert (ws.close_code, ws.close_reason) == (4401, "revoked")
             assert frames[-1] == {"type": "error", "code": 4401, "reason": "revoked"}
-            assert closed_at - revoked_at < 1.0 + 0.5, closed_at - revoked_at
+            assert closed_at - revoked_at < 1.0, closed_at - revoked_at  # not the 5 s poll
         # the other family's session is untouched and still streaming
         frame = json.loads(await asyncio.wait_for(bystander.recv(), 5))
         assert frame["type"] == "events"
@@ -410,3 +410,42 @@ async def test_revocation_after_a_redis_restart_still_closes_sessions(
         await _until_closed(ws, 10)
         assert (ws.close_code, ws.close_reason) == (4401, "revoked")
         assert time.monotonic() - t0 < 5.0
+
+
+async def test_session_renewed_in_band_outlives_its_first_token(
+    redis_url: str, stream: str, key_file: Path
+) -> None:
+    """A client sends a fresh token on the open connection before exp: the session goes
+    on (no reconnect, no repeat, no gap); it then ends at the new token's exp. A renewal
+    for another subject, or with a bad token, closes it with 4401."""
+    ring = KeyRing.load(key_file)
+    async with running(redis_url, stream, auth="jwt", key_file=key_file) as srv:
+        first_tok, _ = _token(ring, redis_url, access_ttl=2)
+        ws, first = await _open(srv.port, first_tok)
+        assert first["type"] == "snapshot"
+        fresh, _ = _token(ring, redis_url, access_ttl=6)
+        await ws.send(json.dumps({"type": "auth", "token": fresh}))
+        sent: list[str] = []
+        got: list[str] = []
+        for i in range(30):  # 3 s of traffic: past the first token's exp
+            sent += publish(redis_url, stream, [llm("a", i)])
+            await asyncio.sleep(0.1)
+        while len(got) < len(sent):
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            got += [e["_sid"] for e in frame["events"]]
+        assert got == sent and ws.state.name == "OPEN"
+        assert srv.metrics.sessions_renewed == 1 and srv.metrics.sessions_expired == 0
+        await _until_closed(ws, 8)  # the renewed token's exp
+        assert (ws.close_code, ws.close_reason) == (4401, "token expired")
+        assert srv.metrics.sessions_expired == 1
+
+        for bad, reason in [
+            (issue_pair(ring, "someone-else")[0].access, "a renewal must keep the subject"),
+            ("not-a-token", "malformed token"),
+        ]:
+            tok, _ = _token(ring, redis_url)
+            ws, first = await _open(srv.port, tok)
+            assert first["type"] == "snapshot"
+            await ws.send(json.dumps({"type": "auth", "token": bad}))
+            await _until_closed(ws, 5)
+            assert ws.close_code == 4401 and reason in (ws.close_reason or ""), ws.close_reason

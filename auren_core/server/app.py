@@ -287,14 +287,7 @@ class Server:
                 raw = await asyncio.wait_for(ws.recv(), cfg.handshake_timeout)
                 action = session.receive(raw)
                 if isinstance(action, Authenticate):
-                    try:
-                        claims = await self.check_access(action.token)
-                    except AuthError as exc:
-                        self.metrics.rejected_auth += 1
-                        raise ProtocolError(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}") from None
-                    fam = claims.get("fam")
-                    live = Live(ws, fam if isinstance(fam, str) else None, float(claims["exp"]))
-                    self.sessions.add(live)  # ends it at exp, or when the family is revoked
+                    live = await self._authenticate(ws, live, action.token)
                     session.authenticated()
                 elif isinstance(action, Subscribe):
                     sub = action.subscription
@@ -314,8 +307,10 @@ class Server:
             client.start()
             client.enqueue(self.snapshot(), -1)
             await self._catch_up(client)
-            async for raw in ws:  # nothing more is expected: any message is an error
-                session.receive(raw)
+            async for raw in ws:  # only a renewing auth is expected; anything else: 4400
+                action = session.receive(raw)
+                if isinstance(action, Authenticate):
+                    live = await self._authenticate(ws, live, action.token)
         except ProtocolError as exc:
             self.metrics.protocol_errors += 1
             if exc.code == CLOSE_BAD_REQUEST:
@@ -345,6 +340,26 @@ class Server:
             if client is not None:
                 self.hub.leave(client)
                 await client.stop()
+
+    async def _authenticate(self, ws: ServerConnection, live: Live | None, token: str) -> Live:
+        """Check ``token``; register the session (first auth) or renew it (a later one)."""
+        try:
+            claims = await self.check_access(token)
+        except AuthError as exc:
+            self.metrics.rejected_auth += 1
+            raise ProtocolError(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}") from None
+        fam = claims.get("fam")
+        family = fam if isinstance(fam, str) else None
+        exp = float(claims["exp"])
+        if live is None:
+            live = Live(ws, str(claims["sub"]), family, exp)
+            self.sessions.add(live)  # ends it at exp, or when the family is revoked
+        elif str(claims["sub"]) != live.sub:
+            self.metrics.rejected_auth += 1
+            raise ProtocolError(CLOSE_UNAUTHORIZED, "unauthorized: a renewal must keep the subject")
+        else:
+            self.sessions.renew(live, family, exp)
+        return live
 
     async def _backlog(self, after: str, upto: str) -> tuple[list[Any], str] | None:
         """Decoded entries after ``after`` up to ``upto`` (at most 1000) and the last id, or

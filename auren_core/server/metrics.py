@@ -58,6 +58,7 @@ class Metrics:
     bad_messages: int = 0  # closed 4400: malformed, nested, hostile or out-of-order messages
     sessions_expired: int = 0  # closed 4401 "token expired" while open
     sessions_revoked: int = 0  # closed 4401 "revoked" while open
+    sessions_renewed: int = 0  # open sessions that authenticated again with a fresh token
     stream_unavailable: int = 0  # closed 1013: Redis unreachable or no pool connection in time
     internal_errors: int = 0  # closed 1011 by an unexpected server error (a bug)
     lag: int = 0  # entries between the reader and the stream head, when known
@@ -139,6 +140,12 @@ class Metrics:
                 "counter",
                 "open sessions closed 4401: token family revoked",
                 self.sessions_revoked,
+            ),
+            (
+                "auren_ws_sessions_renewed_total",
+                "counter",
+                "open sessions renewed with a fresh token",
+                self.sessions_renewed,
             ),
             (
                 "auren_ws_stream_unavailable_total",

@@ -142,6 +142,7 @@ class Session:
     """One client's protocol state: auth (optional) -> subscribe -> streaming."""
 
     def __init__(self, *, auth_required: bool) -> None:
+        self.auth_required = auth_required
         self.phase = Phase.AUTH if auth_required else Phase.SUBSCRIBE
         self.subscription: Subscription | None = None
 
@@ -161,15 +162,16 @@ class Session:
     def _receive(self, raw: str | bytes) -> Action:
         doc = parse_message(raw)
         kind = doc["type"]
-        if self.phase is Phase.AUTH:
-            if kind != "auth":
-                raise ProtocolError(CLOSE_UNAUTHORIZED, "authenticate first: {type: auth}")
+        if self.phase is Phase.AUTH and kind != "auth":
+            raise ProtocolError(CLOSE_UNAUTHORIZED, "authenticate first: {type: auth}")
+        if kind == "auth":
+            if not self.auth_required:
+                raise ProtocolError(CLOSE_BAD_REQUEST, "auth is off on this server")
+            # first, or later to renew the session with a fresh token (same subject)
             token = doc.get("token")
             if not isinstance(token, str) or not token or len(token) > 8192:
                 raise ProtocolError(CLOSE_UNAUTHORIZED, "auth needs a token string")
             return Authenticate(token)
-        if kind == "auth":
-            raise ProtocolError(CLOSE_BAD_REQUEST, "already authenticated")
         if kind != "subscribe":
             raise ProtocolError(CLOSE_BAD_REQUEST, f"unknown message type {kind[:40]!r}")
         if self.phase is Phase.STREAMING:

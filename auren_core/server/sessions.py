@@ -42,10 +42,11 @@ REASON_REVOKED = "revoked"
 class Live:
     """One authenticated connection: its token's family and expiry, and its client."""
 
-    __slots__ = ("client", "ended", "exp", "fam", "timer", "ws")
+    __slots__ = ("client", "ended", "exp", "fam", "sub", "timer", "ws")
 
-    def __init__(self, ws: ServerConnection, fam: str | None, exp: float) -> None:
+    def __init__(self, ws: ServerConnection, sub: str, fam: str | None, exp: float) -> None:
         self.ws = ws
+        self.sub = sub
         self.fam = fam
         self.exp = exp
         self.client: Client | None = None  # once subscribed
@@ -83,6 +84,15 @@ class SessionRegistry:
                 group.discard(live)
                 if not group:
                     del self.by_family[live.fam]
+
+    def renew(self, live: Live, fam: str | None, exp: float) -> None:
+        """The session goes on under a fresh token (its family and ``exp``)."""
+        if live.ended:
+            return
+        self.remove(live)
+        live.fam, live.exp = fam, exp
+        self.add(live)
+        self.metrics.sessions_renewed += 1
 
     def families(self) -> list[str]:
         return list(self.by_family)

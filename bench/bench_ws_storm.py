@@ -144,6 +144,13 @@ def main() -> None:
     ap.add_argument("--positions", type=int, default=100, help="distinct since ids")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--server-pythonpath", default=str(ROOT))
+    ap.add_argument(
+        "--recent-events",
+        type=int,
+        default=None,
+        help="run the server with this many recent events in memory (0: every backlog "
+        "from Redis) instead of the CLI's default; the same serve-ws command otherwise",
+    )
     args = ap.parse_args()
     raise_nofile()
     sys.path.insert(0, str(ROOT))
@@ -203,11 +210,22 @@ def main() -> None:
         "AUREN_REDIS_URL": args.redis_url,
         "AUREN_STREAM": stream,
     }
+    launcher = ["-m", "auren_tui"]
+    if args.recent_events is not None:  # the CLI with one ServerConfig default changed
+        launcher = [
+            "-c",
+            "import dataclasses, sys; from auren_core.server import app; "
+            "from auren_tui.cli import main; "
+            "app.ServerConfig = dataclasses.make_dataclass('ServerConfig', "
+            f"[('recent_events', int, dataclasses.field(default={args.recent_events}))], "
+            "bases=(app.ServerConfig,), frozen=True); "
+            "import auren_core.server as s; s.ServerConfig = app.ServerConfig; "
+            "sys.exit(main(sys.argv[1:]))",
+        ]
     server = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "auren_tui",
+            *launcher,
             "serve-ws",
             "--keys",
             str(key_file),
@@ -307,6 +325,8 @@ def main() -> None:
         )
     print(f"  Redis connections opened by the storm (peak - before): {peak[0] - base_clients}")
     print(f"  server RSS {rss0:.0f} -> {rss1:.0f} MB, CPU {cpu1 - cpu0:.1f} s")
+    if args.recent_events is not None:
+        print(f"  recent events in memory: {args.recent_events}")
     if died is not None:
         print(f"  the server exited during the storm (code {died})")
     logged = Counter(line[:100] for line in err_lines if not line.startswith("WARNING: --auth"))

@@ -46,6 +46,7 @@ from .protocol import (
     ProtocolError,
     Session,
     Subscribe,
+    Subscription,
     encode_event,
     error_frame,
     events_frame,
@@ -98,6 +99,24 @@ class ServerConfig:
     recent_events: int = 20_000  # the latest events kept for catch-up from memory
 
 
+@dataclass
+class _Backlog:
+    """One page of backlog read from Redis, shared by the clients that asked for it."""
+
+    items: list[Any]
+    last: str
+    frames: dict[Any, tuple[bytes | None, int]] = field(default_factory=dict)
+
+    def frame(self, sub: Subscription) -> tuple[bytes | None, int]:
+        """The events frame ``sub`` gets from this page (built once per filter)."""
+        got = self.frames.get(sub.key)
+        if got is None:
+            evs = select(self.items, sub)
+            frame = events_frame([encode_event(e) for e in evs], self.last) if evs else None
+            got = self.frames[sub.key] = (frame, len(evs))
+        return got
+
+
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -123,8 +142,7 @@ class Server:
         self._snapshot: tuple[float, bytes] | None = None
         self._revocation_task: asyncio.Task[None] | None = None
         self.sessions = SessionRegistry(self.metrics, close_with_error, time.time)
-        self.backlog_reads: SingleFlight[tuple[str, str], tuple[list[Any], str] | None]
-        self.backlog_reads = SingleFlight()
+        self.backlog_reads: SingleFlight[tuple[str, str], _Backlog | None] = SingleFlight()
         self.family_checks = KeyBatcher(self._mget)
 
     def new_reducer(self, window_s: float) -> Any:
@@ -361,19 +379,19 @@ class Server:
             self.sessions.renew(live, family, exp)
         return live
 
-    async def _backlog(self, after: str, upto: str) -> tuple[list[Any], str] | None:
-        """Decoded entries after ``after`` up to ``upto`` (at most 1000) and the last id, or
-        None when there are none. One ``XRANGE`` and one decode per distinct range in
-        flight, shared by every client asking (a reconnect storm resumes from few ids)."""
+    async def _backlog(self, after: str, upto: str) -> _Backlog | None:
+        """Entries after ``after`` up to ``upto`` (at most 1000), or None when there are
+        none. One ``XRANGE``, one decode and one frame per filter for each distinct range
+        in flight, shared by every client asking (a reconnect storm resumes from few ids)."""
         aredis = self.aredis
         assert aredis is not None
         stream = self.config.stream
 
-        async def read() -> tuple[list[Any], str] | None:
+        async def read() -> _Backlog | None:
             entries: Any = await aredis.xrange(stream, min="(" + after, max=upto, count=1000)
             if not entries:
                 return None
-            return decode_entries(entries), entry_id(entries[-1][0])
+            return _Backlog(decode_entries(entries), entry_id(entries[-1][0]))
 
         return await self.backlog_reads.do((after, upto), read)
 
@@ -400,9 +418,8 @@ class Server:
             if got is None:
                 client.cursor = target  # trimmed or nothing there: up to date with target
                 continue
-            items, last = got
-            evs = select(items, client.sub)
-            if evs:
+            frame, n = got.frame(client.sub)
+            if frame is not None:
                 await client.wait_room()
-                client.enqueue(events_frame([encode_event(e) for e in evs], last), len(evs))
-            client.cursor = last
+                client.enqueue(frame, n)
+            client.cursor = got.last

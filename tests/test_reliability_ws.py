@@ -449,3 +449,109 @@ async def test_session_renewed_in_band_outlives_its_first_token(
             await ws.send(json.dumps({"type": "auth", "token": bad}))
             await _until_closed(ws, 5)
             assert ws.close_code == 4401 and reason in (ws.close_reason or ""), ws.close_reason
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def test_recent_events_evict_compact_and_answer_exactly() -> None:
+    """The in-memory catch-up source over many evictions and compactions: for any cursor
+    it either declines (older than what it holds) or gives exactly the events after it."""
+    import msgspec
+
+    from auren_core.server.fanout import Recent
+    from auren_core.server.protocol import Subscription
+
+    recent = Recent(50)
+    sids: list[str] = []
+    all_sub, b_only = Subscription(), Subscription(agents=frozenset({"b"}))
+    for n in range(120):  # 120 batches of 50: 6,000 events, compaction passes at 4,096
+        batch = []
+        for i in range(50):
+            k = n * 50 + i
+            ev = msgspec.structs.replace(llm("b" if k % 4 == 0 else "a", k), sid=f"{1000 + k}-0")
+            batch.append(ev)
+            sids.append(ev.stream_id)
+        recent.add(batch)  # type: ignore[arg-type]
+        assert len(recent) == 50
+        # answers between compactions too (the cached encodings stay aligned)
+        mid = recent.after(sids[-30], all_sub, sids[-1])
+        assert mid is not None and mid[0] is not None
+        assert [e["_sid"] for e in json.loads(mid[0])["events"]] == sids[-29:]
+    last = sids[-1]
+    assert not recent.covers(sids[-52]) and recent.covers(sids[-50])
+    assert recent.after(sids[-60], all_sub, last) is None
+    for back in (50, 49, 10, 1):
+        cursor = sids[-back]
+        for sub in (all_sub, b_only):
+            got = recent.after(cursor, sub, last)
+            assert got is not None
+            frame, n, pos = got
+            assert pos == last
+            want = [
+                s
+                for s in sids[len(sids) - back + 1 :]
+                if sub.agents is None or int(s[:-2]) % 4 == 0
+            ]
+            assert n == len(want)
+            if want:
+                assert frame is not None
+                assert [e["_sid"] for e in json.loads(frame)["events"]] == want
+            else:
+                assert frame is None
+    # the position after a full page is its last event, not the live position
+    small = recent.after(sids[-50], all_sub, "99999-0", limit=10)
+    assert small is not None and small[2] == sids[-40] and small[1] == 10
+
+
+def test_session_accepts_a_renewing_auth_only_when_auth_is_on() -> None:
+    from auren_core.server.protocol import Authenticate, ProtocolError, Session
+
+    s = Session(auth_required=True)
+    assert isinstance(s.receive('{"type":"auth","token":"t1"}'), Authenticate)
+    s.authenticated()
+    s.receive('{"type":"subscribe"}')
+    renew = s.receive('{"type":"auth","token":"t2"}')
+    assert isinstance(renew, Authenticate) and renew.token == "t2"
+    with pytest.raises(ProtocolError) as e:
+        Session(auth_required=False).receive('{"type":"auth","token":"t"}')
+    assert e.value.code == 4400
+    with pytest.raises(ProtocolError) as e:
+        s.receive('{"type":"auth","token":""}')
+    assert e.value.code == 4401
+
+
+async def test_shared_reads_batch_and_propagate_failures() -> None:
+    from auren_core.server.shared import KeyBatcher, SingleFlight
+
+    calls: list[list[str]] = []
+
+    async def fetch(keys: Any) -> list[Any]:
+        calls.append(list(keys))
+        await asyncio.sleep(0.01)
+        return [k.upper() for k in keys]
+
+    kb = KeyBatcher(fetch, chunk=3)
+    got = await asyncio.gather(*(kb.get(k) for k in ["a", "b", "a", "c", "d"]))
+    assert got == ["A", "B", "A", "C", "D"]
+    assert calls == [["a", "b", "c"], ["d"]]  # one step: one fetch per chunk, keys once
+
+    async def broken(keys: Any) -> list[Any]:
+        raise redis.ConnectionError("down")
+
+    kb2 = KeyBatcher(broken)
+    results = await asyncio.gather(kb2.get("x"), kb2.get("y"), return_exceptions=True)
+    assert all(isinstance(r, redis.ConnectionError) for r in results)
+
+    sf: SingleFlight[str, int] = SingleFlight()
+    started = 0
+
+    async def read() -> int:
+        nonlocal started
+        started += 1
+        await asyncio.sleep(0.01)
+        return 7
+
+    assert await asyncio.gather(*(sf.do("k", read) for _ in range(5))) == [7] * 5
+    assert started == 1 and sf.reads == 1 and sf.shared == 4
+    assert await sf.do("k", read) == 7 and started == 2  # not cached once done

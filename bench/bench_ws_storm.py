@@ -33,6 +33,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import socket
 import statistics
 import subprocess
@@ -299,6 +300,7 @@ def main() -> None:
             server.wait(15)
         err_lines = (server.stderr.read() if server.stderr else "").splitlines()
         r.delete(stream)
+        shutil.rmtree(tmp, ignore_errors=True)
         for i in range(0, len(fams), 500):
             r.delete(*[store.key(f) for f in fams[i : i + 500]])
 

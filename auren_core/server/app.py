@@ -2,7 +2,13 @@
 
 Connection life: rate limit and routing (``process_request``) -> origin check (websockets,
 403) -> max clients (1013) -> auth (4401) -> subscribe (4400 on a bad message) -> snapshot
--> catch-up from ``since`` over ``XRANGE`` -> join the live fan-out -> events frames.
+-> catch-up from ``since`` over ``XRANGE`` -> join the live fan-out -> events frames, until
+the client leaves or its token expires or is revoked (4401, see ``sessions``).
+
+Redis: one bounded pool (``redis_pool`` connections) whose callers wait up to
+``redis_pool_timeout`` for a connection instead of failing; subscribers share reads (one
+``MGET`` per loop step for family checks, one ``XRANGE`` per distinct backlog), so a
+reconnect storm of thousands of clients needs a handful of connections.
 """
 
 from __future__ import annotations
@@ -29,18 +35,20 @@ from websockets.typing import Origin
 
 from ..events import Event, Malformed
 from ..streams.entries import decode_entries, entry_id
-from .auth import AuthError, KeyRing, RefreshStore, verify
-from .fanout import Client, Hub
+from .auth import AUTH_PREFIX, AuthError, KeyRing, RefreshStore, family_key, verify
+from .fanout import Client, Hub, close_with_error
 from .feed import read_stream, watch_lag
 from .http import RateLimiter, error
 from .metrics import Metrics
 from .protocol import (
+    CLOSE_BAD_REQUEST,
     CLOSE_SERVER_FULL,
     CLOSE_UNAUTHORIZED,
     Authenticate,
     ProtocolError,
     Session,
     Subscribe,
+    Subscription,
     encode_event,
     error_frame,
     events_frame,
@@ -48,6 +56,8 @@ from .protocol import (
     snapshot_frame,
 )
 from .routes import Routes
+from .sessions import REASON_EXPIRED, Live, SessionRegistry, watch_revocations
+from .shared import KeyBatcher, SingleFlight
 
 __all__ = ["Server", "ServerConfig"]
 
@@ -88,6 +98,29 @@ class ServerConfig:
     analytics_buffer: int = 50_000  # recent events kept for the analytics (as auren top)
     metrics_max_agents: int = 20  # /metrics: agents with their own label, the rest "other"
     analytics_every_s: float = 5.0  # analytics recomputed this often (longer if costly)
+    redis_pool: int = 32  # async Redis connections (backfill, family checks, lag) ...
+    redis_pool_timeout: float = 30.0  # ... a caller waits this long for one, then 1013
+    revocation_poll_s: float = 5.0  # open sessions' families re-checked (pub/sub is first)
+    auth_prefix: str = AUTH_PREFIX
+    recent_events: int = 20_000  # the latest events kept for catch-up from memory
+
+
+@dataclass
+class _Backlog:
+    """One page of backlog read from Redis, shared by the clients that asked for it."""
+
+    items: list[Any]
+    last: str
+    frames: dict[Any, tuple[bytes | None, int]] = field(default_factory=dict)
+
+    def frame(self, sub: Subscription) -> tuple[bytes | None, int]:
+        """The events frame ``sub`` gets from this page (built once per filter)."""
+        got = self.frames.get(sub.key)
+        if got is None:
+            evs = select(self.items, sub)
+            frame = events_frame([encode_event(e) for e in evs], self.last) if evs else None
+            got = self.frames[sub.key] = (frame, len(evs))
+        return got
 
 
 class Server:
@@ -101,7 +134,7 @@ class Server:
             state_gauges=self._state_gauges,
             max_agents=config.metrics_max_agents,
         )
-        self.hub = Hub(self.metrics, self.reducer)
+        self.hub = Hub(self.metrics, self.reducer, config.recent_events)
         self.routes = Routes(self)
         self.limiter = RateLimiter(config.conn_rate, config.conn_burst)
         self.keyring: KeyRing | None = None
@@ -127,6 +160,10 @@ class Server:
         self._analytics: tuple[float, dict[str, Any]] | None = None
         self._analytics_lock = asyncio.Lock()
         self._analytics_task: asyncio.Task[None] | None = None
+        self._revocation_task: asyncio.Task[None] | None = None
+        self.sessions = SessionRegistry(self.metrics, close_with_error, time.time)
+        self.backlog_reads: SingleFlight[tuple[str, str], _Backlog | None] = SingleFlight()
+        self.family_checks = KeyBatcher(self._mget)
 
     def new_reducer(self, window_s: float) -> Any:
         from ..state import make_reducer
@@ -221,12 +258,29 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        self.aredis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            cfg.redis_url,
+            max_connections=cfg.redis_pool,
+            timeout=cfg.redis_pool_timeout,
+            socket_connect_timeout=5,
+        )
+        self.aredis = aioredis.Redis.from_pool(pool)
         self._reader_task = asyncio.create_task(read_stream(self), name="auren-ws-reader")
         self._lag_task = asyncio.create_task(watch_lag(self), name="auren-ws-lag")
         self._analytics_task = asyncio.create_task(
             self._analytics_loop(), name="auren-ws-analytics"
         )
+        if cfg.auth == "jwt":
+            self._revocation_task = asyncio.create_task(
+                watch_revocations(
+                    self.sessions,
+                    cfg.redis_url,
+                    self.aredis,
+                    prefix=cfg.auth_prefix,
+                    poll_every=cfg.revocation_poll_s,
+                ),
+                name="auren-ws-revocations",
+            )
         self._ws = await serve(
             self._handle,
             cfg.host,
@@ -250,7 +304,12 @@ class Server:
             self._ws.close(close_connections=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._ws.wait_closed(), 5)
-        for task in (self._reader_task, self._lag_task, self._analytics_task):
+        for task in (
+            self._reader_task,
+            self._lag_task,
+            self._analytics_task,
+            self._revocation_task,
+        ):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -267,12 +326,23 @@ class Server:
 
     # ------------------------------------------------------------------ auth
 
+    async def _mget(self, keys: Any) -> Any:
+        assert self.aredis is not None
+        return await self.aredis.mget(keys)
+
     async def check_access(self, token: str) -> dict[str, Any]:
+        """Claims of a usable access token: valid, not past ``exp``, family not revoked.
+
+        ``exp`` is checked without leeway here: a session lasts until ``exp`` and is
+        closed then, so a token past it would be closed at once anyway.
+        """
         assert self.keyring is not None and self.aredis is not None
         claims = verify(self.keyring, token, typ="access")
+        if float(claims["exp"]) <= time.time():
+            raise AuthError(REASON_EXPIRED)
         fam = claims.get("fam")
-        if isinstance(fam, str) and self.refresh_store is not None:
-            state = await self.aredis.get(self.refresh_store._key(fam))
+        if isinstance(fam, str):
+            state = await self.family_checks.get(family_key(fam, self.config.auth_prefix))
             if state == b"revoked":
                 raise AuthError("token family revoked")
         return claims
@@ -307,6 +377,7 @@ class Server:
             return
         self._connections += 1
         client: Client | None = None
+        live: Live | None = None
         session = Session(auth_required=cfg.auth == "jwt")
         try:
             sub = None
@@ -314,14 +385,12 @@ class Server:
                 raw = await asyncio.wait_for(ws.recv(), cfg.handshake_timeout)
                 action = session.receive(raw)
                 if isinstance(action, Authenticate):
-                    try:
-                        await self.check_access(action.token)
-                    except AuthError as exc:
-                        self.metrics.rejected_auth += 1
-                        raise ProtocolError(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}") from None
+                    live = await self._authenticate(ws, live, action.token)
                     session.authenticated()
                 elif isinstance(action, Subscribe):
                     sub = action.subscription
+            if live is not None and live.ended:
+                return
             client = Client(
                 ws,
                 sub,
@@ -330,50 +399,107 @@ class Server:
                 max_bytes=cfg.queue_bytes,
                 high_water=cfg.write_high,
             )
+            if live is not None:
+                live.client = client
             await self.hub.ready.wait()
             client.start()
             client.enqueue(self.snapshot(), -1)
             await self._catch_up(client)
-            async for raw in ws:  # nothing more is expected: any message is an error
-                session.receive(raw)
+            async for raw in ws:  # only a renewing auth is expected; anything else: 4400
+                action = session.receive(raw)
+                if isinstance(action, Authenticate):
+                    live = await self._authenticate(ws, live, action.token)
         except ProtocolError as exc:
             self.metrics.protocol_errors += 1
+            if exc.code == CLOSE_BAD_REQUEST:
+                self.metrics.bad_messages += 1
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(error_frame(exc.code, exc.reason), text=True)
                 await ws.close(exc.code, exc.reason)
         except TimeoutError:
-            with contextlib.suppress(ConnectionClosed):
-                await ws.close(4400, "timed out waiting for auth/subscribe")
+            self.metrics.bad_messages += 1
+            await close_with_error(ws, CLOSE_BAD_REQUEST, "timed out waiting for auth/subscribe")
         except ConnectionClosed:
             pass
-        except (RedisError, OSError) as exc:  # catch-up read failed: the stream is down
-            log.warning("catch-up failed: %s", exc)
+        except (RedisError, OSError) as exc:  # Redis down, or no pool connection in time
+            self.metrics.stream_unavailable += 1
+            log.warning("stream unavailable for a client: %s", exc)
             with contextlib.suppress(ConnectionClosed):
                 await ws.close(CLOSE_SERVER_FULL, "stream unavailable: retry with since=last_id")
+        except Exception as exc:  # a bug: counted, one line, the connection closed cleanly
+            self.metrics.internal_errors += 1
+            log.error("connection handler failed: %s: %s", type(exc).__name__, exc)
+            with contextlib.suppress(ConnectionClosed):
+                await ws.close(1011, "internal error")
         finally:
             self._connections -= 1
+            if live is not None:
+                self.sessions.remove(live)
             if client is not None:
                 self.hub.leave(client)
                 await client.stop()
 
+    async def _authenticate(self, ws: ServerConnection, live: Live | None, token: str) -> Live:
+        """Check ``token``; register the session (first auth) or renew it (a later one)."""
+        try:
+            claims = await self.check_access(token)
+        except AuthError as exc:
+            self.metrics.rejected_auth += 1
+            raise ProtocolError(CLOSE_UNAUTHORIZED, f"unauthorized: {exc}") from None
+        fam = claims.get("fam")
+        family = fam if isinstance(fam, str) else None
+        exp = float(claims["exp"])
+        if live is None:
+            live = Live(ws, str(claims["sub"]), family, exp)
+            self.sessions.add(live)  # ends it at exp, or when the family is revoked
+        elif str(claims["sub"]) != live.sub:
+            self.metrics.rejected_auth += 1
+            raise ProtocolError(CLOSE_UNAUTHORIZED, "unauthorized: a renewal must keep the subject")
+        else:
+            self.sessions.renew(live, family, exp)
+        return live
+
+    async def _backlog(self, after: str, upto: str) -> _Backlog | None:
+        """Entries after ``after`` up to ``upto`` (at most 1000), or None when there are
+        none. One ``XRANGE``, one decode and one frame per filter for each distinct range
+        in flight, shared by every client asking (a reconnect storm resumes from few ids)."""
+        aredis = self.aredis
+        assert aredis is not None
+        stream = self.config.stream
+
+        async def read() -> _Backlog | None:
+            entries: Any = await aredis.xrange(stream, min="(" + after, max=upto, count=1000)
+            if not entries:
+                return None
+            return _Backlog(decode_entries(entries), entry_id(entries[-1][0]))
+
+        return await self.backlog_reads.do((after, upto), read)
+
     async def _catch_up(self, client: Client) -> None:
-        """Send what the stream holds after the client's cursor, then join the live set."""
+        """Send what the stream holds after the client's cursor, then join the live set.
+
+        From the hub's recent events when the cursor is recent enough (no Redis read),
+        else from Redis (``XRANGE``, shared between clients) until it is."""
         assert self.aredis is not None
-        while not self.hub.join(client):
+        while not client.dead and not self.hub.join(client):
             target = self.hub.last_id
             assert target is not None
-            entries: Any = await self.aredis.xrange(
-                self.config.stream, min="(" + client.cursor, max=target, count=1000
-            )
+            held = self.hub.recent.after(client.cursor, client.sub, target)
+            if held is not None:  # recent enough: from memory, no Redis read
+                frame, n, last = held
+                if frame is not None:
+                    await client.wait_room()
+                    client.enqueue(frame, n)
+                client.cursor = last
+                continue
+            got = await self._backlog(client.cursor, target)
             if client.dead:
                 return
-            if not entries:
+            if got is None:
                 client.cursor = target  # trimmed or nothing there: up to date with target
                 continue
-            items = decode_entries(entries)
-            last = entry_id(entries[-1][0])
-            evs = select(items, client.sub)
-            if evs:
+            frame, n = got.frame(client.sub)
+            if frame is not None:
                 await client.wait_room()
-                client.enqueue(events_frame([encode_event(e) for e in evs], last), len(evs))
-            client.cursor = last
+                client.enqueue(frame, n)
+            client.cursor = got.last

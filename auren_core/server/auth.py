@@ -36,7 +36,9 @@ __all__ = [
     "KeyRing",
     "RefreshStore",
     "TokenPair",
+    "family_key",
     "issue_pair",
+    "revocation_channel",
     "verify",
 ]
 
@@ -44,6 +46,7 @@ ALGORITHMS: Final = ["HS256"]
 ACCESS_TTL_S: Final = 900.0
 REFRESH_TTL_S: Final = 30 * 86400.0
 LEEWAY_S: Final = 5.0
+AUTH_PREFIX: Final = "auren:auth"
 
 
 class AuthError(Exception):
@@ -190,38 +193,62 @@ def verify(ring: KeyRing, token: str, *, typ: str = "access") -> dict[str, Any]:
     return claims
 
 
-class RefreshStore:
-    """Refresh-token families in Redis (``<prefix>:fam:<id>`` = current jti or "revoked")."""
+def family_key(fam: str, prefix: str = AUTH_PREFIX) -> str:
+    """The Redis key holding a refresh family's state (current jti or "revoked")."""
+    return f"{prefix}:fam:{fam}"
 
-    # KEYS[1] family key; ARGV: presented jti, new jti, ttl seconds.
+
+def revocation_channel(prefix: str = AUTH_PREFIX) -> str:
+    """The pub/sub channel revocations are announced on (message: the family id)."""
+    return f"{prefix}:revoked"
+
+
+class RefreshStore:
+    """Refresh-token families in Redis (``<prefix>:fam:<id>`` = current jti or "revoked").
+
+    Every revocation (by hand or on reuse) is also published on ``<prefix>:revoked`` (the
+    family id as the message), so serve-ws processes close that family's open sessions at
+    once; they also poll the keys of open sessions, for a notification missed while
+    their subscription was down.
+    """
+
+    # KEYS[1] family key; ARGV: presented jti, new jti, ttl seconds, channel, family id.
     _ROTATE = """
     local cur = redis.call('GET', KEYS[1])
     if not cur then return 'unknown' end
     if cur == 'revoked' then return 'revoked' end
     if cur ~= ARGV[1] then
       redis.call('SET', KEYS[1], 'revoked', 'EX', ARGV[3])
+      redis.call('PUBLISH', ARGV[4], ARGV[5])
       return 'reused'
     end
     redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
     return 'ok'
     """
 
-    def __init__(self, redis_client: Any, prefix: str = "auren:auth") -> None:
+    def __init__(self, redis_client: Any, prefix: str = AUTH_PREFIX) -> None:
         self.r = redis_client  # a sync redis.Redis (decode_responses=True)
         self.prefix = prefix
         self._rotate = redis_client.register_script(self._ROTATE)
 
-    def _key(self, fam: str) -> str:
-        return f"{self.prefix}:fam:{fam}"
+    @property
+    def channel(self) -> str:
+        return revocation_channel(self.prefix)
+
+    def key(self, fam: str) -> str:
+        return family_key(fam, self.prefix)
 
     def start(self, fam: str, jti: str, ttl: float = REFRESH_TTL_S) -> None:
-        self.r.set(self._key(fam), jti, ex=int(ttl))
+        self.r.set(self.key(fam), jti, ex=int(ttl))
 
     def revoked(self, fam: str) -> bool:
-        return bool(self.r.get(self._key(fam)) == "revoked")
+        return bool(self.r.get(self.key(fam)) == "revoked")
 
     def revoke(self, fam: str) -> None:
-        self.r.set(self._key(fam), "revoked", ex=int(REFRESH_TTL_S))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.set(self.key(fam), "revoked", ex=int(REFRESH_TTL_S))
+        pipe.publish(self.channel, fam)
+        pipe.execute()
 
     def refresh(self, ring: KeyRing, token: str) -> TokenPair:
         """Rotate: a new pair for a current refresh token; reuse revokes the family."""
@@ -229,7 +256,8 @@ class RefreshStore:
         fam = str(claims.get("fam", ""))
         pair, new_jti = issue_pair(ring, str(claims["sub"]), family=fam)
         result = self._rotate(
-            keys=[self._key(fam)], args=[claims["jti"], new_jti, int(REFRESH_TTL_S)]
+            keys=[self.key(fam)],
+            args=[claims["jti"], new_jti, int(REFRESH_TTL_S), self.channel, fam],
         )
         result = result.decode() if isinstance(result, bytes) else result
         if result == "reused":

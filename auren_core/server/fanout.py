@@ -19,6 +19,7 @@ references plus one socket buffer.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections import defaultdict, deque
@@ -35,13 +36,14 @@ from .protocol import (
     CLOSE_SLOW_CONSUMER,
     Subscription,
     encode_event,
+    error_frame,
     events_frame,
     events_frame_all,
     id_after,
     select,
 )
 
-__all__ = ["Client", "Hub", "ReducerLike"]
+__all__ = ["Client", "Hub", "Recent", "ReducerLike", "close_with_error"]
 
 log = logging.getLogger("auren.server")
 
@@ -136,6 +138,21 @@ class Client:
             self.on_cut(self)
         self._closing = asyncio.create_task(self._close(CLOSE_SLOW_CONSUMER, reason))
 
+    def end(self, code: int, reason: str) -> None:
+        """End the session (its token expired or was revoked): nothing more is sent but an
+        error frame and the close; queued frames are discarded (not counted as drops)."""
+        if self.dead:
+            return
+        self.dead = True
+        self.metrics.queued_frames -= len(self.queue)
+        self.queue.clear()
+        self.queued_bytes = 0
+        if self._sender is not None:
+            self._sender.cancel()
+        if self.on_cut is not None:
+            self.on_cut(self)
+        self._closing = asyncio.create_task(close_with_error(self.ws, code, reason))
+
     async def _close(self, code: int, reason: str) -> None:
         try:
             await asyncio.wait_for(self.ws.close(code, reason), 2.0)
@@ -176,6 +193,16 @@ class Client:
             await asyncio.sleep(0.005)
 
 
+async def close_with_error(ws: ServerConnection, code: int, reason: str) -> None:
+    """``{"type":"error",...}`` then the close frame; the socket is dropped after 2 s."""
+    try:
+        await asyncio.wait_for(ws.send(error_frame(code, reason), text=True), 2.0)
+        await asyncio.wait_for(ws.close(code, reason), 2.0)
+    except (TimeoutError, ConnectionClosed, OSError):
+        if ws.transport is not None:
+            ws.transport.abort()
+
+
 def _peer(ws: ServerConnection) -> str:
     try:
         return f"{ws.remote_address[0]}:{ws.remote_address[1]}"
@@ -183,12 +210,94 @@ def _peer(ws: ServerConnection) -> str:
         return "?"
 
 
+def _id_key(sid: str) -> tuple[int, int]:
+    ms, _, seq = sid.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Recent:
+    """The last ``size`` events the hub published, in stream order, encodings cached.
+
+    Every event from the oldest one held up to the hub's ``last_id`` is here (the hub sees
+    the stream in order), so a client whose cursor is at or after the oldest held id
+    catches up from memory: no Redis read at all (a reconnect storm resumes from the last
+    few seconds of the stream). Older cursors are read from Redis until they get here.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: list[tuple[int, int]] = []
+        self._events: list[Event] = []
+        self._encoded: list[bytes | None] = []
+        self._start = 0
+        self._frames: dict[tuple[int, int, FilterKey, str], tuple[bytes, int]] = {}
+        self.served = 0  # catch-up pages served from memory
+
+    def __len__(self) -> int:
+        return len(self._events) - self._start
+
+    def add(self, items: list[Event | Malformed]) -> None:
+        if self.size <= 0:
+            return
+        self._frames.clear()  # positions move: frames are shared within one live step
+        for it in items:
+            if isinstance(it, Event) and it.stream_id:
+                self._keys.append(_id_key(it.stream_id))
+                self._events.append(it)
+                self._encoded.append(None)
+        excess = len(self) - self.size
+        if excess > 0:
+            self._start += excess
+        if self._start > max(self.size, 4096):  # compact now and then: amortised O(1)
+            del self._keys[: self._start], self._events[: self._start]
+            del self._encoded[: self._start]
+            self._start = 0
+
+    def covers(self, cursor: str) -> bool:
+        return len(self) > 0 and _id_key(cursor) >= self._keys[self._start]
+
+    def after(
+        self, cursor: str, sub: Subscription, last_id: str, limit: int = 1000
+    ) -> tuple[bytes | None, int, str] | None:
+        """The events frame of what ``sub`` wants after ``cursor`` (scanning at most
+        ``limit`` events; None when nothing matches), its event count and the position it
+        brings the client to; None when ``cursor`` is older than what is held. Clients
+        resuming alike get the same frame bytes (one copy in memory, not one each)."""
+        if not self.covers(cursor):
+            return None
+        self.served += 1
+        i = bisect.bisect_right(self._keys, _id_key(cursor), lo=self._start)
+        j = min(i + limit, len(self._events))
+        last = last_id if j == len(self._events) else self._events[j - 1].stream_id
+        key = (i - self._start, j - self._start, sub.key, last)
+        cached = self._frames.get(key)
+        if cached is not None:
+            return cached[0], cached[1], last
+        out: list[bytes] = []
+        for k in range(i, j):
+            ev = self._events[k]
+            if sub.matches(ev):
+                b = self._encoded[k]
+                if b is None:
+                    b = self._encoded[k] = encode_event(ev)
+                out.append(b)
+        if not out:
+            return None, 0, last
+        frame = events_frame(out, last)
+        if len(self._frames) < 1024:
+            self._frames[key] = (frame, len(out))
+        return frame, len(out), last
+
+
 class Hub:
     """Owns the live position (``last_id``) and the set of clients joined to it."""
 
-    def __init__(self, metrics: Metrics, reducer: ReducerLike | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, reducer: ReducerLike | None = None, recent: int = 20_000
+    ) -> None:
         self.metrics = metrics
         self.reducer = reducer
+        self.recent = Recent(recent)
         self.last_id: str | None = None
         self.ready = asyncio.Event()
         self.groups: dict[FilterKey, set[Client]] = defaultdict(set)
@@ -239,6 +348,7 @@ class Hub:
         if items and (self.groups or self.pending):
             self._fan_out(items, batch.last_id)  # latency first: the reducer can wait
         self.last_id = batch.last_id
+        self.recent.add(items)
         # same synchronous step: nobody can observe the fan-out before the reducer has it
         if self.reducer is not None and items:
             self.reducer.apply_batch(items, last_id=batch.last_id)

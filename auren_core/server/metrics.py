@@ -353,6 +353,12 @@ class Metrics:
     rejected_full: int = 0
     rejected_rate: int = 0
     protocol_errors: int = 0
+    bad_messages: int = 0  # closed 4400: malformed, nested, hostile or out-of-order messages
+    sessions_expired: int = 0  # closed 4401 "token expired" while open
+    sessions_revoked: int = 0  # closed 4401 "revoked" while open
+    sessions_renewed: int = 0  # open sessions that authenticated again with a fresh token
+    stream_unavailable: int = 0  # closed 1013: Redis unreachable or no pool connection in time
+    internal_errors: int = 0  # closed 1011 by an unexpected server error (a bug)
     lag: int = 0  # entries between the reader and the stream head, when known
     reader_connected: bool = False
     clients: int = 0
@@ -414,18 +420,78 @@ class Metrics:
             ("auren_ws_deliveries_total", "counter", "events delivered to clients",
              self.deliveries),
             ("auren_ws_drops_total", "counter", "frames dropped for slow clients", self.drops),
-            ("auren_ws_slow_disconnects_total", "counter", "clients cut off for reading slowly",
-             self.slow_disconnects),
-            ("auren_ws_rejected_auth_total", "counter", "connections refused: auth",
-             self.rejected_auth),
-            ("auren_ws_rejected_full_total", "counter", "connections refused: max clients",
-             self.rejected_full),
-            ("auren_ws_rejected_rate_total", "counter", "connections refused: rate limit",
-             self.rejected_rate),
-            ("auren_ws_protocol_errors_total", "counter", "connections closed for bad messages",
-             self.protocol_errors),
-            ("auren_ws_queued_frames", "gauge", "frames waiting in client queues",
-             self.queued_frames),
+            (
+                "auren_ws_slow_disconnects_total",
+                "counter",
+                "clients cut off for reading slowly",
+                self.slow_disconnects,
+            ),
+            (
+                "auren_ws_rejected_auth_total",
+                "counter",
+                "connections refused: auth",
+                self.rejected_auth,
+            ),
+            (
+                "auren_ws_rejected_full_total",
+                "counter",
+                "connections refused: max clients",
+                self.rejected_full,
+            ),
+            (
+                "auren_ws_rejected_rate_total",
+                "counter",
+                "connections refused: rate limit",
+                self.rejected_rate,
+            ),
+            (
+                "auren_ws_protocol_errors_total",
+                "counter",
+                "connections closed for bad messages",
+                self.protocol_errors,
+            ),
+            (
+                "auren_ws_bad_messages_total",
+                "counter",
+                "connections closed 4400: malformed, nested or hostile messages",
+                self.bad_messages,
+            ),
+            (
+                "auren_ws_sessions_expired_total",
+                "counter",
+                "open sessions closed 4401: token expired",
+                self.sessions_expired,
+            ),
+            (
+                "auren_ws_sessions_revoked_total",
+                "counter",
+                "open sessions closed 4401: token family revoked",
+                self.sessions_revoked,
+            ),
+            (
+                "auren_ws_sessions_renewed_total",
+                "counter",
+                "open sessions renewed with a fresh token",
+                self.sessions_renewed,
+            ),
+            (
+                "auren_ws_stream_unavailable_total",
+                "counter",
+                "connections closed 1013: Redis unavailable or busy",
+                self.stream_unavailable,
+            ),
+            (
+                "auren_ws_internal_errors_total",
+                "counter",
+                "connections closed 1011 by an unexpected server error",
+                self.internal_errors,
+            ),
+            (
+                "auren_ws_queued_frames",
+                "gauge",
+                "frames waiting in client queues",
+                self.queued_frames,
+            ),
             ("auren_ws_lag_entries", "gauge", "entries behind the stream head", self.lag),
             ("auren_stream_lag_entries", "gauge",
              "stream entries after the position serve-ws has read", self.lag),

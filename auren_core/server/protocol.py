@@ -126,10 +126,13 @@ def parse_since(value: Any) -> str:
 
 
 def parse_message(raw: str | bytes) -> dict[str, Any]:
+    """The client message as a dict; hostile input of any kind is a 4400 ProtocolError."""
     try:
         doc = _decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError):
         raise ProtocolError(CLOSE_BAD_REQUEST, "message is not a JSON object") from None
+    except RecursionError:  # msgspec refuses depth beyond the interpreter's limit
+        raise ProtocolError(CLOSE_BAD_REQUEST, "message nested too deeply") from None
     if not isinstance(doc.get("type"), str):
         raise ProtocolError(CLOSE_BAD_REQUEST, "message has no string 'type'")
     return doc
@@ -139,6 +142,7 @@ class Session:
     """One client's protocol state: auth (optional) -> subscribe -> streaming."""
 
     def __init__(self, *, auth_required: bool) -> None:
+        self.auth_required = auth_required
         self.phase = Phase.AUTH if auth_required else Phase.SUBSCRIBE
         self.subscription: Subscription | None = None
 
@@ -147,17 +151,27 @@ class Session:
             self.phase = Phase.SUBSCRIBE
 
     def receive(self, raw: str | bytes) -> Action:
+        """The action for one client message; any failure is a :class:`ProtocolError`."""
+        try:
+            return self._receive(raw)
+        except ProtocolError:
+            raise
+        except Exception:  # a message nobody anticipated: still the client's mistake
+            raise ProtocolError(CLOSE_BAD_REQUEST, "bad message") from None
+
+    def _receive(self, raw: str | bytes) -> Action:
         doc = parse_message(raw)
         kind = doc["type"]
-        if self.phase is Phase.AUTH:
-            if kind != "auth":
-                raise ProtocolError(CLOSE_UNAUTHORIZED, "authenticate first: {type: auth}")
+        if self.phase is Phase.AUTH and kind != "auth":
+            raise ProtocolError(CLOSE_UNAUTHORIZED, "authenticate first: {type: auth}")
+        if kind == "auth":
+            if not self.auth_required:
+                raise ProtocolError(CLOSE_BAD_REQUEST, "auth is off on this server")
+            # first, or later to renew the session with a fresh token (same subject)
             token = doc.get("token")
             if not isinstance(token, str) or not token or len(token) > 8192:
                 raise ProtocolError(CLOSE_UNAUTHORIZED, "auth needs a token string")
             return Authenticate(token)
-        if kind == "auth":
-            raise ProtocolError(CLOSE_BAD_REQUEST, "already authenticated")
         if kind != "subscribe":
             raise ProtocolError(CLOSE_BAD_REQUEST, f"unknown message type {kind[:40]!r}")
         if self.phase is Phase.STREAMING:

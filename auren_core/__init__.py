@@ -10,9 +10,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import configure, emit, get_publisher, hypothesis, set_publisher
+    from .emitter import configure, emit, get_publisher, hypothesis, set_publisher
     from .events import EVENT_TYPES, Event, Malformed, decode, encode, make_event
-    from .publisher import Publisher
+    from .streams.publisher import Publisher
 
 __all__ = [
     "EVENT_TYPES",
@@ -32,18 +32,18 @@ __all__ = [
 __version__ = "0.1.0"
 
 _LAZY = {
-    "configure": ".api",
-    "emit": ".api",
-    "get_publisher": ".api",
-    "hypothesis": ".api",
-    "set_publisher": ".api",
+    "configure": ".emitter",
+    "emit": ".emitter",
+    "get_publisher": ".emitter",
+    "hypothesis": ".emitter",
+    "set_publisher": ".emitter",
     "EVENT_TYPES": ".events",
     "Event": ".events",
     "Malformed": ".events",
     "decode": ".events",
     "encode": ".events",
     "make_event": ".events",
-    "Publisher": ".publisher",
+    "Publisher": ".streams.publisher",
 }
 
 

@@ -131,7 +131,7 @@ def _shown(value: Any) -> str:
     """The value a user gave, as an error message shows it: quoted, a URL's password
     replaced by ``***``, cut at 200 characters."""
     if isinstance(value, str) and "://" in value:
-        from .embedded import redact_url
+        from .backends import redact_url
 
         value = redact_url(value)
     text = repr(value)

@@ -38,7 +38,7 @@ def _s(v: Any) -> str:
 def check_redis(settings: Settings) -> list[Check]:
     import redis
 
-    from .embedded import resolve_redis
+    from .backends import resolve_redis
 
     try:
         backend = resolve_redis(settings, start=False)
@@ -245,7 +245,7 @@ def maintenance_checks(rows: list[dict[str, Any]], now: float | None = None) -> 
 def check_postgres(settings: Settings, schema: str = "auren") -> list[Check]:
     """The PostgreSQL check, then the maintenance status of the event store in ``schema``
     (:func:`maintenance_checks`)."""
-    from .embedded import resolve_postgres
+    from .backends import resolve_postgres
     from .store.retention import read_status
 
     try:
@@ -311,7 +311,7 @@ def check_chroma(settings: Settings) -> Check:
                 "check AUREN_CHROMA_URL or unset it to use a local directory",
                 critical=False,
             )
-    from .embedded import resolve_chroma
+    from .backends import resolve_chroma
 
     path = Path(resolve_chroma(settings).url)
     if path.exists() and not path.is_dir():

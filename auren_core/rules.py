@@ -1,7 +1,7 @@
 """The rules behind every number AUREN shows: one definition each, used everywhere.
 
 The reducer behind ``auren top``, the WebSocket snapshot and the HTTP API
-(:mod:`auren_core.state`), every ``auren export`` report (:mod:`auren_core.analytics.tables`),
+(:mod:`auren_core.state`), every ``auren export`` report (:mod:`auren_core.export.tables`),
 the analytics and the PostgreSQL rollups (:mod:`auren_core.store.retention`, whose SQL is
 written from the constants here) compute their figures through this module, so one recording
 gives the same numbers in each of them. Pure functions of payload values: no I/O and no

@@ -341,8 +341,8 @@ def make_app(
             fps=fps,
         )
 
-    from auren_core.reader import StreamReader
     from auren_core.state import Reducer, make_reducer
+    from auren_core.streams.reader import StreamReader
 
     lag_probe = None
     if source is None and replay is not None:

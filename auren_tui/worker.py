@@ -40,7 +40,7 @@ from auren_core.events import Event, Malformed
 from .agent_order import trim_state
 
 if TYPE_CHECKING:  # the reader pulls in redis (~0.2 s): the app process never needs it
-    from auren_core.reader import Batch
+    from auren_core.streams.reader import Batch
 
 __all__ = [
     "AnalyticsUpdated",
@@ -186,7 +186,7 @@ class RecordedSource:
     @classmethod
     def of(cls, items: Sequence[Event | Malformed], *, last_id: str = "") -> RecordedSource:
         sid = last_id or next((i.stream_id for i in reversed(items) if isinstance(i, Event)), "")
-        from auren_core.reader import Batch
+        from auren_core.streams.reader import Batch
 
         return cls([Batch(list(items), sid, backfill=True), Batch([], sid, backfill=True)])
 
@@ -455,7 +455,7 @@ class ReplaySource:
                 await asyncio.wait_for(self._closed.wait(), delay)
 
     async def _paced(self, items: list[Event | Malformed], last_id: str) -> AsyncIterator[Batch]:
-        from auren_core.reader import Batch
+        from auren_core.streams.reader import Batch
 
         group: list[Event | Malformed] = []
         for item in items:
@@ -479,9 +479,9 @@ class ReplaySource:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        from auren_core.reader import Batch
         from auren_core.streams.backoff import reconnect_backoff
         from auren_core.streams.entries import decode_entries, entry_id
+        from auren_core.streams.reader import Batch
 
         backoff = reconnect_backoff()
         cursor, last_id, failures = self.start_id, "", 0
@@ -627,8 +627,8 @@ def child_main(argv: Sequence[str]) -> None:
 
 
 def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamWorker:
-    from auren_core.reader import StreamReader
     from auren_core.state import make_reducer
+    from auren_core.streams.reader import StreamReader
 
     clock: Callable[[], float] = time.time
     lag_probe = None

@@ -95,7 +95,7 @@ def main() -> None:
     from auren_core.integrations.crewai import tap as _crewai_tap
     from auren_core.integrations.crewai import uninstrument
     from auren_core.integrations.crewai.scripted_llm import ScriptedLLM
-    from auren_core.publisher import Publisher
+    from auren_core.streams.publisher import Publisher
 
     handler_s: list[float] = []
     tap_s: list[float] = []

@@ -58,7 +58,7 @@ def main() -> None:
     import auren_core
     from auren_core.integrations.crewai import uninstrument
     from auren_core.integrations.crewai.scripted_llm import ScriptedLLM
-    from auren_core.publisher import Publisher
+    from auren_core.streams.publisher import Publisher
 
     stream = f"auren:bench:{uuid.uuid4().hex[:8]}"
     pub = Publisher(args.redis_url, stream)

@@ -39,7 +39,7 @@ import redis
 
 from auren_core.events import Event, decode
 from auren_core.memory import MemoryItem, MemoryResult, TierAccessed, TieredMemory
-from auren_core.publisher import Publisher
+from auren_core.streams.publisher import Publisher
 
 TOPICS = {
     "sleep": [

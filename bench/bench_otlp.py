@@ -34,7 +34,7 @@ import redis
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from auren_core.otlp import OtlpReceiver, OtlpServer, ReceiverConfig
-from auren_core.publisher import Publisher
+from auren_core.streams.publisher import Publisher
 
 SPANS_PER_REQUEST = 512
 PROMPT = "You are a sleep specialist. " * 11

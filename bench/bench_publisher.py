@@ -25,7 +25,7 @@ import uuid
 import redis
 
 from auren_core.events import encode_fields
-from auren_core.publisher import Publisher
+from auren_core.streams.publisher import Publisher
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -175,7 +175,7 @@ MEM = textwrap.dedent("""
     import redis
     base = rss()
     if sys.argv[1] == 'auren':
-        from auren_core.publisher import Publisher
+        from auren_core.streams.publisher import Publisher
         p = Publisher(sys.argv[2], 'bench:mem', maxlen=1000, stats_interval=3600)
         for i in range(100_000):
             p.emit('tool_used', {'tool': 'search', 'duration_ms': 1.0}, agent='a', run='r')

@@ -49,8 +49,8 @@ def private_redis() -> Iterator[PrivateRedis]:
 def pg_dsn(request: pytest.FixtureRequest) -> str:
     """A real PostgreSQL: AUREN_TEST_PG_DSN, else 127.0.0.1:5432/test, else embedded
     (stopped at the end of the session)."""
+    from auren_core.backends import _pg_answers, resolve_postgres, stop_embedded
     from auren_core.config import load_settings
-    from auren_core.embedded import _pg_answers, resolve_postgres, stop_embedded
 
     dsn = os.environ.get("AUREN_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
     if _pg_answers(dsn):
@@ -66,7 +66,7 @@ def _stop_embedded_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator
     under the test HOME or the session's temporary directories (a test's data dir, an
     ``auren`` command run by a test) is stopped when the session ends."""
     yield
-    from auren_core.embedded import stop_all_under
+    from auren_core.backends import stop_all_under
 
     for root in (_TEST_HOME, str(tmp_path_factory.getbasetemp())):
         left = stop_all_under(root)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from auren_core.otlp import OtlpReceiver, OtlpServer, ReceiverConfig
-from auren_core.publisher import Publisher
+from auren_core.streams.publisher import Publisher
 
 
 @contextmanager

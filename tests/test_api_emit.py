@@ -24,7 +24,7 @@ def hook(event, args):
         opened.append((event, threading.current_thread().name))
 sys.addaudithook(hook)
 
-from auren_core import embedded
+from auren_core import backends as embedded
 resolved_in = []
 real_resolve = embedded.resolve_redis
 def slow_resolve(settings, **kw):  # as slow as finding or starting a server can be
@@ -33,7 +33,7 @@ def slow_resolve(settings, **kw):  # as slow as finding or starting a server can
     return real_resolve(settings, **kw)
 embedded.resolve_redis = slow_resolve
 
-from auren_core import api
+from auren_core import emitter as api
 payload = {"hypothesis_id": "H-1", "status": "formed"}
 t0 = time.perf_counter()
 api.emit("hypothesis", payload, agent="a")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from auren_core.backends import redact_url
 from auren_core.config import ConfigError, load_settings
-from auren_core.embedded import redact_url
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from auren_core.backends import stop_embedded
 from auren_core.config import load_settings
-from auren_core.embedded import stop_embedded
 
 AUREN = [sys.executable, "-m", "auren_tui"]
 
@@ -61,7 +61,7 @@ def test_demo_then_top_once_json(fresh_env: dict[str, str]) -> None:
     assert "chromadb embedded" in first
     # on the newest CrewAI: no warnings from CrewAI on the console (call scope, token
     # estimates, executor-flow error logs of the scripted failures)
-    # (as root, the embedded PostgreSQL's one-line notice: auren_core.embedded.root_notice)
+    # (as root, the embedded PostgreSQL's one-line notice: auren_core.backends.root_notice)
     noise = [
         ln
         for ln in demo.stderr.splitlines()
@@ -97,7 +97,7 @@ def test_demo_then_top_once_json(fresh_env: dict[str, str]) -> None:
     import redis
 
     from auren_core.analytics import analyze
-    from auren_core.embedded import resolve_redis
+    from auren_core.backends import resolve_redis
     from auren_core.events import Event
     from auren_core.streams.entries import decode_entry
 

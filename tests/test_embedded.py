@@ -10,8 +10,7 @@ import asyncpg
 import pytest
 import redis
 
-from auren_core.config import ConfigError, load_settings
-from auren_core.embedded import (
+from auren_core.backends import (
     _pg_answers,
     describe_backends,
     resolve_chroma,
@@ -19,11 +18,12 @@ from auren_core.embedded import (
     resolve_redis,
     stop_embedded,
 )
+from auren_core.config import ConfigError, load_settings
 
 FIND = """
 import sys
 from auren_core.config import load_settings
-from auren_core.embedded import resolve_redis
+from auren_core.backends import resolve_redis
 s = load_settings(data_dir=sys.argv[1])
 print(resolve_redis(s, probe_local=False).url)
 """

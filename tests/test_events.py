@@ -20,7 +20,7 @@ from auren_core.events import (
     encode_fields,
     make_event,
 )
-from auren_core.schema import event_schema
+from auren_core.events.schema import event_schema
 
 SCHEMA_PATH = Path(__file__).parent.parent / "docs" / "event.schema.json"
 

@@ -202,7 +202,7 @@ def test_demo_closing_line_counts_failures_from_its_events(
 
 
 def test_demo_closing_line_says_embedded_servers_keep_running() -> None:
-    from auren_core.embedded import Backend
+    from auren_core.backends import Backend
     from auren_tui.commands.demo import _still_running
 
     line = _still_running(

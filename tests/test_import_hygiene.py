@@ -13,8 +13,8 @@ ENGINE = [
     "auren_core",
     "auren_core.state",
     "auren_core.state.registry",
-    "auren_core.reader",
-    "auren_core.publisher",
+    "auren_core.streams.reader",
+    "auren_core.streams.publisher",
 ]
 FORBIDDEN = ["textual", "rich", "crewai", "chromadb"]
 

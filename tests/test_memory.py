@@ -26,9 +26,9 @@ import redis
 from servers import PrivateRedis, free_port
 
 from auren_core.events import Event, decode
+from auren_core.events.schema import event_schema
 from auren_core.memory import HashingEmbedder, MemoryResult, TieredMemory, WrongLoopError
-from auren_core.publisher import Publisher
-from auren_core.schema import event_schema
+from auren_core.streams.publisher import Publisher
 
 ITEMS: list[tuple[str, str, dict[str, Any] | None]] = [
     (
@@ -687,7 +687,7 @@ def test_events_survive_a_loop_that_ends_without_close(redis_url: str, stream: s
     code = (
         "import asyncio\n"
         "from auren_core.memory import TieredMemory\n"
-        "from auren_core.publisher import Publisher\n"
+        "from auren_core.streams.publisher import Publisher\n"
         f"pub = Publisher({redis_url!r}, {stream!r}, stats_interval=3600)\n"
         f"mem = TieredMemory({redis_url!r}, None, publisher=pub, event_linger_s=30,"
         f" namespace='linger-{uuid.uuid4().hex[:8]}')\n"

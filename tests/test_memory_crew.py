@@ -39,8 +39,8 @@ from auren_core.memory.crewai_storage import (
     unified_memory_available,
 )
 from auren_core.memory.crewai_tool import KnowledgeLookupTool
-from auren_core.publisher import Publisher
 from auren_core.state import Reducer
+from auren_core.streams.publisher import Publisher
 
 KNOWLEDGE: list[tuple[str, str, dict[str, Any] | None]] = [
     ("sleep-1", "Sleep deprivation impairs memory consolidation in the hippocampus", None),

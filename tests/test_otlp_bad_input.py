@@ -245,7 +245,7 @@ def test_busy_publisher_answers_503_and_unavailable(redis_url: str, stream: str)
     from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
     from auren_core.otlp import OtlpReceiver, OtlpServer
-    from auren_core.publisher import Publisher
+    from auren_core.streams.publisher import Publisher
 
     pub = Publisher("redis://127.0.0.1:1/0", stream, buffer_size=10, stats_interval=3600)
     rec = OtlpReceiver(pub, ReceiverConfig())

@@ -11,7 +11,7 @@ import redis
 from servers import PrivateRedis
 
 from auren_core.events import Event, decode
-from auren_core.publisher import Publisher
+from auren_core.streams.publisher import Publisher
 
 
 def read_all(url: str, stream: str) -> list[Event]:
@@ -148,7 +148,7 @@ def test_flush_at_exit_in_subprocess(redis_url: str, stream: str) -> None:
     import sys
 
     code = (
-        "from auren_core.publisher import Publisher\n"
+        "from auren_core.streams.publisher import Publisher\n"
         f"p = Publisher({redis_url!r}, {stream!r}, flush_interval=5.0, stats_interval=3600)\n"
         "for i in range(3000): p.emit('crew_started', {'crew': str(i)})\n"
     )
@@ -161,7 +161,7 @@ def test_exit_is_bounded_when_redis_is_down() -> None:
     import sys
 
     code = (
-        "from auren_core.publisher import Publisher\n"
+        "from auren_core.streams.publisher import Publisher\n"
         "p = Publisher('redis://127.0.0.1:1/0', 's', exit_flush_timeout=0.5)\n"
         "for i in range(100): p.emit('crew_started', {})\n"
     )

@@ -10,7 +10,7 @@ import redis
 from servers import PrivateRedis
 
 from auren_core.events import Event, Malformed, encode_fields
-from auren_core.reader import Batch, StreamReader, id_for_time
+from auren_core.streams.reader import Batch, StreamReader, id_for_time
 
 
 def fill(url: str, stream: str, n: int, start: int = 0) -> None:

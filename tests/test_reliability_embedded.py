@@ -15,14 +15,14 @@ import orjson
 import pytest
 import redis
 
-from auren_core.config import load_settings
-from auren_core.embedded import (
+from auren_core.backends import (
     _pid_alive,
     resolve_redis,
     root_notice,
     stop_all_under,
     stop_embedded,
 )
+from auren_core.config import load_settings
 from auren_core.events import encode, make_event
 
 AUREN = [sys.executable, "-m", "auren_tui"]
@@ -122,7 +122,7 @@ def hook(event, args):
         opened.append(event)
 sys.addaudithook(hook)
 import auren_core
-from auren_core import api
+from auren_core import emitter as api
 if os.environ.get("WITH_CREWAI"):
     auren_core.instrument()
 for i in range(50):

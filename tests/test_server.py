@@ -529,10 +529,10 @@ class _RecordingWs:
 
 async def test_hub_seams_without_sockets() -> None:
     """Behind -> catch up first; ahead -> held, then only later events; full queue -> cut."""
-    from auren_core.reader import Batch
     from auren_core.server.fanout import Client, Hub
     from auren_core.server.metrics import Metrics
     from auren_core.server.protocol import Subscription
+    from auren_core.streams.reader import Batch
 
     def ev(sid: str) -> Any:
         raw = (

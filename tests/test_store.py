@@ -23,11 +23,11 @@ import pytest
 import redis
 
 from auren_core.events import Malformed, encode, make_event
-from auren_core.publisher import Publisher
 from auren_core.store import RetentionPolicy, ensure_schema, list_partitions, maintain
 from auren_core.store.schema import MIGRATIONS
 from auren_core.store.sink import Sink
 from auren_core.store.writer import Writer
+from auren_core.streams.publisher import Publisher
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.UTC

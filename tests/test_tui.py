@@ -19,8 +19,8 @@ from servers import PrivateRedis
 from textual.pilot import Pilot
 
 from auren_core.events import Event, encode_fields
-from auren_core.publisher import Publisher
 from auren_core.state import Reducer
+from auren_core.streams.publisher import Publisher
 from auren_tui.app import TopApp, make_app
 from auren_tui.sanitize import clean, is_clean, safe_text
 from auren_tui.screens.agent import AgentScreen

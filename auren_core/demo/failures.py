@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event, decode
-from ..publisher import Publisher
+from ..streams.publisher import Publisher
 
 __all__ = ["FailureCount", "FailureCountingPublisher"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from crewai.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from .. import api
+from .. import emitter as api
 
 __all__ = ["BiomarkerLookupTool", "RecordHypothesisTool"]
 

@@ -17,15 +17,16 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..events import Event, make_event
+
 # Imported first so that the publisher's exit flush is registered before ours, and
 # so runs after it (atexit is last-in, first-out).
-from .. import publisher as _publisher  # noqa: F401
-from ..events import Event, make_event
+from ..streams import publisher as _publisher  # noqa: F401
 from ._health import describe
 from ._types import TIERS, MemoryResult
 
 if TYPE_CHECKING:
-    from ..publisher import Publisher
+    from ..streams.publisher import Publisher
 
 __all__ = ["EventSink", "load_events", "redact"]
 
@@ -121,7 +122,7 @@ class EventSink:
         if time.monotonic() < self._retry_at:
             return None
         try:
-            from ..api import get_publisher
+            from ..emitter import get_publisher
 
             pub = self._publisher = get_publisher()
         except Exception as exc:

@@ -41,7 +41,7 @@ from ._types import TIERS, DeleteResult, ItemsResult, MemoryResult, SaveResult, 
 from .embedding import Embedder, HashingEmbedder
 
 if TYPE_CHECKING:
-    from ..publisher import Publisher
+    from ..streams.publisher import Publisher
 
 __all__ = ["MAX_LIMIT", "MAX_SCAN", "TieredMemory", "WrongLoopError", "query_hash"]
 
@@ -54,7 +54,7 @@ class TieredMemory(TierCore):
 
     ``redis_url`` / ``pg_dsn`` may be None to run without that tier; ChromaDB is
     used when ``chroma_path`` or ``chroma_url`` is given. ``publisher=None`` uses
-    the process publisher (``auren_core.api.get_publisher()``) on first load;
+    the process publisher (``auren_core.emitter.get_publisher()``) on first load;
     ``track=False`` publishes nothing (benchmarks compare the two). A load's events
     reach the publisher at most ``event_linger_s`` later (batched: see ``_events``;
     0 = at once); ``flush_events()`` and ``close()`` hand them over now.
@@ -127,9 +127,9 @@ class TieredMemory(TierCore):
     @classmethod
     def from_settings(cls, settings: Any = None, **kwargs: Any) -> TieredMemory:
         """Backends as every auren command resolves them: flags > env > auren.toml >
-        embedded defaults (``auren_core.config`` and ``auren_core.embedded``)."""
+        embedded defaults (``auren_core.config`` and ``auren_core.backends``)."""
+        from ..backends import resolve_chroma, resolve_postgres, resolve_redis
         from ..config import load_settings
-        from ..embedded import resolve_chroma, resolve_postgres, resolve_redis
 
         s = settings if settings is not None else load_settings()
         chroma = str(resolve_chroma(s).url)

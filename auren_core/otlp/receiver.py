@@ -3,7 +3,7 @@
 Both transports hand decoded requests to one :class:`OtlpReceiver`, which validates the
 spans, passes them through the per-trace buffer (``buffer.TraceBuffer``), maps the
 spans that leave it to v1 events (``mapping.Mapper``) and enqueues those on the normal
-:class:`~auren_core.publisher.Publisher`. Decoding runs outside the receiver's lock; the
+:class:`~auren_core.streams.publisher.Publisher`. Decoding runs outside the receiver's lock; the
 buffer and the mapping run under it (they are quick and keep per-trace state).
 
 Answers follow the OTLP specification: 200 with an ``ExportTraceServiceResponse`` (its
@@ -35,7 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from ..events import SCHEMA_VERSION, new_event_id
-from ..publisher import Publisher
+from ..streams.publisher import Publisher
 from .buffer import Ready, TraceBuffer
 from .mapping import Mapper, OtlpEvent
 from .spans import BadRequest, extract, parse_json, parse_protobuf

@@ -1,6 +1,6 @@
 """Fan-out: one stream reader per process, shared frames, bounded per-client queues.
 
-Each batch from the :class:`~auren_core.reader.StreamReader` is applied to the shared
+Each batch from the :class:`~auren_core.streams.reader.StreamReader` is applied to the shared
 reducer, then encoded once per distinct filter (clients with the same ``types``/``agents``
 share the bytes) and handed to every client:
 
@@ -30,7 +30,7 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 
 from ..events import Event, Malformed
-from ..reader import Batch
+from ..streams.reader import Batch
 from .metrics import Metrics
 from .protocol import (
     CLOSE_SLOW_CONSUMER,

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from ..reader import Batch, StreamReader
 from ..store.schema import maintenance_key
 from ..streams.lag import CAP, stream_lag
+from ..streams.reader import Batch, StreamReader
 
 if TYPE_CHECKING:
     from .app import Server

@@ -12,7 +12,7 @@ import typer
 from ._duration import METAVAR, as_duration
 
 if TYPE_CHECKING:
-    from auren_core.embedded import Backend
+    from auren_core.backends import Backend
 
 # USD per operation of each tier for the demo's loads (when [tier_costs] sets none):
 # assumed managed-service orders of magnitude, labelled as such in docs/http-api.md
@@ -55,14 +55,14 @@ def command(
     # CrewAI keeps its first-run state per storage dir: the demo's own, not the user's projects'
     os.environ.setdefault("CREWAI_STORAGE_DIR", "auren-demo")
     import auren_core
-    from auren_core import api
-    from auren_core.config import ConfigError, load_settings
-    from auren_core.embedded import (
+    from auren_core import emitter as api
+    from auren_core.backends import (
         describe_backends,
         resolve_chroma,
         resolve_postgres,
         resolve_redis,
     )
+    from auren_core.config import ConfigError, load_settings
 
     try:
         import chromadb  # noqa: F401

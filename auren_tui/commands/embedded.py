@@ -22,8 +22,8 @@ def command(
     """List (status) or stop the embedded Valkey and PostgreSQL servers auren started."""
     import orjson
 
+    from auren_core.backends import embedded_status, stop_embedded
     from auren_core.config import ConfigError, load_settings
-    from auren_core.embedded import embedded_status, stop_embedded
 
     if action not in ACTIONS:
         raise ConfigError(f"embedded: action must be status or stop (got {action!r})")

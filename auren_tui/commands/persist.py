@@ -42,8 +42,8 @@ def command(
     import sys
     import time
 
+    from auren_core.backends import describe_backends, resolve_postgres, resolve_redis
     from auren_core.config import ConfigError, load_settings
-    from auren_core.embedded import describe_backends, resolve_postgres, resolve_redis
     from auren_core.store.retention import RetentionPolicy
     from auren_core.store.schema import validate_schema_name
     from auren_core.store.sink import Sink

@@ -67,8 +67,8 @@ def command(
     import signal
     import threading
 
+    from auren_core.backends import describe_backends, resolve_redis
     from auren_core.config import ConfigError, load_settings
-    from auren_core.embedded import describe_backends, resolve_redis
 
     from .serve_ws import is_loopback
 
@@ -103,7 +103,7 @@ def command(
 
     from auren_core.otlp import OtlpReceiver, OtlpServer, ReceiverConfig
     from auren_core.otlp.receiver import tune_gc
-    from auren_core.publisher import Publisher
+    from auren_core.streams.publisher import Publisher
 
     tune_gc()  # this process is the receiver: no 100 ms collector pauses (see bench_otlp)
 

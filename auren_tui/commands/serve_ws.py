@@ -77,8 +77,8 @@ def command(
     import logging
     import signal
 
+    from auren_core.backends import describe_backends, resolve_redis
     from auren_core.config import ConfigError, load_settings
-    from auren_core.embedded import describe_backends, resolve_redis
     from auren_core.server import Server, ServerConfig
 
     if auth not in ("jwt", "none"):

@@ -56,8 +56,8 @@ def command(
 
     import redis
 
+    from auren_core.backends import resolve_redis
     from auren_core.config import ConfigError, load_settings
-    from auren_core.embedded import resolve_redis
     from auren_core.server.auth import AuthError, KeyRing, RefreshStore, issue_pair
 
     from .serve_ws import key_file_path

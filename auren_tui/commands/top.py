@@ -83,9 +83,9 @@ async def snapshot_once(
     """Backfill ``since_s`` seconds into a reducer and return its state (``--once``)."""
     import asyncio
 
-    from auren_core.embedded import redact_url
-    from auren_core.reader import StreamReader
+    from auren_core.backends import redact_url
     from auren_core.state import make_reducer
+    from auren_core.streams.reader import StreamReader
 
     reducer = make_reducer(settings, window_s=max(3600.0, since_s))
     failure: list[str] = []
@@ -123,7 +123,7 @@ async def snapshot_once(
 def _check_redis(url: str) -> None:
     import redis
 
-    from auren_core.embedded import redact_url
+    from auren_core.backends import redact_url
 
     try:
         redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0).ping()
@@ -165,8 +165,8 @@ def command(
     """Live terminal dashboard of agents, memory tiers, costs and collaboration."""
     import asyncio
 
+    from auren_core.backends import describe_backends, resolve_redis
     from auren_core.config import load_settings
-    from auren_core.embedded import describe_backends, resolve_redis
 
     since_s = since
     if speed < 0:

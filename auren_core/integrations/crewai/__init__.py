@@ -28,7 +28,7 @@ from typing import Any, Literal
 from crewai.events.base_event_listener import BaseEventListener
 from crewai.events.event_bus import CrewAIEventsBus, crewai_event_bus
 
-from ...publisher import Publisher
+from ...streams.publisher import Publisher
 from ..text import slug
 from .convert import Converter
 from .tap import Tap, record_usage, resolve
@@ -280,7 +280,7 @@ def instrument(
     again re-targets the one listener; it never registers a second one.
     """
     global _listener
-    from ... import api
+    from ... import emitter as api
     from ...config import load_settings
 
     settings = load_settings(redis_url=redis_url, stream=stream)

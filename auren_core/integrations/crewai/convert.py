@@ -19,7 +19,7 @@ import msgspec
 
 from ... import pricing
 from ...events import Event, encode, new_event_id
-from ...publisher import Publisher
+from ...streams.publisher import Publisher
 from ..text import args_digest, args_of, jsonable, repair, sid, slug, text
 from .tap import Meta, Tap, resolve, usage_of
 

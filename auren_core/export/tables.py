@@ -73,7 +73,7 @@ class Accumulator:
         tier_costs: Mapping[str, Any] | None = None,
     ) -> None:
         self.wanted = wanted
-        # the analytics report needs the events themselves (auren_core.analytics.report)
+        # the analytics report needs the events themselves (auren_core.export.analytics_report)
         self._analytics_events: list[Event] | None = [] if "analytics" in wanted else None
         self.tier_model = tier_model_of(tier_costs)
         self._want_know = "knowledge" in wanted
@@ -394,7 +394,7 @@ class Accumulator:
 
     def _t_analytics(self) -> list[dict[str, Any]]:
         """The analytics as of the newest event exported (so a file is reproducible)."""
-        from .report import analytics_rows
+        from .analytics_report import analytics_rows
 
         evs = self._analytics_events or []
         now = max((e.ts for e in evs), default=0.0)

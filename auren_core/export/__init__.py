@@ -40,9 +40,9 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from .analytics.report import COLUMNS as ANALYTICS_COLUMNS
-from .analytics.tables import Accumulator
-from .events import Event, Malformed
+from ..events import Event, Malformed
+from .analytics_report import COLUMNS as ANALYTICS_COLUMNS
+from .tables import Accumulator
 
 __all__ = [
     "ALL",

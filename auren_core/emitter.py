@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
-from .publisher import Publisher
+from .streams.publisher import Publisher
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -55,8 +55,8 @@ def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str]]
     def resolve() -> tuple[str, str]:
         import sys
 
+        from .backends import resolve_redis
         from .config import ConfigError, load_settings
-        from .embedded import resolve_redis
 
         s = load_settings() if settings is None else settings
         try:

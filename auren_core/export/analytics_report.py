@@ -48,7 +48,7 @@ def analytics_rows(
     events: Iterable[Event | Malformed], *, now: float, budget_usd_per_hour: float | None = None
 ) -> list[dict[str, Any]]:
     """Rows of the ``analytics`` report over ``events`` as of ``now``."""
-    from . import analysis, sections
+    from ..analytics import analysis, sections
 
     doc = sections(analysis(events, now=now, budget_usd_per_hour=budget_usd_per_hour, shown=SHOWN))
     rows = list(_forecast(doc["forecast"]))

@@ -24,10 +24,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .events import Event, Malformed
-from .streams.backoff import reconnect_backoff
-from .streams.entries import decode_entries, entry_id, id_for_time, parse_stream_id
-from .streams.lag import CAP, stream_lag
+from ..events import Event, Malformed
+from .backoff import reconnect_backoff
+from .entries import decode_entries, entry_id, id_for_time, parse_stream_id
+from .lag import CAP, stream_lag
 
 __all__ = ["Batch", "StreamReader", "id_for_time", "parse_stream_id"]
 

@@ -9,7 +9,7 @@ the buffer is flushed within a bounded time.
 
 Where the events go may be decided late: with ``resolve``, the thread itself works out
 the Redis URL and stream before its first send (probing localhost, finding or starting the
-embedded Valkey: see :mod:`auren_core.api`), so the agent's thread never waits for that
+embedded Valkey: see :mod:`auren_core.emitter`), so the agent's thread never waits for that
 either; until then events wait in the buffer like during an outage.
 
 Nothing here ever raises into the caller: :meth:`Publisher.emit` swallows *and
@@ -33,8 +33,8 @@ from typing import Any, Protocol
 
 import redis
 
-from .events import FIELD, Event, encode, encode_fields
-from .streams.backoff import reconnect_backoff
+from ..events import FIELD, Event, encode, encode_fields
+from .backoff import reconnect_backoff
 
 __all__ = ["Publisher", "PublisherCounters", "Source"]
 

@@ -1,6 +1,6 @@
 """JSON Schema (draft 2020-12) of the v1 stream entry, generated from the typed model.
 
-``python -m auren_core.schema > docs/event.schema.json`` regenerates the published
+``python -m auren_core.events.schema > docs/event.schema.json`` regenerates the published
 file; a test checks the published file is current and validates real events with it.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from .events import PAYLOAD_TYPES, SCHEMA_VERSION
+from . import PAYLOAD_TYPES, SCHEMA_VERSION
 
 __all__ = ["event_schema"]
 

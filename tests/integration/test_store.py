@@ -29,7 +29,7 @@ from auren_core.store.sink import Sink
 from auren_core.store.writer import Writer
 from auren_core.streams.publisher import Publisher
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.UTC
 
 

@@ -22,7 +22,7 @@ from auren_core.streams.entries import (
 )
 from auren_core.streams.lag import LagProbe, stream_lag
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = encode(make_event("tool_used", {"tool": "search", "ok": True}, agent="a"))
 BAD_PAYLOAD = b'{"v":1,"id":"x","ts":1767225600,"type":"tool_used","payload":{"tool":["no"]}}'
 

@@ -114,7 +114,7 @@ class Env:
         return out
 
 
-SCHEMA = orjson.loads((Path(__file__).parent.parent / "docs" / "event.schema.json").read_bytes())
+SCHEMA = orjson.loads((Path(__file__).parents[2] / "docs" / "event.schema.json").read_bytes())
 
 
 def test_published_schema_is_current() -> None:

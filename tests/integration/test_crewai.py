@@ -28,7 +28,7 @@ from auren_core.integrations.crewai.scripted_llm import (
 )
 from auren_core.pricing import price
 
-SCHEMA = json.loads((Path(__file__).parent.parent / "docs" / "event.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
 

@@ -22,7 +22,7 @@ from auren_core.events import (
 )
 from auren_core.events.schema import event_schema
 
-SCHEMA_PATH = Path(__file__).parent.parent / "docs" / "event.schema.json"
+SCHEMA_PATH = Path(__file__).parents[2] / "docs" / "event.schema.json"
 
 GOOD = {
     "llm_call": {

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent / "auren_core"
+ROOT = Path(__file__).resolve().parents[2] / "auren_core"
 UI = {"textual", "rich", "auren_tui"}
 AGENT_SIDE = {"crewai", "chromadb"}
 AGENT_SIDE_MODULES = (

@@ -40,7 +40,7 @@ from auren_core import rules
 from auren_core.events import encode, make_event
 from auren_core.export import ALL, render
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOL = 1e-9  # USD: every output rounds to 10 decimals; sums may differ in the last bit
 
 # --------------------------------------------------------------------------- the recording

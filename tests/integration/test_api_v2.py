@@ -39,7 +39,7 @@ from servers import free_port
 from auren_core import pricing, rules
 from auren_core.events import Event, make_event
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(agent: str, tier: str, lat: dict[str, float], ts: float, **p: Any) -> Event:

@@ -30,7 +30,7 @@ from auren_tui.worker import ProcessWorker, RecordedSource
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N_AGENTS = 10_000
 
 
@@ -55,7 +55,7 @@ def _agent_events(n: int, now: float, *, run: str = "run-1") -> list[Event]:
 _PROBE = """
 import json, resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (__LIMIT__, __LIMIT__))  # fail here, not the box
-sys.path[:0] = [__ROOT__, __ROOT__ + "/tests"]
+sys.path[:0] = [__ROOT__, __ROOT__ + "/tests", __ROOT__ + "/tests/reliability"]
 from test_reliability_scale import _agent_events
 from auren_tui.worker import run_analysis
 evs = _agent_events(__N__, 1_700_000_000.0)

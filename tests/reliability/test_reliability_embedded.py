@@ -34,7 +34,7 @@ def _env(data_dir: Path, **extra: str) -> dict[str, str]:
         AUREN_DATA_DIR=str(data_dir),
         AUREN_PROBE_LOCAL="false",
         AUREN_CONFIG=str(data_dir / "none.toml"),
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+        PYTHONPATH=str(Path(__file__).resolve().parents[2]),
         **extra,
     )
     return env
@@ -184,7 +184,7 @@ def test_stop_all_under_stops_what_tests_left_running(tmp_path: Path) -> None:
 
 
 def test_conftest_stops_the_servers_its_fixtures_start() -> None:
-    src = (Path(__file__).parent / "conftest.py").read_text()
+    src = (Path(__file__).parents[1] / "conftest.py").read_text()
     assert "request.addfinalizer(lambda: stop_embedded(settings))" in src
     assert "stop_all_under(root)" in src
 
@@ -206,5 +206,5 @@ def test_root_useradd_is_said_before_it_happens(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(pwd, "getpwnam", missing)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert root_notice() is None
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "useradd" in readme

@@ -2,7 +2,7 @@
 
 Fixed terminal sizes, a frozen clock, UTC, no cursor blink: the SVGs are identical on
 every run. The accepted snapshots are copied to ``screenshots/`` (used by the README).
-Update with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
+Update with ``pytest tests/snapshot/test_tui_snapshots.py --snapshot-update``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from auren_tui.screens.help import HelpScreen
 from auren_tui.worker import RecordedSource
 
 SIZES = [(80, 24), (160, 48)]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOTS = Path(__file__).parent / "__snapshots__" / Path(__file__).stem
 SCREENSHOTS = ROOT / "screenshots"
 

@@ -25,8 +25,8 @@ from auren_core import rules
 from auren_core.events import Event, Malformed, encode, make_event
 from auren_core.export import REPORTS, build_reports, neutralise, render
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).parent / "golden"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parents[1] / "golden"
 UPDATE = os.environ.get("AUREN_UPDATE_GOLDEN") == "1"
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 HOSTILE = ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"]

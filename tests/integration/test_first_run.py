@@ -19,7 +19,7 @@ from packaging.specifiers import SpecifierSet
 from auren_core.events import Event, decode
 from auren_tui.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AUREN = [sys.executable, "-m", "auren_tui"]
 
 

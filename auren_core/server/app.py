@@ -88,6 +88,7 @@ class ServerConfig:
     analytics_buffer: int = 50_000  # recent events kept for the analytics (as auren top)
     metrics_max_agents: int = 20  # /metrics: agents with their own label, the rest "other"
     analytics_every_s: float = 5.0  # analytics recomputed this often (longer if costly)
+    alert_webhook: str | None = None  # alerts POSTed here after each analytics run
 
 
 class Server:
@@ -127,6 +128,12 @@ class Server:
         self._analytics: tuple[float, dict[str, Any]] | None = None
         self._analytics_lock = asyncio.Lock()
         self._analytics_task: asyncio.Task[None] | None = None
+        # alerts leave the terminal (auren_core.alerts): evaluated after each analytics run
+        self.notifier: Any = None
+        if config.alert_webhook:
+            from ..alerts import AlertNotifier
+
+            self.notifier = AlertNotifier(config.alert_webhook, source="serve-ws")
 
     def new_reducer(self, window_s: float) -> Any:
         from ..state import make_reducer
@@ -182,7 +189,9 @@ class Server:
         while True:
             t0 = time.perf_counter()
             try:
-                await self.analytics(0.0)
+                doc = await self.analytics(0.0)
+                if self.notifier is not None:  # decides in microseconds; a thread sends
+                    self.notifier.evaluate(self.reducer.state().costs, doc, time.time())
             except Exception:  # an analytics bug must not stop the server: log it
                 log.exception("analytics failed")
             took = time.perf_counter() - t0
@@ -257,6 +266,8 @@ class Server:
                     await task
         if self.aredis is not None:
             await self.aredis.aclose()
+        if self.notifier is not None:
+            await asyncio.to_thread(self.notifier.close, 2.0)
 
     async def serve_forever(self) -> None:
         await self.start()

@@ -51,7 +51,7 @@ class Receiver:
         rec = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if rec.delay_s:
                     time.sleep(rec.delay_s)
@@ -360,4 +360,3 @@ def test_cli_flag_bad_url_is_one_line_error() -> None:
         lines = [x for x in res.stderr.splitlines() if x.strip()]
         assert len(lines) == 1 and "alert_webhook" in lines[0], res.stderr
         assert "Traceback" not in res.stderr
-

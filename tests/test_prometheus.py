@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -96,7 +97,8 @@ def as_query(expr: str) -> str:
 
 
 def publish_round(pub: Publisher, n: int) -> None:
-    """One round of known traffic: LLM calls (one failed), tools, loads of every tier."""
+    """One round of known traffic: six LLM calls (one failed), three tool calls, four
+    loads per agent (one served by each tier, one miss), a publisher's report of 3 drops."""
     for i, agent in enumerate(AGENTS):
         pub.emit("agent_started", {}, agent=agent, run="run-1")
         for j, model in enumerate(MODELS):
@@ -211,45 +213,67 @@ def test_real_prometheus_answers_every_dashboard_query(
         while not health.get("ready") and time.monotonic() < deadline:
             time.sleep(0.1)
             health = json.loads(_get(f"http://127.0.0.1:{ws_port}/healthz"))
+        # steady traffic (a round every 0.7 s, as the demo's) while the dashboard is queried:
+        # a rate over the last seconds, and a ratio of two, has data to show
         pub = Publisher(redis_url, stream, stats_interval=3600)
+        stop, rounds = threading.Event(), [0]
+
+        def feed() -> None:
+            while not stop.is_set():
+                publish_round(pub, rounds[0])
+                rounds[0] += 1
+                stop.wait(0.7)
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
         try:
-            # two rounds two scrapes apart: every counter has increased between samples
-            publish_round(pub, 0)
-            time.sleep(2.5)
-            publish_round(pub, 1)
-            time.sleep(2.5)
-            publish_round(pub, 2)
+            exprs = dashboard_exprs()
+            missing: dict[str, str] = {}
+            while time.monotonic() < deadline:
+                missing = {}
+                for title, expr in exprs:
+                    if not finite(query(prom, as_query(expr))):
+                        missing[expr] = title
+                if not missing:
+                    break
+                time.sleep(0.5)
+            assert not missing, f"dashboard queries without data: {missing}"
         finally:
+            stop.set()
+            feeder.join(10)
             pub.close(2.0)
+        n = rounds[0]
+        assert n >= 2
         # promtool check metrics on the live exposition (lint: names, units, help)
         body = _get(f"http://127.0.0.1:{ws_port}/metrics")
         lint = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True)
         assert lint.returncode == 0, (lint.stdout + lint.stderr).decode()
-        exprs = dashboard_exprs()
-        missing: dict[str, str] = {}
-        while time.monotonic() < deadline:
-            missing = {}
-            for title, expr in exprs:
-                if not finite(query(prom, as_query(expr))):
-                    missing[expr] = title
-            if not missing:
-                break
-            time.sleep(0.5)
-        assert not missing, f"dashboard queries without data: {missing}"
+
         # and the figures are the events': agents, models, tiers, the publisher's drops
-        q = lambda e: {  # noqa: E731
-            tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in query(prom, e)
-        }
+        def q(e: str) -> dict[tuple[tuple[str, str], ...], float]:
+            return {
+                tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in query(prom, e)
+            }
+
+        calls = 3.0 * n * len(MODELS)  # three agents, each calling every model, per round
+
+        def all_scraped() -> bool:  # the last round's calls and loads
+            return q("sum(auren_llm_calls_total)") == {(): calls} and q(
+                "sum(auren_tier_hits_total)"
+            ) == {(): 9.0 * n}
+
+        while not all_scraped() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert q("sum(auren_llm_calls_total)") == {(): calls}
         agents = {dict(k).get("agent") for k in q("sum by (agent) (auren_llm_calls_total)")}
         assert agents == set(AGENTS)
         models = {dict(k).get("model") for k in q("sum by (model) (auren_llm_calls_total)")}
         assert models == set(MODELS)
-        assert q("sum(auren_llm_calls_total)") == {(): 3 * len(AGENTS) * len(MODELS)}
-        assert q("sum(auren_llm_errors_total)") == {(): 3.0}
+        assert q("sum(auren_llm_errors_total)") == {(): float(n)}
         assert q("max(auren_publisher_dropped)") == {(): 3.0}
         assert q("max(auren_active_agents)") == {(): float(len(AGENTS))}
         hits = {dict(k)["tier"]: v for k, v in q("sum by (tier) (auren_tier_hits_total)").items()}
-        assert hits == {"redis": 9.0, "postgresql": 9.0, "chromadb": 9.0}
+        assert hits == {"redis": 3.0 * n, "postgresql": 3.0 * n, "chromadb": 3.0 * n}
         cost = sum(q("sum(auren_llm_cost_usd_total)").values())
-        assert cost == pytest.approx(3 * len(AGENTS) * 0.03)
+        assert cost == pytest.approx(n * len(AGENTS) * 0.03)
     assert time.monotonic() - t_start < 60

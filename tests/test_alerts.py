@@ -309,6 +309,9 @@ async def test_serve_ws_posts_budget_and_loop_alerts(
         # $0.10 over the burn rate's 60 s minimum span: $6/h against $0.01/h
         assert budget["auren"]["burn_usd_per_hour"] == pytest.approx(6.0, rel=0.01)
         assert srv.notifier is not None and srv.notifier.sender.dropped == 0
+        metrics = srv.metrics.render()
+        assert "auren_alerts_sent_total 2.0" in metrics
+        assert "auren_alerts_dropped_total 0.0" in metrics
 
 
 async def test_top_worker_posts_alerts_while_no_screen_shows_analytics(

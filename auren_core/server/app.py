@@ -134,6 +134,7 @@ class Server:
             from ..alerts import AlertNotifier
 
             self.notifier = AlertNotifier(config.alert_webhook, source="serve-ws")
+            self.metrics.alerts = self.notifier.sender  # auren_alerts_*_total on /metrics
 
     def new_reducer(self, window_s: float) -> Any:
         from ..state import make_reducer

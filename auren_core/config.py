@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     tool_costs: dict[str, float] = Field(default_factory=dict)
     # memory tier prices per operation and the embedding model, e.g. {"chromadb": 1e-5}
     tier_costs: TierCosts = Field(default_factory=lambda: TierCosts())
+    # alerts (budget, forecast, loops, stalls) POSTed here by top and serve-ws (docs/alerts.md)
+    alert_webhook: str | None = None
 
     @field_validator("redis_url")
     @classmethod
@@ -103,6 +105,15 @@ class Settings(BaseSettings):
         if urlsplit(v).scheme not in ("http", "https"):
             raise ValueError("must start with http:// or https://")
         return v
+
+    @field_validator("alert_webhook")
+    @classmethod
+    def _check_alert_webhook(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        from .alerts import check_webhook_url
+
+        return check_webhook_url(v)
 
     @field_validator("stream")
     @classmethod

@@ -35,6 +35,7 @@ from .worker import (
     StreamWorker,
     WorkerFailed,
     lag_probe_for,
+    new_notifier,
 )
 
 if TYPE_CHECKING:
@@ -296,6 +297,7 @@ def make_app(
     tool_costs: dict[str, float] | None = None,
     tier_costs: dict[str, Any] | None = None,
     in_process: bool | None = None,
+    alert_webhook: str | None = None,
 ) -> TopApp:
     """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream.
 
@@ -324,6 +326,7 @@ def make_app(
             "reducer": reducer_kw,
             "fps": fps,
             "mode": mode,
+            "alert_webhook": alert_webhook,
         }
 
         early = ProcessWorker(config)
@@ -368,6 +371,7 @@ def make_app(
         )
         # a replay's clock is unknown until its first events: the reducer waits for them
         worker.lazy_reducer = replay is not None
+        worker.notifier = new_notifier(alert_webhook)
         return worker
 
     return TopApp(

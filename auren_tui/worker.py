@@ -56,6 +56,7 @@ __all__ = [
     "WorkerStats",
     "child_main",
     "lag_probe_for",
+    "new_notifier",
 ]
 
 log = logging.getLogger("auren.tui.worker")
@@ -238,6 +239,9 @@ class StreamWorker:
         self._analytics_on = False
         self._analytics_now = False
         self._view: dict[str, Any] = {}  # trim_state() arguments: the table's order, pins
+        # auren_core.alerts.AlertNotifier (--alert-webhook): analytics then run even while
+        # no screen shows them, and each result's alerts go to the webhook
+        self.notifier: Any = None
         source.on_status = self._on_status
 
     # ---------------------------------------------------------------- thread side
@@ -301,6 +305,8 @@ class StreamWorker:
         for t in tasks:
             t.cancel()
         await self.source.close()
+        if self.notifier is not None:  # what is queued gets a second to go out
+            await asyncio.to_thread(self.notifier.close, 1.0)
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t  # re-raises a crash of the reader or the ticker
@@ -360,7 +366,8 @@ class StreamWorker:
         while True:
             await asyncio.sleep(0.05)
             mono = time.monotonic()
-            due = self._analytics_now or (self._analytics_on and mono >= next_at)
+            wanted = self._analytics_on or self.notifier is not None
+            due = self._analytics_now or (wanted and mono >= next_at)
             if not due or self.reducer is None or not self._backfill_done:
                 continue  # a backfill runs flat out: analyse what it read once it is done
             self._analytics_now = False
@@ -372,7 +379,13 @@ class StreamWorker:
             budget = self.reducer.budget_usd_per_hour
             msg = await asyncio.to_thread(run_analysis, items, now=now, budget_usd_per_hour=budget)
             next_at = time.monotonic() + max(self.analytics_every, 20 * msg.took_s)
-            self.post(msg)
+            if self.notifier is not None and msg.result is not None:
+                try:  # decides in microseconds; the notifier's thread sends
+                    self.notifier.evaluate(self.reducer.state().costs, msg.result, now)
+                except Exception:  # an alerting bug must not stop the stream: log it
+                    log.exception("alerts failed")
+            if self._analytics_on:
+                self.post(msg)
 
     async def _probe_lag(self) -> None:
         assert self.lag_probe is not None
@@ -662,7 +675,18 @@ def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamW
         source_name=cfg["mode"],
     )
     worker.lazy_reducer = bool(cfg.get("replay"))
+    if not cfg.get("replay"):
+        worker.notifier = new_notifier(cfg.get("alert_webhook"))
     return worker
+
+
+def new_notifier(url: str | None) -> Any:
+    """An :class:`auren_core.alerts.AlertNotifier` for ``url`` (None without one)."""
+    if not url:
+        return None
+    from auren_core.alerts import AlertNotifier
+
+    return AlertNotifier(url, source="auren top")
 
 
 def lag_probe_for(reader: Any) -> Callable[[], Any]:

@@ -103,6 +103,7 @@ class ServerConfig:
     revocation_poll_s: float = 5.0  # open sessions' families re-checked (pub/sub is first)
     auth_prefix: str = AUTH_PREFIX
     recent_events: int = 20_000  # the latest events kept for catch-up from memory
+    alert_webhook: str | None = None  # alerts POSTed here after each analytics run
 
 
 @dataclass
@@ -164,6 +165,13 @@ class Server:
         self.sessions = SessionRegistry(self.metrics, close_with_error, time.time)
         self.backlog_reads: SingleFlight[tuple[str, str], _Backlog | None] = SingleFlight()
         self.family_checks = KeyBatcher(self._mget)
+        # alerts leave the terminal (auren_core.alerts): evaluated after each analytics run
+        self.notifier: Any = None
+        if config.alert_webhook:
+            from ..alerts import AlertNotifier
+
+            self.notifier = AlertNotifier(config.alert_webhook, source="serve-ws")
+            self.metrics.alerts = self.notifier.sender  # auren_alerts_*_total on /metrics
 
     def new_reducer(self, window_s: float) -> Any:
         from ..state import make_reducer
@@ -219,7 +227,9 @@ class Server:
         while True:
             t0 = time.perf_counter()
             try:
-                await self.analytics(0.0)
+                doc = await self.analytics(0.0)
+                if self.notifier is not None:  # decides in microseconds; a thread sends
+                    self.notifier.evaluate(self.reducer.state().costs, doc, time.time())
             except Exception:  # an analytics bug must not stop the server: log it
                 log.exception("analytics failed")
             took = time.perf_counter() - t0
@@ -316,6 +326,8 @@ class Server:
                     await task
         if self.aredis is not None:
             await self.aredis.aclose()
+        if self.notifier is not None:
+            await asyncio.to_thread(self.notifier.close, 2.0)
 
     async def serve_forever(self) -> None:
         await self.start()

@@ -374,6 +374,8 @@ class Metrics:
     business: BusinessMetrics | None = None
     # reads the reducer at scrape time: (active agents, publisher drops), or None
     state_gauges: Callable[[], tuple[int, int]] | None = None
+    # the alert webhook's sender (auren_core.alerts.WebhookSender) when one is configured
+    alerts: Any = None
     _registry: CollectorRegistry | None = None
 
     def enable_business(
@@ -537,3 +539,13 @@ class _ServerCollector:
                 "events the publishers report they dropped (latest report of each)",
                 value=dropped,
             )
+        if m.alerts is not None:
+            for what, help_ in (
+                ("sent", "alerts the webhook accepted"),
+                ("failed", "alerts given up after every retry (or refused with a 4xx)"),
+                ("retries", "webhook requests retried (5xx, 429, network error)"),
+                ("dropped", "alerts dropped because the send queue was full"),
+            ):
+                yield CounterMetricFamily(
+                    f"auren_alerts_{what}_total", help_, value=getattr(m.alerts, what)
+                )

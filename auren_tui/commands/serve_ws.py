@@ -71,6 +71,13 @@ def command(
     budget_usd_per_hour: Annotated[
         float | None, typer.Option(help="Budget for the snapshot's cost status.")
     ] = None,
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option(
+            help="POST alerts (budget, forecast, loops, stalls) here (else "
+            "AUREN_ALERT_WEBHOOK; docs/alerts.md)."
+        ),
+    ] = None,
 ) -> None:
     """Serve the live event feed over WebSocket (/ws) and the HTTP API on one port."""
     import asyncio
@@ -90,7 +97,10 @@ def command(
     if max_clients < 1 or max_message_bytes < 256:
         raise ConfigError("--max-clients must be >= 1 and --max-message-bytes >= 256")
     settings = load_settings(
-        redis_url=redis_url, stream=stream, budget_usd_per_hour=budget_usd_per_hour
+        redis_url=redis_url,
+        stream=stream,
+        budget_usd_per_hour=budget_usd_per_hour,
+        alert_webhook=alert_webhook,
     )
     backend = resolve_redis(settings)
     key_file = key_file_path(keys, settings.data_dir) if auth == "jwt" else None
@@ -114,9 +124,17 @@ def command(
         tool_costs=dict(settings.tool_costs),
         tier_costs=settings.tier_costs.model_dump(),
         compression=compression,
+        alert_webhook=settings.alert_webhook,
     )
     logging.basicConfig(level=logging.WARNING, format="auren serve-ws: %(message)s")
     typer.echo(describe_backends(backend))
+    if settings.alert_webhook:
+        from urllib.parse import urlsplit
+
+        from auren_core.backends import redact_url
+
+        hook = urlsplit(settings.alert_webhook)  # the path of a Slack hook is its secret
+        typer.echo(f"alerts: POSTed to {redact_url(f'{hook.scheme}://{hook.netloc}')}/...")
     if auth == "none":
         typer.echo(
             "WARNING: --auth none: anyone who can reach this port reads every event", err=True

@@ -161,6 +161,13 @@ def command(
     ] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name (else AUREN_STREAM).")] = None,
+    alert_webhook: Annotated[
+        str | None,
+        typer.Option(
+            help="POST alerts (budget, forecast, loops, stalls) here (else "
+            "AUREN_ALERT_WEBHOOK; live mode only; docs/alerts.md)."
+        ),
+    ] = None,
 ) -> None:
     """Live terminal dashboard of agents, memory tiers, costs and collaboration."""
     import asyncio
@@ -180,6 +187,7 @@ def command(
         stream=stream,
         budget_usd_per_hour=budget_usd_per_hour,
         active_window_s=active_window,
+        alert_webhook=alert_webhook,
     )
     span = parse_replay(replay) if replay else None
     backend = resolve_redis(settings)
@@ -208,6 +216,7 @@ def command(
         replay=ReplaySpec(span[0], span[1], speed) if span else None,
         tool_costs=dict(settings.tool_costs),
         tier_costs=settings.tier_costs.model_dump(),
+        alert_webhook=None if span else settings.alert_webhook,  # history fires no alerts
     )
     app.run()
     if app.failure:

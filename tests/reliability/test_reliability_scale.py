@@ -84,7 +84,9 @@ def test_analytics_of_10k_agents_in_one_run_stays_under_300mb() -> None:
         .replace("__ROOT__", repr(str(ROOT)))
         .replace("__N__", str(N_AGENTS))
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    # only the project on the path: not the parent's sys.path, which other tests extend
+    # (instrumentors' import hooks would make the child's base RSS theirs, not ours)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
     try:
         out = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env

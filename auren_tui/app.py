@@ -24,7 +24,7 @@ from .screens.agent import AgentScreen
 from .screens.analytics import AnalyticsScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
-from .widgets import AgentsTable
+from .widgets import AgentsTable, Economics
 from .worker import (
     AnalyticsUpdated,
     ProcessWorker,
@@ -123,6 +123,8 @@ class TopApp(App[None]):
             for screen in self._visible_screens():
                 if isinstance(screen, AnalyticsScreen):
                     screen.show_analytics(self.analytics)
+                for pane in screen.query(Economics):  # its top recommendation line
+                    pane._rebuild(force=True)
 
     def on_worker_failed(self, message: WorkerFailed) -> None:
         self.failure = message.error
@@ -296,6 +298,7 @@ def make_app(
     tool_costs: dict[str, float] | None = None,
     tier_costs: dict[str, Any] | None = None,
     in_process: bool | None = None,
+    recommendations: dict[str, Any] | None = None,
 ) -> TopApp:
     """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream.
 
@@ -324,6 +327,7 @@ def make_app(
             "reducer": reducer_kw,
             "fps": fps,
             "mode": mode,
+            "recommendations": recommendations,
         }
 
         early = ProcessWorker(config)
@@ -364,7 +368,13 @@ def make_app(
             return make_reducer(clock=clock or time.time, **reducer_kw)
 
         worker = StreamWorker(
-            reducer=reducer, source=src, post=post, fps=fps, lag_probe=lag_probe, source_name=mode
+            reducer=reducer,
+            source=src,
+            post=post,
+            fps=fps,
+            lag_probe=lag_probe,
+            source_name=mode,
+            thresholds=recommendations,
         )
         # a replay's clock is unknown until its first events: the reducer waits for them
         worker.lazy_reducer = replay is not None

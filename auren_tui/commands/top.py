@@ -208,6 +208,7 @@ def command(
         replay=ReplaySpec(span[0], span[1], speed) if span else None,
         tool_costs=dict(settings.tool_costs),
         tier_costs=settings.tier_costs.model_dump(),
+        recommendations=settings.recommendations.model_dump(),
     )
     app.run()
     if app.failure:

@@ -14,8 +14,7 @@ import pytest
 from auren_core import rules
 from auren_core.analytics import analysis, analyze
 from auren_core.analytics.tables import Accumulator
-from auren_core.events import Event
-from auren_core.events import make_event
+from auren_core.events import Event, make_event
 from auren_core.publisher import process_usage
 from auren_core.server.metrics import Metrics
 from auren_core.state import make_reducer
@@ -205,7 +204,7 @@ def test_recommendation_thresholds_from_auren_toml(tmp_path: Path,
     recs = analysis(loads, now=T0 + 5, thresholds=s.recommendations.model_dump())
     assert recs["recommendations"][0]["kind"] == "cache_in_redis"
     cfg.write_text("[recommendations]\ntogether_share = 2\n")
-    with pytest.raises(ConfigError, match="recommendations.together_share"):
+    with pytest.raises(ConfigError, match=r"recommendations\.together_share"):
         load_settings()
 
 

@@ -118,7 +118,7 @@ class Handlers:
                 key,
                 ev.ts,
                 int(rss) if type(rss) is int and rss >= 0 else None,
-                float(cpu) if type(cpu) in (int, float) and cpu >= 0 else None,
+                float(cpu) if isinstance(cpu, int | float) and cpu >= 0 else None,
             )
 
     # ------------------------------------------------------------------ economics

@@ -19,7 +19,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["ConfigError", "Settings", "TierCosts", "default_data_dir", "load_settings"]
+__all__ = [
+    "ConfigError",
+    "RecommendationThresholds",
+    "Settings",
+    "TierCosts",
+    "default_data_dir",
+    "load_settings",
+]
 
 
 class ConfigError(Exception):
@@ -51,6 +58,27 @@ class TierCosts(BaseModel):
     embedding_model: str | None = None
 
 
+class RecommendationThresholds(BaseModel):
+    """``[recommendations]``: when each optimisation recommendation fires (the fields of
+    :class:`auren_core.analytics.recommend.Thresholds`, same defaults; see that module)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_slow_serves: int = Field(default=3, ge=1, le=1_000_000)
+    min_semantic: int = Field(default=3, ge=1, le=1_000_000)
+    min_calls: int = Field(default=5, ge=1, le=1_000_000)
+    short_output: int = Field(default=200, ge=1, le=10_000_000)
+    together_share: float = Field(default=0.8, gt=0, le=1)
+    min_runs: int = Field(default=3, ge=1, le=1_000_000)
+    loop_repeats: int = Field(default=3, ge=2, le=1_000_000)
+
+    def thresholds(self) -> Any:
+        """As the analytics take them (an ``analytics.recommend.Thresholds``)."""
+        from .analytics.recommend import Thresholds
+
+        return Thresholds(**self.model_dump())
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="AUREN_", extra="ignore", validate_default=True, frozen=True
@@ -76,6 +104,10 @@ class Settings(BaseSettings):
     tier_costs: TierCosts = Field(default_factory=lambda: TierCosts())
     # alerts (budget, forecast, loops, stalls) POSTed here by top and serve-ws (docs/alerts.md)
     alert_webhook: str | None = None
+    # when the analytics' optimisation recommendations fire (analytics/recommend.py)
+    recommendations: RecommendationThresholds = Field(
+        default_factory=lambda: RecommendationThresholds()
+    )
 
     @field_validator("redis_url")
     @classmethod

@@ -112,6 +112,7 @@ __all__ = [
     "MISS",
     "NO_QUERY",
     "NO_TIER_COSTS",
+    "QUERY_LABEL_CHARS",
     "TIERS",
     "TIER_ALIASES",
     "LlmCall",
@@ -131,6 +132,7 @@ __all__ = [
     "per_hour",
     "percentiles",
     "quantiles",
+    "query_label",
     "round_rate",
     "round_usd",
     "tier_access",
@@ -554,3 +556,35 @@ def percentiles(values: Iterable[float], qs: Iterable[float]) -> tuple[float | N
         b = bin_of(v)
         counts[b] = counts.get(b, 0) + 1
     return quantiles(counts, qs)
+
+
+# ---------------------------------------------------------------------- user queries
+QUERY_LABEL_CHARS: Final = 120
+_LABEL_KEYS = ("query", "question", "topic", "input", "prompt")
+
+
+def _clip(s: str, n: int = QUERY_LABEL_CHARS) -> str:
+    s = " ".join(s.split())  # one line: a description's newlines and indents go
+    return s if len(s) <= n else s[: n - 1] + "\u2026"
+
+
+def query_label(inputs: Any, description: Any = None) -> str:
+    """The user's question behind a run (one crew kickoff), for the per-query cost rows.
+
+    The crew's ``inputs``: the value of its ``query`` / ``question`` / ``topic`` /
+    ``input`` / ``prompt`` key, else its first value; a crew without inputs: the first
+    task's ``description``. One line, at most :data:`QUERY_LABEL_CHARS` characters
+    ("" when there is neither). Redaction (``redact_queries``) happens where the event is
+    made: a redacted run carries a stable ``sha256:`` stand-in in ``crew_started.query``.
+    """
+    if isinstance(inputs, dict) and inputs:
+        for k in _LABEL_KEYS:
+            v = inputs.get(k)
+            if isinstance(v, str) and v.strip():
+                return _clip(v)
+        first = next(iter(inputs.values()))
+        if first is not None and str(first).strip():
+            return _clip(str(first))
+    if isinstance(description, str) and description.strip():
+        return _clip(description)
+    return ""

@@ -24,7 +24,7 @@ from .screens.agent import AgentScreen
 from .screens.analytics import AnalyticsScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
-from .widgets import AgentsTable
+from .widgets import AgentsTable, Economics
 from .worker import (
     AnalyticsUpdated,
     ProcessWorker,
@@ -124,6 +124,8 @@ class TopApp(App[None]):
             for screen in self._visible_screens():
                 if isinstance(screen, AnalyticsScreen):
                     screen.show_analytics(self.analytics)
+                for pane in screen.query(Economics):  # its top recommendation line
+                    pane._rebuild(force=True)
 
     def on_worker_failed(self, message: WorkerFailed) -> None:
         self.failure = message.error
@@ -298,6 +300,7 @@ def make_app(
     tier_costs: dict[str, Any] | None = None,
     in_process: bool | None = None,
     alert_webhook: str | None = None,
+    recommendations: dict[str, Any] | None = None,
 ) -> TopApp:
     """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream.
 
@@ -327,6 +330,7 @@ def make_app(
             "fps": fps,
             "mode": mode,
             "alert_webhook": alert_webhook,
+            "recommendations": recommendations,
         }
 
         early = ProcessWorker(config)
@@ -367,7 +371,13 @@ def make_app(
             return make_reducer(clock=clock or time.time, **reducer_kw)
 
         worker = StreamWorker(
-            reducer=reducer, source=src, post=post, fps=fps, lag_probe=lag_probe, source_name=mode
+            reducer=reducer,
+            source=src,
+            post=post,
+            fps=fps,
+            lag_probe=lag_probe,
+            source_name=mode,
+            thresholds=recommendations,
         )
         # a replay's clock is unknown until its first events: the reducer waits for them
         worker.lazy_reducer = replay is not None

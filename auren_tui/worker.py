@@ -119,6 +119,9 @@ class AnalyticsUpdated(Message):
         return isinstance(message, AnalyticsUpdated)
 
 
+# while the analytics screen is closed, the analysis still runs this often (or 20x its
+# cost, if longer) so that token economics can show the top recommendation
+TIP_EVERY_S = 30.0
 HISTORY_S = 7 * 86400.0  # the oldest event kept for analytics (the count bound comes first)
 SHOWN = 40  # items per analytics list sent to the screen (the totals say how many more)
 
@@ -131,14 +134,24 @@ def _trim(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_analysis(
-    items: Sequence[Event | Malformed], *, now: float, budget_usd_per_hour: float | None
+    items: Sequence[Event | Malformed],
+    *,
+    now: float,
+    budget_usd_per_hour: float | None,
+    thresholds: dict[str, Any] | None = None,
 ) -> AnalyticsUpdated:
     """``analyze(items)`` as a message (an exception becomes the message's error)."""
     from auren_core.analytics import analysis
 
     t0 = time.perf_counter()
     try:
-        result = analysis(items, now=now, budget_usd_per_hour=budget_usd_per_hour, shown=SHOWN)
+        result = analysis(
+            items,
+            now=now,
+            budget_usd_per_hour=budget_usd_per_hour,
+            shown=SHOWN,
+            thresholds=thresholds or None,
+        )
     except Exception as exc:  # an analytics bug must not stop the stream: show it
         log.exception("analytics failed")
         return AnalyticsUpdated(None, time.perf_counter() - t0, len(items), f"{exc!r}"[:300])
@@ -209,6 +222,8 @@ class StreamWorker:
         source_name: str = "stream",
         analytics_buffer: int = 50_000,
         analytics_every: float = 5.0,
+        thresholds: dict[str, Any] | None = None,
+        tip_every: float = TIP_EVERY_S,
     ) -> None:
         self._make_reducer = reducer
         self.reducer: Any = None
@@ -236,6 +251,8 @@ class StreamWorker:
             maxlen=max(1, analytics_buffer)
         )
         self.analytics_every = analytics_every
+        self.thresholds = dict(thresholds or {})  # [recommendations] of auren.toml
+        self.tip_every = tip_every
         self._analytics_on = False
         self._analytics_now = False
         self._view: dict[str, Any] = {}  # trim_state() arguments: the table's order, pins
@@ -361,13 +378,18 @@ class StreamWorker:
     async def _analytics(self) -> None:
         """While wanted: analyse the recent events off this loop (a helper thread, so
         reading goes on), at most ~5% of the time (the gap grows with the cost), never
-        during the backfill (it would slow it by a quarter, measured)."""
+        during the backfill (it would slow it by a quarter, measured). With the analytics
+        screen closed: once the backfill is in, then every ``tip_every`` s (token
+        economics' top recommendation)."""
         next_at = 0.0
+        tip_at = 0.0
         while True:
             await asyncio.sleep(0.05)
             mono = time.monotonic()
-            wanted = self._analytics_on or self.notifier is not None
-            due = self._analytics_now or (wanted and mono >= next_at)
+            wanted = self._analytics_on or self.notifier is not None  # screen open or alerting
+            due = self._analytics_now or (
+                mono >= next_at if wanted else self.tip_every > 0 and mono >= tip_at
+            )
             if not due or self.reducer is None or not self._backfill_done:
                 continue  # a backfill runs flat out: analyse what it read once it is done
             self._analytics_now = False
@@ -377,15 +399,21 @@ class StreamWorker:
                 recent.popleft()
             items = list(recent)
             budget = self.reducer.budget_usd_per_hour
-            msg = await asyncio.to_thread(run_analysis, items, now=now, budget_usd_per_hour=budget)
+            msg = await asyncio.to_thread(
+                run_analysis,
+                items,
+                now=now,
+                budget_usd_per_hour=budget,
+                thresholds=self.thresholds,
+            )
             next_at = time.monotonic() + max(self.analytics_every, 20 * msg.took_s)
+            tip_at = time.monotonic() + max(self.tip_every, 20 * msg.took_s)
             if self.notifier is not None and msg.result is not None:
                 try:  # decides in microseconds; the notifier's thread sends
                     self.notifier.evaluate(self.reducer.state().costs, msg.result, now)
                 except Exception:  # an alerting bug must not stop the stream: log it
                     log.exception("alerts failed")
-            if self._analytics_on:
-                self.post(msg)
+            self.post(msg)  # the screen when open; the economics pane's tip always
 
     async def _probe_lag(self) -> None:
         assert self.lag_probe is not None
@@ -673,6 +701,7 @@ def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamW
         fps=cfg["fps"],
         lag_probe=lag_probe,
         source_name=cfg["mode"],
+        thresholds=cfg.get("recommendations"),
     )
     worker.lazy_reducer = bool(cfg.get("replay"))
     if not cfg.get("replay"):

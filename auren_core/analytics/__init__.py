@@ -7,7 +7,7 @@ pane; the parts are importable on their own (``knowledge_patterns``, ``collabora
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..events import Event, Malformed
@@ -26,6 +26,7 @@ from .recommend import Thresholds, recommendations
 __all__ = [
     "SECTIONS",
     "Thresholds",
+    "agent_names",
     "analysis",
     "analyze",
     "collaboration_patterns",
@@ -44,6 +45,21 @@ __all__ = [
 ]
 
 
+MAX_NAMES = 10_000  # agents named by one analysis (memory bound on hostile input)
+
+
+def agent_names(events: Iterable[Event]) -> dict[str, str]:
+    """Agent id -> display name: the ``role`` of its newest ``agent_registered`` (the
+    name the main screen shows); agents never registered are not listed (show the id)."""
+    out: dict[str, str] = {}
+    for ev in events:
+        if ev.type == "agent_registered" and ev.agent:
+            role = ev.payload.get("role")
+            if isinstance(role, str) and role.strip() and (ev.agent in out or len(out) < MAX_NAMES):
+                out[ev.agent] = role[:200]
+    return out
+
+
 def analyze(
     events: Iterable[Event | Malformed],
     *,
@@ -60,16 +76,18 @@ def analyze(
     forecast = token_forecast(evs, now=now, budget_usd_per_hour=budget_usd_per_hour)
     loops = detect_loops(evs, min_repeats=th.loop_repeats)
     stalls = detect_stalls(evs, now=now, silent_s=stall_after_s)
+    names = agent_names(evs)
     alerts = list(forecast["alerts"])
     alerts += [
         {"kind": "loop", "level": "warning", "agent": lp["agent"],
-         "text": f"{lp['agent']} repeated {lp['kind']} {lp['signature'][:60]!r} "
+         "text": f"{names.get(lp['agent'], lp['agent'])} repeated {lp['kind']} "
+                 f"{lp['signature'][:60]!r} "
                  f"{lp['repeats']}x (${lp['cost_usd']:.4f})"}
         for lp in loops
     ]  # fmt: skip
     alerts += [
         {"kind": "stall", "level": "warning", "agent": st["agent"],
-         "text": f"{st['agent']} silent {st['silent_s']:.0f}s with task "
+         "text": f"{names.get(st['agent'], st['agent'])} silent {st['silent_s']:.0f}s with task "
                  f"{st['task_id'] or '?'} in flight (${st['cost_usd']:.4f} so far)"}
         for st in stalls
     ]  # fmt: skip
@@ -83,8 +101,10 @@ def analyze(
         "stalls": stalls,
         "alerts": alerts,
         "recommendations": recommendations(
-            evs, pairs=collab["pairs"], loops=loops, thresholds=th
+            evs, pairs=collab["pairs"], loops=loops, thresholds=th, names=names
         ),
+        # agent id -> display name (its role, as the main screen shows it)
+        "agent_names": names,
         "learning": learning_velocity(evs, now=now),
     }
 
@@ -115,11 +135,15 @@ def analysis(
     now: float,
     budget_usd_per_hour: float | None = None,
     shown: int = 40,
+    thresholds: Thresholds | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What the dashboard's analytics screen and serve-ws show: :func:`analyze` over
     ``items``, :func:`trim`-med to ``shown``, with ``since`` (the oldest event analysed)."""
     items = list(items)
-    result = trim(analyze(items, now=now, budget_usd_per_hour=budget_usd_per_hour), shown)
+    th = Thresholds(**thresholds) if isinstance(thresholds, Mapping) else thresholds
+    result = trim(
+        analyze(items, now=now, budget_usd_per_hour=budget_usd_per_hour, thresholds=th), shown
+    )
     result["since"] = min((i.ts for i in items if isinstance(i, Event)), default=None)
     return result
 

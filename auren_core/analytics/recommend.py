@@ -20,7 +20,7 @@ Every threshold is a field of :class:`Thresholds` (``[recommendations]`` in ``au
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +101,9 @@ def _tier_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]:
     return out
 
 
-def _model_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]:
+def _model_recs(
+    events: Sequence[Event], th: Thresholds, names: Mapping[str, str]
+) -> list[dict[str, Any]]:
     min_count, short_output = th.min_calls, th.short_output
     # (agent, model) -> [calls, input tokens, output tokens, cost]: sums, not every call
     calls: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
@@ -139,8 +141,8 @@ def _model_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]
         toks = ti + to
         out.append({
             "kind": "cheaper_model", "target": f"{agent}:{model}",
-            "text": f"{agent} gets short answers from {model} (mean {mean_out:.0f} output "
-                    f"tokens): try {cheapest}",
+            "text": f"{names.get(agent, agent)} gets short answers from {model} "
+                    f"(mean {mean_out:.0f} output tokens): try {cheapest}",
             "evidence": {"calls": n, "mean_output_tokens": round(mean_out, 1),
                          "cost_usd": round(cost, 6), "usd_per_1k_tokens": round(per_1k[model], 6),
                          "suggested_model": cheapest,
@@ -200,14 +202,17 @@ def _pair_recs(
     return out
 
 
-def _loop_recs(loops: Sequence[dict[str, Any]], th: Thresholds) -> list[dict[str, Any]]:
+def _loop_recs(
+    loops: Sequence[dict[str, Any]], th: Thresholds, names: Mapping[str, str]
+) -> list[dict[str, Any]]:
     out = []
     for lp in loops:
         if lp["repeats"] < th.loop_repeats:
             continue
         out.append({
             "kind": "stop_loop", "target": f"{lp['agent']}:{lp['signature'][:80]}",
-            "text": f"{lp['agent']} repeats {lp['kind']} {lp['signature'][:50]!r} "
+            "text": f"{names.get(lp['agent'], lp['agent'])} repeats {lp['kind']} "
+                    f"{lp['signature'][:50]!r} "
                     f"{lp['repeats']}x: cap its iterations or cache the result",
             "evidence": {k: lp[k] for k in ("repeats", "occurrences", "runs", "cost_usd",
                                             "tokens")},
@@ -222,13 +227,16 @@ def recommendations(
     pairs: Sequence[dict[str, Any]] = (),
     loops: Sequence[dict[str, Any]] = (),
     thresholds: Thresholds | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Caching, embedding, model, team-shape and loop recommendations (``pairs`` from
     :func:`collaboration_patterns`, ``loops`` from :func:`detect_loops`), the biggest
-    dollar saving first, then the biggest latency saving."""
+    dollar saving first, then the biggest latency saving. ``names``: agent id -> the
+    display name (role) the texts use (``target`` and ``evidence`` keep the ids)."""
     th = thresholds or Thresholds()
-    out = (_tier_recs(events, th) + _model_recs(events, th) + _pair_recs(events, pairs, th)
-           + _loop_recs(loops, th))  # fmt: skip
+    nm = names or {}
+    out = (_tier_recs(events, th) + _model_recs(events, th, nm) + _pair_recs(events, pairs, th)
+           + _loop_recs(loops, th, nm))  # fmt: skip
 
     def rank(r: dict[str, Any]) -> tuple[float, float]:
         s = r.get("estimated_saving") or {}

@@ -60,6 +60,9 @@ class CrewStarted(_Payload):
     process: str | None = None
     agents: list[str] = []
     inputs: dict[str, Any] | None = None
+    # the user's question: the inputs' query, else the first task's description (a stable
+    # ``sha256:`` stand-in when queries are redacted); see auren_core.rules.query_label
+    query: str | None = None
 
 
 class CrewCompleted(_Payload):
@@ -227,6 +230,9 @@ class PublisherStats(_Payload):
     duplicates: int | None = None
     buffered: int | None = None
     traces: int | None = None
+    # the publishing process's resource use (``auren top``'s agent screen, /metrics)
+    rss_bytes: int | None = None
+    cpu_seconds: float | None = None
 
 
 PAYLOAD_TYPES: Final[dict[str, type[_Payload]]] = {

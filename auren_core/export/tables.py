@@ -26,19 +26,12 @@ UTC = dt.UTC
 tier_name = rules.tier_name
 _tier_access, _bin_of, _gap_key = rules.tier_access, rules.bin_of, rules.gap_key
 _LOAD = "memory_tier_access"
-_LABEL_KEYS = ("query", "question", "topic", "input", "prompt")
 _MAX_FLOW_RUNS = 200_000  # flow runs kept by one export (memory bound on hostile input)
 
 
-def run_label(inputs: Any) -> str:
-    """A short human label for a run from its crew inputs (the user's query, usually)."""
-    if not isinstance(inputs, dict) or not inputs:
-        return ""
-    for k in _LABEL_KEYS:
-        if isinstance(inputs.get(k), str):
-            return str(inputs[k])[:200]
-    first = next(iter(inputs.values()))
-    return str(first)[:200]
+def run_label(inputs: Any, description: Any = None) -> str:
+    """A short human label for a run: the user's question (:func:`auren_core.rules.query_label`)."""
+    return rules.query_label(inputs, description)
 
 
 def _n(x: Any) -> int:
@@ -236,8 +229,16 @@ class Accumulator:
                     if run is not None:
                         cr[1].add(run)
             elif t == "crew_started":
-                if run is not None and run not in self.labels:
-                    self.labels[run] = run_label(p.get("inputs"))
+                if run is not None:
+                    q = p.get("query")  # the converter's label (redacted when configured)
+                    label = run_label({"query": q} if isinstance(q, str) else p.get("inputs"))
+                    if label:  # the crew's own word beats a task description
+                        self.labels[run] = label
+                    else:
+                        self.labels.setdefault(run, "")
+            elif t == "task_started":
+                if run is not None and not self.labels.get(run):
+                    self.labels[run] = run_label(None, p.get("description"))
             elif t == "crew_completed" and run is not None and p.get("ok", True) is not False:
                 self.completed.add(run)
             elif want_flows and (t in FLOW_TYPES or t == "human_input"):

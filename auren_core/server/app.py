@@ -86,6 +86,8 @@ class ServerConfig:
     budget_usd_per_hour: float | None = None
     tool_costs: Mapping[str, float] = field(default_factory=dict)  # [tool_costs] of the settings
     tier_costs: Mapping[str, Any] = field(default_factory=dict)  # [tier_costs] of the settings
+    # [recommendations] of the settings: the analytics' thresholds (empty: the defaults)
+    recommendations: Mapping[str, Any] = field(default_factory=dict)
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     handshake_timeout: float = 10.0  # for auth and subscribe messages
@@ -135,6 +137,8 @@ class Server:
             state_gauges=self._state_gauges,
             max_agents=config.metrics_max_agents,
         )
+        self.metrics.process_gauges = self._process_gauges
+        self.metrics.max_processes = config.metrics_max_agents
         self.hub = Hub(self.metrics, self.reducer, config.recent_events)
         self.routes = Routes(self)
         self.limiter = RateLimiter(config.conn_rate, config.conn_burst)
@@ -191,6 +195,9 @@ class Server:
         if not backfill:
             self.metrics.observe(items)
 
+    def _process_gauges(self) -> list[tuple[str, int | None, float | None]]:
+        return [(p.publisher, p.rss_bytes, p.cpu_seconds) for p in self.reducer.state().processes]
+
     def _state_gauges(self) -> tuple[int, int]:
         state = self.reducer.state()
         return len(state.agents), state.health.publisher_dropped
@@ -217,7 +224,12 @@ class Server:
         from ..analytics import analysis, sections
 
         return sections(
-            analysis(items, now=now, budget_usd_per_hour=self.config.budget_usd_per_hour)
+            analysis(
+                items,
+                now=now,
+                budget_usd_per_hour=self.config.budget_usd_per_hour,
+                thresholds=dict(self.config.recommendations),
+            )
         )
 
     async def _analytics_loop(self) -> None:

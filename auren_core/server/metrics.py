@@ -376,6 +376,10 @@ class Metrics:
     state_gauges: Callable[[], tuple[int, int]] | None = None
     # the alert webhook's sender (auren_core.alerts.WebhookSender) when one is configured
     alerts: Any = None
+    # reads the reducer at scrape time: (publisher, rss bytes, cpu seconds) of each
+    # publishing process that reports them, at most ``max_processes`` (bounded labels)
+    process_gauges: Callable[[], list[tuple[str, int | None, float | None]]] | None = None
+    max_processes: int = 20
     _registry: CollectorRegistry | None = None
 
     def enable_business(
@@ -549,3 +553,38 @@ class _ServerCollector:
                 yield CounterMetricFamily(
                     f"auren_alerts_{what}_total", help_, value=getattr(m.alerts, what)
                 )
+        if m.process_gauges is not None:
+            yield from _process_metrics(m.process_gauges(), m.max_processes)
+
+
+def _process_metrics(
+    procs: list[tuple[str, int | None, float | None]], limit: int
+) -> Iterator[Metric]:
+    """RSS and CPU of each publishing process (``publisher`` = host:pid:instance), the
+    first ``limit`` by name; the rest summed under ``other`` (bounded label values)."""
+    rss = GaugeMetricFamily(
+        "auren_process_rss_bytes",
+        "resident memory of each instrumented process (its latest publisher_stats)",
+        labels=["publisher"],
+    )
+    cpu = CounterMetricFamily(
+        "auren_process_cpu_seconds",
+        "CPU seconds (user + system) of each instrumented process (latest publisher_stats)",
+        labels=["publisher"],
+    )
+    rest_rss, rest_cpu, rest = 0, 0.0, False
+    for i, (pub, r, c) in enumerate(sorted(procs, key=lambda x: x[0])):
+        if i >= limit:
+            rest = True
+            rest_rss += r or 0
+            rest_cpu += c or 0.0
+            continue
+        if r is not None:
+            rss.add_metric([pub], r)
+        if c is not None:
+            cpu.add_metric([pub], c)
+    if rest:
+        rss.add_metric([OTHER], rest_rss)
+        cpu.add_metric([OTHER], rest_cpu)
+    yield rss
+    yield cpu

@@ -210,9 +210,12 @@ class Routes:
             hours = _hours(query, 1.0)
             items, truncated = await self._window(hours * 3600.0)
             budget = self.s.config.budget_usd_per_hour
+            th = dict(self.s.config.recommendations)
             now = time.time()
             doc = await asyncio.to_thread(
-                lambda: sections(analysis(items, now=now, budget_usd_per_hour=budget))
+                lambda: sections(
+                    analysis(items, now=now, budget_usd_per_hour=budget, thresholds=th)
+                )
             )
             window_s = hours * 3600.0
         else:

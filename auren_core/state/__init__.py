@@ -34,6 +34,7 @@ from .model import (
     HypothesisView,
     Knowledge,
     LogEntry,
+    ProcessView,
     RunCost,
     Tiers,
     TierView,
@@ -59,6 +60,7 @@ __all__ = [
     "HypothesisView",
     "Knowledge",
     "LogEntry",
+    "ProcessView",
     "Reducer",
     "RunCost",
     "TierView",
@@ -136,6 +138,8 @@ class Reducer(Handlers):
         self.unknown_types = 0
         self.unknown_names: dict[str, int] = {}
         self.publishers: dict[str, tuple[float, int]] = {}
+        # event-id prefix of a publishing process -> (identity, ts, rss bytes, cpu seconds)
+        self.processes: dict[str, tuple[str, float, int | None, float | None]] = {}
         self.out_of_window = 0
         self.bad_payloads = 0
         self.lag: int | None = None
@@ -257,6 +261,7 @@ class Reducer(Handlers):
                 acc = self._accs[rec.id] = AgentAcc(self._exp)
                 self._prune_accs()
             acc.version += 1
+            acc.last_id = ev.id
         if t not in EVENT_TYPES:
             self._on_unknown(t)
         run = ev.run

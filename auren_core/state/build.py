@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from ..rules import local_hit_rate, tier_share
 from .agents import MIN_SPAN_S, agents_view, minutes, top, top_of
 from .flows import FlowRec
+from .handlers import process_of
 from .model import (
     TIERS,
     BudgetStatus,
@@ -25,6 +26,7 @@ from .model import (
     HypothesisView,
     Knowledge,
     LogEntry,
+    ProcessView,
     RunCost,
     Tiers,
     TierView,
@@ -221,6 +223,7 @@ def _costs(r: Reducer, totals: Totals, now: float) -> Costs:
                 input_tokens=x.inp,
                 output_tokens=x.out,
                 unpriced_llm_calls=x.unp,
+                query=x.query,
             )
             for x in runs
         ),
@@ -231,10 +234,15 @@ def _costs(r: Reducer, totals: Totals, now: float) -> Costs:
 
 def _health(r: Reducer, now: float) -> Health:
     sec = int(now)
-    n = sum(c for k, c in r.arrivals.items() if sec - RATE_WINDOW_S < k <= sec)
-    span = float(RATE_WINDOW_S)
-    if r.first_arrival is not None:
-        span = max(1.0, min(span, now - r.first_arrival))
+    if r.first_arrival is not None and now - r.first_arrival >= RATE_WINDOW_S:
+        # live: events arrived per second over the last RATE_WINDOW_S seconds
+        n = sum(c for k, c in r.arrivals.items() if sec - RATE_WINDOW_S < k <= sec)
+        rate = n / float(RATE_WINDOW_S)
+    else:
+        # everything so far came in one burst (a backfill, ``--once``): arrivals say
+        # nothing about the traffic, so the rate is over the events' own times: the
+        # window's events / its span (the window, or since the first event if later)
+        rate = r.s.g.tot[G.EV] / _span(r, r.first_ts, now)
     return Health(
         malformed=r.malformed,
         malformed_reasons=tuple(r.malformed_reasons),
@@ -243,7 +251,7 @@ def _health(r: Reducer, now: float) -> Health:
         publisher_dropped=sum(d for _, d in r.publishers.values()),
         publishers=len(r.publishers),
         lag=r.lag,
-        events_per_s=n / span,
+        events_per_s=rate,
         connection=r.connection,
         connection_detail=r.connection_detail,
         last_id=r.last_id,
@@ -391,4 +399,25 @@ def build_state(r: Reducer, now: float) -> DashboardState:
         log=_log(r),
         health=_health(r, now),
         flows=_flows(r, now),
+        processes=_processes(r),
     )
+
+
+def _processes(r: Reducer) -> tuple[ProcessView, ...]:
+    """Each process that reported RSS / CPU, with the agents it published (by event-id
+    prefix), the most memory first."""
+    procs = r.processes
+    if not procs:
+        return ()
+    by_proc: dict[str, list[str]] = {}
+    for aid, acc in r._accs.items():
+        if acc.last_id:
+            pre = process_of(acc.last_id)
+            if pre in procs:
+                by_proc.setdefault(pre, []).append(aid)
+    out = [
+        ProcessView(ident, ts, rss, cpu, tuple(sorted(by_proc.get(pre, ()))))
+        for pre, (ident, ts, rss, cpu) in procs.items()
+    ]
+    out.sort(key=lambda p: (-(p.rss_bytes or 0), p.publisher))
+    return tuple(out)

@@ -69,6 +69,7 @@ class Handlers:
     tool_costs: dict[str, float]
     tier_model: rules.TierCostModel
     publishers: dict[str, tuple[float, int]]
+    processes: dict[str, tuple[str, float, int | None, float | None]]
     registry: AgentRegistry
 
     def handlers(self) -> dict[str, Handler]:
@@ -82,6 +83,7 @@ class Handlers:
             "publisher_stats": self._on_pubstats,
             "crew_started": self._on_crew,
             "crew_completed": self._on_crew,
+            "task_started": self._on_task_started,
             "flow_started": self._on_flow,
             "flow_step": self._on_flow,
             "flow_completed": self._on_flow,
@@ -90,6 +92,9 @@ class Handlers:
         }
 
     def _on_pubstats(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        """Dropped counts per publisher; the process's RSS and CPU seconds (``processes``,
+        keyed by :func:`process_of` of the event's id: the agents whose events share it
+        were published by that process)."""
         p = ev.payload
         ident = p.get("publisher")
         key = str(ident)[:MAX_NAME] if ident else f"(agent {ev.agent})"
@@ -101,6 +106,20 @@ class Handlers:
             self.publishers[key] = (ev.ts, dropped)
         elif ev.ts >= cur[0]:
             self.publishers[key] = (ev.ts, dropped)
+        rss, cpu = p.get("rss_bytes"), p.get("cpu_seconds")
+        if rss is None and cpu is None:
+            return
+        proc = process_of(ev.id)
+        old = self.processes.get(proc)
+        if old is None and len(self.processes) >= _MAX_PUBLISHERS:
+            return
+        if old is None or ev.ts >= old[1]:
+            self.processes[proc] = (
+                key,
+                ev.ts,
+                int(rss) if type(rss) is int and rss >= 0 else None,
+                float(cpu) if isinstance(cpu, int | float) and cpu >= 0 else None,
+            )
 
     # ------------------------------------------------------------------ economics
     def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
@@ -184,6 +203,11 @@ class Handlers:
             return
         if ev.type == "crew_started":
             run.started = min(run.started, ev.ts)
+            p = ev.payload
+            q = p.get("query")
+            label = rules.query_label({"query": q} if isinstance(q, str) else p.get("inputs"))
+            if label:
+                run.query = label  # the crew's own word beats a task description
             parent = ev.payload.get("flow_run")
             if parent and ev.run and len(ev.run) <= MAX_NAME:
                 fr = self._flows.get(parent) if type(parent) is str else None
@@ -192,6 +216,12 @@ class Handlers:
         else:
             run.ended = ev.ts
             run.status = "completed" if ev.payload.get("ok", True) is not False else "failed"
+
+    def _on_task_started(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
+        """A crew without inputs: its first task's description is the question."""
+        run = self._runs.get(ev.run) if ev.run else None
+        if run is not None and not run.query:
+            run.query = rules.query_label(None, ev.payload.get("description"))
 
     # ------------------------------------------------------------------ flows
     def _on_flow(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
@@ -314,3 +344,9 @@ class Handlers:
         if len(self._accs) > self.registry.max_agents + 100:
             for aid in [a for a in self._accs if a not in self.registry]:
                 del self._accs[aid]
+
+
+def process_of(event_id: str) -> str:
+    """The publishing process of an event: its id's per-process prefix
+    (:func:`auren_core.events.new_event_id` ids are ``<prefix>-<counter>``)."""
+    return event_id.rpartition("-")[0] or event_id

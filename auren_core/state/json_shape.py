@@ -156,6 +156,16 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             for e in s.collaboration
         ],
         "flows": s.flows_to_dict(),
+        "processes": [
+            {
+                "publisher": p.publisher,
+                "ts": p.ts,
+                "rss_bytes": p.rss_bytes,
+                "cpu_seconds": _r(p.cpu_seconds, 3),
+                "agents": list(p.agents),
+            }
+            for p in s.processes
+        ],
         "health": {
             "malformed": h.malformed,
             "unknown_types": h.unknown_types,
@@ -186,6 +196,7 @@ def state_to_dict(s: DashboardState) -> dict[str, Any]:
             "runs": [
                 {
                     "run": x.run,
+                    "query": x.query,
                     "started": x.started,
                     "ended": x.ended,
                     "status": x.status,

@@ -170,6 +170,7 @@ class RunCost:
     input_tokens: int
     output_tokens: int
     unpriced_llm_calls: int = 0
+    query: str = ""  # the user's question (rules.query_label; "" when unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +283,20 @@ class Health:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcessView:
+    """One publishing process's resource use, from its newest ``publisher_stats``:
+    ``rss_bytes`` (resident memory), ``cpu_seconds`` (user + system since it started),
+    ``agents``: the agents whose newest event that process published (per-agent memory
+    overhead and CPU are the process's: agents in one process share it)."""
+
+    publisher: str
+    ts: float
+    rss_bytes: int | None
+    cpu_seconds: float | None
+    agents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DashboardState:
     generated_at: float
     window_s: float
@@ -300,6 +315,14 @@ class DashboardState:
     # set when ``agents`` holds only some of the active agents (a display trim: the
     # dashboard ships the rows it can show); None: ``agents`` is all of them
     agents_total: int | None = None
+    processes: tuple[ProcessView, ...] = ()
+
+    def process_of(self, agent_id: str) -> ProcessView | None:
+        """The process that published ``agent_id``'s newest event (None: unknown)."""
+        for p in self.processes:
+            if agent_id in p.agents:
+                return p
+        return None
 
     def agent(self, agent_id: str) -> AgentView | None:
         for a in self.agents:

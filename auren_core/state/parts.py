@@ -71,6 +71,7 @@ class AgentAcc:
     __slots__ = (
         "cache",
         "hyps",
+        "last_id",
         "partners",
         "spark",
         "spark_low",
@@ -89,6 +90,9 @@ class AgentAcc:
         self.spark_low = 2**62  # the oldest minute changed since the last snapshot
         self.hyps: list[str] = []
         self.version = 0
+        # the id of its newest event: its prefix names the process that published it
+        # (auren_core.events.new_event_id), whose publisher_stats give RSS and CPU
+        self.last_id = ""
         # derived tuples for the snapshot, keyed by what they depend on
         self.cache: dict[str, tuple[Any, Any]] = {}
 
@@ -145,7 +149,9 @@ class AgentAcc:
 class RunAcc:
     """One crew kickoff (user query): its cost and outcome."""
 
-    __slots__ = ("cost_usd", "ended", "inp", "llm_calls", "out", "run", "started", "status", "unp")
+    __slots__ = (
+        "cost_usd", "ended", "inp", "llm_calls", "out", "query", "run", "started", "status", "unp",
+    )  # fmt: skip
 
     def __init__(self, run: str, started: float) -> None:
         self.run = run
@@ -157,6 +163,9 @@ class RunAcc:
         self.inp = 0
         self.out = 0
         self.unp = 0
+        # the user's question (rules.query_label): crew_started's query / inputs, else the
+        # first task's description; "" until one is seen
+        self.query = ""
 
     def llm(self, inp: int, out: int, cost: float | None) -> None:
         self.llm_calls += 1

@@ -304,6 +304,7 @@ class Publisher:
                 "queued": c.queued,
                 "errors": c.errors,
                 "publisher": self.identity,
+                **process_usage(),
             },
         )
 
@@ -434,3 +435,27 @@ def _flush_all_at_exit() -> None:
             pub.close()
         except Exception:
             log.exception("auren publisher: flush at exit failed")
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def process_usage() -> dict[str, Any]:
+    """This process's resident memory (``rss_bytes``: ``/proc/self/statm`` on Linux, else
+    the peak from ``getrusage``) and CPU time (``cpu_seconds``: user + system)."""
+    out: dict[str, Any] = {}
+    t = os.times()
+    out["cpu_seconds"] = round(t.user + t.system, 3)
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            out["rss_bytes"] = int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        try:
+            import resource
+            import sys
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            out["rss_bytes"] = int(peak if sys.platform == "darwin" else peak * 1024)
+        except (ImportError, OSError, ValueError):
+            pass
+    return out

@@ -131,6 +131,7 @@ def command(
                 active_window_s=settings.active_window_s,
                 backends_line=line,
                 tier_costs=settings.tier_costs.model_dump(),
+                recommendations=settings.recommendations.model_dump(),
             )
             app.run()
     except KeyboardInterrupt:

@@ -123,6 +123,7 @@ def command(
         budget_usd_per_hour=settings.budget_usd_per_hour,
         tool_costs=dict(settings.tool_costs),
         tier_costs=settings.tier_costs.model_dump(),
+        recommendations=settings.recommendations.model_dump(),
         compression=compression,
         alert_webhook=settings.alert_webhook,
     )

@@ -217,6 +217,7 @@ def command(
         tool_costs=dict(settings.tool_costs),
         tier_costs=settings.tier_costs.model_dump(),
         alert_webhook=None if span else settings.alert_webhook,  # history fires no alerts
+        recommendations=settings.recommendations.model_dump(),
     )
     app.run()
     if app.failure:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -15,7 +15,15 @@ from textual.widgets import Footer
 from ..sanitize import clean, safe_text
 from ..widgets import EventLog, HealthLine, Pane
 from ..widgets.collab import names_for
-from ..widgets.format import fmt_ago, fmt_count, fmt_dur, fmt_usd, sparkline
+from ..widgets.format import (
+    fmt_ago,
+    fmt_count,
+    fmt_dur,
+    fmt_pct,
+    fmt_usd,
+    minute_columns,
+    sparkline,
+)
 
 if TYPE_CHECKING:
     from auren_core.state import AgentView, DashboardState
@@ -32,6 +40,40 @@ _STATUS_STYLE = {
 
 def _gone(agent_id: str) -> Text:
     return Text(f"{clean(agent_id, 60)} is not active in the window any more", style="dim")
+
+
+def _process_line(state: DashboardState, agent_id: str) -> Text:
+    """The RSS and CPU of the process that publishes this agent's events."""
+    t = Text("process ", style="dim", no_wrap=True, overflow="ellipsis")
+    p = state.process_of(agent_id)
+    if p is None:
+        t.append("— (its publisher reports no RSS / CPU yet)")
+        return t
+    rss = "—" if p.rss_bytes is None else f"{p.rss_bytes / 2**20:,.0f} MiB"
+    cpu = "—" if p.cpu_seconds is None else f"{p.cpu_seconds:,.1f}s"
+    t.append(f"RSS {rss}  CPU {cpu}", style="bold")
+    t.append(f"  {clean(p.publisher, 60)}", style="dim")
+    if len(p.agents) > 1:
+        t.append(f"  shared by {len(p.agents)} agents", style="dim")
+    return t
+
+
+def _learning_line(analytics: Any, agent_id: str) -> Text:
+    """This agent's learning velocity (from the newest analysis)."""
+    t = Text("learning ", style="dim", no_wrap=True, overflow="ellipsis")
+    result = getattr(analytics, "result", None)
+    if not isinstance(result, dict):
+        t.append("— (analysing…; a opens the analytics)")
+        return t
+    row = next((r for r in result["learning"]["agents"] if r["agent"] == agent_id), None)
+    if row is None:
+        t.append("no hypotheses in the analysed history")
+        return t
+    t.append(
+        f"{row['formed_per_hour']:.1f} formed/h  {row['validated_per_hour']:.1f} validated/h  "
+        f"{row['rejected_per_hour']:.1f} rejected/h  validation {fmt_pct(row['validation_rate'])}"
+    )
+    return t
 
 
 class _AgentPane(Pane):
@@ -77,9 +119,13 @@ class AgentSummary(_AgentPane):
         if a.unpriced_llm_calls:
             money.append(f"  {a.unpriced_llm_calls} unpriced", style="yellow")
         lines.append(money)
-        spark = Text("cost/min ", style="dim", no_wrap=True)
-        spark.append(sparkline(a.cost_per_minute, max(10, width - 10)), style="green")
+        cols, caption = minute_columns(a.cost_per_minute, max(10, width - 10))
+        spark = Text("cost/min ", style="dim", no_wrap=True, overflow="ellipsis")
+        spark.append(sparkline(cols, len(cols)), style="green")
+        spark.append(f" {caption}", style="dim")
         lines.append(spark)
+        lines.append(_process_line(state, a.id))
+        lines.append(_learning_line(getattr(self.app, "analytics", None), a.id))
         if a.last_error:
             lines.append(safe_text(f"last error: {a.last_error}", width * 2, "bold red"))
         return Group(*lines)

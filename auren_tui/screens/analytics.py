@@ -26,6 +26,7 @@ from ..widgets.analytics import (
     ForecastSection,
     GapsSection,
     KnowledgeHoursSection,
+    LearningSection,
     LoopsSection,
     RecommendationsSection,
     Section,
@@ -82,6 +83,7 @@ class AnalyticsScreen(Screen[None]):
             yield GapsSection(title="Knowledge gaps", id="an-gaps")
             yield CollabSection(title="Collaboration patterns", id="an-collab")
             yield RecommendationsSection(title="Recommendations", id="an-recs")
+            yield LearningSection(title="Learning velocity", id="an-learning")
             yield KnowledgeHoursSection(title="Knowledge by hour of day", id="an-hours")
         yield HealthLine(id="health")
         yield Footer()

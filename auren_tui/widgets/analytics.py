@@ -26,6 +26,7 @@ __all__ = [
     "ForecastSection",
     "GapsSection",
     "KnowledgeHoursSection",
+    "LearningSection",
     "LoopsSection",
     "RecommendationsSection",
     "Section",
@@ -37,6 +38,15 @@ _METHOD = {"mean": "mean", "holt": "holt", "holt-winters": "h-w", "minute": "rat
 
 def _none(text: str) -> Text:
     return Text(text, style="dim")
+
+
+def shown_name(result: dict[str, Any], agent: str | None) -> str:
+    """An agent as the main screen names it: its role (``agent_names`` of the result),
+    else its id."""
+    if not agent:
+        return ""
+    names = result.get("agent_names") or {}
+    return str(names.get(agent) or agent)
 
 
 def _more(shown: int, total: int) -> list[RenderableType]:
@@ -130,7 +140,7 @@ class ForecastSection(Section):
             tok, usd = a["tokens"], a["cost_usd"]
             methods.add(tok["method"])
             table.add_row(
-                safe_text(a["agent"] or "(no agent)", 40),
+                safe_text(shown_name(result, a["agent"]) or "(no agent)", 40),
                 fmt_count(tok["next"]),
                 _pm(_half(tok), fmt_count),
                 _usd(usd["next"]),
@@ -171,7 +181,7 @@ class LoopsSection(Section):
         for lp in result["loops"]:
             t = Text(no_wrap=True, overflow="ellipsis")
             t.append("loop  ", style="bold yellow")
-            t.append(clean(lp["agent"], 30), style="bold")
+            t.append(clean(shown_name(result, lp["agent"]), 30), style="bold")
             t.append(f"  x{lp['repeats']}  ")
             t.append(_usd(lp["cost_usd"]), style="bold")
             t.append(f"  {fmt_count(lp['tokens'])} tok  ")
@@ -182,7 +192,7 @@ class LoopsSection(Section):
         for st in result["stalls"]:
             t = Text(no_wrap=True, overflow="ellipsis")
             t.append("stall ", style="bold red")
-            t.append(clean(st["agent"], 30), style="bold")
+            t.append(clean(shown_name(result, st["agent"]), 30), style="bold")
             t.append(f"  silent {st['silent_s']:.0f}s  ")
             t.append(_usd(st["cost_usd"]), style="bold")
             t.append(f"  {fmt_count(st['tokens'])} tok  ")
@@ -206,7 +216,8 @@ class GapsSection(Section):
             t.append(clean(g["query"], 80), style="bold")
             if g.get("answered"):
                 t.append(f"  (answered {g['answered']}x)", style="yellow")
-            t.append("  asked by " + ", ".join(clean(a, 20) for a in g["agents"]), style="dim")
+            askers = ", ".join(clean(shown_name(result, a), 20) for a in g["agents"])
+            t.append("  asked by " + askers, style="dim")
             lines.append(t)
         lines += _more(len(know["gaps"]), result["counts"]["gaps"])
         if len(lines) == 1:
@@ -229,7 +240,7 @@ class CollabSection(Section):
         head.append(f"{co['runs']} runs, completion rate {fmt_pct(co['completion_rate'])}")
         lines: list[RenderableType] = [head]
         for p in co["pairs"]:
-            a, b = (clean(x, 24) for x in p["agents"])
+            a, b = (clean(shown_name(result, x), 24) for x in p["agents"])
             t = Text(no_wrap=True, overflow="ellipsis")
             t.append(f"{a} + {b}", style="bold")
             t.append(f"  {p['runs']} runs ({fmt_pct(p['share_of_runs'])})")
@@ -305,3 +316,38 @@ class KnowledgeHoursSection(Section):
         lines += _more(len(rows), int(m.get("items_total") or len(rows)))
         lines.append(_none(f"UTC hour of day; █ = {fmt_count(peak)} reads in one hour-of-day"))
         return Group(*lines)
+
+
+def _rate(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f}"
+
+
+class LearningSection(Section):
+    """Learning velocity: hypotheses formed / validated / rejected per hour, overall and
+    per agent, and the validation rate (validated / (validated + rejected))."""
+
+    def build(self, result: dict[str, Any], width: int) -> RenderableType:
+        ln = result.get("learning") or {}
+        span = float(ln.get("span_s") or 0.0)
+        head = Text(no_wrap=True, overflow="ellipsis")
+        head.append(f"per hour over {span / 60:.0f} min: ", style="dim")
+        head.append(f"{_rate(ln.get('formed_per_hour'))} formed", style="bold")
+        head.append(f"  {_rate(ln.get('validated_per_hour'))} validated", style="green")
+        head.append(f"  {_rate(ln.get('rejected_per_hour'))} rejected", style="red")
+        head.append(f"  validation rate {fmt_pct(ln.get('validation_rate'))}")
+        agents = ln.get("agents") or []
+        if not agents:
+            return Group(head, _none("no hypothesis events in the analysed history"))
+        table = Table(box=None, padding=(0, 1, 0, 0), expand=False, show_edge=False)
+        table.add_column("agent", style="bold", no_wrap=True, max_width=max(8, width - 40))
+        for name in ("formed/h", "valid/h", "reject/h", "valid %"):
+            table.add_column(name, justify="right", no_wrap=True, header_style="dim")
+        for a in agents[:12]:
+            table.add_row(
+                safe_text(shown_name(result, a["agent"]), 40),
+                _rate(a.get("formed_per_hour")),
+                _rate(a.get("validated_per_hour")),
+                _rate(a.get("rejected_per_hour")),
+                fmt_pct(a.get("validation_rate")),
+            )
+        return Group(head, table, *_more(min(12, len(agents)), len(agents)))

@@ -147,3 +147,11 @@ def shade(count: int, top: int) -> str:
 def abbrev(name: str, width: int) -> str:
     """A short column label: the name cut to ``width`` (no ellipsis, labels are keyed)."""
     return name[:width]
+
+
+def minute_columns(values: Sequence[float], width: int) -> tuple[Sequence[float], str]:
+    """Per-minute values cut to one column per minute: the newest ``width`` minutes (never
+    several minutes squeezed into one cell), and a caption saying what a column is."""
+    n = max(0, min(len(values), width))
+    tail = values[len(values) - n :] if n else ()
+    return tail, f"1 col = 1 min, last {n} min"

@@ -71,7 +71,10 @@ async def loaded(pilot: Pilot[None]) -> None:
     assert isinstance(a, TopApp)
     want = len(recorded())
     deadline = time.monotonic() + 15
-    while a.shown is None or a.shown.health.events_total < want or a.frames < 2:
+    # the first analysis too (token economics' top recommendation, the agent's learning)
+    while (
+        a.shown is None or a.shown.health.events_total < want or a.frames < 2 or a.analytics is None
+    ):
         assert time.monotonic() < deadline, "recorded events never shown"
         await pilot.pause(0.02)
     await pilot.pause(0.1)

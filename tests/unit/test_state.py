@@ -540,12 +540,20 @@ def test_malformed_unknown_and_publisher_drops_per_identity() -> None:
 
 
 def test_events_per_second_from_arrivals() -> None:
+    from auren_core.state.agents import MIN_SPAN_S
+    from auren_core.state.build import RATE_WINDOW_S
+
     r, clock = reducer()
     r.apply_batch([ev("agent_started", agent="a", ts=T0)] * 100)
-    assert r.state().health.events_per_s == pytest.approx(100.0)  # 1 s minimum span
+    # one burst (a backfill, --once): the rate is over the events' times, never the count
+    assert r.state().health.events_per_s == pytest.approx(100 / MIN_SPAN_S)
     clock.now = T0 + 2
     r.apply_batch([ev("agent_started", agent="a", ts=T0)] * 50)
-    assert r.state().health.events_per_s == pytest.approx(150 / 2)
+    assert r.state().health.events_per_s == pytest.approx(150 / MIN_SPAN_S)
+    # arrivals observed for RATE_WINDOW_S: the live arrival rate over that window
+    clock.now = T0 + RATE_WINDOW_S + 3  # the bursts at T0 and T0 + 2 are out of it
+    r.apply_batch([ev("agent_started", agent="a", ts=clock.now)] * 40)
+    assert r.state().health.events_per_s == pytest.approx(40 / RATE_WINDOW_S)
     clock.now = T0 + 30
     assert r.state().health.events_per_s == 0.0
 

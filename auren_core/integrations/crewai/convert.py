@@ -19,6 +19,8 @@ import msgspec
 
 from ... import pricing
 from ...events import Event, encode, new_event_id
+from ...memory._events import redact
+from ...rules import query_label
 from ...streams.publisher import Publisher
 from ..text import args_digest, args_of, jsonable, repair, sid, slug, text
 from .tap import Meta, Tap, resolve, usage_of
@@ -185,6 +187,13 @@ class Converter:
                 jsonable(event.inputs) if event.inputs and not self.redact_queries else None
             ),
         }
+        # the user's question (per-query cost rows): the inputs, else the first task's
+        # description; redacted to a stable stand-in like memory queries
+        tasks = list(getattr(source, "tasks", None) or ())
+        first = getattr(tasks[0], "description", None) if tasks else None
+        label = query_label(event.inputs, first)
+        if label:
+            payload["query"] = redact(label) if self.redact_queries else label
         if meta.flow_run is not None:
             payload["flow_run"] = meta.flow_run
         self.send("crew_started", payload, meta)

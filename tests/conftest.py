@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 import redis
 from servers import PrivateRedis, shared_redis_url
@@ -72,3 +73,28 @@ def _stop_embedded_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator
         left = stop_all_under(root)
         if left:
             print(f"\nstopped embedded servers left running: {', '.join(left)}")
+
+
+@pytest.fixture
+def schema(pg_dsn: str) -> Iterator[str]:
+    """A fresh PostgreSQL schema name for one test, dropped (with everything in it) after."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    yield name
+
+    async def drop() -> None:
+        c = await asyncpg.connect(pg_dsn)
+        try:
+            await c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        finally:
+            await c.close()
+
+    import asyncio
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    c = await asyncpg.connect(pg_dsn)
+    yield c
+    await c.close()

@@ -11,8 +11,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,34 +295,21 @@ def test_cli_stream_export_matches_the_library_and_sql_filters_change_nothing(
     assert bad.returncode == 2 and bad.stderr.count(b"\n") == 1
 
 
-@pytest.fixture
-def store_schema(pg_dsn: str) -> Iterator[str]:
-    name = f"t_export_{uuid.uuid4().hex[:10]}"
-    yield name
-
-    async def drop() -> None:
-        c = await asyncpg.connect(pg_dsn)
-        await c.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        await c.close()
-
-    asyncio.run(drop())
-
-
 def test_cli_pg_export_with_hostile_filters(
-    pg_dsn: str, store_schema: str, recent: list[Event], tmp_path: Path
+    pg_dsn: str, schema: str, recent: list[Event], tmp_path: Path
 ) -> None:
     from auren_core.store import ensure_schema
     from auren_core.store.writer import Writer
 
     async def load() -> None:
         c = await asyncpg.connect(pg_dsn)
-        await ensure_schema(c, store_schema)
+        await ensure_schema(c, schema)
         items = [msgspec.structs.replace(e, sid=f"{i + 1}-0") for i, e in enumerate(recent)]
-        await Writer(c, store_schema).write(items)
+        await Writer(c, schema).write(items)
         await c.close()
 
     asyncio.run(load())
-    common = ["--pg-dsn", pg_dsn, "--schema", store_schema, "--since", "3d", "--source", "pg"]
+    common = ["--pg-dsn", pg_dsn, "--schema", schema, "--since", "3d", "--source", "pg"]
     before = _auren("export", "--format", "json", *common)
     assert before.returncode == 0, before.stderr
     assert json.loads(before.stdout) == build_reports(recent, ["all"])
@@ -361,7 +346,7 @@ def test_cli_output_to_a_fifo_is_written_in_place_and_bad_paths_are_one_line(
     assert b"cannot write" in bad.stderr
 
 
-def test_cli_pg_export_reaches_back_through_daily_rollups(pg_dsn: str, store_schema: str) -> None:
+def test_cli_pg_export_reaches_back_through_daily_rollups(pg_dsn: str, schema: str) -> None:
     """Detailed events older than the retention window are gone; tokens and costs for
     those days still come out of the daily rollups, with the same figures."""
     from auren_core.store import RetentionPolicy, ensure_schema, maintain
@@ -381,15 +366,15 @@ def test_cli_pg_export_reaches_back_through_daily_rollups(pg_dsn: str, store_sch
 
     async def load() -> None:
         c = await asyncpg.connect(pg_dsn)
-        await ensure_schema(c, store_schema)
-        await Writer(c, store_schema).write(evs)
-        res = await maintain(c, store_schema, now=now, policy=RetentionPolicy(detail_days=3))
+        await ensure_schema(c, schema)
+        await Writer(c, schema).write(evs)
+        res = await maintain(c, schema, now=now, policy=RetentionPolicy(detail_days=3))
         assert res is not None and len(res.dropped_events) >= 6
         await c.close()
 
     asyncio.run(load())
     p = _auren("export", "--format", "json", "--report", "tokens", "--since", "11d",
-               "--source", "pg", "--pg-dsn", pg_dsn, "--schema", store_schema)  # fmt: skip
+               "--source", "pg", "--pg-dsn", pg_dsn, "--schema", schema)  # fmt: skip
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout)["tokens"]
     want = build_reports(evs, ["tokens"])["tokens"]

@@ -13,8 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,28 +29,6 @@ from auren_core.streams.publisher import Publisher
 
 ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.UTC
-
-
-@pytest.fixture
-def schema(pg_dsn: str) -> Iterator[str]:
-    name = f"t_store_{uuid.uuid4().hex[:10]}"
-    yield name
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
-
-@pytest.fixture
-async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(pg_dsn)
-    yield c
-    await c.close()
 
 
 def _publish(redis_url: str, stream: str, n: int, seconds: float) -> threading.Thread:

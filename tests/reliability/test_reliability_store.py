@@ -17,8 +17,6 @@ import json
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -41,28 +39,6 @@ UTC = dt.UTC
 NOW = dt.datetime(2026, 3, 20, 12, 0, tzinfo=UTC).timestamp()
 TODAY = dt.datetime.fromtimestamp(NOW, UTC).date()
 BIG = 5 * 10**18  # fits a bigint (< 2^63 ~ 9.22e18); two of them do not
-
-
-@pytest.fixture
-def schema(pg_dsn: str) -> Iterator[str]:
-    name = f"t_rel_{uuid.uuid4().hex[:10]}"
-    yield name
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(pg_dsn)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
-
-
-@pytest.fixture
-async def conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await asyncpg.connect(pg_dsn)
-    yield c
-    await c.close()
 
 
 def _llm(ts: float, tokens: int, sid: str) -> Any:

@@ -182,6 +182,9 @@ class AgentScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="agent-body"):
             yield AgentSummary(self.agent_id, title="Agent", id="agent-summary")
+            from ..widgets.chart import AgentCostChart  # plotext: only when the screen opens
+
+            yield AgentCostChart(self.agent_id, id="agent-chart")
             with Horizontal(id="agent-lower"):
                 yield AgentRelations(
                     self.agent_id, title="Tools · collaborators · hypotheses", id="agent-relations"
@@ -199,6 +202,10 @@ class AgentScreen(Screen[None]):
             return
         for pane in self.query(Pane):
             pane.set_state(state)
+        for chart in self.query("#agent-chart"):
+            set_state = getattr(chart, "set_state", None)
+            if set_state is not None:
+                set_state(state)
 
     def agent_view(self, state: DashboardState) -> AgentView | None:
         return state.agent(self.agent_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import time
 from collections.abc import Callable
 
@@ -310,6 +311,35 @@ async def test_drill_down_opens_agent_screen_and_back() -> None:
         await pilot.press("d")  # the footer key does the same as Enter
         await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))
         assert app.screen.agent_id == "neuro"  # type: ignore[attr-defined]
+
+
+async def test_agent_screen_charts_cost_per_minute_with_plotext() -> None:
+    """A real chart (plotext) of the agent's cost per minute, scaled to its busiest minute;
+    plotext is loaded only when an agent screen opens, not by the main screen."""
+    import sys
+
+    app = recorded_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.shown is not None)
+        assert "plotext" not in sys.modules or "auren_tui.widgets.chart" in sys.modules
+        table = app.screen.query_one(AgentsTable)
+        table.focus()
+        table.move_cursor(row=table.order.index("neuro"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))
+        await pilot.pause(0.3)
+        from auren_tui.widgets.chart import AgentCostChart
+
+        chart = app.screen.query_one(AgentCostChart)
+        agent = app.shown.agent("neuro")  # type: ignore[union-attr]
+        assert agent is not None and chart._shown == agent.cost_per_minute
+        peak = max(agent.cost_per_minute)
+        assert peak > 0
+        text = screen_text(app)
+        assert "Cost per minute ($), last hour" in text and "minutes ago" in text
+        # the y axis reaches the busiest minute (plotext labels its ticks to 2 decimals)
+        labels = [float(t) for t in re.findall(r"^│\s*(\d+\.\d+)┤", text, re.M)]
+        assert labels and max(labels) >= round(peak, 2) * 0.9
 
 
 async def test_help_and_palette_commands() -> None:

@@ -268,8 +268,8 @@ class WebServer(Server):
                 if await self.auth.revoked(claims):
                     reason = b"revoked"
                     break
-            except Exception:  # Redis away: keep the session until its token expires
-                pass
+            except Exception as exc:  # Redis away: keep the session until its token expires
+                log.warning("revocation check failed: %s", str(exc)[:120])
         self.closed_expired += 1
         await websocket.close(code=CLOSE_UNAUTHORIZED, message=reason)
 

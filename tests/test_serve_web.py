@@ -36,7 +36,7 @@ from auren_core.events import encode, make_event
 from auren_core.server.auth import KeyRing, RefreshStore, issue_pair
 
 ROOT = Path(__file__).resolve().parents[1]
-while not (ROOT / "pyproject.toml").exists() and ROOT != ROOT.parent:  # tests/ or tests/<sub>/
+while not (ROOT / "pyproject.toml").exists() and ROOT.parent != ROOT:  # tests/ or tests/<sub>/
     ROOT = ROOT.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]")
@@ -74,8 +74,17 @@ def serve_web(redis_url: str, stream: str, *args: str) -> Iterator[int]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "AUREN_REDIS_URL": redis_url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "auren_tui", "serve-web", "--port", str(port),
-         "--stream", stream, *args],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "auren_tui",
+            "serve-web",
+            "--port",
+            str(port),
+            "--stream",
+            stream,
+            *args,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
@@ -147,7 +156,11 @@ def test_refused_without_a_valid_token(
         assert status(f"{base}/", {"Authorization": f"Bearer {good.access}"}) == 200
         assert status(f"{base}/", {"Cookie": f"auren_web_token={good.access}"}) == 200
         # a page of another origin (another port on this host) cannot open the dashboard
-        hostile = {**WS_UPGRADE, "Origin": "http://127.0.0.1:1", "Cookie": f"auren_web_token={good.access}"}
+        hostile = {
+            **WS_UPGRADE,
+            "Origin": "http://127.0.0.1:1",
+            "Cookie": f"auren_web_token={good.access}",
+        }
         assert status(f"{base}/ws", hostile) == 403
 
 
@@ -178,10 +191,19 @@ def chromium() -> Iterator[int]:
     assert CHROMIUM is not None
     profile = tempfile.mkdtemp(prefix="auren-chromium-")
     proc = subprocess.Popen(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-background-networking", "--no-first-run", "--disable-extensions",
-         "--window-size=1400,860", "--remote-debugging-port=0",
-         f"--user-data-dir={profile}", "about:blank"],  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--disable-extensions",
+            "--window-size=1400,860",
+            "--remote-debugging-port=0",
+            f"--user-data-dir={profile}",
+            "about:blank",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -254,7 +276,9 @@ async def test_browser_shows_the_live_dashboard(
             await cdp.call("Page.enable")
             await cdp.call("Page.navigate", url=f"http://127.0.0.1:{port}/?token={pair.access}")
             deadline = time.monotonic() + 60
-            while not await cdp.js("document.body && document.body.classList.contains('-first-byte')"):
+            while not await cdp.js(
+                "document.body && document.body.classList.contains('-first-byte')"
+            ):
                 assert time.monotonic() < deadline, "the dashboard never drew in the browser"
                 await asyncio.sleep(0.2)
             # the token left the address bar and is out of reach of page scripts
@@ -277,3 +301,37 @@ async def test_browser_shows_the_live_dashboard(
             out = ROOT / "screenshots" / "serve-web.png"
             out.parent.mkdir(exist_ok=True)
             out.write_bytes(png)
+
+
+async def _session_close(port: int, token: str, within: float) -> tuple[int | None, str]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(
+        f"http://127.0.0.1:{port}/ws?width=80&height=24",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as ws:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                return ws.close_code, str(msg.extra or "")
+        return None, "still open"
+
+
+async def test_session_ends_when_its_token_expires_or_is_revoked(
+    redis_url: str, stream: str, keys: tuple[Path, KeyRing]
+) -> None:
+    key_file, ring = keys
+    short, _ = issue_pair(ring, "web", access_ttl=3)
+    pair, rjti = issue_pair(ring, "web")
+    store = RefreshStore(redis.Redis.from_url(redis_url, decode_responses=True))
+    store.start(pair.family, rjti)
+    with serve_web(redis_url, stream, "--keys", str(key_file)) as port:
+        t0 = time.monotonic()
+        assert await _session_close(port, short.access, 20) == (4401, "token expired")
+        assert time.monotonic() - t0 < 8
+        revoke = asyncio.get_running_loop().call_later(1.0, store.revoke, pair.family)
+        try:
+            assert await _session_close(port, pair.access, 20) == (4401, "revoked")
+        finally:
+            revoke.cancel()

@@ -164,7 +164,7 @@ class WebServer(Server):
                 return _refuse(401, f"unauthorized: {exc}")
             rest = {k: v for k, v in request.query.items() if k != "token"}
             location = "/" + (f"?{urlencode(rest)}" if rest else "")
-            resp = web.HTTPSeeOther(location)
+            resp = web.Response(status=303, headers={"Location": location})
             resp.set_cookie(
                 COOKIE,
                 query_token,
@@ -185,9 +185,9 @@ class WebServer(Server):
             claims = await self.auth.check(token)
         except AuthError as exc:
             self.auth.refused += 1
-            resp = _refuse(401, f"unauthorized: {exc}")
-            resp.del_cookie(COOKIE, path="/")
-            return resp
+            refused = _refuse(401, f"unauthorized: {exc}")
+            refused.del_cookie(COOKIE, path="/")
+            return refused
         request["auren_claims"] = claims
         return await self._checked_origin(request, handler)
 
@@ -228,11 +228,15 @@ class WebServer(Server):
         width = to_int(request.query.get("width", "80"), 80)
         height = to_int(request.query.get("height", "24"), 24)
         await websocket.prepare(request)
+
+        async def close() -> None:
+            await websocket.close()
+
         app_service = AppService(
             self.command,
             write_bytes=websocket.send_bytes,
             write_str=websocket.send_str,
-            close=websocket.close,
+            close=close,
             download_manager=self.download_manager,
             debug=False,
         )

@@ -206,6 +206,10 @@ def metrics(port: int) -> dict[str, float]:
     return out
 
 
+def ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:.0f}"
+
+
 def tree_rss_mb(p: psutil.Process) -> float:
     try:
         procs = [p, *p.children(recursive=True)]
@@ -242,6 +246,12 @@ def main() -> int:
     )
     ap.add_argument("--max-slope", type=float, default=2.0, help="MB/min, second half")
     ap.add_argument("--max-rise", type=float, default=16.0, help="MB, second half")
+    ap.add_argument(
+        "--ws-window",
+        default=None,
+        help="serve-ws --window (diagnostic: a short window bounds "
+        "its reducer sooner; default: serve-ws's own, 1h)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the stream and schema")
     args = ap.parse_args()
     duration = parse_duration(args.duration)
@@ -282,7 +292,8 @@ def main() -> int:
     )
     start(
         "serve-ws",
-        [*auren, "serve-ws", "--auth", "none", "--port", str(ws_port), "--conn-rate", "0"],
+        [*auren, "serve-ws", "--auth", "none", "--port", str(ws_port), "--conn-rate", "0"]
+        + (["--window", args.ws_window] if args.ws_window else []),
     )
     start("persist", [*auren, "persist", "--schema", schema, "--quiet"])
     deadline = time.monotonic() + 30
@@ -339,7 +350,6 @@ def main() -> int:
             }
             prev_events, prev_top, prev_len = cs["events"], top.bytes, slen
             rows.append(row)
-            ms = lambda v: "-" if v is None else f"{v * 1000:.0f}"  # noqa: E731
             print(
                 f"{elapsed:6.0f}s rss "
                 + " ".join(f"{n}={v:.0f}" for n, v in row["rss"].items())

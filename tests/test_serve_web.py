@@ -28,11 +28,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import redis
+from recorded_events import FROZEN_NOW, recorded
 from websockets.asyncio.client import ClientConnection, connect
 
-from auren_core.events import encode, make_event
+from auren_core.events import Event, encode, make_event
 from auren_core.server.auth import KeyRing, RefreshStore, issue_pair
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +69,18 @@ def publish(redis_url: str, stream: str, agent: str, n: int) -> None:
             run="run-web",
         )
         r.xadd(stream, {"e": encode(e)})
+
+
+def publish_recording(redis_url: str, stream: str) -> None:
+    """The snapshot suite's recording (every pane, hostile strings), moved to now."""
+    shift = time.time() - 5 - FROZEN_NOW
+    enc = msgspec.json.Encoder()
+    pipe = redis.Redis.from_url(redis_url).pipeline()
+    for it in recorded():
+        if isinstance(it, Event) and FROZEN_NOW - it.ts < 3000:
+            moved = msgspec.structs.replace(it, ts=it.ts + shift, sid=msgspec.UNSET)
+            pipe.xadd(stream, {"e": enc.encode(moved)})
+    pipe.execute()
 
 
 @contextlib.contextmanager
@@ -263,6 +277,7 @@ async def test_browser_shows_the_live_dashboard(
 ) -> None:
     key_file, ring = keys
     pair, _ = issue_pair(ring, "web-test")
+    publish_recording(redis_url, stream)
     publish(redis_url, stream, "backfilled", 3)
     live = f"live{uuid.uuid4().hex[:6]}"
     with serve_web(redis_url, stream, "--keys", str(key_file)) as port, chromium() as devtools:
@@ -306,10 +321,13 @@ async def test_browser_shows_the_live_dashboard(
 async def _session_close(port: int, token: str, within: float) -> tuple[int | None, str]:
     import aiohttp
 
-    async with aiohttp.ClientSession() as http, http.ws_connect(
-        f"http://127.0.0.1:{port}/ws?width=80&height=24",
-        headers={"Authorization": f"Bearer {token}"},
-    ) as ws:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.ws_connect(
+            f"http://127.0.0.1:{port}/ws?width=80&height=24",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as ws,
+    ):
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
@@ -321,17 +339,36 @@ async def _session_close(port: int, token: str, within: float) -> tuple[int | No
 async def test_session_ends_when_its_token_expires_or_is_revoked(
     redis_url: str, stream: str, keys: tuple[Path, KeyRing]
 ) -> None:
+    import aiohttp
+
     key_file, ring = keys
-    short, _ = issue_pair(ring, "web", access_ttl=3)
     pair, rjti = issue_pair(ring, "web")
     store = RefreshStore(redis.Redis.from_url(redis_url, decode_responses=True))
     store.start(pair.family, rjti)
-    with serve_web(redis_url, stream, "--keys", str(key_file)) as port:
-        t0 = time.monotonic()
-        assert await _session_close(port, short.access, 20) == (4401, "token expired")
+    args = ("--keys", str(key_file), "--max-sessions", "1")
+    with serve_web(redis_url, stream, *args) as port:
+        first = asyncio.create_task(_session_close(port, pair.access, 30))
+        await asyncio.sleep(2.0)  # the first dashboard is open
+        assert not first.done()
+        # one `auren top` per session, and no more than --max-sessions of them
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(
+                    f"http://127.0.0.1:{port}/ws",
+                    headers={"Authorization": f"Bearer {pair.access}"},
+                )
+        assert refused.value.status == 503
+        store.revoke(pair.family)  # `auren token --revoke-family`
+        assert await first == (4401, "revoked")
+        deadline = time.monotonic() + 15  # the first `auren top` quits, freeing its slot
+        while True:
+            short, _ = issue_pair(ring, "web", access_ttl=3)
+            t0 = time.monotonic()
+            try:
+                closed = await _session_close(port, short.access, 20)
+                break
+            except aiohttp.WSServerHandshakeError as exc:
+                assert exc.status == 503 and time.monotonic() < deadline
+                await asyncio.sleep(0.3)
+        assert closed == (4401, "token expired")
         assert time.monotonic() - t0 < 8
-        revoke = asyncio.get_running_loop().call_later(1.0, store.revoke, pair.family)
-        try:
-            assert await _session_close(port, pair.access, 20) == (4401, "revoked")
-        finally:
-            revoke.cancel()

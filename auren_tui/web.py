@@ -65,6 +65,10 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+class Unavailable(Exception):
+    """The token store cannot be reached: answer 503."""
+
+
 class WebAuth:
     """Checks a request's token (query, header or cookie); None when auth is off."""
 
@@ -81,10 +85,15 @@ class WebAuth:
         self.refused = 0
 
     async def check(self, token: str) -> dict[str, Any]:
-        """The claims of a valid, unrevoked access token; raises AuthError."""
+        """The claims of a valid, unrevoked access token; raises AuthError, or
+        :class:`Unavailable` when revocation cannot be checked (fail closed)."""
         assert self.ring is not None
         claims = verify(self.ring, token, typ="access")
-        if await self.revoked(claims):
+        try:
+            revoked = await self.revoked(claims)
+        except Exception as exc:  # Redis away: refuse, never wave a token through
+            raise Unavailable(f"cannot check token revocation: {str(exc)[:80]}") from None
+        if revoked:
             raise AuthError("token family revoked")
         return claims
 
@@ -162,6 +171,8 @@ class WebServer(Server):
             except AuthError as exc:
                 self.auth.refused += 1
                 return _refuse(401, f"unauthorized: {exc}")
+            except Unavailable as exc:
+                return _refuse(503, str(exc))
             rest = {k: v for k, v in request.query.items() if k != "token"}
             location = "/" + (f"?{urlencode(rest)}" if rest else "")
             resp = web.Response(status=303, headers={"Location": location})
@@ -188,6 +199,8 @@ class WebServer(Server):
             refused = _refuse(401, f"unauthorized: {exc}")
             refused.del_cookie(COOKIE, path="/")
             return refused
+        except Unavailable as exc:
+            return _refuse(503, str(exc))
         request["auren_claims"] = claims
         return await self._checked_origin(request, handler)
 

@@ -372,3 +372,17 @@ async def test_session_ends_when_its_token_expires_or_is_revoked(
                 await asyncio.sleep(0.3)
         assert closed == (4401, "token expired")
         assert time.monotonic() - t0 < 8
+
+
+def test_refused_while_revocation_cannot_be_checked(
+    private_redis: Any, stream: str, keys: tuple[Path, KeyRing]
+) -> None:
+    key_file, ring = keys
+    pair, _ = issue_pair(ring, "web")
+    with serve_web(private_redis.url, stream, "--keys", str(key_file)) as port:
+        base = f"http://127.0.0.1:{port}"
+        assert status(f"{base}/", {"Authorization": f"Bearer {pair.access}"}) == 200
+        private_redis.stop()  # the family store is gone: fail closed, never a 500
+        assert status(f"{base}/", {"Authorization": f"Bearer {pair.access}"}) == 503
+        assert status(f"{base}/?token={pair.access}") == 503
+        assert status(f"{base}/") == 401

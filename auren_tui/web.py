@@ -141,6 +141,7 @@ class WebServer(Server):
         self.auth = WebAuth(config.auth, ring, config.redis_url)
         self.sessions = 0
         self.closed_expired = 0
+        self._sockets: set[web.WebSocketResponse] = set()
 
     # ------------------------------------------------------------------ app
 
@@ -156,6 +157,9 @@ class WebServer(Server):
         pass  # no logo: the command prints one line
 
     async def on_shutdown(self, app: web.Application) -> None:
+        # open dashboards end now (their `auren top` quits), not after aiohttp's timeout
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
         await self.auth.close()
 
     @web.middleware
@@ -255,6 +259,7 @@ class WebServer(Server):
         )
         claims: dict[str, Any] | None = request.get("auren_claims")
         watchdog = asyncio.create_task(self._watch(websocket, claims))
+        self._sockets.add(websocket)
         try:
             await app_service.start(width, height)
             await self._process_messages(websocket, app_service)
@@ -264,6 +269,7 @@ class WebServer(Server):
             log.warning("dashboard session ended: %s", str(exc)[:200])
             await websocket.close(code=WSCloseCode.UNSUPPORTED_DATA)
         finally:
+            self._sockets.discard(websocket)
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
@@ -300,12 +306,23 @@ class WebServer(Server):
                 proc.kill()
                 await proc.wait()
 
-    def run(self) -> None:
-        """Serve until SIGINT/SIGTERM."""
-        web.run_app(
-            self.make_app(),
-            host=self.config.host,
-            port=self.config.port,
-            print=None,
-            access_log=None,
-        )
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve until SIGINT/SIGTERM; ``on_ready`` once the port is bound."""
+        asyncio.run(self._serve(on_ready))
+
+    async def _serve(self, on_ready: Callable[[], None] | None) -> None:
+        import signal
+
+        runner = web.AppRunner(await self.make_app(), access_log=None, shutdown_timeout=15)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.config.host, self.config.port).start()
+            if on_ready is not None:
+                on_ready()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        finally:
+            await runner.cleanup()  # open dashboards end, their `auren top` processes quit

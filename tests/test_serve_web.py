@@ -40,6 +40,7 @@ from auren_core.server.auth import KeyRing, RefreshStore, issue_pair
 ROOT = Path(__file__).resolve().parents[1]
 while not (ROOT / "pyproject.toml").exists() and ROOT.parent != ROOT:  # tests/ or tests/<sub>/
     ROOT = ROOT.parent
+AUREN = (sys.executable, "-m", "auren_tui")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]")
 
@@ -386,3 +387,42 @@ def test_refused_while_revocation_cannot_be_checked(
         assert status(f"{base}/", {"Authorization": f"Bearer {pair.access}"}) == 503
         assert status(f"{base}/?token={pair.access}") == 503
         assert status(f"{base}/") == 401
+
+
+async def test_stopping_ends_open_dashboards_and_their_processes(
+    redis_url: str, stream: str
+) -> None:
+    import aiohttp
+    import psutil
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*AUREN, "serve-web", "--auth", "none", "--port", str(port), "--stream", stream],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "AUREN_REDIS_URL": redis_url},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(OSError):
+                if status(f"http://127.0.0.1:{port}/") == 200:
+                    break
+            assert time.monotonic() < deadline and proc.poll() is None
+            await asyncio.sleep(0.2)
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws")
+            while not (kids := psutil.Process(proc.pid).children(recursive=True)):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.2)
+            t0 = time.monotonic()
+            proc.terminate()
+            assert await asyncio.to_thread(proc.wait, 20) == 0
+            assert time.monotonic() - t0 < 10  # not aiohttp's shutdown timeout
+            await ws.close()
+        _, alive = psutil.wait_procs(kids, timeout=5)
+        assert alive == []  # the session's `auren top` quit with it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -80,7 +80,7 @@ def command(
     if settings.budget_usd_per_hour is not None:
         top += ["--budget-usd-per-hour", f"{settings.budget_usd_per_hour:g}"]
     config = WebConfig(
-        command=shlex.join(top),
+        command="exec " + shlex.join(top),  # textual-serve runs it through sh: no sh left over
         host=host,
         port=port,
         auth=auth,
@@ -98,8 +98,11 @@ def command(
         )
     shown = public_url or f"http://{host}:{port}/"
     hint = "" if auth == "none" else " (open /?token=<JWT from `auren token`> once)"
-    typer.echo(f"serving auren top on {shown} (stream {settings.stream}, auth {auth}){hint}")
     try:
-        server.run()
+        server.run(
+            lambda: typer.echo(
+                f"serving auren top on {shown} (stream {settings.stream}, auth {auth}){hint}"
+            )
+        )
     except OSError as exc:
         raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None

@@ -408,7 +408,7 @@ def main() -> int:
             stored = out.stdout.strip() or out.stderr.strip()[:100]
         if not args.keep:
             with contextlib.suppress(Exception):
-                r.delete(stream)
+                r.delete(stream, *r.scan_iter(f"{stream}:*"))  # and persist's status keys
                 subprocess.run(
                     ["psql", args.pg_dsn, "-qc", f"drop schema if exists {schema} cascade"],
                     capture_output=True,

@@ -426,3 +426,27 @@ async def test_stopping_ends_open_dashboards_and_their_processes(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_hostile_browser_ends_only_its_own_session(redis_url: str, stream: str) -> None:
+    import aiohttp
+
+    with serve_web(redis_url, stream, "--auth", "none") as port:
+        url = f"http://127.0.0.1:{port}/ws"
+        async with aiohttp.ClientSession() as http:
+            calm = await http.ws_connect(url)
+            for bad in ("not json", "[" * 100_000 + "]" * 100_000, '["stdin"]', "{}"):
+                ws = await http.ws_connect(url)
+                await ws.send_str(bad)
+                while (msg := await ws.receive(timeout=20)).type not in (
+                    aiohttp.WSMsgType.CLOSE,
+                    aiohttp.WSMsgType.CLOSED,
+                ):
+                    pass
+                assert ws.close_code == 1003, bad[:10]
+            assert not calm.closed  # the other dashboard is still up
+            await calm.send_str('["ping", "x"]')
+            while (msg := await calm.receive(timeout=20)).type != aiohttp.WSMsgType.TEXT:
+                pass
+            assert msg.json() == ["pong", "x"]
+            await calm.close()

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test matrix lint bench screenshots clean
+.PHONY: demo test matrix lint bench soak screenshots clean
 
 # One line per step, then pip's own progress (a line per package, download bars): the first
 # install fetches CrewAI, ChromaDB and the test tools and takes a minute or two.
@@ -36,6 +36,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# demo x10 + persist + serve-ws with 200 clients + top in a pty, 10 minutes (SOAK="--duration 2m")
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

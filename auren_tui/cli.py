@@ -43,6 +43,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("top", "top"),
     ("serve-ws", "serve_ws"),
     ("serve-otlp", "serve_otlp"),
+    ("serve-web", "serve_web"),
     ("export", "export"),
     ("persist", "persist"),
     ("demo", "demo"),

@@ -41,8 +41,8 @@ class AgentCostChart(PlotextPlot):
             n = len(data)
             xs = list(range(-(n - 1), 1))  # minutes ago: the current minute is 0
             plt.bar(xs, list(data), marker="hd", color="green")
-            ticks = [x for x in xs if x % 10 == 0]
-            plt.xticks(ticks, [str(-x) for x in ticks])
+            ticks: list[float] = [x for x in xs if x % 10 == 0]
+            plt.xticks(ticks, [str(-int(x)) for x in ticks])
             plt.xlabel("minutes ago")
             plt.ylim(0, max(max(data) * 1.1, 1e-6))
         self.refresh()

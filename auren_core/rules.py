@@ -93,7 +93,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+if TYPE_CHECKING:  # annotations only: no import from the rest of auren_core at run time
+    from .events.model import LlmCall as LlmCallPayload
+    from .events.model import MemoryTierAccess
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -207,10 +211,30 @@ class LlmCall(NamedTuple):
     failed: bool
 
 
-def llm_call(p: Mapping[str, Any]) -> LlmCall:
+def llm_call(p: LlmCallPayload | Mapping[str, Any]) -> LlmCall:
     """The counted figures of one ``llm_call`` payload (:func:`tokens`, :func:`usd`,
-    :func:`llm_call_cost`; the validated shapes take an inlined fast path to the same
-    result)."""
+    :func:`llm_call_cost`; the typed payload takes an inlined fast path to the same result,
+    a dict handed over in process the rules themselves)."""
+    if type(p) is not dict:
+        t: LlmCallPayload = p  # type: ignore[assignment]
+        v = t.input_tokens
+        inp = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        v = t.output_tokens
+        out = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        v = t.cached_tokens
+        cached = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        v = t.reasoning_tokens
+        reasoning = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        c = t.cost_usd
+        cost = c if c is not None and 0.0 <= c <= MAX_USD else usd(c)
+        failed = t.ok is False
+        if cost is None and failed and not (inp or out or cached):
+            cost = 0.0  # llm_call_cost
+        return _new(LlmCall, (inp, out, cached, reasoning, cost, failed))
+    return _llm_call_dict(p)
+
+
+def _llm_call_dict(p: Mapping[str, Any]) -> LlmCall:
     g = p.get
     v = g("input_tokens")
     inp = v if type(v) is int and 0 <= v <= MAX_TOKENS else tokens(v)
@@ -343,11 +367,28 @@ def _ms(v: Any) -> float | None:
     return f if 0.0 <= f < 1e18 else None
 
 
-def tier_access(p: Mapping[str, Any]) -> TierAccess:
-    """The counted figures of one ``memory_tier_access`` payload (see the module docstring)."""
-    served = tier_index(p.get("tier_accessed"))
+def tier_access(p: MemoryTierAccess | Mapping[str, Any]) -> TierAccess:
+    """The counted figures of one ``memory_tier_access`` payload (see the module docstring;
+    the typed payload's fields are read as attributes, a dict's keys with ``get``)."""
+    if type(p) is dict:
+        tier, lat, errs, by_tier, cost = (
+            p.get("tier_accessed"),
+            p.get("latency_by_tier"),
+            p.get("errors"),
+            p.get("cost_by_tier"),
+            p.get("cost_usd"),
+        )
+    else:
+        t: MemoryTierAccess = p  # type: ignore[assignment]
+        tier, lat, errs, by_tier, cost = (
+            t.tier_accessed,
+            t.latency_by_tier,
+            t.errors,
+            t.cost_by_tier,
+            t.cost_usd,
+        )
+    served = tier_index(tier)
     lats: list[tuple[int, float]] = []
-    lat = p.get("latency_by_tier")
     if type(lat) is dict:
         for k, v in lat.items():
             i = TIER_ALIASES.get(k, -1) if type(k) is str else -1
@@ -355,10 +396,8 @@ def tier_access(p: Mapping[str, Any]) -> TierAccess:
                 ms = v if type(v) is float and 0.0 <= v < 1e18 else _ms(v)
                 if ms is not None:
                     lats.append((i, ms))
-    errs = p.get("errors")
     errors = [i for k in errs if (i := tier_index(k)) >= 0] if errs and type(errs) is dict else []
     costs: list[tuple[int, float]] | None = None
-    by_tier = p.get("cost_by_tier")
     if by_tier and type(by_tier) is dict:
         costs = []
         for k, v in by_tier.items():
@@ -366,8 +405,7 @@ def tier_access(p: Mapping[str, Any]) -> TierAccess:
             if i >= 0 and c is not None:
                 costs.append((i, c))
     else:
-        c = p.get("cost_usd")
-        c = None if c is None else usd(c)
+        c = None if cost is None else usd(cost)
         if c is not None:
             who = served if served >= 0 else max((i for i, _ in lats), default=len(TIERS) - 1)
             costs = [(who, c)]

@@ -97,7 +97,10 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:  # annotations only: no import from the rest of auren_core at run time
     from .events.model import LlmCall as LlmCallPayload
-    from .events.model import MemoryTierAccess
+    from .events.model import MemoryTierAccess, _Payload
+
+    # a payload read by key: the typed struct's mapping view, or a dict handed over in process
+    PayloadLike = _Payload | Mapping[str, Any]
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -462,7 +465,7 @@ def tier_cost_model(
     return TierCostModel((per[0], per[1], per[2]), model, rate)
 
 
-def embedding_tokens(p: Mapping[str, Any]) -> int:
+def embedding_tokens(p: PayloadLike) -> int:
     """Tokens embedded for one semantic lookup: the event's ``embedding_tokens``, else
     ceil(len(query) / :data:`CHARS_PER_TOKEN`) (at least 1)."""
     v = p.get("embedding_tokens")
@@ -474,7 +477,7 @@ def embedding_tokens(p: Mapping[str, Any]) -> int:
 
 
 def modelled_tier_costs(
-    acc: TierAccess, p: Mapping[str, Any], model: TierCostModel
+    acc: TierAccess, p: PayloadLike, model: TierCostModel
 ) -> tuple[list[tuple[int, float]], float] | None:
     """The costs of a load that carries no price, by ``model``: ``([(tier, USD)], the
     embedding part)``; None when the load carries a price or the model prices nothing."""
@@ -516,7 +519,7 @@ def validation_rate(validated: int, rejected: int) -> float | None:
 NO_QUERY: Final = "(no query)"
 
 
-def is_gap(type_: str, p: Mapping[str, Any]) -> bool:
+def is_gap(type_: str, p: PayloadLike) -> bool:
     """Whether a lookup event is a knowledge gap (nothing answered it)."""
     if type_ == "memory_tier_access":
         return tier_index(p.get("tier_accessed")) < 0
@@ -525,7 +528,7 @@ def is_gap(type_: str, p: Mapping[str, Any]) -> bool:
     return False
 
 
-def gap_key(type_: str, p: Mapping[str, Any]) -> str:
+def gap_key(type_: str, p: PayloadLike) -> str:
     """What a gap is named by: the query asked; a ``knowledge_access`` without one, its item."""
     q = p.get("query")
     if q:

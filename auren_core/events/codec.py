@@ -99,6 +99,7 @@ def typed_payload(etype: str, payload: Any) -> Any:
     return payload if ptype is None else msgspec.convert(payload, ptype)
 
 
+_TOO_DEEP = f"payload nested too deep (at most {MAX_DEPTH} levels)"
 _FIELD_INFO: dict[type, tuple[msgspec.structs.FieldInfo, ...]] = {}
 
 
@@ -313,7 +314,7 @@ def decode(raw: bytes | str | None, sid: str = "") -> Event | Malformed:
         if praw.count(b"[") + praw.count(b"{") > MAX_DEPTH and _too_deep(
             _dict_decoder.decode(praw), MAX_DEPTH
         ):
-            return Malformed(sid, f"payload nested too deep (at most {MAX_DEPTH} levels)", raw[:200])
+            return Malformed(sid, _TOO_DEEP, raw[:200])
         if pdec is None:
             payload = _dict_decoder.decode(praw)
         else:

@@ -113,7 +113,7 @@ class _Payload(msgspec.Struct, kw_only=True, omit_defaults=False, dict=True):
         if not isinstance(key, str):
             return False
         if key in _fields_of(type(self)):
-            return getattr(self, key) != _defaults_of(type(self)).get(key, _NO_DEFAULT)
+            return bool(getattr(self, key) != _defaults_of(type(self)).get(key, _NO_DEFAULT))
         return key in self.extra()
 
     def to_dict(self) -> dict[str, Any]:

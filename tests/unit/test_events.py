@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from auren_core.events import (
-    PAYLOAD_TYPES,
     EVENT_TYPES,
+    PAYLOAD_TYPES,
     Event,
     Malformed,
     decode,

@@ -93,7 +93,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+if TYPE_CHECKING:  # annotations only: no import from the rest of auren_core at run time
+    from .events.model import LlmCall as LlmCallPayload
+    from .events.model import MemoryTierAccess, _Payload
+
+    # a payload read by key: the typed struct's mapping view, or a dict handed over in process
+    PayloadLike = _Payload | Mapping[str, Any]
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -209,10 +216,30 @@ class LlmCall(NamedTuple):
     failed: bool
 
 
-def llm_call(p: Mapping[str, Any]) -> LlmCall:
+def llm_call(p: LlmCallPayload | Mapping[str, Any]) -> LlmCall:
     """The counted figures of one ``llm_call`` payload (:func:`tokens`, :func:`usd`,
-    :func:`llm_call_cost`; the validated shapes take an inlined fast path to the same
-    result)."""
+    :func:`llm_call_cost`; the typed payload takes an inlined fast path to the same result,
+    a dict handed over in process the rules themselves)."""
+    if type(p) is not dict:
+        t: LlmCallPayload = p  # type: ignore[assignment]
+        v = t.input_tokens
+        inp = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        v = t.output_tokens
+        out = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        v = t.cached_tokens
+        cached = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        v = t.reasoning_tokens
+        reasoning = v if 0 <= v <= MAX_TOKENS else tokens(v)
+        c = t.cost_usd
+        cost = c if c is not None and 0.0 <= c <= MAX_USD else usd(c)
+        failed = t.ok is False
+        if cost is None and failed and not (inp or out or cached):
+            cost = 0.0  # llm_call_cost
+        return _new(LlmCall, (inp, out, cached, reasoning, cost, failed))
+    return _llm_call_dict(p)
+
+
+def _llm_call_dict(p: Mapping[str, Any]) -> LlmCall:
     g = p.get
     v = g("input_tokens")
     inp = v if type(v) is int and 0 <= v <= MAX_TOKENS else tokens(v)
@@ -345,11 +372,28 @@ def _ms(v: Any) -> float | None:
     return f if 0.0 <= f < 1e18 else None
 
 
-def tier_access(p: Mapping[str, Any]) -> TierAccess:
-    """The counted figures of one ``memory_tier_access`` payload (see the module docstring)."""
-    served = tier_index(p.get("tier_accessed"))
+def tier_access(p: MemoryTierAccess | Mapping[str, Any]) -> TierAccess:
+    """The counted figures of one ``memory_tier_access`` payload (see the module docstring;
+    the typed payload's fields are read as attributes, a dict's keys with ``get``)."""
+    if type(p) is dict:
+        tier, lat, errs, by_tier, cost = (
+            p.get("tier_accessed"),
+            p.get("latency_by_tier"),
+            p.get("errors"),
+            p.get("cost_by_tier"),
+            p.get("cost_usd"),
+        )
+    else:
+        t: MemoryTierAccess = p  # type: ignore[assignment]
+        tier, lat, errs, by_tier, cost = (
+            t.tier_accessed,
+            t.latency_by_tier,
+            t.errors,
+            t.cost_by_tier,
+            t.cost_usd,
+        )
+    served = tier_index(tier)
     lats: list[tuple[int, float]] = []
-    lat = p.get("latency_by_tier")
     if type(lat) is dict:
         for k, v in lat.items():
             i = TIER_ALIASES.get(k, -1) if type(k) is str else -1
@@ -357,10 +401,8 @@ def tier_access(p: Mapping[str, Any]) -> TierAccess:
                 ms = v if type(v) is float and 0.0 <= v < 1e18 else _ms(v)
                 if ms is not None:
                     lats.append((i, ms))
-    errs = p.get("errors")
     errors = [i for k in errs if (i := tier_index(k)) >= 0] if errs and type(errs) is dict else []
     costs: list[tuple[int, float]] | None = None
-    by_tier = p.get("cost_by_tier")
     if by_tier and type(by_tier) is dict:
         costs = []
         for k, v in by_tier.items():
@@ -368,8 +410,7 @@ def tier_access(p: Mapping[str, Any]) -> TierAccess:
             if i >= 0 and c is not None:
                 costs.append((i, c))
     else:
-        c = p.get("cost_usd")
-        c = None if c is None else usd(c)
+        c = None if cost is None else usd(cost)
         if c is not None:
             who = served if served >= 0 else max((i for i, _ in lats), default=len(TIERS) - 1)
             costs = [(who, c)]
@@ -426,7 +467,7 @@ def tier_cost_model(
     return TierCostModel((per[0], per[1], per[2]), model, rate)
 
 
-def embedding_tokens(p: Mapping[str, Any]) -> int:
+def embedding_tokens(p: PayloadLike) -> int:
     """Tokens embedded for one semantic lookup: the event's ``embedding_tokens``, else
     ceil(len(query) / :data:`CHARS_PER_TOKEN`) (at least 1)."""
     v = p.get("embedding_tokens")
@@ -438,7 +479,7 @@ def embedding_tokens(p: Mapping[str, Any]) -> int:
 
 
 def modelled_tier_costs(
-    acc: TierAccess, p: Mapping[str, Any], model: TierCostModel
+    acc: TierAccess, p: PayloadLike, model: TierCostModel
 ) -> tuple[list[tuple[int, float]], float] | None:
     """The costs of a load that carries no price, by ``model``: ``([(tier, USD)], the
     embedding part)``; None when the load carries a price or the model prices nothing."""
@@ -480,7 +521,7 @@ def validation_rate(validated: int, rejected: int) -> float | None:
 NO_QUERY: Final = "(no query)"
 
 
-def is_gap(type_: str, p: Mapping[str, Any]) -> bool:
+def is_gap(type_: str, p: PayloadLike) -> bool:
     """Whether a lookup event is a knowledge gap (nothing answered it)."""
     if type_ == "memory_tier_access":
         return tier_index(p.get("tier_accessed")) < 0
@@ -489,7 +530,7 @@ def is_gap(type_: str, p: Mapping[str, Any]) -> bool:
     return False
 
 
-def gap_key(type_: str, p: Mapping[str, Any]) -> str:
+def gap_key(type_: str, p: PayloadLike) -> str:
     """What a gap is named by: the query asked; a ``knowledge_access`` without one, its item."""
     q = p.get("query")
     if q:

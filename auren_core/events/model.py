@@ -51,8 +51,106 @@ MAX_ENTRY_BYTES: Final = 1_000_000
 
 
 # --------------------------------------------------------------------------- payloads
-class _Payload(msgspec.Struct, kw_only=True, omit_defaults=False):
-    """Base for payloads: unknown fields are accepted (forward compatible)."""
+class _Payload(msgspec.Struct, kw_only=True, omit_defaults=False, dict=True):
+    """Base for payloads: unknown fields are accepted (forward compatible).
+
+    :func:`~auren_core.events.codec.decode` decodes a known type's payload once, into its
+    struct, and keeps the original JSON beside it (:meth:`raw`): the stream entry is the
+    source of truth, so re-encoding (serve-ws frames, the store's jsonb, dead letters)
+    writes those bytes back and a field this version does not know is never lost. Read the
+    fields as attributes. :meth:`get`, ``p[key]`` and ``key in p`` are the read-only
+    mapping view over the fields and, for decoded payloads, the unknown fields
+    (:meth:`extra`) - for readers not yet converted to attributes.
+    """
+
+    def raw(self) -> bytes | None:
+        """The JSON this payload was decoded from, or the JSON of the dict it was converted
+        from (:func:`~auren_core.events.codec.make_event`); None when built as a struct."""
+        d = self.__dict__
+        r: bytes | None = d.get("_raw")
+        if r is None:
+            src = d.get("_src")
+            if src is not None:
+                r = d["_raw"] = _src_encoder.encode(src)
+        return r
+
+    def extra(self) -> dict[str, Any]:
+        """The fields of the original JSON that are not fields of this struct (decoded once,
+        on first use; empty for payloads built in process)."""
+        d = self.__dict__
+        ex: dict[str, Any] | None = d.get("_extra")
+        if ex is None:
+            raw = d.get("_raw")
+            src = d.get("_src")
+            ex = {}
+            if src is not None:
+                fields = _fields_of(type(self))
+                ex = {k: v for k, v in src.items() if k not in fields}
+            elif raw is not None:
+                try:
+                    doc = msgspec.json.decode(raw)
+                except (msgspec.DecodeError, RecursionError):  # pragma: no cover - decoded once
+                    doc = {}
+                if type(doc) is dict:
+                    fields = _fields_of(type(self))
+                    ex = {k: v for k, v in doc.items() if k not in fields}
+            d["_extra"] = ex
+        return ex
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``payload.get(key, default)`` as on the JSON object (fields, then unknown fields)."""
+        if key in _fields_of(type(self)):
+            return getattr(self, key)
+        return self.extra().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in _fields_of(type(self)):
+            return getattr(self, key)
+        return self.extra()[key]
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` carries a value: a field not at its default, or an unknown field."""
+        if not isinstance(key, str):
+            return False
+        if key in _fields_of(type(self)):
+            return bool(getattr(self, key) != _defaults_of(type(self)).get(key, _NO_DEFAULT))
+        return key in self.extra()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The payload as a JSON object (the original one when it was decoded)."""
+        raw = self.raw()
+        if raw is not None:
+            doc = msgspec.json.decode(raw)
+            if type(doc) is dict:
+                return doc
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
+
+
+_NO_DEFAULT: Final = object()
+_src_encoder = msgspec.json.Encoder()
+_FIELDS: dict[type, frozenset[str]] = {}
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _fields_of(cls: type[_Payload]) -> frozenset[str]:
+    f = _FIELDS.get(cls)
+    if f is None:
+        f = _FIELDS[cls] = frozenset(cls.__struct_fields__)
+    return f
+
+
+def _defaults_of(cls: type[_Payload]) -> dict[str, Any]:
+    d = _DEFAULTS.get(cls)
+    if d is None:
+        d = {}
+        for fi in msgspec.structs.fields(cls):
+            if fi.default is not msgspec.NODEFAULT:
+                d[fi.name] = fi.default
+            elif fi.default_factory is not msgspec.NODEFAULT:
+                d[fi.name] = fi.default_factory()
+        _DEFAULTS[cls] = d
+    return d
 
 
 class CrewStarted(_Payload):
@@ -63,6 +161,8 @@ class CrewStarted(_Payload):
     # the user's question: the inputs' query, else the first task's description (a stable
     # ``sha256:`` stand-in when queries are redacted); see auren_core.rules.query_label
     query: str | None = None
+    # the flow run this crew runs inside (CrewAI Flows: a crew kicked off by a flow method)
+    flow_run: str | None = None
 
 
 class CrewCompleted(_Payload):
@@ -167,12 +267,28 @@ class LatencyByTier(msgspec.Struct, kw_only=True, omit_defaults=True):
 class MemoryTierAccess(_Payload):
     tier_accessed: Literal["redis_immediate", "postgresql_structured", "chromadb_semantic", "miss"]
     query: str | None = None
-    latency_by_tier: LatencyByTier = msgspec.field(default_factory=LatencyByTier)
+    # ms per tier tried: the keys of LatencyByTier, validated as those; other keys (the
+    # aliases of rules.TIER_ALIASES) are kept and counted by the rules, as before
+    latency_by_tier: dict[str, Any] = {}
     items_retrieved: int = 0
     errors: dict[str, str] = {}
     # USD of this load's tier accesses (configured per tier); null when unpriced
     cost_usd: float | None = None
     cost_by_tier: dict[str, float] = {}
+
+    def __post_init__(self) -> None:
+        lat = self.latency_by_tier
+        if lat:
+            for k in _LATENCY_KEYS:
+                v = lat.get(k)
+                if v is not None and type(v) is not float and type(v) is not int:
+                    raise TypeError(
+                        f"Expected `float | null`, got `{type(v).__name__}` - at "
+                        f"`$.latency_by_tier.{k}`"
+                    )
+
+
+_LATENCY_KEYS: Final = tuple(LatencyByTier.__struct_fields__)
 
 
 class FlowStarted(_Payload):
@@ -263,7 +379,9 @@ EVENT_TYPES: Final = frozenset(PAYLOAD_TYPES)
 
 # --------------------------------------------------------------------------- envelope
 class Event(msgspec.Struct, kw_only=True, frozen=True):
-    """One observed occurrence. ``payload`` is a plain dict, validated on decode.
+    """One observed occurrence. ``payload`` is the typed struct of a known type
+    (:data:`PAYLOAD_TYPES`; decoded once by ``decode``, built directly by the converters) and
+    a plain dict for an unknown type (or one handed over in process that did not validate).
 
     ``seq`` and ``parent`` keep the ordering information the source gives
     (CrewAI emits from a thread pool, so arrival order is not emission order).
@@ -275,7 +393,7 @@ class Event(msgspec.Struct, kw_only=True, frozen=True):
     type: str
     agent: str | None = None
     run: str | None = None
-    payload: dict[str, Any] = {}
+    payload: Any = {}
     seq: int | UnsetType | None = UNSET
     parent: str | UnsetType | None = UNSET
     # The stream entry id this event was read from; never encoded (UNSET is omitted).

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from . import PAYLOAD_TYPES, SCHEMA_VERSION
+from . import PAYLOAD_TYPES, SCHEMA_VERSION, LatencyByTier
 
 __all__ = ["event_schema"]
 
@@ -20,8 +20,20 @@ __all__ = ["event_schema"]
 def event_schema() -> dict[str, Any]:
     types = sorted(PAYLOAD_TYPES)
     (refs, components) = msgspec.json.schema_components(
-        [PAYLOAD_TYPES[t] for t in types], ref_template="#/$defs/{name}"
+        [*(PAYLOAD_TYPES[t] for t in types), LatencyByTier], ref_template="#/$defs/{name}"
     )
+    refs = refs[: len(types)]
+    # the struct keeps latency_by_tier as a dict (tier aliases are counted too) and checks
+    # the three tier keys as LatencyByTier does: published as LatencyByTier
+    components["MemoryTierAccess"]["properties"]["latency_by_tier"] = {
+        "$ref": "#/$defs/LatencyByTier"
+    }
+    lat = components.pop("LatencyByTier")
+    components = {
+        k: v
+        for name, c in components.items()
+        for k, v in ((name, c), ("LatencyByTier", lat))[: 2 if name == "MemoryTierAccess" else 1]
+    }
     branches = [
         {
             "if": {"properties": {"type": {"const": t}}, "required": ["type"]},

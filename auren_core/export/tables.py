@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import rules
-from ..events import Event, Malformed
+from ..events import EVENT_TYPES, Event, Malformed, MemoryTierAccess
+from ..events.codec import coerce_payload
 from ..rules import MAX_NAME, MAX_USD, TIERS, round_rate, round_usd, tier_index
 from ..state import tier_model_of
 from ..state.flows import FLOW_TYPES, FlowRec, joins_flow, method_key
@@ -169,15 +170,15 @@ class Accumulator:
                 continue
             t = ev.type
             p = ev.payload
+            if type(p) is dict and t in EVENT_TYPES:  # handed over in process: typed once
+                p = coerce_payload(t, p)  # counted as the reducer counts it
             agent = ev.agent or ""
             run = ev.run
             if run is not None and want_collab:
                 self.runs.add(run)
             if t == "llm_call":
                 if want_tok or want_cost:  # one update per call; tables group it later
-                    m = p.get("model")
-                    if type(m) is not str:
-                        m = "" if m is None else str(m)
+                    m = p.model
                     key = (agent, m, run or "", int(ev.ts // 86400))
                     row = self.llm.get(key)
                     if row is None:
@@ -196,32 +197,32 @@ class Accumulator:
                         row[7] += 1
             elif t == "tool_used":
                 if want_cost:
-                    tl = name(p.get("tool"))
+                    tl = name(p.tool)
                     key3 = (tl, agent, run or "")
                     trow = self.tools.get(key3)
                     if trow is None:
                         trow = self.tools[key3] = [0, 0.0, 0]
                     trow[0] += 1
-                    c = p.get("cost_usd")  # rules.tool_cost, with a fast path
+                    c = p.cost_usd  # rules.tool_cost, with a fast path
                     trow[1] += (
-                        c if type(c) is float and 0.0 <= c <= MAX_USD else tool_cost(c, tl, prices)
+                        c if c is not None and 0.0 <= c <= MAX_USD else tool_cost(c, tl, prices)
                     )
-                    if p.get("ok", True) is False:
+                    if p.ok is False:
                         trow[2] += 1
             elif t == "memory_tier_access":
                 if want_tier or want_cost or want_know or want_gaps:
                     self._load(p, agent, run or "", ev.ts, want_tier, want_cost)
             elif t == "knowledge_access":
                 if want_know or want_gaps:
-                    hit = p.get("hit", True) is not False
+                    hit = p.hit is not False
                     if want_know:
-                        self._know("item", name(p.get("item")), agent, hit, ev.ts)
+                        self._know("item", name(p.item), agent, hit, ev.ts)
                     if not hit and want_gaps:
                         self._gap("knowledge", gap_key(t, p), agent, ev.ts)
             elif t == "collaboration":
                 if want_collab:
                     src = ev.agent or "?"
-                    key3 = (src, name(p.get("to_agent")), name(p.get("kind"), 40))
+                    key3 = (src, name(p.to_agent), name(p.kind, 40))
                     cr = self.collab.get(key3)
                     if cr is None:
                         cr = self.collab[key3] = [0, set()]
@@ -245,7 +246,7 @@ class Accumulator:
                 self._flow(ev)
 
     def _load(
-        self, p: dict[str, Any], agent: str, run: str, ts: float, tiers: bool, costs: bool
+        self, p: MemoryTierAccess, agent: str, run: str, ts: float, tiers: bool, costs: bool
     ) -> None:
         """One ``memory_tier_access``, counted by :func:`auren_core.rules.tier_access`."""
         acc = _tier_access(p)
@@ -266,7 +267,7 @@ class Accumulator:
             else:
                 tried |= 1 << served
                 self.hits[served] += 1
-                self.items[served] += _n(p.get("items_retrieved"))
+                self.items[served] += _n(p.items_retrieved)
             if tried:
                 t = self.tried
                 for i in (0, 1, 2):
@@ -286,8 +287,8 @@ class Accumulator:
             if costs:  # one priced load (counted on its first tier's row)
                 self.mem[(by_tier[0][0], agent, run)][0] += 1
         if self._want_know or (served < 0 and self._want_gaps):
-            q = p.get("query")  # rules.gap_key, with a fast path
-            key = q if type(q) is str and q and len(q) <= MAX_NAME else _gap_key(_LOAD, p)
+            q = p.query  # rules.gap_key, with a fast path
+            key = q if q and len(q) <= MAX_NAME else _gap_key(_LOAD, p)
             if self._want_know:
                 self._know("query", key, agent, served >= 0, ts)
             if served < 0 and self._want_gaps:

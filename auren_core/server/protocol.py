@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from ..events import Event, Malformed
+from ..events.codec import encode_with_sid, wire
 
 __all__ = [
     "CLOSE_BAD_REQUEST",
@@ -192,8 +193,9 @@ _encoder = msgspec.json.Encoder()
 
 
 def encode_event(ev: Event) -> bytes:
-    """The event's JSON with its stream id as ``_sid`` (encoded once, shared by clients)."""
-    return _encoder.encode(ev)
+    """The event's JSON with its stream id as ``_sid`` (encoded once, shared by clients; a
+    decoded payload is written as it was read, unknown fields included)."""
+    return encode_with_sid(ev)
 
 
 def events_frame(encoded: Sequence[bytes], last_id: str) -> bytes:
@@ -213,7 +215,7 @@ def events_frame_all(events: Sequence[Event], last_id: str) -> bytes:
     return b"".join(
         (
             b'{"type":"events","events":',
-            _encoder.encode(events),
+            _encoder.encode([wire(e, with_sid=True) for e in events]),
             b',"last_id":"',
             last_id.encode(),
             b'"}',

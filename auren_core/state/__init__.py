@@ -16,8 +16,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from .. import rules
 from ..events import EVENT_TYPES, Event, Malformed
+from ..events.codec import coerce_payload
 from ..rules import MAX_TS, MIN_TS, tool_prices
 from .build import build_state
 from .flows import FlowRec
@@ -44,6 +47,8 @@ from .parts import AgentAcc, HypRec, RunAcc, Sections
 from .registry import AgentRegistry
 from .summary import log_entry
 from .window import BUCKET_S
+
+_replace = msgspec.structs.replace
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -287,6 +292,10 @@ class Reducer(Handlers):
                 return
             # latest status wins by event time, whenever it arrives
         if h is not None:
+            if type(ev.payload) is dict and t in EVENT_TYPES:
+                # handed over in process as a dict: typed once here (the one accessor),
+                # as decode() types what the stream holds
+                ev = _replace(ev, payload=coerce_payload(t, ev.payload))
             try:
                 h(ev, b, acc)
             except (TypeError, ValueError, AttributeError, KeyError) as exc:

@@ -14,7 +14,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import rules
-from ..events import Event
+from ..events import (
+    Collaboration,
+    Event,
+    Hypothesis,
+    KnowledgeAccess,
+    LlmCall,
+    MemoryTierAccess,
+    ToolUsed,
+)
 from ..rules import MAX_TOKENS, MAX_USD, llm_call_cost, tool_cost, usd
 from ..rules import tokens as _int
 from .flows import FlowRec, joins_flow
@@ -123,20 +131,20 @@ class Handlers:
 
     # ------------------------------------------------------------------ economics
     def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        p = ev.payload
-        # fast paths for the shapes decode() validated; anything else goes through _int
-        # rules.llm_call, inlined (the same figures: see the module docstring)
-        v = p.get("input_tokens", 0)
-        inp = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
-        v = p.get("output_tokens", 0)
-        out = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
-        v = p.get("cached_tokens", 0)
-        cached = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
-        v = p.get("reasoning_tokens", 0)
-        reason = v if type(v) is int and 0 <= v <= MAX_TOKENS else _int(v)
-        c = p.get("cost_usd")
-        cost = c if type(c) is float and 0.0 <= c <= MAX_USD else usd(c)
-        err = p.get("ok", True) is False
+        p: LlmCall = ev.payload
+        # the struct's fields are validated ints / floats; the range is the rule's
+        # (rules.llm_call, inlined: the same figures, see the module docstring)
+        v = p.input_tokens
+        inp = v if 0 <= v <= MAX_TOKENS else _int(v)
+        v = p.output_tokens
+        out = v if 0 <= v <= MAX_TOKENS else _int(v)
+        v = p.cached_tokens
+        cached = v if 0 <= v <= MAX_TOKENS else _int(v)
+        v = p.reasoning_tokens
+        reason = v if 0 <= v <= MAX_TOKENS else _int(v)
+        c = p.cost_usd
+        cost = c if c is not None and 0.0 <= c <= MAX_USD else usd(c)
+        err = p.ok is False
         if cost is None:
             cost = llm_call_cost(cost, not err, inp, out, cached)
         g = self._g
@@ -164,19 +172,19 @@ class Handlers:
             run.llm(inp, out, cost)
 
     def _on_tool(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        p = ev.payload
+        p: ToolUsed = ev.payload
         # rules.name and rules.tool_cost, with fast paths for the validated shapes
-        tool = p.get("tool")
-        if type(tool) is not str or not tool or len(tool) > MAX_NAME:
+        tool = p.tool
+        if not tool or len(tool) > MAX_NAME:
             tool = _name(tool)
-        c = p.get("cost_usd")
+        c = p.cost_usd
         if c is None:
             cost = self.tool_costs.get(tool, 0.0)
-        elif type(c) is float and 0.0 <= c <= MAX_USD:
+        elif 0.0 <= c <= MAX_USD:
             cost = c
         else:
             cost = tool_cost(c, tool, self.tool_costs)
-        err = p.get("ok", True) is False
+        err = p.ok is False
         g = self._g
         for vec in (g.at(b), g.tot):
             vec[_TOOL] += 1
@@ -210,12 +218,12 @@ class Handlers:
                 run.query = label  # the crew's own word beats a task description
             parent = ev.payload.get("flow_run")
             if parent and ev.run and len(ev.run) <= MAX_NAME:
-                fr = self._flows.get(parent) if type(parent) is str else None
+                fr = self._flows.get(parent)
                 if fr is not None and fr.add_crew(ev.run):  # a crew kicked off inside a flow
                     self._flow_of.setdefault(ev.run, fr)
         else:
             run.ended = ev.ts
-            run.status = "completed" if ev.payload.get("ok", True) is not False else "failed"
+            run.status = "completed" if ev.payload.ok is not False else "failed"
 
     def _on_task_started(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         """A crew without inputs: its first task's description is the question."""
@@ -267,10 +275,10 @@ class Handlers:
 
     # ------------------------------------------------------------------ collaboration
     def _on_collab(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        p = ev.payload
+        p: Collaboration = ev.payload
         src = ev.agent or "?"
-        dst = _name(p.get("to_agent"))
-        kind = _name(p.get("kind"), 40)
+        dst = _name(p.to_agent)
+        kind = _name(p.kind, 40)
         self.s.collab.add(b, (src, dst, kind))
         if acc is not None:
             acc.partners.add(b, dst)
@@ -284,7 +292,7 @@ class Handlers:
 
     # ------------------------------------------------------------------ memory tiers
     def _on_tier(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        p = ev.payload
+        p: MemoryTierAccess = ev.payload
         ta = _tier_access(p)
         gap = _gap_key("memory_tier_access", p) if ta[0] < 0 else None
         emb = 0.0
@@ -314,20 +322,20 @@ class Handlers:
                 run.cost_usd += cost
 
     def _on_knowledge(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        p = ev.payload
-        if p.get("hit", True) is False:
+        p: KnowledgeAccess = ev.payload
+        if p.hit is False:
             gap: str | None = _gap_key("knowledge_access", p)
             item = ""
         else:
             gap = None
-            v = p.get("item")  # rules.name, with a fast path
-            item = v if type(v) is str and v and len(v) <= MAX_NAME else _name(v)
+            v = p.item  # rules.name, with a fast path
+            item = v if v and len(v) <= MAX_NAME else _name(v)
         self.s.knowledge_event(b, ev.ts, item, ev.agent or "?", gap)
 
     # ------------------------------------------------------------------ hypotheses
     def _on_hypothesis(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        p = ev.payload
-        hid = str(p.get("hypothesis_id") or "?")[:MAX_NAME]
+        p: Hypothesis = ev.payload
+        hid = (p.hypothesis_id or "?")[:MAX_NAME]
         # re-inserted on every update: the dict stays in update order (newest last)
         cur = self._hyps.pop(hid, None)
         if cur is None:

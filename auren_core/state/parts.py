@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import rules
-from ..events import Event
+from ..events import Event, Hypothesis
 from .window import BUCKET_S, Expiry, KeyedCounts, LogHistogram, NestedCounts, Sums
 
 __all__ = [
@@ -193,20 +193,20 @@ class HypRec:
         self.updates = 0
         self.view: tuple[tuple[float, int], Any] | None = None  # snapshot cache
 
-    def update(self, ev: Event, p: dict[str, Any]) -> None:
+    def update(self, ev: Event, p: Hypothesis) -> None:
         self.updates += 1
         if ev.ts < self.ts:
             return
         self.ts = ev.ts
-        self.status = str(p.get("status") or "?")[:40]
+        self.status = (p.status or "?")[:40]
         self.agent = ev.agent
         self.run = ev.run
-        conf = p.get("confidence")
-        if isinstance(conf, int | float) and not isinstance(conf, bool):
-            self.confidence = float(conf)
-        st = p.get("statement")
+        conf = p.confidence
+        if conf is not None:
+            self.confidence = conf
+        st = p.statement
         if st is not None:
-            self.statement = str(st)[:2000]
+            self.statement = st[:2000]
 
 
 class Sections:

@@ -15,12 +15,12 @@ from typing import Any
 import msgspec
 
 from ..events import Event
+from ..events.codec import payload_from_json
 from .schema import AGG_COUNTS, qident, validate_schema_name
 
 __all__ = ["fetch_aggregates", "first_detail_day", "iter_events"]
 
 UTC = dt.UTC
-_payload = msgspec.json.Decoder(dict[str, Any])
 
 
 def _where(
@@ -77,7 +77,7 @@ async def iter_events(
                     type=r["type"],
                     agent=r["agent"],
                     run=r["run"],
-                    payload=_payload.decode(r["payload"]),
+                    payload=payload_from_json(r["type"], r["payload"]),
                     seq=r["seq"] if r["seq"] is not None else msgspec.UNSET,
                     parent=r["parent"] if r["parent"] is not None else msgspec.UNSET,
                     sid=r["sid"],

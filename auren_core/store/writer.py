@@ -30,6 +30,7 @@ import msgspec
 
 from .. import rules
 from ..events import Event, Malformed, encode
+from ..events.codec import payload_json
 from .schema import day_of, ensure_partitions, qident
 
 __all__ = ["EVENT_COLUMNS", "WriteResult", "Writer", "event_row", "is_data_error"]
@@ -76,7 +77,7 @@ def event_row(ev: Event, now: float) -> Row | str:
         ev.run,
         seq,
         parent,
-        _enc.encode(ev.payload).decode(),
+        payload_json(ev.payload).decode(),  # the JSON as read: unknown fields kept
     )
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import jsonschema
+import msgspec
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from auren_core.events import (
     EVENT_TYPES,
+    PAYLOAD_TYPES,
     Event,
     Malformed,
     decode,
@@ -75,7 +77,11 @@ def test_round_trip_and_schema(etype: str) -> None:
     jsonschema.validate(orjson.loads(raw), event_schema())
     back = decode(raw, "1-0")
     assert isinstance(back, Event)
-    assert back.type == etype and back.payload == GOOD[etype] and back.stream_id == "1-0"
+    assert back.type == etype and back.stream_id == "1-0"
+    # decoded once into its struct; the JSON it came from is kept (and written back)
+    assert isinstance(back.payload, PAYLOAD_TYPES[etype])
+    assert back.payload == msgspec.convert(GOOD[etype], PAYLOAD_TYPES[etype])
+    assert back.payload.to_dict() == GOOD[etype]
     assert b"_sid" not in encode(back)
 
 

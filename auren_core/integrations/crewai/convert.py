@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from ... import pricing
-from ...events import Event, encode, new_event_id
+from ...events import Collaboration, CrewStarted, Event, LlmCall, ToolUsed, encode, new_event_id
+from ...events.model import _Payload
 from ...memory._events import redact
 from ...rules import query_label
 from ...streams.publisher import Publisher
@@ -146,7 +147,7 @@ class Converter:
     def send(
         self,
         type: str,
-        payload: dict[str, Any],
+        payload: _Payload | dict[str, Any],
         meta: Meta,
         *,
         agent: str | None = None,
@@ -169,7 +170,8 @@ class Converter:
         except (UnicodeEncodeError, TypeError, ValueError, msgspec.EncodeError) as exc:
             self.repaired += 1
             self.error_types[exc.__class__.__name__] += 1
-            ev = msgspec.structs.replace(ev, payload=repair(payload), agent=repair(agent))
+            plain = msgspec.to_builtins(payload) if isinstance(payload, _Payload) else payload
+            ev = msgspec.structs.replace(ev, payload=repair(plain), agent=repair(agent))
             raw = encode(ev)
         self.publisher.enqueue_raw(raw)  # encoded here so a failure is ours to count
 
@@ -179,23 +181,21 @@ class Converter:
         for a in agents:
             self.register(a, meta)
         process = getattr(source, "process", None)
-        payload: dict[str, Any] = {
-            "crew": text(event.crew_name),
-            "process": getattr(process, "value", None) or text(process),
-            "agents": [slug(a.role) for a in agents],
-            "inputs": (
-                jsonable(event.inputs) if event.inputs and not self.redact_queries else None
-            ),
-        }
         # the user's question (per-query cost rows): the inputs, else the first task's
         # description; redacted to a stable stand-in like memory queries
         tasks = list(getattr(source, "tasks", None) or ())
         first = getattr(tasks[0], "description", None) if tasks else None
         label = query_label(event.inputs, first)
-        if label:
-            payload["query"] = redact(label) if self.redact_queries else label
-        if meta.flow_run is not None:
-            payload["flow_run"] = meta.flow_run
+        if label and self.redact_queries:
+            label = redact(label)
+        payload = CrewStarted(
+            crew=text(event.crew_name),
+            process=getattr(process, "value", None) or text(process),
+            agents=[slug(a.role) for a in agents],  # type: ignore[misc]
+            inputs=(jsonable(event.inputs) if event.inputs and not self.redact_queries else None),
+            flow_run=meta.flow_run,
+            query=label or None,
+        )
         self.send("crew_started", payload, meta)
 
     def _crew_ended(self, source: Any, event: Any, meta: Meta) -> None:
@@ -413,20 +413,20 @@ class Converter:
         call_id = getattr(event, "call_id", None)
         self.send(
             "llm_call",
-            {
-                "model": model or "unknown",
-                "provider": provider,
-                "input_tokens": inp,
-                "output_tokens": out,
-                "cached_tokens": cached,
-                "reasoning_tokens": reasoning,
-                "call_id": call_id if isinstance(call_id, str) else None,
-                "cost_usd": cost,
-                "cost_source": source_,
-                "latency_ms": meta.duration_ms,
-                "ok": ok,
-                "error": None if ok else text(getattr(event, "error", None)),
-            },
+            LlmCall(
+                model=model or "unknown",
+                provider=provider,
+                input_tokens=inp,
+                output_tokens=out,
+                cached_tokens=cached,
+                reasoning_tokens=reasoning,
+                call_id=call_id if isinstance(call_id, str) else None,
+                cost_usd=cost,
+                cost_source=source_,
+                latency_ms=meta.duration_ms,
+                ok=ok,
+                error=None if ok else text(getattr(event, "error", None)),
+            ),
             meta,
             agent=slug(event.agent_role),
         )
@@ -440,7 +440,7 @@ class Converter:
         what = args.get("task") if kind == "delegate" else args.get("question")
         self.send(
             "collaboration",
-            {"to_agent": to, "kind": kind, "task": text(what)},
+            Collaboration(to_agent=to, kind=kind, task=text(what)),  # type: ignore[arg-type]
             meta,
             agent=slug(event.agent_role),
         )
@@ -465,15 +465,15 @@ class Converter:
             error = None if finished else text(getattr(event, "error", None))
         self.send(
             "tool_used",
-            {
-                "tool": text(name, 200),
-                "duration_ms": duration,
-                "ok": ok,
-                "cost_usd": float(cost) if cost is not None else None,
-                "from_cache": bool(getattr(event, "from_cache", False)),
-                "error": error,
-                "args_hash": args_digest(getattr(event, "tool_args", None)),
-            },
+            ToolUsed(
+                tool=text(name, 200) or "",
+                duration_ms=duration,
+                ok=ok,
+                cost_usd=float(cost) if cost is not None else None,
+                from_cache=bool(getattr(event, "from_cache", False)),
+                error=error,
+                args_hash=args_digest(getattr(event, "tool_args", None)),
+            ),
             meta,
             agent=slug(getattr(event, "agent_role", None)),
             eid=eid,

@@ -335,7 +335,9 @@ async def test_top_worker_posts_alerts_while_no_screen_shows_analytics(
         while not any(d["auren"]["kind"] == "loop" for d in rx.docs()):
             assert time.monotonic() < deadline, rx.docs()
             await pilot.pause(0.05)
-        assert app.analytics is None  # alerts evaluated, the screen not fed
+        from auren_tui.screens.analytics import AnalyticsScreen
+
+        assert not isinstance(app.screen, AnalyticsScreen)  # sent with the screen never open
     loops = [d for d in rx.docs() if d["auren"]["kind"] == "loop"]
     assert len(loops) == len(expected["loops"]) >= 1
     assert any(LOOP_TOOL in (d["auren"]["signature"] or "") for d in loops)

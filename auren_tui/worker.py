@@ -214,9 +214,7 @@ class StreamWorker:
         self.reducer: Any = None
         self.source = source
         self.post = post
-        # states go out at up to twice the display's rate: the app draws the newest one
-        # when its own frame slot comes, so a state is never more than half a frame old
-        self.interval = 0.5 / fps
+        self.interval = 1.0 / fps
         self.lag_probe = lag_probe
         self.source_name = source_name
         # replay: build the reducer only once the first events have set the virtual clock

@@ -90,6 +90,7 @@ class TopApp(App[None]):
         self._drawn: DashboardState | None = None
         self._last_draw = 0.0
         self._frame_cost = 0.0
+        self._slot_pending = False  # a one-shot timer will draw the waiting state
         self._main = MainScreen(stream=stream, backends=backends_line, mode=mode)
         self.analytics: AnalyticsUpdated | None = None  # newest analyze() result
         self.analytics_every = 5.0
@@ -155,9 +156,15 @@ class TopApp(App[None]):
         if state is None or state is self._drawn:
             return
         now = time.monotonic()
-        # 20 Hz while a frame is cheap; down to 10 Hz when painting gets expensive, so the
-        # UI never eats the core the stream needs (cost: time until the frame is painted)
-        if now - self._last_draw < min(0.1, 2.0 * self._frame_cost) and self._drawn is not None:
+        # the one throttle: up to 2x fps while a frame is cheap; down to 10 Hz when
+        # painting gets expensive, so the UI never eats the core the stream needs (cost:
+        # time until the frame is painted). A state that must wait is drawn the moment
+        # its slot comes (a one-shot timer), not at the next tick of the periodic timer.
+        gap = min(0.1, max(0.5 / self.fps, 1.5 * self._frame_cost))
+        if now - self._last_draw < gap and self._drawn is not None:
+            if not self._slot_pending:
+                self._slot_pending = True
+                self.set_timer(self._last_draw + gap - now, self._slot)
             return
         self._last_draw = now
         self._drawn = state
@@ -169,6 +176,10 @@ class TopApp(App[None]):
                 screen.show_state(state, paused=self.paused, behind=behind)
         self.frames += 1
         self.call_after_refresh(self._painted, now, state)
+
+    def _slot(self) -> None:
+        self._slot_pending = False
+        self._tick()
 
     def _painted(self, started: float, state: DashboardState) -> None:
         self._frame_cost = 0.7 * self._frame_cost + 0.3 * (time.monotonic() - started)

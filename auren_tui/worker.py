@@ -241,6 +241,7 @@ class StreamWorker:
         self._last_batch: float | None = None
         self._lag: int | None = None
         self._dirty = True
+        self._wake: asyncio.Event | None = None  # set (on the loop) when _dirty becomes true
         self._pending: list[Callable[[Any], None]] = []
         self._pending_lock = threading.Lock()
         self._stop_flag = threading.Event()
@@ -280,7 +281,7 @@ class StreamWorker:
         (dropped while there is no reducer yet)."""
         with self._pending_lock:
             self._pending.append(fn)
-        self._dirty = True
+        self._mark_dirty_threadsafe()
 
     def set_analytics(self, active: bool) -> None:
         """Analyse now and then every ``analytics_every`` s (``True``), or stop."""
@@ -291,7 +292,22 @@ class StreamWorker:
         """The agents table's order and the agents an open screen shows: the states
         posted carry only those agents (:func:`~auren_tui.agent_order.trim_state`)."""
         self._view = {"sort": sort, "reverse": reverse, "pin": tuple(pin)}
+        self._mark_dirty_threadsafe()
+
+    def _mark_dirty(self) -> None:
+        """On the worker's loop: a new state is due (posted at once if the last one is
+        older than the frame interval, else as soon as it is)."""
         self._dirty = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def _mark_dirty_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is None:
+            self._dirty = True
+            return
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            loop.call_soon_threadsafe(self._mark_dirty)
 
     def stats(self) -> WorkerStats:
         return WorkerStats(
@@ -308,6 +324,7 @@ class StreamWorker:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop_async = asyncio.Event()
+        self._wake = asyncio.Event()
         if self._stop_flag.is_set():
             return
         tasks = [
@@ -333,7 +350,7 @@ class StreamWorker:
         self._status = (_STATUS.get(state, state), detail)
         if self.reducer is not None:
             self.reducer.set_connection(*self._status)
-        self._dirty = True
+        self._mark_dirty()
 
     async def _read(self) -> None:
         async for batch in self.source.batches():
@@ -347,7 +364,7 @@ class StreamWorker:
             self._last_batch = time.monotonic()
             if not batch.backfill or not batch.items:  # live data, or the end-of-backfill marker
                 self._backfill_done = True
-            self._dirty = True
+            self._mark_dirty()
 
     def _new_reducer(self) -> None:
         self.reducer = self._make_reducer()
@@ -355,9 +372,22 @@ class StreamWorker:
             self.reducer.set_connection(*self._status)
 
     async def _tick(self) -> None:
+        """Post a state as soon as something changed, at most ``fps`` a second (the one
+        throttle: a change waits only for the rest of the frame interval, not for a
+        fixed tick), and at least once a second so windows keep sliding."""
         last_post = 0.0
+        wake = self._wake
+        assert wake is not None
         while True:
-            await asyncio.sleep(self.interval)
+            wait = max(0.0, last_post + self.interval - time.monotonic())
+            if wait:
+                await asyncio.sleep(wait)  # the frame interval since the last post
+            if not self._dirty:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        wake.wait(), max(0.0, last_post + 1.0 - time.monotonic())
+                    )
+            wake.clear()
             now = time.monotonic()
             if self._pending:
                 with self._pending_lock:
@@ -367,6 +397,7 @@ class StreamWorker:
                         fn(self.reducer)
             if self.reducer is None:
                 if self.lazy_reducer:
+                    last_post = now  # idle until events come (or a second passes)
                     continue
                 self._new_reducer()
             if self._dirty or now - last_post >= 1.0:
@@ -428,7 +459,7 @@ class StreamWorker:
                 self._lag = lag
                 if self.reducer is not None and lag is not None:
                     self.reducer.apply_batch([], lag=lag)  # no events: just the new lag
-                    self._dirty = True
+                    self._mark_dirty()
 
 
 def _item_ts(item: Event | Malformed) -> float:

@@ -36,11 +36,21 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import redis
+import redis.connection
 
 from auren_core.streams.entries import decode_entries, parse_stream_id
 
 PY = sys.executable
 HERE = os.path.abspath(__file__)
+
+
+class BenchFailed(Exception):
+    """A phase that measured nothing (or only part of what it was given): exit non-zero."""
+
+
+def check(ok: bool, what: str) -> None:
+    if not ok:
+        raise BenchFailed(what)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -65,14 +75,36 @@ def produce(url: str, stream: str, rate: float, seconds: float, mode: str) -> No
     u = urlsplit(url)
     sock = socket.create_connection((u.hostname or "127.0.0.1", u.port or 6379))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # the URL's password and database, as redis-py would use them: a producer writing to
+    # db 0 (or refused by AUTH) while the app reads db N measured "0 events" before
+    kw = redis.connection.parse_url(url)
+    setup: list[tuple[Any, ...]] = []
+    if kw.get("password"):
+        setup.append(("AUTH", *(v for v in (kw.get("username"), kw["password"]) if v)))
+    if kw.get("db"):
+        setup.append(("SELECT", str(kw["db"])))
+    reader = hiredis.Reader()
+    for cmd in setup:
+        sock.sendall(hiredis.pack_command(cmd))
+        reply: Any = False
+        while reply is False:
+            reader.feed(sock.recv(1 << 16))
+            reply = reader.gets()
+        if isinstance(reply, hiredis.ReplyError):
+            raise SystemExit(f"producer: {cmd[0]} failed: {reply}")
     replies = [0]
+    errors: list[str] = []
 
     def drain() -> None:
         while True:
             data = sock.recv(1 << 16)
             if not data:
                 return
-            replies[0] += data.count(b"\r\n")
+            reader.feed(data)
+            while (rep := reader.gets()) is not False:
+                replies[0] += 1
+                if isinstance(rep, hiredis.ReplyError) and len(errors) < 5:
+                    errors.append(str(rep))
 
     threading.Thread(target=drain, daemon=True).start()
     pool: list[bytes] = []
@@ -85,6 +117,7 @@ def produce(url: str, stream: str, rate: float, seconds: float, mode: str) -> No
         ]
     agents = [f"agent-{i}" for i in range(20)]
     sent = 0
+    print("start", flush=True)  # the parent's clock starts now (not at our spawn)
     start = time.monotonic()
     while True:
         now = time.monotonic()
@@ -122,8 +155,10 @@ def produce(url: str, stream: str, rate: float, seconds: float, mode: str) -> No
         time.sleep(0.002)
     elapsed = time.monotonic() - start
     deadline = time.monotonic() + 10
-    while replies[0] < 2 * sent and time.monotonic() < deadline:
+    while replies[0] < sent and time.monotonic() < deadline:
         time.sleep(0.01)
+    if errors or replies[0] < sent:
+        raise SystemExit(f"producer: {replies[0]:,} replies to {sent:,} XADDs; errors {errors}")
     print(f"{sent} {elapsed:.3f}", flush=True)
 
 
@@ -133,6 +168,33 @@ def start_producer(url: str, stream: str, rate: float, seconds: float, mode: str
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+async def producer_started(prod: Any) -> None:
+    """Wait for the producer's "start" line (its imports and connection are not timed)."""
+    line = await asyncio.to_thread(prod.stdout.readline)
+    check(line.strip() == "start", f"producer did not start (exit {prod.poll()})")
+
+
+def producer_result(prod: Any, url: str, stream: str) -> tuple[int, float]:
+    """(events sent, seconds the producer took); fails unless the stream holds them all."""
+    out = prod.stdout.read().split()
+    check(prod.wait() == 0 and len(out) == 2, f"producer failed (exit {prod.returncode})")
+    sent = int(out[0])
+    held = redis.Redis.from_url(url).xlen(stream) - 1  # minus the marker entry
+    check(sent > 0, "producer sent nothing")
+    check(held == sent, f"stream holds {held:,} entries, producer sent {sent:,}")
+    return sent, float(out[1])
+
+
+async def wait_for_tail(app: Any, pilot: Any) -> None:
+    """Wait until the worker has a state *and* is tailing (connected): events XADDed
+    before its first XREAD would not be seen."""
+    t0 = time.monotonic()
+    while app.latest is None or app.latest.health.connection != "live":
+        check(time.monotonic() - t0 < 30, "the app's worker never connected to the stream")
+        await pilot.pause(0.02)
+    await pilot.pause(0.3)  # its first XREAD (from the head) is under way
 
 
 # --------------------------------------------------------------------------- 1. ingest
@@ -205,17 +267,16 @@ async def sustained(url: str, rate: float, seconds: float) -> dict[str, float]:
     app = make_app(redis_url=url, stream=stream, since_s=0)
     out: dict[str, float] = {}
     async with app.run_test(size=(160, 48)) as pilot:
-        while app.latest is None:
-            await pilot.pause(0.02)
+        await wait_for_tail(app, pilot)
         base = app.latest.health.events_total
         prod = start_producer(url, stream, rate, seconds, "pool")
+        await producer_started(prod)
         t0 = time.monotonic()
         while prod.poll() is None:
             await pilot.pause(0.05)
-        sent, prod_s = prod.stdout.read().split()
-        sent_n = int(sent)
         t_end = time.monotonic()
         at_end = app.latest.health.events_total - base
+        sent_n, prod_s = producer_result(prod, url, stream)
         while app.latest.health.events_total - base < sent_n and time.monotonic() - t_end < 60:
             await pilot.pause(0.01)
         drained = time.monotonic() - t_end
@@ -227,8 +288,16 @@ async def sustained(url: str, rate: float, seconds: float) -> dict[str, float]:
             "backlog_at_end": sent_n - at_end,
             "drain_s": drained,
             "overall_rate": (app.latest.health.events_total - base) / (t_end - t0 + drained),
+            "consumed": app.latest.health.events_total - base,
         }
+    # the bare XREAD+decode loop over the very entries the app tailed (same run)
+    out["bare_rate"] = await baseline_read(url, stream, sent_n)
     redis.Redis.from_url(url).delete(stream)
+    check(out["consumed_by_end"] > 0, f"the app consumed 0 of {out['sent']:,} events")
+    check(
+        out["consumed"] == out["sent"],
+        f"the app consumed {out['consumed']:,} of {out['sent']:,} events within 60 s",
+    )
     return out
 
 
@@ -261,9 +330,9 @@ async def latency(url: str, rate: float, seconds: float) -> tuple[list[float], l
             app.call_after_refresh(lambda: keys.append(time.perf_counter() - sent))
 
         app.action_sort = timed_sort  # type: ignore[method-assign]
-        while app.latest is None:
-            await pilot.pause(0.02)
+        await wait_for_tail(app, pilot)
         prod = start_producer(url, stream, rate, seconds, "fresh")
+        await producer_started(prod)
         await pilot.pause(0.5)
         while prod.poll() is None:
             ev = events.Key("s", "s")
@@ -272,6 +341,7 @@ async def latency(url: str, rate: float, seconds: float) -> tuple[list[float], l
             assert app._driver is not None
             app._driver.send_message(ev)
             await asyncio.sleep(0.1)
+        sent, _ = producer_result(prod, url, stream)
         await pilot.pause(1.0)
     r = redis.Redis.from_url(url)
     from auren_core.events import Event
@@ -287,6 +357,9 @@ async def latency(url: str, rate: float, seconds: float) -> tuple[list[float], l
         if fi < len(frames):
             lat.append(frames[fi][0] - item.ts)
     r.delete(stream)
+    check(len(lat) == sent, f"{len(lat):,} of {sent:,} events reached a painted frame")
+    check(len(keys) > 0, "no keypress was measured")
+    check(not pending, f"{len(pending)} keypresses were never handled")
     return lat, keys
 
 
@@ -387,23 +460,36 @@ def main() -> None:
             f"{s['backlog_at_end']:,.0f}, drained in {s['drain_s']:.2f} s; overall "
             f"{s['overall_rate']:,.0f}/s"
         )
-        ok = s["consumed_rate"] >= 50_000 and s["drain_s"] < 2
-        print(f"   target >= 50,000 ev/s without falling behind: {'MET' if ok else 'MISSED'}")
+        ratio = s["consumed_rate"] / s["bare_rate"]
+        print(
+            f"   bare XREAD+decode loop over the same entries: {s['bare_rate']:,.0f}/s; "
+            f"app/bare {ratio:.2f}x"
+        )
+        ok = s["backlog_at_end"] == 0 and (s["consumed_rate"] >= 100_000 or ratio >= 0.75)
+        print(
+            "   target >= 100,000 ev/s with backlog 0, or >= 0.75x of bare: "
+            f"{'MET' if ok else 'MISSED'}"
+        )
 
     if want("latency"):
-        lat, keys = asyncio.run(latency(url, 10_000, a.seconds))
-        ms = [x * 1000 for x in lat]
-        kms = [x * 1000 for x in keys]
-        print(f"\n3. at 10,000 ev/s for {a.seconds:g} s ({len(ms):,} events, {len(kms)} keys):")
-        print(
-            f"   event -> painted frame: p50 {pct(ms, 50):.0f} ms, p99 {pct(ms, 99):.0f} ms, "
-            f"max {max(ms, default=float('nan')):.0f} ms  (targets 100 / 250 ms: "
-            f"{'MET' if pct(ms, 50) <= 100 and pct(ms, 99) <= 250 else 'MISSED'})"
-        )
-        print(
-            f"   keypress -> painted frame: p50 {pct(kms, 50):.0f} ms, p99 {pct(kms, 99):.0f} "
-            f"ms (target p99 50 ms: {'MET' if pct(kms, 99) <= 50 else 'MISSED'})"
-        )
+        for n, rate in enumerate((10_000, 50_000)):
+            lat, keys = asyncio.run(latency(url, rate, a.seconds))
+            ms = [x * 1000 for x in lat]
+            kms = [x * 1000 for x in keys]
+            print(
+                f"\n3{'ab'[n]}. at {rate:,} ev/s for {a.seconds:g} s "
+                f"({len(ms):,} events, {len(kms)} keys):"
+            )
+            met = pct(ms, 50) <= 50 and pct(ms, 99) <= 120
+            print(
+                f"   event -> painted frame: p50 {pct(ms, 50):.0f} ms, p99 {pct(ms, 99):.0f} ms, "
+                f"max {max(ms):.0f} ms"
+                + (f"  (targets 50 / 120 ms: {'MET' if met else 'MISSED'})" if n == 0 else "")
+            )
+            print(
+                f"   keypress -> painted frame: p50 {pct(kms, 50):.0f} ms, p99 {pct(kms, 99):.0f} "
+                f"ms (target p99 50 ms: {'MET' if pct(kms, 99) <= 50 else 'MISSED'})"
+            )
 
     if want("startup"):
         empty = f"auren:bench:{uuid.uuid4().hex[:8]}"
@@ -418,12 +504,12 @@ def main() -> None:
         print("\n4. start-up (process spawn -> first painted frame with stream state, best of 3):")
         print(f"   bare Textual app (baseline): {bare:.2f} s")
         print(
-            f"   auren top, empty stream     : {first:.2f} s  (+{first - bare:.2f} s over bare; "
+            f"   auren top, empty stream     : {first:.2f} s  ({first / bare:.2f}x bare; "
             f"target 0.5 s: {'MET' if first <= 0.5 else 'MISSED'})"
         )
         print(
-            f"   auren top, 100k backfill    : {full:.2f} s  (target 2 s: "
-            f"{'MET' if full <= 2 else 'MISSED'})"
+            f"   auren top, 100k backfill    : {full:.2f} s  (target 1.0 s: "
+            f"{'MET' if full <= 1.0 else 'MISSED'})"
         )
 
 
@@ -435,4 +521,7 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "--bare-frame":
         bare_child()
     else:
-        main()
+        try:
+            main()
+        except BenchFailed as exc:
+            sys.exit(f"bench_top: FAILED, measured nothing valid: {exc}")

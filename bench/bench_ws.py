@@ -1,4 +1,5 @@
-"""serve-ws benchmarks (issue 5). Prints figures with their method; asserts nothing.
+"""serve-ws benchmarks (issue 5). Prints figures with their method; exits non-zero when a
+phase measured nothing or lost deliveries that no cut client explains.
 
   .venv/bin/python bench/bench_ws.py [--redis-url URL] [--clients 1,100,1000] [--idle 10000]
 
@@ -182,6 +183,9 @@ class WsReader(asyncio.Protocol):
         self.remaining = 0  # payload bytes left in the current frame
         self.opcode = 0
         self.tail = b""
+        self.n = 0  # events this connection received
+        self.lost = False  # closed by the server (or the network), not by us
+        self.aborted = False  # closed by us at the end of the phase
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t: asyncio.Transport = transport  # type: ignore[assignment]
@@ -199,6 +203,7 @@ class WsReader(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.st["closed"] += 1
+        self.lost = not self.aborted
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("closed during handshake"))
 
@@ -257,13 +262,17 @@ class WsReader(asyncio.Protocol):
         if self.mode == "full":
             last = 0
             lat = st["lat"]
+            before = len(lat)
             for m in _TS.finditer(data):
                 lat.append(now - float(m.group(1)))
                 last = m.end()
             self.tail = data[max(last, len(data) - 40) :]
+            self.n += len(lat) - before
             st["count"] = len(lat)
         else:
-            st["count"] += data.count(b'"ts":')
+            k = data.count(b'"ts":')
+            st["count"] += k
+            self.n += k
             self.tail = data[-4:]
         st["progress"].value = st["count"]
         if not st["first"]:
@@ -285,15 +294,16 @@ def run_clients(port: int, n: int, mode: str, conn: Connection, progress: Any) -
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        transports, errors = [], []
+        transports, errors, readers = [], [], []
         for i in range(n):
             ready: asyncio.Future[None] = loop.create_future()
             try:
-                t, _ = await loop.create_connection(
+                t, proto = await loop.create_connection(
                     functools.partial(WsReader, st, mode, ready), "127.0.0.1", port
                 )
                 await asyncio.wait_for(ready, 60)
                 transports.append(t)
+                readers.append(proto)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}"[:120])
             if i % 100 == 99:
@@ -302,6 +312,9 @@ def run_clients(port: int, n: int, mode: str, conn: Connection, progress: Any) -
         conn.send(("ready", len(transports)))
         await asyncio.to_thread(conn.recv)  # "stop"
         lost = st["closed"] - closed0
+        per_conn = [(rd.n, rd.lost) for rd in readers]  # before our own aborts
+        for rd in readers:
+            rd.aborted = True
         for t in transports:
             t.abort()
         conn.send(
@@ -311,6 +324,7 @@ def run_clients(port: int, n: int, mode: str, conn: Connection, progress: Any) -
                 [st["first"], st["last"]],
                 errors[:5] + ([f"{lost} closed by server"] if lost else []),
                 len(errors) + lost,
+                per_conn,
             )
         )
 
@@ -331,12 +345,9 @@ def run_publisher(url: str, stream: str, rate: float, seconds: float, conn: Conn
         pipe = r.pipeline(transaction=False)
         n = 500 if rate <= 0 else max(0, int((now - t0) * rate) - sent)
         for _ in range(n):
-            pipe.xadd(
-                stream,
-                {"e": encode_fields("llm_call", EVENT, "agent-1", "run-1")},
-                maxlen=200_000,
-                approximate=True,
-            )
+            # no MAXLEN: entries trimmed before a lagging server read them were lost with
+            # no cut and no drop ("delivered 78.4%"); each phase has a fresh stream instead
+            pipe.xadd(stream, {"e": encode_fields("llm_call", EVENT, "agent-1", "run-1")})
         if n:
             pipe.execute()
             sent += n
@@ -346,6 +357,15 @@ def run_publisher(url: str, stream: str, rate: float, seconds: float, conn: Conn
 
 
 # --------------------------------------------------------------------------- driver
+
+
+class BenchFailed(Exception):
+    """A phase that measured nothing or lost deliveries it cannot explain: exit non-zero."""
+
+
+def check(ok: bool, what: str) -> None:
+    if not ok:
+        raise BenchFailed(what)
 
 
 def pct(xs: array[float], p: float) -> float:
@@ -382,22 +402,25 @@ def phase(
     pub.start()
     sent, took = a.recv()
     idle_since, prev = time.monotonic(), -1
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the tail: all delivered, or nothing new for 5 s
+    # the tail: all delivered, or nothing new for 10 s (a slow but moving tail is waited for:
+    # a fixed 30 s deadline stopped clients mid-drain and reported it as a partial delivery)
+    drained = False
+    while time.monotonic() - idle_since <= 10.0:
         time.sleep(0.05)
         got = sum(v.value for v in progress)
         if got >= sent * opened:
+            drained = True
             break
         if got != prev:
             idle_since, prev = time.monotonic(), got
-        elif time.monotonic() - idle_since > 5.0:
-            break
     cpu = cpu_s(pid) - cpu0
     for pp in pipes:
         pp.send("stop")
     total, lats, first, last, errs, nerr = 0, array("d"), [], [], [], 0
+    conns: list[tuple[int, bool]] = []
     for pp in pipes:
-        count, raw, fl, e, ne = pp.recv()
+        count, raw, fl, e, ne, pc = pp.recv()
+        conns += pc
         total += count
         lat = array("d")
         lat.frombytes(raw)
@@ -410,18 +433,40 @@ def phase(
     for p in [*procs, pub]:
         p.join(10)
     span = took if rate > 0 else max(1e-9, max(last) - min(first)) if first else took
-    cut = ""
-    if kind == "auren":  # the server's own account of slow clients
+    cut, n_cut, n_drop = "", 0, 0
+    if kind == "auren":  # the server's own account of slow clients (a fresh server per phase)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
             mx = dict(
                 ln.split(" ", 1)
                 for ln in resp.read().decode().splitlines()
                 if ln and not ln.startswith("#")
             )
-        cut = (
-            f"cut {int(float(mx['auren_ws_slow_disconnects_total']))} "
-            f"drops {int(float(mx['auren_ws_drops_total']))}"
+        n_cut = int(float(mx["auren_ws_slow_disconnects_total"]))
+        n_drop = int(float(mx["auren_ws_drops_total"]))
+        cut = f"cut {n_cut} drops {n_drop}"
+    # every missing delivery must be explained: a connection the server cut (and counted)
+    # misses what came after; a connection that stayed open must have every event
+    short_open = [sent - c for c, gone in conns if not gone and c != sent]
+    short_cut = sum(sent - c for c, gone in conns if gone)
+    gone_n = sum(1 for _c, gone in conns if gone)
+    never = (n - len(conns)) * sent  # connections that never opened (in errors)
+    unexplained: list[str] = []
+    if short_open:
+        unexplained.append(
+            f"{len(short_open)} open connections short by {sum(short_open):,} events "
+            f"(min {min(short_open):,}, max {max(short_open):,}; negative = duplicates)"
         )
+    if gone_n > n_cut:
+        unexplained.append(f"{gone_n} connections closed, the server cut {n_cut}")
+    if not drained and not unexplained and short_cut + never == 0:
+        unexplained.append("the tail stopped moving before every event was delivered")
+    check(sent > 0 and total > 0, f"{kind} {n} clients: measured nothing (sent {sent})")
+    check(
+        not unexplained,
+        f"{kind} {n} clients: delivered {total:,} of {sent * n:,}: " + "; ".join(unexplained),
+    )
+    if short_cut or never:
+        cut += f" (missing {short_cut:,} on {gone_n} cut, {never:,} on unopened connections)"
     return {
         "server": kind,
         "clients": n,
@@ -530,6 +575,7 @@ def main() -> None:
                 runs: dict[str, list[dict[str, Any]]] = {"auren": [], "bare": []}
                 for _ in range(args.repeat):  # alternate, so drift in load hits both
                     for kind in ("auren", "bare"):
+                        r.delete(stream)  # a fresh stream per phase (nothing is trimmed)
                         proc, port = start_server(ctx, kind, args.redis_url, stream)
                         res = phase(
                             ctx,
@@ -565,4 +611,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BenchFailed as exc:
+        raise SystemExit(f"bench_ws: FAILED: {exc}") from None

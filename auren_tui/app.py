@@ -20,23 +20,16 @@ from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Input
 
+from auren_core.streams.replay import ReplaySpec, Source
+
+from .messages import AnalyticsUpdated, StateUpdated, WorkerFailed
+from .process import ProcessWorker
 from .screens.agent import AgentScreen
 from .screens.analytics import AnalyticsScreen
 from .screens.help import HelpScreen
 from .screens.main import MainScreen
 from .widgets import AgentsTable, Economics
-from .worker import (
-    AnalyticsUpdated,
-    ProcessWorker,
-    ReplaySource,
-    ReplaySpec,
-    Source,
-    StateUpdated,
-    StreamWorker,
-    WorkerFailed,
-    lag_probe_for,
-    new_notifier,
-)
+from .worker import build_worker
 
 if TYPE_CHECKING:
     from auren_core.state import DashboardState
@@ -329,21 +322,20 @@ def make_app(
         "tool_costs": tool_costs,
         "tier_costs": tier_costs,
     }
+    config = {
+        "redis_url": redis_url,
+        "stream": stream,
+        "since_s": since_s,
+        "replay": [replay.start_id, replay.end_id, replay.speed] if replay else None,
+        "reducer": reducer_kw,
+        "fps": fps,
+        "mode": mode,
+        "alert_webhook": alert_webhook,
+        "recommendations": recommendations,
+    }
     if in_process is None:
         in_process = source is not None or clock is not None
     if not in_process:
-        config = {
-            "redis_url": redis_url,
-            "stream": stream,
-            "since_s": since_s,
-            "replay": [replay.start_id, replay.end_id, replay.speed] if replay else None,
-            "reducer": reducer_kw,
-            "fps": fps,
-            "mode": mode,
-            "alert_webhook": alert_webhook,
-            "recommendations": recommendations,
-        }
-
         early = ProcessWorker(config)
         early.spawn()  # the worker boots (imports, connects) while the UI starts
 
@@ -359,41 +351,10 @@ def make_app(
             fps=fps,
         )
 
-    from auren_core.state import Reducer, make_reducer
-    from auren_core.streams.reader import StreamReader
-
-    lag_probe = None
-    if source is None and replay is not None:
-        rs = ReplaySource(
-            redis_url, stream, start_id=replay.start_id, end_id=replay.end_id, speed=replay.speed
-        )
-        clock = clock or rs.clock
-        source = rs
-    elif source is None:
-        now = (clock or time.time)()
-        reader = StreamReader(
-            redis_url, stream, since=now - since_s if since_s > 0 else None, batch_count=5000
-        )
-        source, lag_probe = reader, lag_probe_for(reader)
-    src: Source = source
-
     def factory(post: Callable[[Any], object]) -> Any:
-        def reducer() -> Reducer:
-            return make_reducer(clock=clock or time.time, **reducer_kw)
-
-        worker = StreamWorker(
-            reducer=reducer,
-            source=src,
-            post=post,
-            fps=fps,
-            lag_probe=lag_probe,
-            source_name=mode,
-            thresholds=recommendations,
-        )
-        # a replay's clock is unknown until its first events: the reducer waits for them
-        worker.lazy_reducer = replay is not None
-        worker.notifier = new_notifier(alert_webhook)
-        return worker
+        # the same factory as the child process's (auren_tui.process), with the app's
+        # own source and clock when it has them (tests, snapshots)
+        return build_worker(config, post, source=source, clock=clock)
 
     return TopApp(
         worker_factory=factory, stream=stream, backends_line=backends_line, mode=mode, fps=fps

@@ -203,8 +203,8 @@ def command(
         return
     _check_redis(backend.url)
 
+    from auren_core.streams.replay import ReplaySpec
     from auren_tui.app import make_app
-    from auren_tui.worker import ReplaySpec
 
     app = make_app(
         redis_url=backend.url,

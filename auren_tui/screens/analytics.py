@@ -36,7 +36,7 @@ from ..widgets.format import fmt_count
 if TYPE_CHECKING:
     from auren_core.state import DashboardState
 
-    from ..worker import AnalyticsUpdated
+    from ..messages import AnalyticsUpdated
 
 __all__ = ["AnalyticsScreen"]
 

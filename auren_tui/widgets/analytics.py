@@ -1,6 +1,6 @@
 """Analytics sections: each renders one part of an ``analyze()`` result, nothing more.
 
-The result arrives in :class:`~auren_tui.worker.AnalyticsUpdated` (computed in the
+The result arrives in :class:`~auren_tui.messages.AnalyticsUpdated` (computed in the
 worker); every string that came from an event (agent ids, queries, tool arguments,
 alert texts built from them) goes through :func:`~auren_tui.sanitize.clean` and is
 drawn as plain ``Text``, never as markup.

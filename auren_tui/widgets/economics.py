@@ -21,7 +21,7 @@ _BUDGET_STYLE = {"ok": "green", "warning": "bold yellow", "alert": "bold white o
 
 def top_tip(analytics: Any) -> str:
     """The line for the top recommendation: ``recommendations[0]`` of the newest analysis
-    (an :class:`~auren_tui.worker.AnalyticsUpdated`), else why there is none."""
+    (an :class:`~auren_tui.messages.AnalyticsUpdated`), else why there is none."""
     result = getattr(analytics, "result", None)
     if not isinstance(result, dict):
         return "tip: press a for analytics" if analytics is None else "tip: analytics failed"

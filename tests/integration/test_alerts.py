@@ -317,8 +317,8 @@ async def test_serve_ws_posts_budget_and_loop_alerts(
 async def test_top_worker_posts_alerts_while_no_screen_shows_analytics(
     receiver: Callable[..., Receiver],
 ) -> None:
+    from auren_core.streams.replay import RecordedSource
     from auren_tui.app import make_app
-    from auren_tui.worker import RecordedSource
 
     rx = receiver()
     app = make_app(

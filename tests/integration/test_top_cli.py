@@ -15,9 +15,9 @@ from textual.pilot import Pilot
 from auren_core.config import ConfigError
 from auren_core.events import encode, encode_fields, make_event
 from auren_core.streams.publisher import Publisher
+from auren_core.streams.replay import ReplaySpec
 from auren_tui.app import TopApp, make_app
 from auren_tui.commands.top import parse_replay
-from auren_tui.worker import ReplaySpec
 
 PY = sys.executable
 

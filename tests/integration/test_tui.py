@@ -22,13 +22,13 @@ from textual.pilot import Pilot
 from auren_core.events import Event, encode_fields
 from auren_core.state import Reducer
 from auren_core.streams.publisher import Publisher
+from auren_core.streams.replay import RecordedSource
 from auren_tui.app import TopApp, make_app
 from auren_tui.sanitize import clean, is_clean, safe_text
 from auren_tui.screens.agent import AgentScreen
 from auren_tui.screens.help import HelpScreen
 from auren_tui.screens.main import MainScreen
 from auren_tui.widgets import AgentsTable, EventLog, FlowsPane, HealthLine, LogFilter
-from auren_tui.worker import RecordedSource
 
 os.environ["TZ"] = "UTC"
 time.tzset()

@@ -14,12 +14,13 @@ from textual.pilot import Pilot
 
 from auren_core.analytics import analyze
 from auren_core.events import Event, encode_fields
+from auren_core.streams.replay import RecordedSource
 from auren_tui.app import TopApp, make_app
 from auren_tui.screens.analytics import AnalyticsScreen
 from auren_tui.screens.help import HelpScreen
 from auren_tui.screens.main import MainScreen
 from auren_tui.widgets.format import fmt_count
-from auren_tui.worker import SHOWN, RecordedSource, StreamWorker, _trim, run_analysis
+from auren_tui.worker import SHOWN, StreamWorker, _trim, run_analysis
 
 os.environ["TZ"] = "UTC"
 time.tzset()

@@ -23,10 +23,11 @@ from textual.widgets import Input
 
 from auren_core.events import Event, encode_fields
 from auren_core.state import AgentRegistry
+from auren_core.streams.replay import RecordedSource
 from auren_tui.agent_order import MAX_ROWS
 from auren_tui.app import TopApp, make_app
+from auren_tui.process import ProcessWorker
 from auren_tui.widgets import AgentsTable, HealthLine
-from auren_tui.worker import ProcessWorker, RecordedSource
 
 pytestmark = pytest.mark.slow
 

@@ -17,11 +17,11 @@ import pytest
 from recorded_events import frozen_clock, recorded
 from textual.pilot import Pilot
 
+from auren_core.streams.replay import RecordedSource
 from auren_tui.app import TopApp, make_app
 from auren_tui.screens.agent import AgentScreen
 from auren_tui.screens.analytics import AnalyticsScreen
 from auren_tui.screens.help import HelpScreen
-from auren_tui.worker import RecordedSource
 
 SIZES = [(80, 24), (160, 48)]
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,84 +6,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from auren_core.export.sources import pg_events, stream_events, stream_start
+
 from ._duration import METAVAR, as_duration
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from auren_core.events import Event, Malformed
-
-
-def _from_stream(
-    redis_url: str, stream: str, since: float, until: float | None, agents: list[str]
-) -> Iterator[Event | Malformed]:
-    import redis
-
-    from auren_core.events import Event
-    from auren_core.streams.entries import decode_entry, entry_id, id_for_time
-
-    r = redis.Redis.from_url(redis_url, socket_timeout=30)
-    # raw replies ([id, [field, value, ...]]): redis-py's per-entry dict building would
-    # otherwise cost more than decoding the events
-    r.set_response_callback("XRANGE", lambda resp, **_: resp)
-    start = id_for_time(since)
-    end = "+" if until is None else f"({id_for_time(until)}"
-    while True:
-        entries: Any = r.xrange(stream, start, end, count=20_000)
-        if not entries:
-            return
-        for sid, fields in entries:
-            # validated like every reader's (top, serve-ws, persist): an entry the dashboard
-            # counts as malformed is in no report either (auren_core.rules)
-            ev = decode_entry(sid, fields)
-            if isinstance(ev, Event) and (not agents or ev.agent in agents):
-                yield ev
-        start = f"({entry_id(entries[-1][0])}"
-
-
-def _stream_start(redis_url: str, stream: str) -> float | None:
-    """Unix time of the oldest entry the stream still holds (None if empty)."""
-    import redis
-
-    from auren_core.streams.entries import entry_id, parse_stream_id
-
-    first: Any = redis.Redis.from_url(redis_url, socket_timeout=5).xrange(stream, "-", "+", count=1)
-    return parse_stream_id(entry_id(first[0][0]))[0] / 1000.0 if first else None
-
-
-def _from_pg(
-    dsn: str, schema: str, since: float, until: float | None, agents: list[str]
-) -> tuple[list[Event], list[dict[str, Any]]]:
-    import asyncio
-
-    import asyncpg
-
-    from auren_core.config import ConfigError
-    from auren_core.store.queries import fetch_aggregates, first_detail_day, iter_events
-
-    async def go() -> tuple[list[Event], list[dict[str, Any]]]:
-        conn = await asyncpg.connect(dsn, timeout=5)
-        try:
-            if not await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".events'):
-                raise ConfigError(f"no event store in schema {schema!r}: run `auren persist`")
-            out: list[Event] = []
-            async for chunk in iter_events(
-                conn, schema, since=since, until=until, agents=agents or None
-            ):
-                out.extend(chunk)
-            # days older than the first detailed day come from the daily rollups
-            first = await first_detail_day(conn, schema)
-            day0 = since - since % 86400
-            aggs: list[dict[str, Any]] = []
-            if first is not None and first > day0:
-                aggs = await fetch_aggregates(
-                    conn, schema, since=day0, until=first, agents=agents or None
-                )
-            return out, aggs
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 def _goes_to_terminal(output: str | None) -> bool:
@@ -258,7 +188,7 @@ def command(
     rb = None
     if source != "pg":
         rb = resolve_redis(settings)
-        held = _stream_start(rb.url, settings.stream)
+        held = stream_start(rb.url, settings.stream)
         if source == "auto" and (held is None or held > t0):
             try:  # the stream does not reach back far enough: the store, if there is one
                 pb = resolve_postgres(settings, start=False)
@@ -271,7 +201,7 @@ def command(
         pb = resolve_postgres(settings, start=False)
         print(describe_backends(pb) + f" (schema {schema})", file=sys.stderr)
         try:
-            events, aggs = _from_pg(pb.url, schema, t0, t1, agents)
+            events, aggs = pg_events(pb.url, schema, t0, t1, agents)
         except (OSError, ConnectionError) as exc:
             if source == "pg":
                 raise ConfigError(f"cannot read PostgreSQL {pb.description}: {exc}") from None
@@ -285,7 +215,7 @@ def command(
     if not use_pg:
         assert rb is not None
         print(describe_backends(rb), file=sys.stderr)
-        events = _from_stream(rb.url, settings.stream, t0, t1, agents)
+        events = stream_events(rb.url, settings.stream, t0, t1, agents)
     try:
         tables = build_reports(
             events,

@@ -41,7 +41,8 @@ class FailureCount:
         kind = _FAILED_TYPES.get(type)
         if kind is None:
             ok_kind = _OK_TYPES.get(type)
-            if ok_kind is None or not isinstance(payload, dict) or payload.get("ok") is not False:
+            get = getattr(payload, "get", None)  # a dict, or a typed payload's accessor
+            if ok_kind is None or get is None or get("ok") is not False:
                 return
             kind = ok_kind
         with self._lock:

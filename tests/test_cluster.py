@@ -1,0 +1,146 @@
+"""Sharded streams on a real 3-master / 3-replica Valkey/Redis Cluster (tests/cluster.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cluster import LocalCluster
+from redis.cluster import RedisCluster
+
+from auren_core.publisher import Publisher
+from auren_core.streams.shards import (
+    CursorError,
+    decode_cursor,
+    encode_cursor,
+    shard_keys,
+    shard_of,
+)
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    with LocalCluster() as c:
+        yield c
+
+
+@pytest.fixture
+def cstream(cluster: LocalCluster) -> Iterator[str]:
+    name = f"auren:t:{uuid.uuid4().hex[:8]}"
+    yield name
+    rc = RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port)
+    for k in shard_keys(name, 6):
+        rc.delete(k)
+    rc.close()
+
+
+def rc_of(cluster: LocalCluster) -> RedisCluster:
+    return RedisCluster(host="127.0.0.1", port=cluster.nodes[0].port, decode_responses=True)
+
+
+# --------------------------------------------------------------------------- pure
+
+
+def test_one_shard_is_todays_key() -> None:
+    assert shard_keys("auren:events", 1) == ["auren:events"]
+    assert encode_cursor(["5-1"]) == "5-1"
+
+
+def test_shard_keys_spread_over_slot_ranges() -> None:
+    from redis.crc import key_slot
+
+    keys = shard_keys("auren:events", 6)
+    assert len(set(keys)) == 6
+    slots = [key_slot(k.encode()) for k in keys]
+    assert [s * 6 // 16384 for s in slots] == list(range(6))
+    assert all(k.startswith("{") and k.endswith("}") for k in keys)
+
+
+def test_shard_of_is_stable_by_run() -> None:
+    assert len({shard_of("run-7", f"a{i}", 6, i) for i in range(50)}) == 1
+    assert len({shard_of(None, None, 6, i) for i in range(6)}) == 6
+
+
+def test_cursor_round_trip_and_errors() -> None:
+    ids = ["1-0", "0-0", "99-3"]
+    cur = encode_cursor(ids)
+    assert cur.startswith("c1.") and decode_cursor(cur, 3) == ids
+    assert decode_cursor("12-4", 3) == ["12-4"] * 3
+    with pytest.raises(CursorError):
+        decode_cursor(cur, 6)
+    with pytest.raises(CursorError):
+        decode_cursor("c1.!!!", 3)
+
+
+# --------------------------------------------------------------------------- cluster
+
+
+def test_fixture_is_three_masters_three_replicas(cluster: LocalCluster) -> None:
+    roles = Counter(n.client().info("replication")["role"] for n in cluster.nodes)
+    assert roles == {"master": 3, "slave": 3}
+
+
+def publish_known_set(url: str, stream: str, threads: int, per: int, shards: int) -> set[str]:
+    """Several threads publish ``per`` events each, runs spread over the shards."""
+    pub = Publisher(url, stream, shards=shards, stats_interval=3600)
+    ids: set[str] = set()
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        mine = []
+        for i in range(per):
+            eid = f"t{t}-{i}"
+            mine.append(eid)
+            pub.emit("tool_used", {"tool": "x", "eid": eid}, agent=f"a{t}", run=f"r{t}-{i % 5}")
+        with lock:
+            ids.update(mine)
+
+    ths = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    assert pub.flush(30)
+    c = pub.counters()
+    pub.close()
+    assert c.sent == threads * per and c.dropped == 0
+    return ids
+
+
+def stream_eids(cluster: LocalCluster, stream: str, shards: int) -> list[str]:
+    rc = rc_of(cluster)
+    out = []
+    for k in shard_keys(stream, shards):
+        for _id, fields in rc.xrange(k):
+            out.append(json.loads(fields["e"])["payload"]["eid"])
+    rc.close()
+    return out
+
+
+def test_publisher_spreads_over_shards_and_nodes(cluster: LocalCluster, cstream: str) -> None:
+    ids = publish_known_set(cluster.url, cstream, threads=4, per=500, shards=6)
+    got = stream_eids(cluster, cstream, 6)
+    assert sorted(got) == sorted(ids)  # every event once
+    rc = rc_of(cluster)
+    lens = [rc.xlen(k) for k in shard_keys(cstream, 6)]
+    assert all(n > 0 for n in lens), lens
+    masters = {cluster.master_of(k).port for k in shard_keys(cstream, 6)}
+    assert len(masters) == 3
+    # one run's events stay on one shard, in order
+    for k in shard_keys(cstream, 6):
+        runs: dict[str, list[int]] = {}
+        for _id, f in rc.xrange(k):
+            e = json.loads(f["e"])
+            runs.setdefault(e["run"], []).append(int(e["payload"]["eid"].split("-")[1]))
+        for seq in runs.values():
+            assert seq == sorted(seq)
+    rc.close()

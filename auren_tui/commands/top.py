@@ -84,8 +84,8 @@ async def snapshot_once(
     import asyncio
 
     from auren_core.embedded import redact_url
-    from auren_core.reader import StreamReader
     from auren_core.state import make_reducer
+    from auren_core.streams.sharded_reader import make_reader
 
     reducer = make_reducer(settings, window_s=max(3600.0, since_s))
     failure: list[str] = []
@@ -95,8 +95,13 @@ async def snapshot_once(
             failure.append(detail)
         reducer.set_connection("live" if state == "connected" else state, detail)
 
-    reader = StreamReader(
-        redis_url, stream, since=time.time() - since_s, batch_count=5000, on_status=status
+    reader = make_reader(
+        redis_url,
+        stream,
+        settings.stream_shards,
+        since=time.time() - since_s,
+        batch_count=5000,
+        on_status=status,
     )
 
     async def consume() -> None:
@@ -125,9 +130,11 @@ def _check_redis(url: str) -> None:
 
     from auren_core.embedded import redact_url
 
+    from auren_core.streams.shards import sync_client
+
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0).ping()
-    except (redis.RedisError, OSError, ValueError) as exc:
+        sync_client(url, socket_connect_timeout=2.0, socket_timeout=2.0).ping()
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError, ValueError) as exc:
         raise ConfigError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
 
 

@@ -298,10 +298,8 @@ class ShardedReader:
         try:
             while not self._closed:
                 wait = self._oldest_wait()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=1.0 if wait is None else wait)
-                except TimeoutError:
-                    pass
                 wake.clear()
                 items = self._release(final=False)
                 if items:

@@ -129,7 +129,6 @@ def _check_redis(url: str) -> None:
     import redis
 
     from auren_core.embedded import redact_url
-
     from auren_core.streams.shards import sync_client
 
     try:

@@ -78,17 +78,27 @@ class LocalCluster:
         node.proc = subprocess.Popen(
             [
                 server_binary(),
-                "--port", str(node.port),
-                "--bind", "127.0.0.1",
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", f"nodes-{node.port}.conf",
-                "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--port",
+                str(node.port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{node.port}.conf",
+                "--cluster-node-timeout",
+                str(self.node_timeout_ms),
                 # a replica with any lag may still be promoted (tests kill masters)
-                "--cluster-replica-validity-factor", "0",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.dir,
-                "--protected-mode", "no",
+                "--cluster-replica-validity-factor",
+                "0",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--protected-mode",
+                "no",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -107,10 +117,18 @@ class LocalCluster:
         cli = shutil.which("valkey-cli") or shutil.which("redis-cli")
         if cli:
             subprocess.run(
-                [cli, "--cluster", "create",
-                 *[f"127.0.0.1:{n.port}" for n in self.nodes],
-                 "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                    "--cluster-replicas",
+                    str(self.replicas),
+                    "--cluster-yes",
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 timeout=max(1.0, deadline - time.monotonic()),
             )
         else:
@@ -142,7 +160,8 @@ class LocalCluster:
             mid = mid.decode() if isinstance(mid, bytes) else mid
             self._wait(
                 lambda r=r, mid=mid: mid in str(r.client().execute_command("CLUSTER", "NODES")),
-                deadline, "gossip",
+                deadline,
+                "gossip",
             )
             r.client().execute_command("CLUSTER", "REPLICATE", mid)
 

@@ -160,7 +160,11 @@ def run_cli(cluster: LocalCluster, stream: str, shards: int, *args: str, timeout
     }
     return subprocess.run(
         [sys.executable, "-m", "auren_tui", *args],
-        env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -229,3 +233,135 @@ def test_sharded_reader_live_tail(cluster: LocalCluster, cstream: str) -> None:
 
     got = asyncio.run(go())
     assert len({e.payload["eid"] for e in got}) == 600 == len(got)
+
+
+def test_persist_shares_shards_and_stores_every_event_once(
+    cluster: LocalCluster, cstream: str, pg_dsn: str
+) -> None:
+    import asyncio
+    import time
+
+    import asyncpg
+
+    schema = f"cl_{uuid.uuid4().hex[:8]}"
+    ids = publish_known_set(cluster.url, cstream, threads=3, per=400, shards=6)
+    env_args = (
+        "persist",
+        "--pg-dsn",
+        pg_dsn,
+        "--schema",
+        schema,
+        "--quiet",
+        "--maintain-every",
+        "0",
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "auren_tui", *env_args, "--consumer", f"c{i}"],
+            env={
+                **os.environ,
+                "AUREN_REDIS_URL": cluster.url,
+                "AUREN_STREAM": cstream,
+                "AUREN_STREAM_SHARDS": "6",
+                "PYTHONPATH": str(ROOT),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for i in range(2)
+    ]
+
+    async def rows() -> tuple[int, int, list[str]]:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            if not await conn.fetchval("SELECT to_regclass($1)", f"{schema}.events"):
+                return 0, 0, []
+            n = await conn.fetchval(f"SELECT count(*) FROM {schema}.events")
+            d = await conn.fetchval(f"SELECT count(DISTINCT payload->>'eid') FROM {schema}.events")
+            eids = [r[0] for r in await conn.fetch(f"SELECT payload->>'eid' FROM {schema}.events")]
+            return n, d, eids
+        finally:
+            await conn.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        n = 0
+        while time.monotonic() < deadline:
+            n, _d, _ = asyncio.run(rows())
+            if n >= len(ids):
+                break
+            time.sleep(0.3)
+        time.sleep(1.0)  # anything extra (a duplicate) would have landed by now
+        n, d, eids = asyncio.run(rows())
+        assert (n, d) == (len(ids), len(ids))
+        assert set(eids) == ids
+        # both processes took part: each shard's group has both consumers
+        rc = rc_of(cluster)
+        consumers = set()
+        for k in shard_keys(cstream, 6):
+            for c in rc.xinfo_consumers(k, "auren-persist"):
+                consumers.add(c["name"])
+            assert rc.xinfo_groups(k)[0]["pending"] == 0
+        assert consumers == {"c0", "c1"}
+        rc.close()
+        # export from the store sees every event once
+        out = run_cli(
+            cluster,
+            cstream,
+            6,
+            "export",
+            "--source",
+            "pg",
+            "--pg-dsn",
+            pg_dsn,
+            "--schema",
+            schema,
+            "--format",
+            "json",
+            "--report",
+            "costs",
+            "--since",
+            "1h",
+        )
+        assert out.returncode == 0, out.stderr
+        pg_report = json.loads(out.stdout)
+        out = run_cli(
+            cluster,
+            cstream,
+            6,
+            "export",
+            "--source",
+            "stream",
+            "--format",
+            "json",
+            "--report",
+            "costs",
+            "--since",
+            "1h",
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == pg_report
+        rows = pg_report["costs"] if isinstance(pg_report, dict) else pg_report
+        per_agent = {r["key"]: r["tool_calls"] for r in rows if r["dimension"] == "agent"}
+        assert per_agent == {"a0": 400, "a1": 400, "a2": 400}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        asyncio.run(_drop_schema(pg_dsn, schema))
+
+
+async def _drop_schema(dsn: str, schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()

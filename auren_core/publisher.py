@@ -402,7 +402,9 @@ class Publisher:
                 # (an exception marked ``reported`` was already said on stderr: api)
                 if failures == 1 and not getattr(exc, "reported", False):
                     log.warning("auren publisher: redis unavailable (%s); buffering", exc)
-                if client is not None:
+                if client is not None and not _is_cluster(client):
+                    # (a cluster client is kept: it knows every node and refreshes its
+                    # slot map itself; a new one would know only the URL's node)
                     try:
                         client.close()
                     except Exception:
@@ -492,6 +494,12 @@ class Publisher:
             self._dropped += len(batch) - len(keep)
             buf.extendleft(reversed(keep))
             self._in_flight = 0
+
+
+def _is_cluster(client: Any) -> bool:
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
 
 
 def unsent_error(n: int) -> Exception:

@@ -70,6 +70,14 @@ class LocalCluster:
         return f"redis+cluster://127.0.0.1:{self.nodes[0].port}"
 
     @property
+    def all_url(self) -> str:
+        """Every node as a startup node (``redis+cluster://h1:p1,h2:p2,...``)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def alive_port(self) -> int:
+        return next(n.port for n in self.nodes if n.alive)
+
+    @property
     def startup_nodes(self) -> list[tuple[str, int]]:
         return [("127.0.0.1", n.port) for n in self.nodes]
 
@@ -205,7 +213,9 @@ class LocalCluster:
 
     # ------------------------------------------------------------------ failover helpers
     def master_of(self, key: str) -> Node:
-        slot = int(self.nodes[0].client().execute_command("CLUSTER", "KEYSLOT", key))
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
         for n in self.nodes:
             if not n.alive:
                 continue

@@ -21,7 +21,8 @@ shard's last id). It is opaque to clients; a plain stream id (``0-0``, ``1712-3`
 ``now``/``$`` applies to every shard.
 
 URLs: ``redis+cluster://HOST:PORT`` (``rediss+cluster://`` for TLS, ``valkey+cluster://``)
-names any node of a cluster (the rest are discovered); the clients are redis-py's
+names any node of a cluster (the rest are discovered; ``redis+cluster://h1:p1,h2:p2`` gives
+several, so a process started while one node is down still finds the cluster); the clients are redis-py's
 ``RedisCluster`` (sync and asyncio), which follow MOVED/ASK redirections and refresh the
 slot map after a failover.
 """
@@ -155,11 +156,31 @@ def sync_client(url: str, **kw: Any) -> Any:
     import redis
 
     if is_cluster_url(url):
-        from redis.cluster import RedisCluster
+        from redis.cluster import ClusterNode, RedisCluster
 
         kw.pop("health_check_interval", None)
-        return RedisCluster.from_url(plain_url(url), **kw)
+        first, more = _split_nodes(url)
+        if more:
+            kw["startup_nodes"] = [ClusterNode(h, p) for h, p in more]
+        return RedisCluster.from_url(plain_url(first), **kw)
     return redis.Redis.from_url(url, **kw)
+
+
+def _split_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """``redis+cluster://h1:p1,h2:p2/`` -> (URL of h1:p1, every node as (host, port)):
+    several startup nodes, so that a client made while one node is down finds the rest."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    auth, at, hosts = netloc.rpartition("@")
+    parts = [h for h in hosts.split(",") if h]
+    if len(parts) <= 1:
+        return url, []
+    nodes = []
+    for h in parts:
+        host, _, port = h.rpartition(":")
+        nodes.append((host or h, int(port) if port.isdigit() else 6379))
+    first = f"{scheme}://{auth}{at}{parts[0]}{slash}{path}"
+    return first, nodes
 
 
 def async_client(url: str, **kw: Any) -> Any:
@@ -167,8 +188,11 @@ def async_client(url: str, **kw: Any) -> Any:
     import redis.asyncio as aioredis
 
     if is_cluster_url(url):
-        from redis.asyncio.cluster import RedisCluster
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
 
         kw.pop("health_check_interval", None)
-        return RedisCluster.from_url(plain_url(url), **kw)
+        first, more = _split_nodes(url)
+        if more:
+            kw["startup_nodes"] = [ClusterNode(h, p) for h, p in more]
+        return RedisCluster.from_url(plain_url(first), **kw)
     return aioredis.Redis.from_url(url, **kw)

@@ -411,3 +411,31 @@ def test_failover_publisher_and_reader_continue(cstream: str) -> None:
         assert not lost
         # the reader delivered what the stream holds, each entry once
         assert Counter(e.payload["eid"] for e in got) == stored
+
+
+def test_doctor_shows_each_shard_node_length_and_lag(cluster: LocalCluster, cstream: str) -> None:
+    from auren_core.config import load_settings
+    from auren_core.doctor import check_redis
+
+    publish_known_set(cluster.url, cstream, threads=2, per=300, shards=6)
+    rc = rc_of(cluster)
+    keys = shard_keys(cstream, 6)
+    rc.xgroup_create(keys[2], "auren-persist", id="0")
+    lens = [rc.xlen(k) for k in keys]
+    settings = load_settings(redis_url=cluster.url, stream=cstream, stream_shards=6)
+    checks = {c.name: c for c in check_redis(settings)}
+    assert checks["cluster"].ok and "3 masters, 3 replicas" in checks["cluster"].detail
+    assert checks["stream"].detail.endswith(f"6 shards, {sum(lens)} entries")
+    for i, k in enumerate(keys):
+        d = checks[f"shard {i}"].detail
+        node = rc.get_node_from_key(k)
+        assert d.startswith(f"{k} on {node.host}:{node.port}: {lens[i]} entries"), d
+    assert f"group auren-persist lag {lens[2]} pending 0" in checks["shard 2"].detail
+    rc.close()
+
+
+def test_doctor_cli_on_cluster(cluster: LocalCluster, cstream: str) -> None:
+    publish_known_set(cluster.url, cstream, threads=1, per=60, shards=6)
+    out = run_cli(cluster, cstream, 6, "doctor")
+    assert "shard 5" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr

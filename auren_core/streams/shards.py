@@ -22,7 +22,8 @@ shard's last id). It is opaque to clients; a plain stream id (``0-0``, ``1712-3`
 
 URLs: ``redis+cluster://HOST:PORT`` (``rediss+cluster://`` for TLS, ``valkey+cluster://``)
 names any node of a cluster (the rest are discovered; ``redis+cluster://h1:p1,h2:p2`` gives
-several, so a process started while one node is down still finds the cluster); the clients are redis-py's
+several, so a process started while one node is down still finds the cluster); the
+clients are redis-py's
 ``RedisCluster`` (sync and asyncio), which follow MOVED/ASK redirections and refresh the
 slot map after a failover.
 """

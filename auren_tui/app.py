@@ -296,6 +296,7 @@ def make_app(
     tool_costs: dict[str, float] | None = None,
     tier_costs: dict[str, Any] | None = None,
     in_process: bool | None = None,
+    shards: int = 1,
 ) -> TopApp:
     """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream.
 
@@ -319,6 +320,7 @@ def make_app(
         config = {
             "redis_url": redis_url,
             "stream": stream,
+            "shards": shards,
             "since_s": since_s,
             "replay": [replay.start_id, replay.end_id, replay.speed] if replay else None,
             "reducer": reducer_kw,
@@ -341,8 +343,8 @@ def make_app(
             fps=fps,
         )
 
-    from auren_core.reader import StreamReader
     from auren_core.state import Reducer, make_reducer
+    from auren_core.streams.sharded_reader import make_reader
 
     lag_probe = None
     if source is None and replay is not None:
@@ -353,8 +355,12 @@ def make_app(
         source = rs
     elif source is None:
         now = (clock or time.time)()
-        reader = StreamReader(
-            redis_url, stream, since=now - since_s if since_s > 0 else None, batch_count=5000
+        reader = make_reader(
+            redis_url,
+            stream,
+            shards,
+            since=now - since_s if since_s > 0 else None,
+            batch_count=5000,
         )
         source, lag_probe = reader, lag_probe_for(reader)
     src: Source = source

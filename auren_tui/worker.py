@@ -627,8 +627,8 @@ def child_main(argv: Sequence[str]) -> None:
 
 
 def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamWorker:
-    from auren_core.reader import StreamReader
     from auren_core.state import make_reducer
+    from auren_core.streams.sharded_reader import make_reader
 
     clock: Callable[[], float] = time.time
     lag_probe = None
@@ -641,9 +641,10 @@ def _build_worker(cfg: dict[str, Any], post: Callable[[Any], object]) -> StreamW
         source, clock = rs, rs.clock
     else:
         since_s = cfg["since_s"]
-        reader = StreamReader(
+        reader = make_reader(
             cfg["redis_url"],
             cfg["stream"],
+            cfg.get("shards", 1),
             batch_count=5000,
             since=time.time() - since_s if since_s > 0 else None,
             start_id=cfg.get("start_id"),  # a restarted worker resumes after its last id
@@ -670,6 +671,8 @@ def lag_probe_for(reader: Any) -> Callable[[], Any]:
     persistent connection, made on the worker's loop)."""
     from auren_core.streams.lag import LagProbe
 
+    if hasattr(reader, "shard_lags"):  # a ShardedReader: the sum over its shards
+        return reader.lag  # type: ignore[no-any-return]
     return LagProbe(reader.redis_url, reader.stream, lambda: reader.last_id)
 
 

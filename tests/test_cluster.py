@@ -439,3 +439,54 @@ def test_doctor_cli_on_cluster(cluster: LocalCluster, cstream: str) -> None:
     out = run_cli(cluster, cstream, 6, "doctor")
     assert "shard 5" in out.stdout + out.stderr, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_demo_headless_with_shards_and_live_top_reader(redis_url: str) -> None:
+    """``auren demo --shards 3`` on a plain Redis writes 3 shard keys; top --once reads them."""
+    import redis as redis_mod
+
+    stream = f"auren:demo:{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "AUREN_REDIS_URL": redis_url,
+        "AUREN_STREAM": stream,
+        "PYTHONPATH": str(ROOT),
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "auren_tui",
+            "demo",
+            "--headless",
+            "--duration",
+            "4",
+            "--shards",
+            "3",
+            "--rate",
+            "5",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    r = redis_mod.Redis.from_url(redis_url)
+    try:
+        assert out.returncode == 0, out.stderr[-2000:]
+        keys = shard_keys(stream, 3)
+        lens = [r.xlen(k) for k in keys]
+        assert r.xlen(stream) == 0 and sum(lens) > 0 and sum(1 for n in lens if n) >= 2, lens
+        top = subprocess.run(
+            [sys.executable, "-m", "auren_tui", "top", "--once", "--json"],
+            env={**env, "AUREN_STREAM_SHARDS": "3"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert top.returncode == 0, top.stderr
+        assert json.loads(top.stdout)["totals"]["events"] == sum(lens)
+    finally:
+        r.delete(*shard_keys(stream, 3))

@@ -187,6 +187,10 @@ def command(
         budget_usd_per_hour=budget_usd_per_hour,
         active_window_s=active_window,
     )
+    if replay and settings.stream_shards > 1:
+        raise ConfigError(
+            "--replay reads one stream key: not available with AUREN_STREAM_SHARDS > 1"
+        )
     span = parse_replay(replay) if replay else None
     backend = resolve_redis(settings)
     line = describe_backends(backend)
@@ -214,6 +218,7 @@ def command(
         replay=ReplaySpec(span[0], span[1], speed) if span else None,
         tool_costs=dict(settings.tool_costs),
         tier_costs=settings.tier_costs.model_dump(),
+        shards=settings.stream_shards,
     )
     app.run()
     if app.failure:

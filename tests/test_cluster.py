@@ -490,3 +490,55 @@ def test_demo_headless_with_shards_and_live_top_reader(redis_url: str) -> None:
         assert json.loads(top.stdout)["totals"]["events"] == sum(lens)
     finally:
         r.delete(*shard_keys(stream, 3))
+
+
+def test_websocket_feed_with_resume_in_the_middle(cluster: LocalCluster, cstream: str) -> None:
+    """serve-ws on 6 shards: history from 0-0, a disconnect in the middle of live traffic,
+    a resume with the cursor: every event exactly once; a bad cursor is refused."""
+    import asyncio
+
+    from server_helpers import collect as ws_collect
+    from server_helpers import running, subscribe
+    from websockets.exceptions import ConnectionClosed
+
+    async def go() -> None:
+        before = await asyncio.to_thread(publish_known_set, cluster.url, cstream, 2, 300, 6)
+        async with running(cluster.url, cstream, shards=6) as srv:
+            ws, snap = await subscribe(srv.port, since="0-0")
+            assert snap["last_id"].startswith("c1.")
+            first, cursor = await ws_collect(ws, 450)
+            await ws.close()
+            live, _ = await subscribe(srv.port, since="now")  # the live fan-out
+            # more traffic while the client is away
+            pub = Publisher(cluster.url, cstream, shards=6, stats_interval=3600)
+            for i in range(600):
+                pub.emit("tool_used", {"tool": "y", "eid": f"late-{i}"}, run=f"L{i % 9}")
+            assert await asyncio.to_thread(pub.flush, 20)
+            pub.close()
+            got_live, _ = await ws_collect(live, 600)
+            await live.close()
+            assert sorted(e["payload"]["eid"] for e in got_live) == sorted(
+                f"late-{i}" for i in range(600)
+            )
+            # one run's events arrive in order
+            by_run: dict[str, list[int]] = {}
+            for e in got_live:
+                by_run.setdefault(e["run"], []).append(int(e["payload"]["eid"][5:]))
+            assert all(v == sorted(v) for v in by_run.values())
+            assert cursor is not None and cursor.startswith("c1.")
+            ws2, _ = await subscribe(srv.port, since=cursor)
+            rest, _ = await ws_collect(ws2, 600 + 600 - len(first))
+            await ws2.close()
+            eids = [e["payload"]["eid"] for e in first + rest]
+            want = before | {f"late-{i}" for i in range(600)}
+            assert Counter(eids) == Counter(want)  # every event once across the resume
+            # a cursor of another shard count: a one-line protocol error
+            bad = encode_cursor(["0-0", "0-0"])
+            ws3 = await __import__("websockets").connect(f"ws://127.0.0.1:{srv.port}/ws")
+            await ws3.send(json.dumps({"type": "subscribe", "since": bad}))
+            frame = json.loads(await asyncio.wait_for(ws3.recv(), 5))
+            assert frame["type"] == "error" and "2 shards" in frame["reason"], frame
+            with __import__("contextlib").suppress(ConnectionClosed):
+                await ws3.recv()
+
+    asyncio.run(go())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -18,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server as WsServer
@@ -28,13 +28,22 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
 from ..events import Event, Malformed
-from ..streams.entries import decode_entries, entry_id
+from ..streams.entries import decode_entries, entry_id, parse_stream_id
+from ..streams.shards import (
+    CursorError,
+    async_client,
+    decode_cursor,
+    encode_cursor,
+    shard_keys,
+    sync_client,
+)
 from .auth import AuthError, KeyRing, RefreshStore, verify
 from .fanout import Client, Hub
 from .feed import read_stream, watch_lag
 from .http import RateLimiter, error
 from .metrics import Metrics
 from .protocol import (
+    CLOSE_BAD_REQUEST,
     CLOSE_SERVER_FULL,
     CLOSE_UNAUTHORIZED,
     Authenticate,
@@ -58,6 +67,7 @@ log = logging.getLogger("auren.server")
 class ServerConfig:
     redis_url: str
     stream: str = "auren:events"
+    shards: int = 1  # AUREN_STREAM_SHARDS: positions are then cursors over every shard
     host: str = "127.0.0.1"
     port: int = 8765
     auth: str = "jwt"  # "jwt" | "none"
@@ -101,7 +111,7 @@ class Server:
             state_gauges=self._state_gauges,
             max_agents=config.metrics_max_agents,
         )
-        self.hub = Hub(self.metrics, self.reducer)
+        self.hub = Hub(self.metrics, self.reducer, shards=config.shards)
         self.routes = Routes(self)
         self.limiter = RateLimiter(config.conn_rate, config.conn_burst)
         self.keyring: KeyRing | None = None
@@ -110,7 +120,7 @@ class Server:
             if config.key_file is None:
                 raise ValueError("auth=jwt needs a key file")
             self.keyring = KeyRing.load(config.key_file)
-            sync = redis.Redis.from_url(config.redis_url, decode_responses=True)
+            sync = sync_client(config.redis_url, decode_responses=True)
             self.refresh_store = RefreshStore(sync)
         self.started = time.monotonic()
         self.aredis: aioredis.Redis | None = None
@@ -221,7 +231,7 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        self.aredis = aioredis.Redis.from_url(cfg.redis_url, socket_connect_timeout=5)
+        self.aredis = async_client(cfg.redis_url, socket_connect_timeout=5)
         self._reader_task = asyncio.create_task(read_stream(self), name="auren-ws-reader")
         self._lag_task = asyncio.create_task(watch_lag(self), name="auren-ws-lag")
         self._analytics_task = asyncio.create_task(
@@ -322,6 +332,12 @@ class Server:
                     session.authenticated()
                 elif isinstance(action, Subscribe):
                     sub = action.subscription
+                    if sub.since != "now":
+                        try:  # a plain id or a cursor for this stream's shard count
+                            ids = decode_cursor(sub.since, cfg.shards)
+                        except CursorError as exc:
+                            raise ProtocolError(CLOSE_BAD_REQUEST, f"since: {exc}") from None
+                        sub = dataclasses.replace(sub, since=encode_cursor(ids))
             client = Client(
                 ws,
                 sub,
@@ -359,6 +375,9 @@ class Server:
     async def _catch_up(self, client: Client) -> None:
         """Send what the stream holds after the client's cursor, then join the live set."""
         assert self.aredis is not None
+        if self.config.shards > 1:
+            await self._catch_up_sharded(client)
+            return
         while not self.hub.join(client):
             target = self.hub.last_id
             assert target is not None
@@ -377,3 +396,39 @@ class Server:
                 await client.wait_room()
                 client.enqueue(events_frame([encode_event(e) for e in evs], last), len(evs))
             client.cursor = last
+
+    async def _catch_up_sharded(self, client: Client) -> None:
+        """:meth:`_catch_up` over N shards: each round reads up to 1000 entries of every
+        shard the client is behind on (one XRANGE per shard key, up to the live position),
+        sends them merged by event time in one frame whose ``last_id`` is the cursor of
+        every shard's last id sent, until the live set can take the client."""
+        assert self.aredis is not None
+        n = self.config.shards
+        keys = shard_keys(self.config.stream, n)
+        while not self.hub.join(client):
+            target = self.hub.last_id
+            assert target is not None
+            want = decode_cursor(target, n)
+            have = decode_cursor(client.cursor, n)
+            got: list[tuple[float, Any]] = []
+            for i in range(n):
+                if parse_stream_id(want[i]) <= parse_stream_id(have[i]):
+                    continue
+                entries: Any = await self.aredis.xrange(
+                    keys[i], min="(" + have[i], max=want[i], count=1000
+                )
+                if client.dead:
+                    return
+                if not entries:
+                    have[i] = want[i]  # trimmed or nothing there: level with the target
+                    continue
+                for it in decode_entries(entries):
+                    got.append((it.ts if isinstance(it, Event) else 0.0, it))
+                have[i] = entry_id(entries[-1][0])
+            cursor = encode_cursor(have)
+            got.sort(key=lambda p: p[0])
+            evs = select([it for _, it in got], client.sub)
+            if evs:
+                await client.wait_room()
+                client.enqueue(events_frame([encode_event(e) for e in evs], cursor), len(evs))
+            client.cursor = cursor

@@ -100,6 +100,9 @@ class ShardedReader:
     def last_id(self) -> str | None:
         return encode_cursor(self.delivered) if self.delivered is not None else None
 
+    def _cursor(self) -> str:
+        return encode_cursor(list(self.delivered or []))
+
     def _status(self, state: str, detail: str = "") -> None:
         if self.on_status is not None:
             try:
@@ -157,12 +160,15 @@ class ShardedReader:
             q.append((ts, now, entry_id(sid), item))
         self._read[i] = entry_id(entries[-1][0])
 
-    def _release(self, *, final: bool, exhausted: list[bool] | None = None) -> list[Any]:
+    def _release(
+        self, *, final: bool, exhausted: list[bool] | None = None
+    ) -> tuple[list[Event | Malformed], list[int]]:
         """Merge what may go now: the smallest-``ts`` head while every shard has a head
         (or, backfilling, has no more; live, the head is older than the window)."""
         assert self.delivered is not None
         qs = self._queues
         out: list[Event | Malformed] = []
+        origin: list[int] = []
         now = time.monotonic()
         while True:
             best = -1
@@ -183,7 +189,8 @@ class ShardedReader:
             if isinstance(item, Event):
                 self._last_ts = ts
             out.append(item)
-        return out
+            origin.append(best)
+        return out, origin
 
     def _oldest_wait(self) -> float | None:
         """Seconds until the oldest queued head leaves the window (None: nothing queued)."""
@@ -256,13 +263,13 @@ class ShardedReader:
                     break
                 if got < self.batch_count:
                     exhausted[i] = True
-            items = self._release(final=False, exhausted=exhausted)
+            items, origin = self._release(final=False, exhausted=exhausted)
             if items:
-                yield Batch(items, encode_cursor(list(self.delivered or [])), backfill=True)
-        items = self._release(final=True)
+                yield Batch(items, self._cursor(), backfill=True, shards=origin)
+        items, origin = self._release(final=True)
         if items:
-            yield Batch(items, encode_cursor(list(self.delivered or [])), backfill=True)
-        yield Batch([], encode_cursor(list(self.delivered or [])), backfill=True)
+            yield Batch(items, self._cursor(), backfill=True, shards=origin)
+        yield Batch([], self._cursor(), backfill=True)
 
     async def _pump(self, i: int, wake: asyncio.Event) -> None:
         failures = 0
@@ -301,9 +308,9 @@ class ShardedReader:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=1.0 if wait is None else wait)
                 wake.clear()
-                items = self._release(final=False)
+                items, origin = self._release(final=False)
                 if items:
-                    yield Batch(items, encode_cursor(list(self.delivered or [])))
+                    yield Batch(items, self._cursor(), shards=origin)
         finally:
             for t in pumps:
                 t.cancel()

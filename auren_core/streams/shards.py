@@ -137,6 +137,37 @@ def decode_cursor(cursor: str, n: int) -> list[str]:
     Raises :class:`CursorError` for a cursor of another shard count or a malformed one."""
     if not cursor.startswith(CURSOR_PREFIX):
         return [cursor] * n
+    ids = _ids(cursor)
+    if len(ids) != n:
+        raise CursorError(f"cursor is for {len(ids)} shards, the stream has {n}")
+    from .entries import parse_stream_id
+
+    try:
+        for x in ids:
+            parse_stream_id(x)
+    except ValueError:
+        raise CursorError("malformed cursor") from None
+    return ids
+
+
+def cursor_after(a: str, b: str) -> bool:
+    """True when position ``a`` is after ``b`` on at least one shard (plain ids: ``a > b``).
+    Both are positions of the same stream (the same shard count)."""
+    from .entries import parse_stream_id
+
+    if not a.startswith(CURSOR_PREFIX) and not b.startswith(CURSOR_PREFIX):
+        return parse_stream_id(a) > parse_stream_id(b)
+    ia = _ids(a)
+    ib = _ids(b)
+    n = max(len(ia), len(ib))
+    ia = ia * n if len(ia) == 1 else ia
+    ib = ib * n if len(ib) == 1 else ib
+    return any(parse_stream_id(x) > parse_stream_id(y) for x, y in zip(ia, ib, strict=True))
+
+
+def _ids(cursor: str) -> list[str]:
+    if not cursor.startswith(CURSOR_PREFIX):
+        return [cursor]
     body = cursor[len(CURSOR_PREFIX):]
     try:
         ids = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -144,8 +175,6 @@ def decode_cursor(cursor: str, n: int) -> list[str]:
         raise CursorError("malformed cursor") from None
     if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
         raise CursorError("malformed cursor")
-    if len(ids) != n:
-        raise CursorError(f"cursor is for {len(ids)} shards, the stream has {n}")
     return list(ids)
 
 

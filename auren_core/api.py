@@ -52,7 +52,7 @@ def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str, 
     to configure and raises, and the publisher buffers, counts and retries with backoff, so
     a server started later (``auren demo``) is found then."""
 
-    def resolve() -> tuple[str, str]:
+    def resolve() -> tuple[str, str, int]:
         import sys
 
         from .config import ConfigError, load_settings

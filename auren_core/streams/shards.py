@@ -191,7 +191,7 @@ def sync_client(url: str, **kw: Any) -> Any:
         kw.pop("health_check_interval", None)
         first, more = _split_nodes(url)
         if more:
-            kw["startup_nodes"] = [ClusterNode(h, p) for h, p in more]
+            kw["startup_nodes"] = [ClusterNode(h, p) for h, p in more]  # type: ignore[no-untyped-call]
         return RedisCluster.from_url(plain_url(first), **kw)
     return redis.Redis.from_url(url, **kw)
 

@@ -168,13 +168,47 @@ def run_cli(cluster: LocalCluster, stream: str, shards: int, *args: str, timeout
     )
 
 
+PUBLISH_SCRIPT = """
+import sys
+from auren_core.publisher import Publisher
+url, stream, tag, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+pub = Publisher(url, stream, shards=6, stats_interval=3600)
+for i in range(n):
+    pub.emit("tool_used", {"tool": "p", "eid": f"{tag}-{i}"}, agent=tag, run=f"{tag}-{i % 7}")
+assert pub.flush(30)
+c = pub.counters()
+pub.close()
+print(c.sent, c.dropped)
+"""
+
+
+def publish_from_processes(cluster: LocalCluster, stream: str, procs: int, per: int) -> set[str]:
+    ps = [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISH_SCRIPT, cluster.url, stream, f"p{k}", str(per)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(procs)
+    ]
+    for p in ps:
+        out, _ = p.communicate(timeout=60)
+        assert p.returncode == 0 and out.split() == [str(per), "0"], out
+    return {f"p{k}-{i}" for k in range(procs) for i in range(per)}
+
+
 def test_top_once_json_sees_every_event_once(cluster: LocalCluster, cstream: str) -> None:
     ids = publish_known_set(cluster.url, cstream, threads=3, per=400, shards=6)
+    ids |= publish_from_processes(cluster, cstream, procs=2, per=300)
+    assert sorted(stream_eids(cluster, cstream, 6)) == sorted(ids)
     out = run_cli(cluster, cstream, 6, "top", "--once", "--json", "--since", "1h")
     assert out.returncode == 0, out.stderr
     state = json.loads(out.stdout)
-    assert state["totals"]["events"] == len(ids) == 1200
-    assert state["totals"]["tool_calls"] == 1200
+    assert state["totals"]["events"] == len(ids) == 1800
+    assert state["totals"]["tool_calls"] == 1800
+    per_agent = {a["id"] for a in state["agents"]}
+    assert {"a0", "a1", "a2", "p0", "p1"} <= per_agent
     assert "redis+cluster://" in out.stderr  # the backends line
 
 

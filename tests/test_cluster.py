@@ -576,3 +576,118 @@ def test_websocket_feed_with_resume_in_the_middle(cluster: LocalCluster, cstream
                 await ws3.recv()
 
     asyncio.run(go())
+
+
+def test_failover_persist_and_websocket_lose_nothing(cstream: str, pg_dsn: str) -> None:
+    """SIGKILL a master under a steady load while `auren persist` stores and a WebSocket
+    client is subscribed: the replica is promoted; persist ends with every acknowledged
+    event stored once, the WebSocket client gets every event once with no gap."""
+    import asyncio
+    import time
+
+    import asyncpg
+    from server_helpers import running, subscribe
+
+    schema = f"clf_{uuid.uuid4().hex[:8]}"
+    total = 3000
+    with LocalCluster() as c:
+        url = c.all_url
+        victim = c.master_of(shard_keys(cstream, 6)[0])
+        persist = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "auren_tui",
+                "persist",
+                "--pg-dsn",
+                pg_dsn,
+                "--schema",
+                schema,
+                "--quiet",
+                "--maintain-every",
+                "0",
+                "--claim-idle-ms",
+                "1000",
+            ],
+            env={
+                **os.environ,
+                "AUREN_REDIS_URL": url,
+                "AUREN_STREAM": cstream,
+                "AUREN_STREAM_SHARDS": "6",
+                "PYTHONPATH": str(ROOT),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        pub = Publisher(url, cstream, shards=6, stats_interval=3600, socket_timeout=1.0)
+
+        def load() -> None:
+            for i in range(total):
+                pub.emit("tool_used", {"tool": "x", "eid": f"w-{i}"}, agent="a", run=f"r{i % 12}")
+                if i == total // 3:
+                    c.kill(victim)
+                time.sleep(0.002)
+            assert pub.flush(60)
+
+        async def rows() -> tuple[int, int]:
+            conn = await asyncpg.connect(pg_dsn)
+            try:
+                if not await conn.fetchval("SELECT to_regclass($1)", f"{schema}.events"):
+                    return 0, 0
+                return (
+                    await conn.fetchval(f"SELECT count(*) FROM {schema}.events"),
+                    await conn.fetchval(
+                        f"SELECT count(DISTINCT payload->>'eid') FROM {schema}.events"
+                    ),
+                )
+            finally:
+                await conn.close()
+
+        async def go() -> list:
+            async with running(url, cstream, shards=6) as srv:
+                ws, _ = await subscribe(srv.port, since="now")
+                got: list = []
+
+                async def recv_all() -> None:
+                    while len(got) < total:
+                        frame = json.loads(await ws.recv())
+                        got.extend(frame["events"])
+
+                task = asyncio.create_task(recv_all())
+                await asyncio.to_thread(load)
+                with __import__("contextlib").suppress(TimeoutError):
+                    await asyncio.wait_for(task, 60)
+                print(f"ws got {len(got)}; hub {srv.metrics.events_in}")
+                await ws.close()
+                return got
+
+        try:
+            got = asyncio.run(go())
+            stored = Counter(stream_eids(c, cstream, 6))
+            want = {f"w-{i}" for i in range(total)}
+            assert want <= set(stored)  # everything acknowledged is in the stream
+            ws_eids = Counter(e["payload"]["eid"] for e in got)
+            assert ws_eids == stored  # the WebSocket client: every entry once, no gap
+            deadline = time.monotonic() + 90
+            n = d = 0
+            while time.monotonic() < deadline:
+                n, d = asyncio.run(rows())
+                if d >= len(stored):
+                    break
+                time.sleep(0.5)
+            time.sleep(1.0)
+            n, d = asyncio.run(rows())
+            print(f"failover persist: rows {n}, distinct {d}, stream {sum(stored.values())}")
+            assert d == len(want) and n == sum(stored.values())
+        finally:
+            pub.close()
+            persist.terminate()
+            try:
+                _, err = persist.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                persist.kill()
+                _, err = persist.communicate()
+            print("persist stderr:", err[-3000:])
+            asyncio.run(_drop_schema(pg_dsn, schema))

@@ -39,7 +39,7 @@ from redis.typing import EncodableT, FieldT
 from ..events import Event, Malformed
 from ..streams.backoff import reconnect_backoff
 from ..streams.entries import decode_entry, entry_id
-from ..streams.shards import async_client, shard_keys
+from ..streams.shards import async_client, is_cluster_url, shard_keys
 from .retention import MaintenanceResult, RetentionPolicy, maintain
 from .schema import ensure_schema, maintenance_key
 from .writer import Writer
@@ -168,6 +168,12 @@ class Sink:
                 log.debug("terminate failed: %s", exc)
 
     async def _backoff(self, what: str, exc: BaseException) -> None:
+        if what == "redis" and is_cluster_url(self.redis_url) and self._redis is not None:
+            # a cluster client may keep routing to a dead master: start afresh from the
+            # URL's nodes (the slot map then names the promoted replica)
+            client, self._redis = self._redis, None
+            with contextlib.suppress(Exception):
+                await client.aclose()
         self.stats.retries += 1
         self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:300]
         self._failures += 1

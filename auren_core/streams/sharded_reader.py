@@ -118,7 +118,9 @@ class ShardedReader:
         )
 
     async def close(self) -> None:
+        """Stop: the generator ends at its next step; the connections close now."""
         self._closed = True
+        await self._drop_client()
 
     async def _head(self, key: str) -> str:
         try:

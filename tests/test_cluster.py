@@ -691,3 +691,35 @@ def test_failover_persist_and_websocket_lose_nothing(cstream: str, pg_dsn: str) 
                 _, err = persist.communicate()
             print("persist stderr:", err[-3000:])
             asyncio.run(_drop_schema(pg_dsn, schema))
+
+
+def test_token_and_jwt_serve_ws_on_cluster(
+    cluster: LocalCluster, cstream: str, tmp_path: Path
+) -> None:
+    """`auren token` stores its refresh family on the cluster; a bad cluster URL is one line."""
+    env_key = str(tmp_path / "keys.json")
+    out = run_cli(cluster, cstream, 6, "token", "--keys", env_key, "--init")
+    assert out.returncode == 0, out.stderr
+    pair = json.loads(out.stdout)
+    again = run_cli(
+        cluster, cstream, 6, "token", "--keys", env_key, "--refresh", pair["refresh_token"]
+    )
+    assert again.returncode == 0, again.stderr  # the rotate script ran on the cluster
+    reuse = run_cli(
+        cluster, cstream, 6, "token", "--keys", env_key, "--refresh", pair["refresh_token"]
+    )
+    assert reuse.returncode != 0 and "Traceback" not in reuse.stderr  # reuse detected
+    bad = subprocess.run(
+        [sys.executable, "-m", "auren_tui", "top", "--once", "--json"],
+        env={
+            **os.environ,
+            "AUREN_REDIS_URL": "redis+cluster://127.0.0.1:1",
+            "AUREN_STREAM_SHARDS": "6",
+            "PYTHONPATH": str(ROOT),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr, bad.stderr

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..events import Event, Malformed
@@ -46,7 +46,8 @@ log = logging.getLogger("auren.reader")
 
 StatusCallback = Callable[[str, str], None]
 _Entry = tuple[float, float, str, Event | Malformed]  # (ts, arrived, stream id, item)
-_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, RedisError)
+# (RedisClusterException: no node of the cluster answers, which is not a RedisError)
+_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, RedisError, RedisClusterException)
 
 
 def _exclusive_before(sid: str) -> str:

@@ -28,6 +28,9 @@ __all__ = [
     "load_settings",
 ]
 
+# AUREN_REDIS_URL=redis+cluster://HOST:PORT (any node) reads and writes a Valkey/Redis
+# Cluster; AUREN_STREAM_SHARDS=N spreads the stream over N keys (streams/shards.py).
+
 
 class ConfigError(Exception):
     """A user mistake in configuration: printed as one line, never a traceback."""
@@ -87,6 +90,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     stream: str = "auren:events"
     stream_maxlen: int = Field(1_000_000, gt=0)
+    # N > 1 spreads the stream over N keys (auren_core.streams.shards); 1 = the one key
+    stream_shards: int = Field(1, ge=1, le=1024)
     pg_dsn: str | None = None
     chroma_path: Path | None = None
     chroma_url: str | None = None
@@ -115,9 +120,14 @@ class Settings(BaseSettings):
         if v is None or v == "":
             return None
         scheme = urlsplit(v).scheme
-        if scheme not in ("redis", "rediss", "unix", "valkey", "valkeys"):
+        if scheme not in (
+            "redis", "rediss", "unix", "valkey", "valkeys",
+            "redis+cluster", "rediss+cluster", "valkey+cluster", "valkeys+cluster",
+        ):
             # the value given is named by load_settings (password redacted)
-            raise ValueError("must start with redis://, rediss:// or unix://")
+            raise ValueError(
+                "must start with redis://, rediss://, unix:// or redis+cluster://"
+            )
         return v
 
     @field_validator("pg_dsn")

@@ -36,7 +36,6 @@ def _s(v: Any) -> str:
 
 
 def check_redis(settings: Settings) -> list[Check]:
-    import redis
 
     from .backends import resolve_redis
 
@@ -52,13 +51,18 @@ def check_redis(settings: Settings) -> list[Check]:
                 "(it starts an embedded Valkey)",
             )
         ]
+    from .streams.shards import is_cluster_url, sync_client
+
     out: list[Check] = []
-    r = redis.Redis.from_url(backend.url, socket_timeout=2, socket_connect_timeout=2)
+    cluster = is_cluster_url(backend.url)
     try:
+        r = sync_client(backend.url, socket_timeout=2, socket_connect_timeout=2)
         t0 = time.perf_counter()
         r.ping()
         rtt = (time.perf_counter() - t0) * 1000
-        info: Any = r.info("server")
+        info: Any = r.info("server", target_nodes=r.get_default_node()) if cluster else (
+            r.info("server")
+        )
         out.append(
             Check(
                 "redis",
@@ -75,8 +79,73 @@ def check_redis(settings: Settings) -> list[Check]:
                 "check the URL, password and TLS (rediss://) in AUREN_REDIS_URL",
             )
         ]
-    out.extend(check_stream(r, settings.stream))
+    if cluster:
+        out.append(cluster_check(r))
+    if settings.stream_shards > 1:
+        out.extend(shard_checks(r, settings.stream, settings.stream_shards, backend.url))
+    else:
+        out.extend(check_stream(r, settings.stream))
     out.extend(maintenance_hash_check(r, settings.stream))  # even while the stream is empty
+    return out
+
+
+def cluster_check(r: Any) -> Check:
+    """State of a Redis Cluster: ok, masters and replicas as the client's slot map has them."""
+    try:
+        raw: Any = r.cluster_info(target_nodes=r.get_default_node())
+        state = _s(raw.get("cluster_state", "?"))
+        nodes: Any = r.cluster_nodes()  # {addr: {flags, ...}} from CLUSTER NODES
+        flags = [_s(n.get("flags", "")) for n in nodes.values()]
+        masters = sum(1 for f in flags if "master" in f and "fail" not in f)
+        replicas = sum(1 for f in flags if "slave" in f and "fail" not in f)
+        failed = sum(1 for f in flags if "fail" in f)
+        detail = f"state {state}, {masters} masters, {replicas} replicas" + (
+            f", {failed} failed" if failed else ""
+        )
+        return Check(
+            "cluster", state == "ok", detail, "a master without a replica is down: see "
+            "CLUSTER NODES on any node", critical=False,
+        )
+    except Exception as exc:
+        return Check("cluster", False, f"{type(exc).__name__}: {exc}", "", critical=False)
+
+
+def shard_checks(r: Any, stream: str, shards: int, url: str) -> list[Check]:
+    """One line per shard: its key, the node serving it, its length and its groups' lag."""
+    from urllib.parse import urlsplit
+
+    from .streams.shards import is_cluster_url, plain_url, shard_keys
+
+    out: list[Check] = []
+    total = 0
+    here = urlsplit(plain_url(url)).netloc.rpartition("@")[2]
+    for i, key in enumerate(shard_keys(stream, shards)):
+        node = here
+        if is_cluster_url(url):
+            with contextlib.suppress(Exception):
+                node = r.get_node_from_key(key).name
+        try:
+            length = int(r.xlen(key))
+        except Exception as exc:
+            out.append(Check(f"shard {i}", False, f"{key} on {node}: {exc}",
+                             "the node serving this shard does not answer", critical=False))
+            continue
+        total += length
+        groups = []
+        ok = True
+        with contextlib.suppress(Exception):
+            for g in r.xinfo_groups(key):
+                lag, pending = g.get("lag"), int(g.get("pending", 0))
+                ok = ok and (lag or 0) < 10_000 and pending < 10_000
+                groups.append(f"group {_s(g['name'])} lag {lag} pending {pending}")
+        detail = f"{key} on {node}: {length} entries" + (
+            f"; {', '.join(groups)}" if groups else "; no consumer group"
+        )
+        out.append(Check(f"shard {i}", ok, detail,
+                         "a shard's group is behind: is `auren persist` running?",
+                         critical=False))
+    out.insert(0, Check("stream", total > 0, f"{stream!r}: {shards} shards, {total} entries",
+                        "no agent has published yet", critical=False))
     return out
 
 

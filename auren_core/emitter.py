@@ -43,7 +43,7 @@ class NotConfigured(Exception):
     reported = True
 
 
-def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str]]:
+def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str, int]]:
     """(Redis URL, stream) from ``settings`` (loaded then, if None): run on the
     publisher's thread, since it may probe localhost and find an embedded server.
 
@@ -52,7 +52,7 @@ def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str]]
     to configure and raises, and the publisher buffers, counts and retries with backoff, so
     a server started later (``auren demo``) is found then."""
 
-    def resolve() -> tuple[str, str]:
+    def resolve() -> tuple[str, str, int]:
         import sys
 
         from .backends import resolve_redis
@@ -60,7 +60,7 @@ def _resolver(settings: Settings | None = None) -> Callable[[], tuple[str, str]]
 
         s = load_settings() if settings is None else settings
         try:
-            return resolve_redis(s, start=False).url, s.stream
+            return resolve_redis(s, start=False).url, s.stream, s.stream_shards
         except ConfigError as exc:
             if s.redis_url:  # pragma: no cover - a configured URL resolves without I/O
                 raise
@@ -82,6 +82,7 @@ def configure(
     from .config import load_settings
 
     settings = load_settings(redis_url=redis_url, stream=stream)
+    publisher_kw.setdefault("shards", settings.stream_shards)
     pub = Publisher(stream=settings.stream, resolve=_resolver(settings), **publisher_kw)
     set_publisher(pub)
     return pub

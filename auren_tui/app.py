@@ -305,6 +305,7 @@ def make_app(
     in_process: bool | None = None,
     alert_webhook: str | None = None,
     recommendations: dict[str, Any] | None = None,
+    shards: int = 1,
 ) -> TopApp:
     """The dashboard. ``replay`` plays history; ``source`` (tests) replaces the stream.
 
@@ -325,6 +326,7 @@ def make_app(
     config = {
         "redis_url": redis_url,
         "stream": stream,
+        "shards": shards,
         "since_s": since_s,
         "replay": [replay.start_id, replay.end_id, replay.speed] if replay else None,
         "reducer": reducer_kw,

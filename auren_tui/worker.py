@@ -377,7 +377,7 @@ def build_worker(
     :class:`StreamWorker` over ``source`` (else a replay of ``cfg["replay"]``, else the live
     stream from ``cfg["since_s"]`` ago, or after ``cfg["start_id"]`` for a restart)."""
     from auren_core.state import make_reducer
-    from auren_core.streams.reader import StreamReader
+    from auren_core.streams.sharded_reader import make_reader
 
     lag_probe = None
     if source is None and cfg.get("replay"):
@@ -389,9 +389,10 @@ def build_worker(
     elif source is None:
         since_s = cfg["since_s"]
         now = (clock or time.time)()
-        reader = StreamReader(
+        reader = make_reader(  # one stream key, or every shard of a sharded stream
             cfg["redis_url"],
             cfg["stream"],
+            cfg.get("shards", 1),
             batch_count=5000,
             since=now - since_s if since_s > 0 else None,
             start_id=cfg.get("start_id"),  # a restarted worker resumes after its last id
@@ -432,5 +433,7 @@ def lag_probe_for(reader: Any) -> Callable[[], Any]:
     persistent connection, made on the worker's loop)."""
     from auren_core.streams.lag import LagProbe
 
+    if hasattr(reader, "shard_lags"):  # a ShardedReader: the sum over its shards
+        return reader.lag  # type: ignore[no-any-return]
     return LagProbe(reader.redis_url, reader.stream, lambda: reader.last_id)
 

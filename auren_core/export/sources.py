@@ -13,13 +13,34 @@ __all__ = ["pg_events", "stream_events", "stream_start"]
 
 
 def stream_events(
+    redis_url: str,
+    stream: str,
+    since: float,
+    until: float | None,
+    agents: list[str],
+    shards: int = 1,
+) -> Iterator[Event | Malformed]:
+    """The window's events; over N shards, each shard's merged by event time."""
+    import heapq
+
+    from ..streams.shards import shard_keys
+
+    keys = shard_keys(stream, shards)
+    if len(keys) == 1:
+        return _from_key(redis_url, stream, since, until, agents)
+    return heapq.merge(
+        *(_from_key(redis_url, k, since, until, agents) for k in keys),
+        key=lambda e: e.ts,  # type: ignore[union-attr]
+    )
+
+
+def _from_key(
     redis_url: str, stream: str, since: float, until: float | None, agents: list[str]
 ) -> Iterator[Event | Malformed]:
-    import redis
-
     from ..streams.entries import decode_entry, entry_id, id_for_time
+    from ..streams.shards import sync_client
 
-    r = redis.Redis.from_url(redis_url, socket_timeout=30)
+    r = sync_client(redis_url, socket_timeout=30)
     # raw replies ([id, [field, value, ...]]): redis-py's per-entry dict building would
     # otherwise cost more than decoding the events
     r.set_response_callback("XRANGE", lambda resp, **_: resp)
@@ -38,14 +59,19 @@ def stream_events(
         start = f"({entry_id(entries[-1][0])}"
 
 
-def stream_start(redis_url: str, stream: str) -> float | None:
-    """Unix time of the oldest entry the stream still holds (None if empty)."""
-    import redis
-
+def stream_start(redis_url: str, stream: str, shards: int = 1) -> float | None:
+    """Unix time of the oldest entry the stream still holds (None if empty); over N
+    shards the latest of the shards' oldest (from then on every shard has its history)."""
     from ..streams.entries import entry_id, parse_stream_id
+    from ..streams.shards import shard_keys, sync_client
 
-    first: Any = redis.Redis.from_url(redis_url, socket_timeout=5).xrange(stream, "-", "+", count=1)
-    return parse_stream_id(entry_id(first[0][0]))[0] / 1000.0 if first else None
+    r = sync_client(redis_url, socket_timeout=5)
+    starts: list[float] = []
+    for key in shard_keys(stream, shards):
+        first: Any = r.xrange(key, "-", "+", count=1)
+        if first:
+            starts.append(parse_stream_id(entry_id(first[0][0]))[0] / 1000.0)
+    return max(starts) if starts else None
 
 
 def pg_events(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from websockets.asyncio.server import Server as WsServer
@@ -34,7 +34,16 @@ from websockets.http11 import Request, Response
 from websockets.typing import Origin
 
 from ..events import Event, Malformed
-from ..streams.entries import decode_entries, entry_id
+from ..streams.entries import decode_entries, entry_id, parse_stream_id
+from ..streams.shards import (
+    CursorError,
+    async_client,
+    decode_cursor,
+    encode_cursor,
+    is_cluster_url,
+    shard_keys,
+    sync_client,
+)
 from .auth import AUTH_PREFIX, AuthError, KeyRing, RefreshStore, family_key, verify
 from .fanout import Client, Hub, close_with_error
 from .feed import read_stream, watch_lag
@@ -68,6 +77,7 @@ log = logging.getLogger("auren.server")
 class ServerConfig:
     redis_url: str
     stream: str = "auren:events"
+    shards: int = 1  # AUREN_STREAM_SHARDS: positions are then cursors over every shard
     host: str = "127.0.0.1"
     port: int = 8765
     auth: str = "jwt"  # "jwt" | "none"
@@ -139,7 +149,10 @@ class Server:
         )
         self.metrics.process_gauges = self._process_gauges
         self.metrics.max_processes = config.metrics_max_agents
-        self.hub = Hub(self.metrics, self.reducer, config.recent_events)
+        # the in-memory catch-up holds plain stream ids: one shard only (a sharded resume
+        # reads every shard from Redis, _catch_up_sharded)
+        recent = config.recent_events if config.shards <= 1 else 0
+        self.hub = Hub(self.metrics, self.reducer, recent, shards=config.shards)
         self.routes = Routes(self)
         self.limiter = RateLimiter(config.conn_rate, config.conn_burst)
         self.keyring: KeyRing | None = None
@@ -148,7 +161,7 @@ class Server:
             if config.key_file is None:
                 raise ValueError("auth=jwt needs a key file")
             self.keyring = KeyRing.load(config.key_file)
-            sync = redis.Redis.from_url(config.redis_url, decode_responses=True)
+            sync = sync_client(config.redis_url, decode_responses=True)
             self.refresh_store = RefreshStore(sync)
         self.started = time.monotonic()
         self.aredis: aioredis.Redis | None = None
@@ -280,13 +293,16 @@ class Server:
 
     async def start(self) -> None:
         cfg = self.config
-        pool = aioredis.BlockingConnectionPool.from_url(
-            cfg.redis_url,
-            max_connections=cfg.redis_pool,
-            timeout=cfg.redis_pool_timeout,
-            socket_connect_timeout=5,
-        )
-        self.aredis = aioredis.Redis.from_pool(pool)
+        if is_cluster_url(cfg.redis_url):  # a cluster client routes per key
+            self.aredis = async_client(cfg.redis_url, socket_connect_timeout=5)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                cfg.redis_url,
+                max_connections=cfg.redis_pool,
+                timeout=cfg.redis_pool_timeout,
+                socket_connect_timeout=5,
+            )
+            self.aredis = aioredis.Redis.from_pool(pool)
         self._reader_task = asyncio.create_task(read_stream(self), name="auren-ws-reader")
         self._lag_task = asyncio.create_task(watch_lag(self), name="auren-ws-lag")
         self._analytics_task = asyncio.create_task(
@@ -352,7 +368,9 @@ class Server:
 
     async def _mget(self, keys: Any) -> Any:
         assert self.aredis is not None
-        return await self.aredis.mget(keys)
+        # a cluster client cannot MGET keys of different slots: it groups them by slot
+        many = getattr(self.aredis, "mget_nonatomic", None) or self.aredis.mget
+        return await many(keys)
 
     async def check_access(self, token: str) -> dict[str, Any]:
         """Claims of a usable access token: valid, not past ``exp``, family not revoked.
@@ -413,6 +431,12 @@ class Server:
                     session.authenticated()
                 elif isinstance(action, Subscribe):
                     sub = action.subscription
+                    if sub.since != "now":
+                        try:  # a plain id or a cursor for this stream's shard count
+                            ids = decode_cursor(sub.since, cfg.shards)
+                        except CursorError as exc:
+                            raise ProtocolError(CLOSE_BAD_REQUEST, f"since: {exc}") from None
+                        sub = dataclasses.replace(sub, since=encode_cursor(ids))
             if live is not None and live.ended:
                 return
             client = Client(
@@ -505,6 +529,9 @@ class Server:
         From the hub's recent events when the cursor is recent enough (no Redis read),
         else from Redis (``XRANGE``, shared between clients) until it is."""
         assert self.aredis is not None
+        if self.config.shards > 1:
+            await self._catch_up_sharded(client)
+            return
         while not client.dead and not self.hub.join(client):
             target = self.hub.last_id
             assert target is not None
@@ -527,3 +554,39 @@ class Server:
                 await client.wait_room()
                 client.enqueue(frame, n)
             client.cursor = got.last
+
+    async def _catch_up_sharded(self, client: Client) -> None:
+        """:meth:`_catch_up` over N shards: each round reads up to 1000 entries of every
+        shard the client is behind on (one XRANGE per shard key, up to the live position),
+        sends them merged by event time in one frame whose ``last_id`` is the cursor of
+        every shard's last id sent, until the live set can take the client."""
+        assert self.aredis is not None
+        n = self.config.shards
+        keys = shard_keys(self.config.stream, n)
+        while not self.hub.join(client):
+            target = self.hub.last_id
+            assert target is not None
+            want = decode_cursor(target, n)
+            have = decode_cursor(client.cursor, n)
+            got: list[tuple[float, Any]] = []
+            for i in range(n):
+                if parse_stream_id(want[i]) <= parse_stream_id(have[i]):
+                    continue
+                entries: Any = await self.aredis.xrange(
+                    keys[i], min="(" + have[i], max=want[i], count=1000
+                )
+                if client.dead:
+                    return
+                if not entries:
+                    have[i] = want[i]  # trimmed or nothing there: level with the target
+                    continue
+                for it in decode_entries(entries):
+                    got.append((it.ts if isinstance(it, Event) else 0.0, it))
+                have[i] = entry_id(entries[-1][0])
+            cursor = encode_cursor(have)
+            got.sort(key=lambda p: p[0])
+            evs = select([it for _, it in got], client.sub)
+            if evs:
+                await client.wait_room()
+                client.enqueue(events_frame([encode_event(e) for e in evs], cursor), len(evs))
+            client.cursor = cursor

@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..events import Event, Malformed
 from ..streams.reader import Batch
+from ..streams.shards import cursor_after, decode_cursor
 from .metrics import Metrics
 from .protocol import (
     CLOSE_SLOW_CONSUMER,
@@ -293,9 +294,17 @@ class Hub:
     """Owns the live position (``last_id``) and the set of clients joined to it."""
 
     def __init__(
-        self, metrics: Metrics, reducer: ReducerLike | None = None, recent: int = 20_000
+        self,
+        metrics: Metrics,
+        reducer: ReducerLike | None = None,
+        recent: int = 20_000,
+        shards: int = 1,
     ) -> None:
+        """``shards > 1``: positions are cursors of every shard's id
+        (:mod:`auren_core.streams.shards`), compared shard by shard."""
         self.metrics = metrics
+        self.shards = shards
+        self._after = id_after if shards == 1 else cursor_after
         self.reducer = reducer
         self.recent = Recent(recent)
         self.last_id: str | None = None
@@ -317,10 +326,10 @@ class Hub:
         assert self.last_id is not None
         if client.cursor == "now":
             client.cursor = self.last_id
-        if id_after(self.last_id, client.cursor):
-            return False  # still behind: more catch-up needed
+        if self._after(self.last_id, client.cursor):
+            return False  # still behind (on some shard): more catch-up needed
         client.on_cut = self.leave
-        if id_after(client.cursor, self.last_id):
+        if self._after(client.cursor, self.last_id):
             self.pending.append(client)  # ahead of us (another server was faster)
         else:
             self.groups[client.sub.key].add(client)
@@ -346,7 +355,7 @@ class Hub:
             m.rate.add(len(items))
             m.malformed += sum(1 for it in items if isinstance(it, Malformed))
         if items and (self.groups or self.pending):
-            self._fan_out(items, batch.last_id)  # latency first: the reducer can wait
+            self._fan_out(items, batch.last_id, batch.shards)  # latency first: the reducer can wait
         self.last_id = batch.last_id
         self.recent.add(items)
         # same synchronous step: nobody can observe the fan-out before the reducer has it
@@ -355,7 +364,9 @@ class Hub:
         for cb in self.on_batch:
             cb(batch)
 
-    def _fan_out(self, items: list[Event | Malformed], last_id: str) -> None:
+    def _fan_out(
+        self, items: list[Event | Malformed], last_id: str, shards: list[int] | None = None
+    ) -> None:
         cache: dict[int, bytes] = {}
 
         def enc(evs: list[Event]) -> list[bytes]:
@@ -396,6 +407,10 @@ class Hub:
             for c in list(self.pending):
                 if c.dead:
                     continue
+                if self.shards > 1:
+                    if self._pending_sharded(c, items, last_id, shards, enc):
+                        still.append(c)
+                    continue
                 if not id_after(last_id, c.cursor):
                     still.append(c)
                     continue
@@ -407,3 +422,40 @@ class Hub:
                 if not c.dead:
                     self.groups[c.sub.key].add(c)
             self.pending = still
+
+    def _pending_sharded(
+        self,
+        c: Client,
+        items: list[Event | Malformed],
+        last_id: str,
+        shards: list[int] | None,
+        enc: Callable[[list[Event]], list[bytes]],
+    ) -> bool:
+        """A client ahead of this server on some shard: hand it this batch's events that
+        lie after its own id on their shard, move its cursor to the furthest of both on
+        each shard, and join it once we are level everywhere. True: still pending."""
+        from ..streams.entries import parse_stream_id
+        from ..streams.shards import encode_cursor
+
+        mine = decode_cursor(c.cursor, self.shards)
+        hub = decode_cursor(last_id, self.shards)
+        if shards is not None:
+            keep = {
+                id(it)
+                for it, sh in zip(items, shards, strict=True)
+                if isinstance(it, Event) and id_after(it.stream_id, mine[sh])
+            }
+            evs = [ev for ev in select(items, c.sub) if id(ev) in keep]
+        else:
+            evs = []
+        merged = [max(a, b, key=parse_stream_id) for a, b in zip(mine, hub, strict=True)]
+        cursor = encode_cursor(merged)
+        if evs:
+            c.enqueue(events_frame(enc(evs), cursor), len(evs))
+        c.cursor = cursor
+        if c.dead:
+            return False
+        if cursor_after(cursor, last_id):
+            return True
+        self.groups[c.sub.key].add(c)
+        return False

@@ -16,7 +16,9 @@ from redis.exceptions import RedisError
 
 from ..store.schema import maintenance_key
 from ..streams.lag import CAP, stream_lag
-from ..streams.reader import Batch, StreamReader
+from ..streams.reader import Batch
+from ..streams.sharded_reader import make_reader
+from ..streams.shards import decode_cursor, shard_keys
 
 if TYPE_CHECKING:
     from .app import Server
@@ -34,9 +36,10 @@ async def read_stream(server: Server) -> None:
                 "live" if state == "connected" else "reconnecting", detail
             )
 
-    reader = StreamReader(
+    reader = make_reader(
         server.config.redis_url,
         server.config.stream,
+        server.config.shards,
         since=time.time() - server.config.window_s,
         on_status=status,
     )
@@ -79,7 +82,14 @@ def publish(server: Server, batches: list[Batch]) -> None:
     else:
         items = [it for b in batches for it in b.items]
         last = batches[-1]
-        batch = Batch(items, last.last_id, all(b.backfill for b in batches), last.received_at)
+        shards = None
+        if all(b.shards is not None or not b.items for b in batches) and any(
+            b.shards is not None for b in batches
+        ):
+            shards = [sh for b in batches for sh in (b.shards or [])]
+        batch = Batch(
+            items, last.last_id, all(b.backfill for b in batches), last.received_at, shards
+        )
     server.hub.publish(batch)
     server.remember(batch.items, batch.backfill)
     if not server.hub.ready.is_set() and any(not b.backfill or not b.items for b in batches):
@@ -132,7 +142,15 @@ async def watch_lag(
         if last is None:
             continue
         try:
-            lag = await stream_lag(server.aredis, server.config.stream, last, cap)
+            n = server.config.shards
+            if n > 1:
+                lag = 0
+                for key, sid in zip(
+                    shard_keys(server.config.stream, n), decode_cursor(last, n), strict=True
+                ):
+                    lag += await stream_lag(server.aredis, key, sid, cap)
+            else:
+                lag = await stream_lag(server.aredis, server.config.stream, last, cap)
         except (RedisError, OSError):
             continue  # the reader reports the outage; keep the last figure
         server.metrics.lag = lag

@@ -52,6 +52,7 @@ CLOSE_SLOW_CONSUMER = 4408  # per-client send queue overflowed: the client reads
 MAX_FILTER_ITEMS = 256
 MAX_FILTER_LEN = 256
 _STREAM_ID = re.compile(r"^\d{1,20}(-\d{1,20})?$")
+_CURSOR = re.compile(r"^c1\.[A-Za-z0-9_-]{1,65536}$")
 
 
 class ProtocolError(Exception):
@@ -121,6 +122,8 @@ def parse_since(value: Any) -> str:
         raise ProtocolError(CLOSE_BAD_REQUEST, "since must be a stream id, '0-0' or 'now'")
     if value in ("now", "$"):
         return "now"
+    if _CURSOR.match(value):  # a sharded stream's cursor: checked against the shard count
+        return value
     if not _STREAM_ID.match(value):
         raise ProtocolError(CLOSE_BAD_REQUEST, "since must be a stream id, '0-0' or 'now'")
     return value if "-" in value else f"{value}-0"

@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-import redis
 from websockets.http11 import Request, Response
 
 from ..events import Event, Malformed
 from ..streams.entries import decode_entries, entry_id, id_for_time
+from ..streams.shards import shard_keys, sync_client
 from .auth import AuthError
 from .http import bearer, bytes_response, error, json_response, origin_allowed, text_response
 from .metrics import CONTENT_TYPE
@@ -287,13 +287,28 @@ class Routes:
 
     def _read_window(self, window_s: float) -> tuple[list[Event | Malformed], bool]:
         cap = self.s.config.max_window_events
-        client = redis.Redis.from_url(self.s.config.redis_url, socket_timeout=10)
+        keys = shard_keys(self.s.config.stream, self.s.config.shards)
+        if len(keys) > 1:  # every shard's window, merged by event time
+            out: list[Event | Malformed] = []
+            truncated = False
+            for key in keys:
+                part, cut = self._read_key_window(key, window_s, cap)
+                out.extend(part)
+                truncated = truncated or cut
+            out.sort(key=lambda it: it.ts if isinstance(it, Event) else 0.0)
+            return out[:cap], truncated or len(out) > cap
+        return self._read_key_window(self.s.config.stream, window_s, cap)
+
+    def _read_key_window(
+        self, key: str, window_s: float, cap: int
+    ) -> tuple[list[Event | Malformed], bool]:
+        client = sync_client(self.s.config.redis_url, socket_timeout=10)
         try:
             items: list[Event | Malformed] = []
             start = id_for_time(time.time() - window_s)
             while len(items) < cap:
                 entries: Any = client.xrange(
-                    self.s.config.stream, min=start, max="+", count=min(10_000, cap - len(items))
+                    key, min=start, max="+", count=min(10_000, cap - len(items))
                 )
                 if not entries:
                     break

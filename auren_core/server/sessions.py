@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..streams.shards import plain_url
 from .auth import family_key, revocation_channel
 from .protocol import CLOSE_UNAUTHORIZED
 
@@ -131,7 +132,10 @@ async def poll_revoked(
     ended = 0
     for i in range(0, len(fams), chunk):
         part = fams[i : i + chunk]
-        values: Sequence[Any] = await r.mget([family_key(f, prefix) for f in part])
+        keys = [family_key(f, prefix) for f in part]
+        # a cluster client cannot MGET keys of different slots: one GET per slot group
+        many = getattr(r, "mget_nonatomic", None) or r.mget
+        values: Sequence[Any] = await many(keys)
         for fam, value in zip(part, values, strict=True):
             if value in (b"revoked", "revoked"):
                 ended += registry.revoke(fam)
@@ -161,7 +165,10 @@ async def watch_revocations(
     channel = revocation_channel(prefix)
     try:
         while True:
-            sub = aioredis.Redis.from_url(redis_url, socket_connect_timeout=5)
+            # pub/sub is cluster-wide: any node serves it (the first of a cluster URL's)
+            sub = aioredis.Redis.from_url(
+                plain_url(redis_url).split(",", 1)[0], socket_connect_timeout=5
+            )
             pubsub = sub.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)

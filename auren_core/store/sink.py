@@ -13,6 +13,12 @@ batch ahead (delivered to it, so pending in the group: never lost) and acknowled
 meanwhile, so the backlog waits in the stream and drains when the server returns. Rollups and
 retention (:mod:`.retention`) run every ``maintain_every_s`` on their own connection, beside
 ingestion.
+
+Sharded streams (:mod:`auren_core.streams.shards`): :func:`run_sharded` runs one Sink per
+shard key, each with its own consumer group (same group name, one group per key: a
+consumer group lives on one key, hence one slot) and its own pending/claim recovery; several
+``auren persist`` processes share every shard's group. Stored ``sid`` values are then
+``<shard key>/<stream id>`` (stream ids of different shards may coincide).
 """
 
 from __future__ import annotations
@@ -33,11 +39,12 @@ from redis.typing import EncodableT, FieldT
 from ..events import Event, Malformed
 from ..streams.backoff import reconnect_backoff
 from ..streams.entries import decode_entry, entry_id
+from ..streams.shards import async_client, is_cluster_url, shard_keys
 from .retention import MaintenanceResult, RetentionPolicy, maintain
 from .schema import ensure_schema, maintenance_key
 from .writer import Writer
 
-__all__ = ["Sink", "SinkStats", "maintenance_key"]
+__all__ = ["Sink", "SinkStats", "maintenance_key", "run_sharded", "shard_sinks"]
 
 log = logging.getLogger("auren.persist")
 
@@ -64,9 +71,12 @@ def _raw(response: Any, **kwargs: Any) -> Any:
     return response
 
 
-def _decode(entries: list[Any]) -> list[Event | Malformed]:
+def _decode(entries: list[Any], prefix: str = "") -> list[Event | Malformed]:
     """Decode ``[id, fields]`` entries (fields a dict from XAUTOCLAIM, a flat list from the
-    raw XREADGROUP). Entries trimmed before we read them (fields None) carry nothing to store."""
+    raw XREADGROUP). Entries trimmed before we read them (fields None) carry nothing to store.
+    ``prefix``: put before each stored id (a shard's key, for ids unique across shards)."""
+    if prefix:
+        return [decode_entry(prefix + entry_id(sid), fields) for sid, fields in entries if fields]
     return [decode_entry(sid, fields) for sid, fields in entries if fields]
 
 
@@ -90,7 +100,10 @@ class Sink:
         maintain_every_s: float = 300.0,
         clock: Callable[[], float] = time.time,
         read_ahead: bool = True,
+        sid_prefix: str = "",
     ) -> None:
+        self.sid_prefix = sid_prefix
+        self.status_stream = ""  # the stream whose maintenance hash this sink writes
         self.redis_url = redis_url
         self.stream = stream
         self.pg_dsn = pg_dsn
@@ -121,7 +134,7 @@ class Sink:
     # ------------------------------------------------------------------ connections
     async def _r(self) -> aioredis.Redis:
         if self._redis is None:
-            self._redis = aioredis.Redis.from_url(
+            self._redis = async_client(
                 self.redis_url,
                 socket_connect_timeout=2.0,
                 socket_timeout=self.block_ms / 1000.0 + 5.0,
@@ -155,6 +168,12 @@ class Sink:
                 log.debug("terminate failed: %s", exc)
 
     async def _backoff(self, what: str, exc: BaseException) -> None:
+        if what == "redis" and is_cluster_url(self.redis_url) and self._redis is not None:
+            # a cluster client may keep routing to a dead master: start afresh from the
+            # URL's nodes (the slot map then names the promoted replica)
+            client, self._redis = self._redis, None
+            with contextlib.suppress(Exception):
+                await client.aclose()
         self.stats.retries += 1
         self.stats.last_error = f"{what}: {type(exc).__name__}: {exc}"[:300]
         self._failures += 1
@@ -208,7 +227,7 @@ class Sink:
     # ------------------------------------------------------------------ one batch
     async def _store_and_ack(self, entries: list[Any]) -> None:
         """Store until it succeeds (or stop is requested), then acknowledge."""
-        items = _decode(entries)
+        items = _decode(entries, self.sid_prefix)
         self.stats.trimmed += sum(1 for e in entries if not e[1])
         ids = [e[0] for e in entries]
         while not self._stop.is_set():
@@ -256,7 +275,7 @@ class Sink:
     def status_key(self) -> str:
         """The Redis hash where each maintenance run's outcome is published (serve-ws's
         ``/metrics`` and ``auren doctor`` read it: :func:`maintenance_key`)."""
-        return maintenance_key(self.stream)
+        return maintenance_key(self.status_stream or self.stream)
 
     async def _publish_status(self, failing: int, error: str) -> None:
         """The outcome of one maintenance run in Redis (best effort: Redis may be down)."""
@@ -366,3 +385,42 @@ class Sink:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+
+def shard_sinks(
+    redis_url: str, stream: str, pg_dsn: str, shards: int, **kw: Any
+) -> list[Sink]:
+    """One :class:`Sink` per shard key (one sink on ``stream`` itself for one shard).
+    Only the first runs rollups and retention (they are per database, not per shard)."""
+    keys = shard_keys(stream, shards)
+    if len(keys) == 1:
+        return [Sink(redis_url, stream, pg_dsn, **kw)]
+    sinks = []
+    for i, key in enumerate(keys):
+        skw = dict(kw)
+        if i:
+            skw["maintain_every_s"] = 0.0
+        sink = Sink(redis_url, key, pg_dsn, sid_prefix=f"{key}/", **skw)
+        sink.status_stream = stream
+        sinks.append(sink)
+    return sinks
+
+
+async def run_sharded(sinks: list[Sink]) -> None:
+    """Run the shard sinks side by side until each is stopped."""
+    await asyncio.gather(*(s.run() for s in sinks))
+
+
+def total_stats(sinks: list[Sink]) -> SinkStats:
+    """The shard sinks' counters added up (flags: all up)."""
+    out = SinkStats(pg_up=True, redis_up=True)
+    for s in sinks:
+        st = s.stats
+        for f in ("read", "inserted", "duplicates", "dead", "acked", "claimed", "retries",
+                  "trimmed", "maintenance_runs", "maintenance_failures",
+                  "maintenance_failing"):
+            setattr(out, f, getattr(out, f) + getattr(st, f))
+        out.pg_up = out.pg_up and st.pg_up
+        out.redis_up = out.redis_up and st.redis_up
+        out.last_error = st.last_error or out.last_error
+    return out

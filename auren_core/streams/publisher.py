@@ -12,6 +12,13 @@ the Redis URL and stream before its first send (probing localhost, finding or st
 embedded Valkey: see :mod:`auren_core.emitter`), so the agent's thread never waits for that
 either; until then events wait in the buffer like during an outage.
 
+Sharded streams (``shards > 1``, :mod:`auren_core.streams.shards`): each event is routed at
+enqueue time to a shard chosen by its run id (else agent, else round robin) and one pipeline
+carries the XADDs of every shard; with a ``redis+cluster://`` URL the client is redis-py's
+``RedisCluster``, whose pipeline splits the commands by node and follows MOVED/ASK and slot
+map refreshes. Commands a pipeline could not deliver (a master down mid-failover) are put
+back in the buffer, only those: what the cluster acknowledged is not sent again.
+
 Nothing here ever raises into the caller: :meth:`Publisher.emit` swallows *and
 counts* its own failures (``errors``), so instrumentation cannot break an agent.
 """
@@ -35,6 +42,7 @@ import redis
 
 from ..events import FIELD, Event, encode, encode_fields
 from .backoff import reconnect_backoff
+from .shards import shard_keys, shard_of, shard_of_entry, sync_client
 
 __all__ = ["Publisher", "PublisherCounters", "Source"]
 
@@ -74,7 +82,7 @@ class Publisher:
         redis_url: str = "redis://127.0.0.1:6379/0",
         stream: str = "auren:events",
         *,
-        resolve: Callable[[], tuple[str, str]] | None = None,
+        resolve: Callable[[], tuple[str, str] | tuple[str, str, int]] | None = None,
         maxlen: int | None = 1_000_000,
         buffer_size: int = 100_000,
         batch_size: int = 1_000,
@@ -85,9 +93,13 @@ class Publisher:
         exit_flush_timeout: float = 2.0,
         socket_timeout: float = 2.0,
         client_factory: Callable[[], redis.Redis] | None = None,
+        shards: int = 1,
     ) -> None:
         self.redis_url = redis_url
         self.stream = stream
+        # shards > 1: buffer items are (shard, entry) tuples; 1: bare entries (as ever)
+        self.shards = max(1, shards)
+        self._rr = itertools.count()
         self._resolve = resolve
         self.maxlen = maxlen
         self.buffer_size = max(1, buffer_size)
@@ -107,7 +119,7 @@ class Publisher:
         self.exit_flush_timeout = exit_flush_timeout
         self._socket_timeout = socket_timeout
         self._client_factory = client_factory
-        self._buf: collections.deque[bytes] = collections.deque()
+        self._buf: collections.deque[Any] = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._idle = True
@@ -142,14 +154,22 @@ class Publisher:
     ) -> None:
         """Encode and enqueue one event. Never raises, never touches the network."""
         try:
-            self._enqueue(encode_fields(type, payload, agent, run, seq, parent))
+            data = encode_fields(type, payload, agent, run, seq, parent)
+            if self.shards > 1:
+                self._enqueue((shard_of(run, agent, self.shards, next(self._rr)), data))
+            else:
+                self._enqueue(data)
         except Exception:
             self._errors += 1
 
     def publish(self, event: Event) -> None:
         """Enqueue an already-built :class:`Event`. Never raises."""
         try:
-            self._enqueue(encode(event))
+            if self.shards > 1:
+                shard = shard_of(event.run, event.agent, self.shards, next(self._rr))
+                self._enqueue((shard, encode(event)))
+            else:
+                self._enqueue(encode(event))
         except Exception:
             self._errors += 1
 
@@ -157,11 +177,14 @@ class Publisher:
         """Enqueue an entry the caller already encoded (``events.encode``): for adapters
         that encode themselves so that an encoding failure is theirs to count."""
         try:
-            self._enqueue(data)
+            if self.shards > 1:
+                self._enqueue((shard_of_entry(data, self.shards, next(self._rr)), data))
+            else:
+                self._enqueue(data)
         except Exception:  # never into the caller's thread
             self._errors += 1
 
-    def _enqueue(self, data: bytes) -> None:
+    def _enqueue(self, data: Any) -> None:
         if self._pid != os.getpid():
             self._after_fork()
         buf = self._buf
@@ -286,7 +309,7 @@ class Publisher:
     def _client(self) -> redis.Redis:
         if self._client_factory is not None:
             return self._client_factory()
-        return redis.Redis.from_url(
+        return sync_client(  # type: ignore[no-any-return]
             self.redis_url,
             socket_timeout=self._socket_timeout,
             socket_connect_timeout=min(1.0, self._socket_timeout),
@@ -356,16 +379,23 @@ class Publisher:
                     if self._resolve is not None:
                         self._resolve_target()
                     client = self._client()
-                pipe = client.pipeline(transaction=False)
-                # execute_command skips xadd()'s per-call argument building (hot loop).
-                head: tuple[Any, ...] = ("XADD", self.stream)
-                if self.maxlen:
-                    head += ("MAXLEN", "~", self.maxlen)
-                head += ("*", FIELD)
-                cmd = pipe.execute_command
-                for data in batch:
-                    cmd(*head, data)  # type: ignore[no-untyped-call]
-                pipe.execute()
+                if self.shards > 1:
+                    unsent = self._send_sharded(client, batch)
+                    if unsent:
+                        self._sent += len(batch) - len(unsent)
+                        batch = unsent
+                        raise unsent_error(len(unsent))
+                else:
+                    pipe = client.pipeline(transaction=False)
+                    # execute_command skips xadd()'s per-call argument building (hot loop).
+                    head: tuple[Any, ...] = ("XADD", self.stream)
+                    if self.maxlen:
+                        head += ("MAXLEN", "~", self.maxlen)
+                    head += ("*", FIELD)
+                    cmd = pipe.execute_command
+                    for data in batch:
+                        cmd(*head, data)  # type: ignore[no-untyped-call]
+                    pipe.execute()
             except Exception as exc:
                 self._requeue(batch)
                 self._connected = False
@@ -373,7 +403,9 @@ class Publisher:
                 # (an exception marked ``reported`` was already said on stderr: api)
                 if failures == 1 and not getattr(exc, "reported", False):
                     log.warning("auren publisher: redis unavailable (%s); buffering", exc)
-                if client is not None:
+                if client is not None and not _is_cluster(client):
+                    # (a cluster client is kept: it knows every node and refreshes its
+                    # slot map itself; a new one would know only the URL's node)
                     try:
                         client.close()
                     except Exception:
@@ -394,27 +426,67 @@ class Publisher:
             except Exception:
                 self._errors += 1
 
+    def _send_sharded(self, client: Any, batch: list[Any]) -> list[Any]:
+        """One pipeline of XADDs over every shard; returns the items not acknowledged."""
+        keys = self._keys
+        if len(keys) != self.shards or self._keys_for != self.stream:
+            keys = self._keys = shard_keys(self.stream, self.shards)
+            self._keys_for = self.stream
+        tail: tuple[Any, ...] = ("MAXLEN", "~", self.maxlen) if self.maxlen else ()
+        tail += ("*", FIELD)
+        pipe = client.pipeline(transaction=False)
+        cmd = pipe.execute_command
+        for item in batch:
+            if isinstance(item, tuple):
+                shard, data = item
+            else:  # enqueued while the shard count was being learnt
+                data, shard = item, shard_of_entry(item, self.shards, next(self._rr))
+            cmd("XADD", keys[shard], *tail, data)
+        try:
+            results = pipe.execute(raise_on_error=False)
+        except Exception:
+            return batch  # nothing known to be acknowledged
+        return [item for item, r in zip(batch, results, strict=False) if isinstance(r, Exception)]
+
+    _keys: list[str] = []
+    _keys_for: str = ""
+
     def _resolve_target(self) -> None:
         """Where to send, worked out here on the publisher's thread (first send only)."""
         assert self._resolve is not None
-        self.redis_url, self.stream = self._resolve()
+        target: tuple[Any, ...] = self._resolve()
+        self.redis_url, self.stream = target[0], target[1]
+        if len(target) > 2 and int(target[2]) > 1 and self.shards == 1:
+            self._shard_buffered(int(target[2]))
         self._resolve = None
         log.info("auren publisher: sending to stream %r", self.stream)
+
+    def _shard_buffered(self, n: int) -> None:
+        """Switch to ``n`` shards (known only once the settings are read): the entries
+        buffered meanwhile are routed by their own run/agent fields."""
+        with self._lock:
+            self.shards = n
+            items = list(self._buf)
+            self._buf.clear()
+            for it in items:
+                if isinstance(it, bytes | bytearray):
+                    it = (shard_of_entry(bytes(it), n, next(self._rr)), it)
+                self._buf.append(it)
 
     def _exit_deadline(self) -> bool:
         # Stopping while Redis is down: give up (the buffer is reported as queued).
         return True
 
-    def _take(self, n: int) -> list[bytes]:
+    def _take(self, n: int) -> list[Any]:
         buf = self._buf
-        batch: list[bytes] = []
+        batch: list[Any] = []
         with self._lock:
             for _ in range(min(n, len(buf))):
                 batch.append(buf.popleft())
             self._in_flight = len(batch)
         return batch
 
-    def _requeue(self, batch: list[bytes]) -> None:
+    def _requeue(self, batch: list[Any]) -> None:
         """Put an unsent batch back at the front, dropping the oldest beyond the bound."""
         buf = self._buf
         with self._lock:
@@ -423,6 +495,16 @@ class Publisher:
             self._dropped += len(batch) - len(keep)
             buf.extendleft(reversed(keep))
             self._in_flight = 0
+
+
+def _is_cluster(client: Any) -> bool:
+    from redis.cluster import RedisCluster
+
+    return isinstance(client, RedisCluster)
+
+
+def unsent_error(n: int) -> Exception:
+    return redis.ConnectionError(f"{n} events not acknowledged by the cluster")
 
 
 _LIVE: weakref.WeakSet[Publisher] = weakref.WeakSet()

@@ -46,6 +46,8 @@ class Batch:
     last_id: str
     backfill: bool = False
     received_at: float = field(default_factory=time.time)
+    # sharded streams: each item's shard index (ShardedReader); None for one stream
+    shards: list[int] | None = None
 
 
 class StreamReader:

@@ -44,6 +44,10 @@ def command(
     ] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL (else AUREN_REDIS_URL).")] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name (else AUREN_STREAM).")] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(min=1, max=1024, help="Stream shards (else AUREN_STREAM_SHARDS; 1)."),
+    ] = None,
     pg_dsn: Annotated[str | None, typer.Option(help="PostgreSQL DSN (else AUREN_PG_DSN).")] = None,
     budget_usd_per_hour: Annotated[
         float | None, typer.Option(help="Budget for the dashboard's alerts.", min=0)
@@ -80,6 +84,7 @@ def command(
         stream=stream,
         pg_dsn=pg_dsn,
         budget_usd_per_hour=budget_usd_per_hour,
+        stream_shards=shards,
     )
     rb, pb, cb = resolve_redis(settings), resolve_postgres(settings), resolve_chroma(settings)
     line = describe_backends(rb, pb, cb)
@@ -88,7 +93,9 @@ def command(
     from auren_core.demo.failures import FailureCountingPublisher
 
     # the closing line's failures are counted from the events this publisher sends
-    publisher = FailureCountingPublisher(redis_url=rb.url, stream=settings.stream)
+    publisher = FailureCountingPublisher(
+        redis_url=rb.url, stream=settings.stream, shards=settings.stream_shards
+    )
     api.set_publisher(publisher)
     # the demo's lab-API tool has a price unless auren.toml sets tool costs
     auren_core.instrument(
@@ -132,6 +139,7 @@ def command(
                 backends_line=line,
                 tier_costs=settings.tier_costs.model_dump(),
                 recommendations=settings.recommendations.model_dump(),
+                shards=settings.stream_shards,
             )
             app.run()
     except KeyboardInterrupt:

@@ -188,7 +188,7 @@ def command(
     rb = None
     if source != "pg":
         rb = resolve_redis(settings)
-        held = stream_start(rb.url, settings.stream)
+        held = stream_start(rb.url, settings.stream, settings.stream_shards)
         if source == "auto" and (held is None or held > t0):
             try:  # the stream does not reach back far enough: the store, if there is one
                 pb = resolve_postgres(settings, start=False)
@@ -215,7 +215,7 @@ def command(
     if not use_pg:
         assert rb is not None
         print(describe_backends(rb), file=sys.stderr)
-        events = stream_events(rb.url, settings.stream, t0, t1, agents)
+        events = stream_events(rb.url, settings.stream, t0, t1, agents, settings.stream_shards)
     try:
         tables = build_reports(
             events,

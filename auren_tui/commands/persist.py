@@ -46,7 +46,7 @@ def command(
     from auren_core.config import ConfigError, load_settings
     from auren_core.store.retention import RetentionPolicy
     from auren_core.store.schema import validate_schema_name
-    from auren_core.store.sink import Sink
+    from auren_core.store.sink import run_sharded, shard_sinks, total_stats
 
     try:
         validate_schema_name(schema)
@@ -58,10 +58,11 @@ def command(
     print(describe_backends(rb, pb), file=sys.stderr, flush=True)
     logging.basicConfig(level=logging.WARNING, format="auren persist: %(message)s")
 
-    sink = Sink(
+    sinks = shard_sinks(
         rb.url,
         settings.stream,
         pb.url,
+        settings.stream_shards,
         schema=schema,
         group=group,
         consumer=consumer,
@@ -74,7 +75,7 @@ def command(
     async def status() -> None:
         while True:
             await asyncio.sleep(10)
-            st = sink.stats
+            st = total_stats(sinks)
             print(
                 f"{time.strftime('%H:%M:%S')} read={st.read} stored={st.inserted} "
                 f"dup={st.duplicates} dead={st.dead} acked={st.acked} claimed={st.claimed} "
@@ -86,17 +87,22 @@ def command(
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        def stop_all() -> None:
+            for s in sinks:
+                s.stop()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, sink.stop)
+            loop.add_signal_handler(sig, stop_all)
         print(  # after the handlers: from here on SIGTERM is a clean stop
-            f"persist: stream {settings.stream!r} group {group!r} consumer "
-            f"{sink.consumer!r} -> schema {schema!r}",
+            f"persist: stream {settings.stream!r}"
+            + (f" ({len(sinks)} shards)" if len(sinks) > 1 else "")
+            + f" group {group!r} consumer {sinks[0].consumer!r} -> schema {schema!r}",
             file=sys.stderr,
             flush=True,
         )
         task = None if quiet else asyncio.create_task(status())
         try:
-            await sink.run()
+            await run_sharded(sinks)
         finally:
             if task is not None:
                 task.cancel()

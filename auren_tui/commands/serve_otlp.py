@@ -107,7 +107,7 @@ def command(
 
     tune_gc()  # this process is the receiver: no 100 ms collector pauses (see bench_otlp)
 
-    publisher = Publisher(backend.url, settings.stream)
+    publisher = Publisher(backend.url, settings.stream, shards=settings.stream_shards)
     receiver = OtlpReceiver(
         publisher,
         ReceiverConfig(

@@ -109,6 +109,7 @@ def command(
     config = ServerConfig(
         redis_url=backend.url,
         stream=settings.stream,
+        shards=settings.stream_shards,
         host=host,
         port=port,
         auth=auth,

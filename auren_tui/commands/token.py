@@ -87,9 +87,9 @@ def command(
         typer.echo(f"retired key {retire}", err=True)
     if rotate or retire is not None:
         return
-    r = redis.Redis.from_url(
-        resolve_redis(settings).url, decode_responses=True, socket_connect_timeout=3
-    )
+    from auren_core.streams.shards import sync_client
+
+    r = sync_client(resolve_redis(settings).url, decode_responses=True, socket_connect_timeout=3)
     try:
         store = RefreshStore(r)
         if revoke_family is not None:
@@ -110,7 +110,7 @@ def command(
             )
             store.start(pair.family, jti, refresh_ttl)
         typer.echo(json.dumps({**pair.to_dict(), "family": pair.family}, indent=2))
-    except redis.exceptions.ConnectionError as exc:
+    except (redis.exceptions.ConnectionError, redis.exceptions.RedisClusterException) as exc:
         raise ConfigError(f"cannot reach Redis for refresh-token state: {exc}") from None
     finally:
         r.close()

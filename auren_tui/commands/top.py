@@ -85,7 +85,7 @@ async def snapshot_once(
 
     from auren_core.backends import redact_url
     from auren_core.state import make_reducer
-    from auren_core.streams.reader import StreamReader
+    from auren_core.streams.sharded_reader import make_reader
 
     reducer = make_reducer(settings, window_s=max(3600.0, since_s))
     failure: list[str] = []
@@ -95,8 +95,13 @@ async def snapshot_once(
             failure.append(detail)
         reducer.set_connection("live" if state == "connected" else state, detail)
 
-    reader = StreamReader(
-        redis_url, stream, since=time.time() - since_s, batch_count=5000, on_status=status
+    reader = make_reader(
+        redis_url,
+        stream,
+        settings.stream_shards,
+        since=time.time() - since_s,
+        batch_count=5000,
+        on_status=status,
     )
 
     async def consume() -> None:
@@ -124,10 +129,11 @@ def _check_redis(url: str) -> None:
     import redis
 
     from auren_core.backends import redact_url
+    from auren_core.streams.shards import sync_client
 
     try:
-        redis.Redis.from_url(url, socket_connect_timeout=2.0, socket_timeout=2.0).ping()
-    except (redis.RedisError, OSError, ValueError) as exc:
+        sync_client(url, socket_connect_timeout=2.0, socket_timeout=2.0).ping()
+    except (redis.RedisError, redis.exceptions.RedisClusterException, OSError, ValueError) as exc:
         raise ConfigError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
 
 
@@ -189,6 +195,10 @@ def command(
         active_window_s=active_window,
         alert_webhook=alert_webhook,
     )
+    if replay and settings.stream_shards > 1:
+        raise ConfigError(
+            "--replay reads one stream key: not available with AUREN_STREAM_SHARDS > 1"
+        )
     span = parse_replay(replay) if replay else None
     backend = resolve_redis(settings)
     line = describe_backends(backend)
@@ -218,6 +228,7 @@ def command(
         tier_costs=settings.tier_costs.model_dump(),
         alert_webhook=None if span else settings.alert_webhook,  # history fires no alerts
         recommendations=settings.recommendations.model_dump(),
+        shards=settings.stream_shards,
     )
     app.run()
     if app.failure:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 
-import orjson
 import pytest
 import redis
 from servers import PrivateRedis

@@ -116,8 +116,9 @@ class TopApp(App[None]):
     def _show_analytics(self) -> None:
         if self.analytics is not None:
             for screen in self._visible_screens():
-                if isinstance(screen, AnalyticsScreen):
-                    screen.show_analytics(self.analytics)
+                show = getattr(screen, "show_analytics", None)  # analytics, forecast chart
+                if show is not None:
+                    show(self.analytics)
                 for pane in screen.query(Economics):  # its top recommendation line
                     pane._rebuild(force=True)
 

@@ -81,6 +81,15 @@ def analytics_rows(
                 "patterns", "knowledge_hour", target=it.get("item"), value=it.get("accesses"),
                 text=f"hour {int(hour):02d} UTC",
             ))  # fmt: skip
+    # hour of day x agent: the readers of the knowledge, when (the matrix's most-read agents)
+    matrix = pat.get("knowledge_hour_matrix") or {}
+    for row in matrix.get("agents", []):
+        for hour, n in enumerate(row["hours"]):
+            if n:
+                rows.append(_row(
+                    "patterns", "knowledge_hour_agent", agent=row["agent"], value=n,
+                    text=f"hour {hour:02d} UTC",
+                ))  # fmt: skip
     for g in doc["gaps"]:
         rows.append(_row(
             "gaps", str(g.get("source")), target=g.get("query"), value=g.get("misses"),

@@ -67,6 +67,7 @@ class AnalyticsScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("a", "app.pop_screen", "Back", show=False),
         Binding("r", "app.refresh_analytics", "Refresh"),
+        Binding("f", "forecast_chart", "Forecast chart"),
     ]
 
     def __init__(self, *, every: float = 5.0) -> None:
@@ -93,6 +94,9 @@ class AnalyticsScreen(Screen[None]):
         if self.message is not None:
             self.show_analytics(self.message)
 
+    def action_forecast_chart(self) -> None:
+        self.app.push_screen(ForecastChartScreen(self.message))
+
     def on_unmount(self) -> None:
         closed = getattr(self.app, "analytics_closed", None)
         if closed is not None:
@@ -110,3 +114,33 @@ class AnalyticsScreen(Screen[None]):
     def show_state(self, state: DashboardState, *, paused: bool = False, behind: int = 0) -> None:
         for line in self.query(HealthLine):  # empty until the screen has composed
             line.show(state, paused=paused, behind=behind)
+
+
+class ForecastChartScreen(Screen[None]):
+    """The forecast as a chart (plotext): each agent's next-hour cost and its interval."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("f", "app.pop_screen", "Back", show=False),
+    ]
+
+    def __init__(self, message: AnalyticsUpdated | None) -> None:
+        super().__init__()
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        from ..widgets.chart import ForecastChart  # plotext: only when the chart opens
+
+        yield ForecastChart(id="forecast-chart")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.show_analytics(self.message)
+
+    def show_analytics(self, msg: AnalyticsUpdated | None) -> None:
+        self.message = msg
+        for chart in self.query("#forecast-chart"):
+            chart.set_result(msg.result if msg is not None else None)  # type: ignore[attr-defined]
+
+    def show_state(self, state: DashboardState, *, paused: bool = False, behind: int = 0) -> None:
+        return None  # the chart follows the analytics, not every frame

@@ -248,3 +248,26 @@ def test_sections_render_hostile_strings_inert() -> None:
     text = console.export_text(styles=False)
     assert "[bold red]x[/]" in text  # markup shown literally
     assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+
+
+async def test_forecast_chart_plots_each_agents_next_hour_with_its_interval() -> None:
+    """``f`` on the analytics screen: a plotext chart of the forecast, one bar per agent
+    with its 95 % interval as an error bar (what the forecast table says, drawn)."""
+    expected = analyze(recorded(), now=FROZEN_NOW, budget_usd_per_hour=0.15)
+    app = recorded_app()
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_analytics(pilot, app)
+        await pilot.press("f")
+        await pilot.pause(0.3)
+        from auren_tui.widgets.chart import ForecastChart
+
+        chart = app.screen.query_one(ForecastChart)
+        want = [(a["cost_usd"]["next"], a["cost_usd"]["high"]) for a in
+                expected["forecast"]["agents"]]  # fmt: skip
+        assert [(n, h) for _, n, h in chart._shown] == want
+        text = screen_text(app)
+        assert "Next-hour cost forecast ($) with its 95% interval" in text
+        await pilot.press("escape")
+        from auren_tui.screens.analytics import AnalyticsScreen
+
+        assert isinstance(app.screen, AnalyticsScreen)

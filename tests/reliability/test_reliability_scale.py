@@ -270,3 +270,63 @@ async def test_killed_worker_is_shown_dead_and_restarted(redis_url: str, stream:
                         <= {a.id for a in app.latest.agents}, timeout=30)  # fmt: skip
         assert worker.restarts == 1
         assert "live" in str(line.render())
+
+
+# --------------------------------------------------------------------------- 1M distinct queries
+_QUERIES_PROBE = """
+import json, sys, time
+sys.path[:0] = [__ROOT__]
+from auren_core.events import make_event
+from auren_core.state import make_reducer
+from auren_tui.worker import run_analysis
+T0 = 1_700_000_000.0
+def hwm_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+r = make_reducer(clock=lambda: T0 + 3000, window_s=3600)
+base = hwm_kb()
+t0 = time.perf_counter()
+tiers = ("redis_immediate", "postgresql_structured", "chromadb_semantic", "miss")
+recent = []
+for i in range(__N__):  # every lookup a query never seen before
+    ev = make_event("memory_tier_access", {"tier_accessed": tiers[i % 4], "query": f"q{i}",
+                    "latency_by_tier": {"redis": 0.3}, "items_retrieved": 1},
+                    agent=f"a{i % 50}", ts=T0 + i * 3000 / __N__)
+    r.apply(ev)
+    if i >= __N__ - 50_000:  # what the worker keeps for analytics (its buffer bound)
+        recent.append(ev)
+apply_s = time.perf_counter() - t0
+t1 = time.perf_counter()
+st = r.state()
+state_s = time.perf_counter() - t1
+t2 = time.perf_counter()
+msg = run_analysis(recent, now=T0 + 3000, budget_usd_per_hour=None)
+analysis_s = time.perf_counter() - t2
+print(json.dumps({"apply_s": apply_s, "state_s": state_s, "analysis_s": analysis_s,
+                  "base_kb": base, "peak_kb": hwm_kb(), "error": msg.error,
+                  "misses": st.tiers.misses, "gaps": len(st.tiers.gaps)}))
+"""
+
+
+def test_a_million_distinct_queries_stay_bounded() -> None:
+    """1,000,000 lookups in the window, each a query never seen before (a quarter of them
+    misses: knowledge gaps): the reducer's per-query structures are capped, the state stays
+    cheap to build, and the analysis of the worker's buffer is bounded."""
+    n = 1_000_000
+    code = _QUERIES_PROBE.replace("__ROOT__", repr(str(ROOT))).replace("__N__", str(n))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    grown_mb = (r["peak_kb"] - r["base_kb"]) / 1024
+    print(f"1M distinct queries: apply {r['apply_s']:.1f} s, state {r['state_s'] * 1000:.0f} ms,"
+          f" analysis {r['analysis_s']:.2f} s, RSS +{grown_mb:.0f} MB, gaps kept {r['gaps']}")
+    assert r["error"] == ""
+    assert r["misses"] == n // 4  # every miss counted ...
+    assert 0 < r["gaps"] <= 2000  # ... while the per-query gap table is capped
+    assert grown_mb < 400, f"RSS grew {grown_mb:.0f} MB"
+    assert r["state_s"] < 1.0 and r["analysis_s"] < 30

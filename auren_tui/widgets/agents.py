@@ -1,16 +1,27 @@
 """Pane 2: active agents in a sortable ``DataTable``; Enter opens the agent screen.
 
 At most :data:`~auren_tui.agent_order.MAX_ROWS` rows, in the chosen order, and a
-"+K more" line for the rest: a frame costs the same with 10,000 agents as with 200."""
+"+K more" line for the rest: a frame costs the same with 10,000 agents as with 200.
+
+Painting: ``DataTable`` keys its line, row and cell caches on one table-wide update
+counter, so one changed cell re-renders every visible cell. This table keeps its own
+cache of painted lines (Textual's Line API: ``render_line`` -> ``Strip``) keyed by each
+row's own content signature (plus everything else the line depends on: its position,
+the column widths, cursor, hover, focus, size, style), so an unchanged row is never
+re-rendered; a missed line is painted by ``DataTable`` itself, so it looks the same."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
+from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.message import Message
+from textual.strip import Strip
 from textual.widgets import DataTable
 
 from ..agent_order import ASCENDING as _ASCENDING
@@ -67,6 +78,10 @@ class AgentsTable(DataTable[Any]):
             self.agent_id = agent_id
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        # what each row shows (by row key): rows are rebuilt, and lines repainted, only
+        # when it changes (set first: the base class clears caches as it starts)
+        self._sigs: dict[str, Hashable] = {}
+        self._strips: LRUCache[Hashable, Strip] = LRUCache(1024)
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
         self.sort_key = "cost"
         self.sort_reverse = False  # flips the default direction
@@ -116,6 +131,24 @@ class AgentsTable(DataTable[Any]):
         if self.state is not None:  # rows are positional: only the changed cells are rewritten
             self.set_state(self.state)
 
+    @staticmethod
+    def _sig(a: AgentView, now: float, widths: tuple[int, int]) -> Hashable:
+        """Everything :meth:`_row` reads: equal signatures, equal rows."""
+        return (
+            a.role or a.id,
+            bool(a.last_error),
+            a.status,
+            fmt_ago(a.last_activity, now),
+            a.current_load,
+            fmt_tokens(a.input_tokens),
+            fmt_tokens(a.output_tokens),
+            fmt_usd(a.cost_usd),
+            bool(a.unpriced_llm_calls),
+            fmt_usd(a.usd_per_hour),
+            tuple(a.capabilities),
+            widths,
+        )
+
     def _row(self, a: AgentView, now: float, name_w: int, caps_w: int) -> tuple[Any, ...]:
         name = safe_text(a.role or a.id, name_w - 2 if a.last_error else name_w)
         if a.last_error:
@@ -141,21 +174,33 @@ class AgentsTable(DataTable[Any]):
         if widths is None:  # not laid out yet: on_resize renders
             return
         self._widths_used = widths
-        rows = [self._row(a, state.generated_at, *widths) for a in agents]
+        now = state.generated_at
+        sigs: list[Hashable] = [self._sig(a, now, widths) for a in agents]
         more = agents_total(state) - len(agents)
         if more > 0:
-            rows.append(self._more_row(more))
+            sigs.append(("more", more))
         keep = self.selected_agent
         if force or not self.columns:
             self.clear()
             self._rows = []
+            self._sigs = {}
         # rows are positional ("0", "1", ...): a re-sort rewrites the cells that changed
-        # instead of clearing the table, which keeps a frame cheap with many agents
+        # instead of clearing the table, which keeps a frame cheap with many agents; a row
+        # whose signature is unchanged is not even rebuilt
         old_rows = self._rows
+        old_sigs = self._sigs
+        rows: list[tuple[Any, ...]] = []
         cols = self.ordered_columns
-        for i, new in enumerate(rows):
+        for i, sig in enumerate(sigs):
+            key = str(i)
+            if i < len(old_rows) and old_sigs.get(key) == sig:
+                rows.append(old_rows[i])
+                continue
+            new = self._row(agents[i], now, *widths) if i < len(agents) else self._more_row(more)
+            rows.append(new)
+            old_sigs[key] = sig
             if i >= len(old_rows):
-                self.add_row(*new, key=str(i))
+                self.add_row(*new, key=key)
                 continue
             old = old_rows[i]
             for j, value in enumerate(new):
@@ -164,6 +209,7 @@ class AgentsTable(DataTable[Any]):
                     self.update_cell_at(Coordinate(i, j), value, update_width=wide)
         for i in range(len(old_rows) - 1, len(rows) - 1, -1):
             self.remove_row(str(i))
+            old_sigs.pop(str(i), None)
         self._order, self._rows = order, rows
         if keep in order and order.index(keep) != self.cursor_row:
             self.move_cursor(row=order.index(keep), animate=False)
@@ -176,6 +222,59 @@ class AgentsTable(DataTable[Any]):
     def order(self) -> list[str]:
         """Agent ids in display order."""
         return list(self._order)
+
+    # ------------------------------------------------------------------ painting
+
+    def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
+        """One painted line, from the per-row cache when the row has not changed."""
+        if self.cursor_type != "row" or self.fixed_columns or self.fixed_rows:
+            return super()._render_line(y, x1, x2, base_style)
+        width = self.size.width
+        try:
+            row_key, line_no = self._get_offsets(y)
+        except LookupError:
+            return Strip.blank(width, base_style)
+        if row_key is self._header_row_key:
+            sig: Hashable = "header"
+            index = -1
+        else:
+            value = row_key.value
+            if value is None or value not in self._sigs:
+                return super()._render_line(y, x1, x2, base_style)
+            sig = self._sigs[value]
+            located = self._row_locations.get(row_key)
+            if located is None:
+                return super()._render_line(y, x1, x2, base_style)
+            index = located
+        key = (
+            sig,
+            index,
+            line_no,
+            x1,
+            x2,
+            width,
+            self.cursor_coordinate.row == index,
+            self.hover_coordinate.row == index,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.show_header,
+            base_style,
+            self._pseudo_class_state,
+            tuple(c.get_render_width(self) for c in self.ordered_columns),
+        )
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = super()._render_line(y, x1, x2, base_style)
+            self._strips[key] = strip
+        return strip
+
+    def _clear_caches(self) -> None:
+        super()._clear_caches()
+        self._strips.clear()
+
+    def notify_style_update(self) -> None:
+        self._strips.clear()
+        super().notify_style_update()
 
     def _widths(self) -> tuple[int, int] | None:
         """(name, capabilities) widths: the name gets what the fixed columns leave.

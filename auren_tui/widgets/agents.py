@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
+from textual._types import SegmentLines
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
 from textual.message import Message
@@ -51,6 +52,13 @@ def _wider(new: Any, width: int) -> bool:
     return cell_len(str(new)) > width
 
 
+def _cell_sig(value: Any) -> Hashable:
+    """What a cell shows, hashable (``Text`` is not)."""
+    if isinstance(value, Text):
+        return (value.plain, str(value.style), value.justify, tuple(map(str, value.spans)))
+    return str(value)
+
+
 def fmt_tokens(n: int) -> str:
     if n < 1000:
         return str(n)
@@ -82,6 +90,9 @@ class AgentsTable(DataTable[Any]):
         # when it changes (set first: the base class clears caches as it starts)
         self._sigs: dict[str, Hashable] = {}
         self._strips: LRUCache[Hashable, Strip] = LRUCache(1024)
+        # and each cell (by row key): a changed row repaints only its changed cells
+        self._cell_sigs: dict[str, tuple[Hashable, ...]] = {}
+        self._cells: LRUCache[Hashable, SegmentLines] = LRUCache(8192)
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
         self.sort_key = "cost"
         self.sort_reverse = False  # flips the default direction
@@ -184,6 +195,7 @@ class AgentsTable(DataTable[Any]):
             self.clear()
             self._rows = []
             self._sigs = {}
+            self._cell_sigs = {}
         # rows are positional ("0", "1", ...): a re-sort rewrites the cells that changed
         # instead of clearing the table, which keeps a frame cheap with many agents; a row
         # whose signature is unchanged is not even rebuilt
@@ -199,6 +211,7 @@ class AgentsTable(DataTable[Any]):
             new = self._row(agents[i], now, *widths) if i < len(agents) else self._more_row(more)
             rows.append(new)
             old_sigs[key] = sig
+            self._cell_sigs[key] = tuple(map(_cell_sig, new))
             if i >= len(old_rows):
                 self.add_row(*new, key=key)
                 continue
@@ -210,6 +223,7 @@ class AgentsTable(DataTable[Any]):
         for i in range(len(old_rows) - 1, len(rows) - 1, -1):
             self.remove_row(str(i))
             old_sigs.pop(str(i), None)
+            self._cell_sigs.pop(str(i), None)
         self._order, self._rows = order, rows
         if keep in order and order.index(keep) != self.cursor_row:
             self.move_cursor(row=order.index(keep), animate=False)
@@ -268,12 +282,52 @@ class AgentsTable(DataTable[Any]):
             self._strips[key] = strip
         return strip
 
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> SegmentLines:
+        """One painted cell, from the per-cell cache when the cell has not changed."""
+        if row_index == -1 or column_index == -1:
+            sig: Hashable = "header"
+        else:
+            row_key = self._row_locations.get_key(row_index)
+            sigs = None if row_key is None else self._cell_sigs.get(str(row_key.value))
+            if sigs is None or column_index >= len(sigs):
+                return super()._render_cell(
+                    row_index, column_index, base_style, width, cursor, hover
+                )
+            sig = sigs[column_index]
+        key = (
+            sig,
+            row_index,
+            column_index,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+        )
+        lines = self._cells.get(key)
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            self._cells[key] = lines
+        return lines
+
     def _clear_caches(self) -> None:
         super()._clear_caches()
         self._strips.clear()
+        self._cells.clear()
 
     def notify_style_update(self) -> None:
         self._strips.clear()
+        self._cells.clear()
         super().notify_style_update()
 
     def _widths(self) -> tuple[int, int] | None:

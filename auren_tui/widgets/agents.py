@@ -13,9 +13,11 @@ re-rendered; a missed line is painted by ``DataTable`` itself, so it looks the s
 from __future__ import annotations
 
 from collections.abc import Hashable
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual._types import SegmentLines
@@ -24,6 +26,7 @@ from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
+from textual.widgets._data_table import default_cell_formatter
 
 from ..agent_order import ASCENDING as _ASCENDING
 from ..agent_order import MAX_ROWS, SORT_KEYS, agents_total, order_agents
@@ -50,6 +53,10 @@ def _wider(new: Any, width: int) -> bool:
     """Whether a cell is wider than its column (only then is the width worth updating: a
     narrower one makes the table re-measure the whole column, for every such cell)."""
     return cell_len(str(new)) > width
+
+
+_NULL = Style.null()
+_EMPTY_TEXT = Text(no_wrap=True, end="")
 
 
 def _cell_sig(value: Any) -> Hashable:
@@ -93,6 +100,9 @@ class AgentsTable(DataTable[Any]):
         # and each cell (by row key): a changed row repaints only its changed cells
         self._cell_sigs: dict[str, tuple[Hashable, ...]] = {}
         self._cells: LRUCache[Hashable, SegmentLines] = LRUCache(8192)
+        # and a cell's text laid out in its width, wherever the cell is (a re-sort moves
+        # rows, which changes their stripes, cursor and meta, not their text)
+        self._inner: LRUCache[Hashable, list[list[Segment]]] = LRUCache(4096)
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
         self.sort_key = "cost"
         self.sort_reverse = False  # flips the default direction
@@ -316,9 +326,82 @@ class AgentsTable(DataTable[Any]):
         )
         lines = self._cells.get(key)
         if lines is None:
-            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+            if row_index == -1 or column_index == -1:
+                lines = super()._render_cell(
+                    row_index, column_index, base_style, width, cursor, hover
+                )
+            else:
+                lines = self._paint_cell(
+                    sig, row_index, column_index, base_style, width, cursor, hover
+                )
             self._cells[key] = lines
         return lines
+
+    def _paint_cell(
+        self,
+        sig: Hashable,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool,
+        hover: bool,
+    ) -> SegmentLines:
+        """``DataTable._render_cell`` for a one-line body cell, segment for segment (a test
+        compares the two), with the costly part, the cell's text laid out in its width,
+        cached by content alone: ``Styled(Padding(cell, (0, p)), pre, post)`` is the text's
+        lines between two padding segments, with the row's styles applied to all of them."""
+        row_key = self._row_locations.get_key(row_index)
+        if row_key is None or self.rows[row_key].height != 1 or row_index < self.fixed_rows:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        pad = self.cell_padding
+        inner = self._inner.get((sig, width, pad))
+        if inner is None:
+            value = self.get_cell_at(Coordinate(row_index, column_index))
+            cell = (
+                _EMPTY_TEXT
+                if value is None
+                else default_cell_formatter(value, wrap=False, height=1) or _EMPTY_TEXT
+            )
+            options = self.app.console_options.update_dimensions(width, 1)
+            options = options.update(no_wrap=True).update_width(width - 2 * pad)
+            inner = self.app.console.render_lines(cell, options, style=_NULL, pad=True)
+            self._inner[(sig, width, pad)] = inner
+        pre = base_style + Style.from_meta({"row": row_index, "column": column_index})
+        component, post = self._get_styles_to_render_cell(  # type: ignore[call-arg]
+            False,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        pad_segment = Segment(" " * pad, _NULL)
+        segments: list[Segment] = []
+        for line in inner:
+            if pad:
+                segments.append(pad_segment)
+                segments.extend(line)
+                segments.append(pad_segment)
+            else:
+                segments.extend(line)
+            segments.append(Segment.line())
+        styled = Segment.apply_style(segments, style=pre + component, post_style=post)
+        out = list(
+            islice(
+                Segment.split_and_crop_lines(
+                    styled, width, include_new_lines=False, pad=True, style=None
+                ),
+                None,
+                1,
+            )
+        )
+        if not out:
+            out = [[Segment(" " * width, None)]]
+        return out
 
     def _clear_caches(self) -> None:
         super()._clear_caches()

@@ -23,10 +23,11 @@ from rich.text import Text
 from textual._types import SegmentLines
 from textual.cache import LRUCache
 from textual.coordinate import Coordinate
+from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.widgets import DataTable
-from textual.widgets._data_table import default_cell_formatter
+from textual.widgets._data_table import RowKey, default_cell_formatter
 
 from ..agent_order import ASCENDING as _ASCENDING
 from ..agent_order import MAX_ROWS, SORT_KEYS, agents_total, order_agents
@@ -103,6 +104,8 @@ class AgentsTable(DataTable[Any]):
         # and a cell's text laid out in its width, wherever the cell is (a re-sort moves
         # rows, which changes their stripes, cursor and meta, not their text)
         self._inner: LRUCache[Hashable, list[list[Segment]]] = LRUCache(4096)
+        self._paint_style: Style | None = None
+        self._paint_row_styles: dict[Hashable, Style] = {}
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True)
         self.sort_key = "cost"
         self.sort_reverse = False  # flips the default direction
@@ -249,6 +252,25 @@ class AgentsTable(DataTable[Any]):
 
     # ------------------------------------------------------------------ painting
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # the widget's style, once per paint, not once per line (it walks the ancestors)
+        self._paint_style = self.rich_style
+        self._paint_row_styles = {}
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint_style = None
+
+    def render_line(self, y: int) -> Strip:
+        style = self._paint_style
+        if style is None or self.fixed_rows:
+            return super().render_line(y)
+        width = self.size.width
+        scroll_x, scroll_y = self.scroll_offset
+        if y >= (self.header_height if self.show_header else 0):
+            y += scroll_y
+        return self._render_line(y, scroll_x, scroll_x + width, style)
+
     def _render_line(self, y: int, x1: int, x2: int, base_style: Style) -> Strip:
         """One painted line, from the per-row cache when the row has not changed."""
         if self.cursor_type != "row" or self.fixed_columns or self.fixed_rows:
@@ -291,6 +313,59 @@ class AgentsTable(DataTable[Any]):
             strip = super()._render_line(y, x1, x2, base_style)
             self._strips[key] = strip
         return strip
+
+    def _render_line_in_row(
+        self,
+        row_key: RowKey,
+        line_no: int,
+        base_style: Style,
+        cursor_location: Coordinate,
+        hover_location: Coordinate,
+    ) -> tuple[SegmentLines, SegmentLines]:
+        """``DataTable``'s, for this table's shape (row cursor, no fixed columns, no row
+        labels), with the row's styles looked up once per paint instead of once per line
+        (each lookup merges the component's CSS). A test compares the lines painted."""
+        if (
+            self._paint_style is None
+            or self.cursor_type != "row"
+            or self.fixed_columns
+            or self.fixed_rows
+            or (self._labelled_row_exists and self.show_row_labels)
+        ):
+            return super()._render_line_in_row(
+                row_key, line_no, base_style, cursor_location, hover_location
+            )
+        located = self._row_locations.get(row_key) if row_key in self._row_locations else None
+        index = -1 if located is None else located
+        style_key = (index == -1, index % 2, self.zebra_stripes, base_style)
+        row_style = self._paint_row_styles.get(style_key)
+        if row_style is None:
+            row_style = self._paint_row_styles[style_key] = self._get_row_style(index, base_style)
+        cursor = cursor_location.row == index
+        hover = hover_location.row == index
+        columns = self.ordered_columns
+        widths = [c.get_render_width(self) for c in columns]
+        render_cell = self._render_cell
+        cells: list[list[Segment]] = [
+            render_cell(index, j, row_style, w, cursor=cursor, hover=hover)[line_no]
+            for j, w in enumerate(widths)
+        ]
+        remaining = max(0, self.size.width - (sum(widths) + self._row_label_column_width))
+        extend, _ = self._get_styles_to_render_cell(  # type: ignore[call-arg]
+            index == -1,
+            False,
+            False,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            False,
+            False,
+        )
+        extend = row_style + extend
+        extend += Style.from_meta({"row": index, "column": 0, "out_of_bounds": True})
+        cells.append([Segment(" " * remaining, extend)])
+        return [], cells
 
     def _render_cell(
         self,

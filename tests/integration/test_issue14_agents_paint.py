@@ -69,9 +69,12 @@ def _base_lines(table: AgentsTable) -> list[Any]:
 
 
 def _our_lines(table: AgentsTable) -> list[Any]:
-    style = table.rich_style
-    w = table.size.width
-    return [list(table._render_line(y, 0, w, style)) for y in range(table.size.height)]
+    """Every line as the table paints it (as in ``render_lines``: the style read once)."""
+    table._paint_style, table._paint_row_styles = table.rich_style, {}
+    try:
+        return [list(table.render_line(y)) for y in range(table.size.height)]
+    finally:
+        table._paint_style = None
 
 
 @pytest.mark.parametrize("focused", [True, False])

@@ -8,7 +8,11 @@ counter, so one changed cell re-renders every visible cell. This table keeps its
 cache of painted lines (Textual's Line API: ``render_line`` -> ``Strip``) keyed by each
 row's own content signature (plus everything else the line depends on: its position,
 the column widths, cursor, hover, focus, size, style), so an unchanged row is never
-re-rendered; a missed line is painted by ``DataTable`` itself, so it looks the same."""
+re-rendered. A changed row reuses its unchanged cells (cached by the cell's content and
+place), and a changed or moved cell reuses its text laid out in its width (cached by
+content alone): only the row's styles are applied again. The painting is ``DataTable``'s
+own, segment for segment (tests/integration/test_issue14_agents_paint.py), so the
+snapshots do not move; a row set_state sees unchanged is not even rebuilt."""
 
 from __future__ import annotations
 

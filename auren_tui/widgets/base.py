@@ -46,7 +46,9 @@ class Pane(Static):
         if key == self._built and not force:
             return
         self._built = key
-        self.update(self.build(self.state, max(20, size.width), size.height))
+        # layout=False: every pane's size comes from the stylesheet, never from its content,
+        # so a new frame repaints the pane without a reflow of the whole screen
+        self.update(self.build(self.state, max(20, size.width), size.height), layout=False)
 
     def on_resize(self, event: events.Resize) -> None:
         self._rebuild()

@@ -25,11 +25,17 @@ def names_for(state: DashboardState) -> dict[str, str]:
     return {a.id: a.role or a.id for a in state.agents}
 
 
+def names_key(state: DashboardState) -> frozenset[tuple[str, str | None]]:
+    """What :func:`names_for` depends on, for a pane's ``depends``: the agents' order
+    (it moves with their costs on every frame) does not change a name."""
+    return frozenset((a.id, a.role) for a in state.agents)
+
+
 class CollabMatrix(Pane):
     """Rows delegate/ask, columns receive; the busiest pairs are named underneath."""
 
     def depends(self, state: DashboardState) -> Any:
-        return state.collaboration, tuple((a.id, a.role) for a in state.agents)
+        return state.collaboration, names_key(state)
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         edges = state.collaboration

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..sanitize import clean
 from .base import Pane
-from .collab import names_for
+from .collab import names_for, names_key
 
 if TYPE_CHECKING:
     from auren_core.state import DashboardState, LogEntry
@@ -131,7 +131,7 @@ class EventLog(Pane):
 
     def depends(self, state: DashboardState) -> Any:
         last = state.log[-1] if state.log else None
-        names = tuple((a.id, a.role) for a in state.agents)
+        names = names_key(state)
         return (
             (last.sid, last.id) if last else None,
             len(state.log),

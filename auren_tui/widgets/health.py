@@ -79,7 +79,7 @@ class HealthLine(Static):
             t.append(f"  last {clean(h.last_id, 30)}", style="dim")
         if t != self._text:  # an unchanged line costs nothing to repaint
             self._text = t
-            self.update(t)
+            self.update(t, layout=False)  # one line high (the stylesheet): no reflow
 
 
 class TitleBar(Static):
@@ -108,7 +108,7 @@ class TitleBar(Static):
             t.append(f"  {clean(self.backends, 200)}", style="dim")
         if t != self._text:  # an unchanged line costs nothing to repaint
             self._text = t
-            self.update(t)
+            self.update(t, layout=False)  # one line high (the stylesheet): no reflow
 
 
 def _dur(s: float) -> str:

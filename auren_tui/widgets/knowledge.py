@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ..sanitize import clean
 from .base import Pane
-from .collab import names_for
+from .collab import names_for, names_key
 from .format import fmt_count, fmt_pct, shade
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ class KnowledgeHeatmap(Pane):
     """Cells shaded by access count; items that missed (gaps) are marked in red."""
 
     def depends(self, state: DashboardState) -> Any:
-        return state.knowledge, state.tiers.gaps, tuple((a.id, a.role) for a in state.agents)
+        return state.knowledge, state.tiers.gaps, names_key(state)
 
     def build(self, state: DashboardState, width: int, height: int) -> RenderableType:
         k = state.knowledge

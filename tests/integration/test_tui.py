@@ -291,6 +291,8 @@ async def test_drill_down_opens_agent_screen_and_back() -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.shown is not None)
         table = app.screen.query_one(AgentsTable)
+        # the first state shown may hold only part of the recording (main flaked here 1 in 4)
+        await wait_for(pilot, lambda: "neuro" in table.order)
         table.focus()
         target = table.order.index("neuro")
         table.move_cursor(row=target)
@@ -323,6 +325,7 @@ async def test_agent_screen_charts_cost_per_minute_with_plotext() -> None:
         await wait_for(pilot, lambda: app.shown is not None)
         assert "plotext" not in sys.modules or "auren_tui.widgets.chart" in sys.modules
         table = app.screen.query_one(AgentsTable)
+        await wait_for(pilot, lambda: "neuro" in table.order)
         table.focus()
         table.move_cursor(row=table.order.index("neuro"))
         await pilot.press("enter")

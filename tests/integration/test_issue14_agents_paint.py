@@ -25,7 +25,7 @@ from auren_tui.widgets import AgentsTable
 
 
 def _app() -> TopApp:
-    from auren_tui.worker import RecordedSource
+    from auren_core.streams.replay import RecordedSource
 
     return make_app(
         redis_url="redis://unused",

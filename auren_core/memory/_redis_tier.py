@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry  # the asyncio client takes the asyncio Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ._types import MemoryItem
 

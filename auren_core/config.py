@@ -51,7 +51,11 @@ class TierCosts(BaseModel):
     the tier) for each tier, and the embedding model whose input price (genai-prices)
     each semantic lookup pays. Defaults: 0 per operation - an *assumption* (self-hosted
     servers bill no request; docs/http-api.md gives managed-service figures to configure)
-    - and no embedding model (a local embedder costs nothing)."""
+    - and no embedding model (a local embedder costs nothing).
+
+    ``<tier>_gb_month``: USD per GB (1e9 bytes) stored per month, applied to the latest
+    ``memory_tier_storage`` sizes (a monthly rate, not part of any window's cost). Default 0,
+    the same *assumption* (self-hosted storage bills no one per GB)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,6 +63,9 @@ class TierCosts(BaseModel):
     postgresql: float = Field(default=0.0, ge=0, le=1e6)
     chromadb: float = Field(default=0.0, ge=0, le=1e6)
     embedding_model: str | None = None
+    redis_gb_month: float = Field(default=0.0, ge=0, le=1e6)
+    postgresql_gb_month: float = Field(default=0.0, ge=0, le=1e6)
+    chromadb_gb_month: float = Field(default=0.0, ge=0, le=1e6)
 
 
 class RecommendationThresholds(BaseModel):

@@ -143,6 +143,7 @@ __all__ = [
     "round_rate",
     "round_usd",
     "tier_access",
+    "storage_usd_per_month",
     "tier_cost_model",
     "tier_index",
     "tier_name",
@@ -435,6 +436,8 @@ class TierCostModel(NamedTuple):
     per_op: tuple[float, float, float]
     embedding_model: str | None
     embedding_usd_per_token: float | None
+    # USD per GB (1e9 bytes) per month of each tier (``<tier>_gb_month``; 0: unpriced)
+    per_gb_month: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     @property
     def active(self) -> bool:
@@ -452,10 +455,17 @@ def tier_cost_model(
     alias) USD per operation (invalid values: 0) and ``embedding_model``; the caller prices
     that model (``auren_core.pricing.embedding_usd_per_token``: this module does no I/O)."""
     per = [0.0, 0.0, 0.0]
+    gb = [0.0, 0.0, 0.0]
     model: str | None = None
     for k, v in (configured or {}).items():
         if k == "embedding_model":
             model = v if isinstance(v, str) and v.strip() else None
+            continue
+        if isinstance(k, str) and k.endswith(GB_MONTH_SUFFIX):
+            j = tier_index(k.removesuffix(GB_MONTH_SUFFIX))
+            g = usd(v)
+            if j >= 0 and g is not None:
+                gb[j] = g
             continue
         i = tier_index(k)
         c = usd(v)
@@ -464,7 +474,18 @@ def tier_cost_model(
     rate = embedding_usd_per_token if model else None
     if rate is not None and not (0.0 <= rate <= MAX_USD):
         rate = None
-    return TierCostModel((per[0], per[1], per[2]), model, rate)
+    return TierCostModel((per[0], per[1], per[2]), model, rate, (gb[0], gb[1], gb[2]))
+
+
+GB_MONTH_SUFFIX: Final = "_gb_month"
+
+
+def storage_usd_per_month(nbytes: int | None, usd_per_gb_month: float) -> float | None:
+    """A tier's storage rate: ``nbytes`` / 1e9 * USD per GB-month; None when the size is
+    unknown (never a made-up 0)."""
+    if nbytes is None:
+        return None
+    return nbytes / 1e9 * usd_per_gb_month
 
 
 def embedding_tokens(p: PayloadLike) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "LlmCall",
     "Malformed",
     "MemoryTierAccess",
+    "MemoryTierStorage",
     "PublisherStats",
     "TaskEnded",
     "TaskStarted",
@@ -291,6 +292,20 @@ class MemoryTierAccess(_Payload):
 _LATENCY_KEYS: Final = tuple(LatencyByTier.__struct_fields__)
 
 
+class MemoryTierStorage(_Payload):
+    """Bytes a TieredMemory namespace holds in each tier (measured, never guessed): Redis =
+    MEMORY USAGE of its keys, PostgreSQL = pg_total_relation_size of its table, ChromaDB = the
+    PersistentClient directory; null when unknown (tier absent, failed, or an HTTP client)."""
+
+    namespace: str
+    redis_bytes: int | None = None
+    postgresql_bytes: int | None = None
+    chromadb_bytes: int | None = None
+    # what was measured: one table / directory may hold many namespaces (counted once)
+    postgresql_table: str | None = None
+    chromadb_path: str | None = None
+
+
 class FlowStarted(_Payload):
     flow: str | None = None
     flow_id: str | None = None  # the flow's own state id (CrewAI ``flow.state.id``)
@@ -367,6 +382,7 @@ PAYLOAD_TYPES: Final[dict[str, type[_Payload]]] = {
     "hypothesis": Hypothesis,
     "knowledge_access": KnowledgeAccess,
     "memory_tier_access": MemoryTierAccess,
+    "memory_tier_storage": MemoryTierStorage,
     "publisher_stats": PublisherStats,
     "flow_started": FlowStarted,
     "flow_step": FlowStep,

@@ -10,7 +10,7 @@ import heapq
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
-from ..rules import local_hit_rate, tier_share
+from ..rules import local_hit_rate, storage_usd_per_month, tier_share
 from .agents import MIN_SPAN_S, agents_view, minutes, top, top_of
 from .flows import FlowRec
 from .handlers import process_of
@@ -115,6 +115,8 @@ def _tiers(r: Reducer) -> Tiers:
                 errors=int(v[o + T.ERRS]),
                 fall_through_rate=_div(tried - hits, tried),
                 cost_usd=max(0.0, v[o + T.COST]),
+                storage_bytes=(sb := _storage(r, i)),
+                storage_usd_per_month=storage_usd_per_month(sb, r.tier_model.per_gb_month[i]),
             )
         )
     queries = int(v[T.QUERIES])
@@ -135,6 +137,11 @@ def _tiers(r: Reducer) -> Tiers:
         if r.tier_model.embedding_usd_per_token is not None
         else None,
     )
+
+
+def _storage(r: Reducer, tier: int) -> int | None:
+    sizes = [v for (i, _), v in r.storage.items() if i == tier]
+    return sum(sizes) if sizes else None
 
 
 def _rate(x: float | None) -> float:

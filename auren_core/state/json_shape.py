@@ -99,7 +99,15 @@ def _tier(t: TierView) -> dict[str, Any]:
         "errors": t.errors,
         "fall_through_rate": _r(t.fall_through_rate),
         "cost_usd": _usd(t.cost_usd),
+        # latest memory_tier_storage size and its monthly rate ([tier_costs] <tier>_gb_month):
+        # null when never reported; not part of cost_usd (a rate, not the window's spend)
+        "storage_bytes": t.storage_bytes,
+        "storage_usd_per_month": _opt_usd(t.storage_usd_per_month),
     }
+
+
+def _opt_usd(x: float | None) -> float | None:
+    return None if x is None else _usd(x)
 
 
 def _gap(g: Gap) -> dict[str, Any]:
@@ -261,6 +269,9 @@ def tier_stats(s: DashboardState) -> dict[str, Any]:
         "p50_latencies_ms": {n: _r(t.p50_ms, 3) for n, t in tiers.items()},
         "p95_latencies_ms": {n: _r(t.p95_ms, 3) for n, t in tiers.items()},
         "cost_by_tier": {n: _usd(t.cost_usd) for n, t in tiers.items()},
+        # beside cost_by_tier: the monthly storage rate (not part of the window's cost)
+        "storage_usd_per_month": {n: _opt_usd(t.storage_usd_per_month) for n, t in tiers.items()},
+        "storage_bytes": {n: t.storage_bytes for n, t in tiers.items()},
         "hits": {n: t.hits for n, t in tiers.items()},
         "tried": {n: t.tried for n, t in tiers.items()},
         "fall_through_rates": {n: _r(t.fall_through_rate) for n, t in tiers.items()},

@@ -124,6 +124,9 @@ class TierView:
     errors: int = 0
     fall_through_rate: float = 0.0
     cost_usd: float = 0.0
+    # latest memory_tier_storage sizes (not windowed); None: never reported
+    storage_bytes: int | None = None
+    storage_usd_per_month: float | None = None  # a monthly rate, not part of cost_usd
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,13 @@ first use and every call runs in a worker thread. Only neighbours closer than
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -187,6 +189,23 @@ class ChromaTier:
         with self._lock:
             self._client.delete_collection(self.collection_name)
             self._collection = None
+
+    def storage_bytes(self) -> int | None:
+        """Bytes of the PersistentClient directory (every collection in it); None for an
+        HTTP client (the server's disk is not ours to see) or a missing directory."""
+        if self.url or not self.path:
+            return None
+        root = Path(self.path)
+        if not root.is_dir():
+            return None
+        total = 0
+        for dirpath, _dirs, files in os.walk(root):
+            for f in files:
+                try:
+                    total += (Path(dirpath) / f).lstat().st_size
+                except OSError:  # removed while walking
+                    continue
+        return total
 
     def drop(self) -> None:
         """Nothing to close: clients are shared per path/URL inside chromadb."""

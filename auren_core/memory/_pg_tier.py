@@ -216,6 +216,15 @@ class PostgresTier:
         )
         return int(status.split()[-1])
 
+    async def storage_bytes(self) -> int | None:
+        """``pg_total_relation_size`` of the table (heap, indexes, TOAST): the table holds
+        every namespace, so this is the table's size (reported with its name)."""
+        pool = await self._get_pool()
+        v = await pool.fetchval(
+            "SELECT pg_total_relation_size(to_regclass($1))", self.table, timeout=self.timeout
+        )
+        return int(v) if v is not None else None
+
     def drop(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:

@@ -73,6 +73,28 @@ class RedisTier:
             f"{self.q_prefix}{gen}:{qhash}", orjson.dumps(doc), ex=self.ttl_s
         )
 
+    async def storage_bytes(self, max_keys: int = 100_000, batch: int = 500) -> int | None:
+        """Bytes this namespace's keys use (sum of MEMORY USAGE over ``SCAN MATCH
+        <ns>:mem:*``, pipelined per batch). At most ``max_keys`` keys are measured: beyond
+        that the size is unknown (None), never a partial sum passed off as the whole."""
+        client = self._get_client()
+        total = 0
+        seen = 0
+        cursor: int = 0
+        match = self.gen_key.removesuffix("gen") + "*"
+        while True:
+            cursor, keys = await client.scan(cursor=cursor, match=match, count=batch)
+            if keys:
+                seen += len(keys)
+                if seen > max_keys:
+                    return None
+                pipe = client.pipeline(transaction=False)
+                for k in keys:
+                    pipe.memory_usage(k, samples=0)
+                total += sum(int(v) for v in await pipe.execute() if v is not None)
+            if int(cursor) == 0:
+                return total
+
     async def invalidate(self) -> None:
         """Forget every cached query of this namespace (bump the generation)."""
         await self._get_client().incr(self.gen_key)

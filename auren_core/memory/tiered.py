@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,6 +61,11 @@ class TieredMemory(TierCore):
     0 = at once); ``flush_events()`` and ``close()`` hand them over now.
     ``chroma_max_distance`` (cosine distance) defaults to the embedder's own
     ``max_distance`` attribute, else 0.5.
+
+    Storage: :meth:`storage_report` measures the bytes each tier holds and publishes a
+    ``memory_tier_storage`` event; loads also trigger one at most every
+    ``storage_every_s`` seconds (None or 0: never), run as a background task on the
+    loop (a load never waits for it).
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class TieredMemory(TierCore):
         backoff_cap_s: float = 30.0,
         tier_costs_usd: Mapping[str, float] | None = None,
         event_linger_s: float = 0.05,
+        storage_every_s: float | None = 300.0,
     ) -> None:
         self.namespace = namespace
         self.promote = promote
@@ -120,6 +127,9 @@ class TieredMemory(TierCore):
         self.health: dict[TierName, TierHealth] = {
             t: TierHealth(backoff_s, backoff_cap_s) for t in ("redis", "postgresql", "chromadb")
         }
+        self.storage_every_s = storage_every_s
+        self._storage_due = 0.0  # monotonic time of the next automatic storage report
+        self._storage_tasks: set[asyncio.Task[Any]] = set()
         self._loop = HomeLoop(self._drop_clients)
         # The first Chroma use imports chromadb and opens the store (~1 s): not a timeout.
         self._chroma_warm = False
@@ -293,6 +303,82 @@ class TieredMemory(TierCore):
     def connect_sync(self) -> dict[str, str]:
         return self._run_sync(self._connect, self._budget() + 10)
 
+    async def storage_report(self) -> dict[str, Any]:
+        """Measure the bytes each tier holds and publish them as ``memory_tier_storage``
+        (through the load events' path, whatever ``track`` says: it is asked for).
+        Returns the payload; a tier absent, failing or unmeasurable is None (unknown),
+        never 0. Never raises."""
+        payload = await self._run(self._storage_report)
+        self.events.flush()
+        return payload
+
+    def storage_report_sync(self) -> dict[str, Any]:
+        """Blocking :meth:`storage_report`."""
+        payload = self._run_sync(self._storage_report, self._budget() + 30)
+        self.events.flush()
+        return payload
+
+    async def _measure(self, tier: TierName, make: Callable[[], Coroutine[Any, Any, int | None]],
+                       timeout: float) -> int | None:
+        try:
+            return await asyncio.wait_for(make(), timeout)
+        except Exception as exc:
+            log.debug("auren memory: cannot measure %s: %s", tier, describe(exc))
+            return None
+
+    async def _storage_report(self) -> dict[str, Any]:
+        redis, pg, chroma = self.redis, self.pg, self.chroma
+        budget = 10.0
+        payload: dict[str, Any] = {
+            "namespace": self.namespace,
+            "redis_bytes": None
+            if redis is None
+            else await self._measure("redis", redis.storage_bytes, budget),
+            "postgresql_bytes": None
+            if pg is None
+            else await self._measure("postgresql", pg.storage_bytes, budget),
+            "chromadb_bytes": None
+            if chroma is None
+            else await self._measure(
+                "chromadb", lambda: asyncio.to_thread(chroma.storage_bytes), budget * 6
+            ),
+        }
+        if pg is not None:
+            payload["postgresql_table"] = pg.table
+        if chroma is not None and chroma.path and not chroma.url:
+            payload["chromadb_path"] = str(chroma.path)
+        self.events.publish([("memory_tier_storage", payload)], None, None)
+        return payload
+
+    async def _close(self) -> None:
+        for task in list(self._storage_tasks):  # a background report must not outlive us
+            task.cancel()
+        if self._storage_tasks:
+            await asyncio.gather(*self._storage_tasks, return_exceptions=True)
+        await super()._close()
+
+    def _maybe_storage_report(self) -> None:
+        """Start a background storage report when one is due (called by loads)."""
+        every = self.storage_every_s
+        if not every or every <= 0:
+            return
+        now = time.monotonic()
+        if now < self._storage_due or self._storage_tasks:
+            return
+        self._storage_due = now + every
+        try:
+            task = asyncio.get_running_loop().create_task(self._storage_report())
+        except RuntimeError:
+            return
+        self._storage_tasks.add(task)
+        task.add_done_callback(self._storage_done)
+
+    def _storage_done(self, task: asyncio.Task[Any]) -> None:
+        self._storage_tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.debug("auren memory: storage report failed: %s", describe(exc))
+
     def flush_events(self) -> None:
         """Hand the events of past loads to the publisher now (they otherwise wait up
         to ``event_linger_s``). Then ``publisher.flush()`` waits until they are sent."""
@@ -351,4 +437,5 @@ class TieredMemory(TierCore):
         result = await self._lookup(query, limit, agent)
         if self.track:
             self._publish(query, result, agent, run)
+            self._maybe_storage_report()
         return result

@@ -318,8 +318,9 @@ class TieredMemory(TierCore):
         self.events.flush()
         return payload
 
-    async def _measure(self, tier: TierName, make: Callable[[], Coroutine[Any, Any, int | None]],
-                       timeout: float) -> int | None:
+    async def _measure(
+        self, tier: TierName, make: Callable[[], Coroutine[Any, Any, int | None]], timeout: float
+    ) -> int | None:
         try:
             return await asyncio.wait_for(make(), timeout)
         except Exception as exc:

@@ -13,6 +13,7 @@ from .format import bar, fmt_count, fmt_ms, fmt_pct, fmt_usd
 
 if TYPE_CHECKING:
     from auren_core.state import DashboardState
+    from auren_core.state.model import TierView
 
 __all__ = ["TierFlow"]
 
@@ -77,7 +78,7 @@ class TierFlow(Pane):
                 for k, _ in _LABELS
             ),
         )
-        table.add_row("cost", *(fmt_usd(views[k].cost_usd) for k, _ in _LABELS))
+        table.add_row("cost", *(_cost_cell(views[k], col_w) for k, _ in _LABELS))
         errors = sum(views[k].errors for k, _ in _LABELS)
         parts: list[RenderableType] = [flow, table]
         if tiers.embedding_model and height >= 9:
@@ -97,3 +98,26 @@ class TierFlow(Pane):
                 Text(tiers.cost_note, style="dim italic", no_wrap=True, overflow="ellipsis")
             )
         return Group(*parts)
+
+
+def _size(n: int) -> str:
+    """Bytes in decimal units (the GB of the GB-month price)."""
+    for unit, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= f:
+            return f"{n / f:.1f}{unit}"
+    return f"{n}B"
+
+
+def _cost_cell(tv: TierView, width: int) -> str:
+    """The window's cost, then the stored size and its monthly rate when a
+    ``memory_tier_storage`` was reported and they fit in the column (else the cost alone:
+    the layout never changes)."""
+    cost = fmt_usd(tv.cost_usd)
+    if tv.storage_bytes is None:
+        return cost
+    sized = f"{cost} {_size(tv.storage_bytes)}"
+    options = [sized, cost]
+    if tv.storage_usd_per_month:
+        rate = f"{fmt_usd(tv.storage_usd_per_month)}/mo"
+        options[:0] = [f"{sized} {rate}", f"{cost} {rate}"]
+    return next(o for o in options if len(o) <= width or o is cost)

@@ -90,6 +90,7 @@ class Env:
             namespace=self.namespace,
             pg_table=self.table,
             backoff_s=0.3,
+            storage_every_s=None,  # exact event lists here; storage: test_tier_storage.py
         )
         args.update(kw)
         mem = TieredMemory(**args)

@@ -196,3 +196,14 @@ def test_gb_month_prices_are_validated() -> None:
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         TierCosts(redis_gb_month=-1)
     assert TierCosts().redis_gb_month == 0.0
+
+
+def test_pane_1_cost_cell_adds_storage_only_when_it_fits() -> None:
+    from auren_core.state.model import TierView
+    from auren_tui.widgets.tiers import _cost_cell
+
+    tv = TierView("redis", cost_usd=0.12, storage_bytes=1_234_567, storage_usd_per_month=0.015)
+    assert _cost_cell(tv, 16) == "$0.12 $0.01/mo"
+    assert _cost_cell(tv, 12) == "$0.12 1.2MB"
+    assert _cost_cell(tv, 8) == "$0.12"
+    assert _cost_cell(TierView("redis", cost_usd=0.12), 16) == "$0.12"  # nothing reported

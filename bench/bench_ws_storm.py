@@ -32,9 +32,7 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
-import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,32 +47,8 @@ from typing import Any
 import redis
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def raise_nofile() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_ws import cpu_s, free_port, raise_nofile, rss_mb  # noqa: E402  (the same helpers)
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -19,12 +19,10 @@ from ..events import (
     Event,
     Hypothesis,
     KnowledgeAccess,
-    LlmCall,
     MemoryTierAccess,
     ToolUsed,
 )
-from ..rules import MAX_TOKENS, MAX_USD, llm_call_cost, tool_cost, usd
-from ..rules import tokens as _int
+from ..rules import tool_cost
 from .flows import FlowRec, joins_flow
 from .parts import AgentAcc, G, HypRec, RunAcc
 
@@ -134,22 +132,8 @@ class Handlers:
 
     # ------------------------------------------------------------------ economics
     def _on_llm(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        p: LlmCall = ev.payload
-        # the struct's fields are validated ints / floats; the range is the rule's
-        # (rules.llm_call, inlined: the same figures, see the module docstring)
-        v = p.input_tokens
-        inp = v if 0 <= v <= MAX_TOKENS else _int(v)
-        v = p.output_tokens
-        out = v if 0 <= v <= MAX_TOKENS else _int(v)
-        v = p.cached_tokens
-        cached = v if 0 <= v <= MAX_TOKENS else _int(v)
-        v = p.reasoning_tokens
-        reason = v if 0 <= v <= MAX_TOKENS else _int(v)
-        c = p.cost_usd
-        cost = c if c is not None and 0.0 <= c <= MAX_USD else usd(c)
-        err = p.ok is False
-        if cost is None:
-            cost = llm_call_cost(cost, not err, inp, out, cached)
+        # the counted figures as every output counts them (rules.llm_call: its typed fast path)
+        inp, out, cached, reason, cost, err = rules.llm_call(ev.payload)
         g = self._g
         for vec in (g.at(b), g.tot):
             vec[_LLM] += 1
@@ -176,17 +160,8 @@ class Handlers:
 
     def _on_tool(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p: ToolUsed = ev.payload
-        # rules.name and rules.tool_cost, with fast paths for the validated shapes
-        tool = p.tool
-        if not tool or len(tool) > MAX_NAME:
-            tool = _name(tool)
-        c = p.cost_usd
-        if c is None:
-            cost = self.tool_costs.get(tool, 0.0)
-        elif 0.0 <= c <= MAX_USD:
-            cost = c
-        else:
-            cost = tool_cost(c, tool, self.tool_costs)
+        tool = rules.name(p.tool)
+        cost = tool_cost(p.cost_usd, tool, self.tool_costs)
         err = p.ok is False
         g = self._g
         for vec in (g.at(b), g.tot):

@@ -52,6 +52,16 @@ async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float 
         await pilot.pause(0.02)
 
 
+async def settle(pilot: Pilot[None], app: TopApp) -> None:
+    """Wait until the whole recording is applied and painted into the agents table
+    (the first state shown may hold only part of it)."""
+    total = len(recorded())
+    await wait_for(pilot, lambda: app.shown is not None and app.shown.health.events_total >= total)
+    table = app.screen.query_one(AgentsTable)
+    await wait_for(pilot, lambda: len(table.order) == len(app.shown.agents))  # type: ignore[union-attr]
+    await pilot.pause(0.05)
+
+
 def screen_text(app: TopApp) -> str:
     """Every character the compositor would paint (control segments excluded)."""
     console = Console(
@@ -164,7 +174,7 @@ async def test_flows_pane_and_human_waits_render() -> None:
 async def test_flows_pane_hidden_without_flows() -> None:
     app = recorded_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None)
+        await settle(pilot, app)
         app.paused = True
         main = app.screen
         assert isinstance(main, MainScreen)
@@ -226,7 +236,7 @@ async def test_pause_freezes_panes_and_resume_catches_up(redis_url: str, stream:
 async def test_filter_by_type_agent_and_text() -> None:
     app = recorded_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None)
+        await settle(pilot, app)
         log = app.screen.query_one(EventLog)
         await pilot.press("slash")
         for ch in "type:hypothesis":
@@ -260,7 +270,7 @@ def test_log_filter_parse() -> None:
 async def test_sort_cycles_and_orders_rows() -> None:
     app = recorded_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None)
+        await settle(pilot, app)
         table = app.screen.query_one(AgentsTable)
         state = app.shown
         assert state is not None
@@ -289,7 +299,7 @@ async def test_sort_cycles_and_orders_rows() -> None:
 async def test_drill_down_opens_agent_screen_and_back() -> None:
     app = recorded_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None)
+        await settle(pilot, app)
         table = app.screen.query_one(AgentsTable)
         # the first state shown may hold only part of the recording (main flaked here 1 in 4)
         await wait_for(pilot, lambda: "neuro" in table.order)
@@ -322,7 +332,7 @@ async def test_agent_screen_charts_cost_per_minute_with_plotext() -> None:
 
     app = recorded_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None)
+        await settle(pilot, app)
         assert "plotext" not in sys.modules or "auren_tui.widgets.chart" in sys.modules
         table = app.screen.query_one(AgentsTable)
         await wait_for(pilot, lambda: "neuro" in table.order)
@@ -348,7 +358,7 @@ async def test_agent_screen_charts_cost_per_minute_with_plotext() -> None:
 async def test_help_and_palette_commands() -> None:
     app = recorded_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None)
+        await settle(pilot, app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         assert "pause / resume" in screen_text(app)
@@ -522,7 +532,7 @@ def test_fuzz_hostile_strings_render_inert(s: str) -> None:
     async def run() -> None:
         app = recorded_app()
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: app.shown is not None)
+            await settle(pilot, app)
             state = _hostile_state(s).state()
             main = app.screen
             assert isinstance(main, MainScreen)

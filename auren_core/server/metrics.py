@@ -274,12 +274,12 @@ class BusinessMetrics:
             for kind, n in (("input", inp), ("output", out), ("cached", cached)):
                 if n:
                     self.tokens.labels(*labels, kind).inc(n)
-            if err:
-                self.llm_errors.labels(*labels).inc(err)
-            if unp:
-                self.llm_unpriced.labels(*labels).inc(unp)
-            if usd:
-                self.llm_cost.labels(*labels).inc(usd)
+            # every series of a label set exists from its first call, at 0 where nothing
+            # happened: a rate or a ratio over it has data (Prometheus' advice on
+            # initialising label sets), e.g. errors of a model that never failed
+            self.llm_errors.labels(*labels).inc(err)
+            self.llm_unpriced.labels(*labels).inc(unp)
+            self.llm_cost.labels(*labels).inc(usd)
         for (a, m), values in llm_lat.items():
             agent, model = self.agent(a), self.model(m)
             key = f"{agent}\x00{model}"
@@ -288,8 +288,7 @@ class BusinessMetrics:
         for (a, tool), (calls, errors) in tools.items():
             labels2 = (self.agent(a), self.tool(tool))
             self.tool_calls.labels(*labels2).inc(calls)
-            if errors:
-                self.tool_errors.labels(*labels2).inc(errors)
+            self.tool_errors.labels(*labels2).inc(errors)  # 0: the series exists (above)
         for a, usd in tool_usd.items():
             self.tool_cost.labels(self.agent(a)).inc(usd)
         for i, (lookups, hits, errs, usd) in enumerate(tiers):

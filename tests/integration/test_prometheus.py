@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -178,13 +178,13 @@ def test_promtool_checks_the_shipped_config() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-@needs_prometheus
-def test_real_prometheus_answers_every_dashboard_query(
-    redis_url: str, stream: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def scraped_serve_ws(
+    redis_url: str, stream: str, tmp_path: Path, deadline: float
+) -> Iterator[tuple[str, int]]:
+    """A real ``auren serve-ws`` on ``stream`` and a real Prometheus scraping it every second
+    with the shipped scrape config; yields (Prometheus URL, serve-ws port) once both answer."""
     assert PROMETHEUS is not None and PROMTOOL is not None
-    t_start = time.monotonic()
-    deadline = t_start + 50
     ws_port, prom_port = _free_port(), _free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     serve = [
@@ -213,6 +213,32 @@ def test_real_prometheus_answers_every_dashboard_query(
         while not health.get("ready") and time.monotonic() < deadline:
             time.sleep(0.1)
             health = json.loads(_get(f"http://127.0.0.1:{ws_port}/healthz"))
+        yield prom, ws_port
+
+
+def dashboard_without_data(prom: str, deadline: float, alive: Callable[[], None]) -> dict[str, str]:
+    """Poll every dashboard expression until each returns a finite value (or the deadline);
+    what still has none, expression -> panel title."""
+    missing: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        alive()
+        missing = {}
+        for title, expr in dashboard_exprs():
+            if not finite(query(prom, as_query(expr))):
+                missing[expr] = title
+        if not missing:
+            break
+        time.sleep(0.5)
+    return missing
+
+
+@needs_prometheus
+def test_real_prometheus_answers_every_dashboard_query(
+    redis_url: str, stream: str, tmp_path: Path
+) -> None:
+    t_start = time.monotonic()
+    deadline = t_start + 50
+    with scraped_serve_ws(redis_url, stream, tmp_path, deadline) as (prom, ws_port):
         # steady traffic (a round every 0.7 s, as the demo's) while the dashboard is queried:
         # a rate over the last seconds, and a ratio of two, has data to show
         pub = Publisher(redis_url, stream, stats_interval=3600)
@@ -227,16 +253,7 @@ def test_real_prometheus_answers_every_dashboard_query(
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         try:
-            exprs = dashboard_exprs()
-            missing: dict[str, str] = {}
-            while time.monotonic() < deadline:
-                missing = {}
-                for title, expr in exprs:
-                    if not finite(query(prom, as_query(expr))):
-                        missing[expr] = title
-                if not missing:
-                    break
-                time.sleep(0.5)
+            missing = dashboard_without_data(prom, deadline, lambda: None)
             assert not missing, f"dashboard queries without data: {missing}"
         finally:
             stop.set()
@@ -277,3 +294,42 @@ def test_real_prometheus_answers_every_dashboard_query(
         cost = sum(q("sum(auren_llm_cost_usd_total)").values())
         assert cost == pytest.approx(n * len(AGENTS) * 0.03)
     assert time.monotonic() - t_start < 60
+
+
+@needs_prometheus
+def test_real_prometheus_on_demo_traffic(redis_url: str, stream: str, tmp_path: Path) -> None:
+    """The issue's own check: ``auren demo`` (a real crew on the scripted LLM) publishes, a
+    real Prometheus scrapes serve-ws, and every expression of the dashboard has data, also
+    the error ones on traffic where nothing failed (their series exist at 0 from the first
+    call) and the tier shares and latency quantiles."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(
+        os.environ, PYTHONPATH=str(ROOT), HOME=str(home), CREWAI_DISABLE_TELEMETRY="true",
+        AUREN_REDIS_URL=redis_url, AUREN_STREAM=stream,
+    )  # fmt: skip
+    env.pop("CREWAI_TESTING", None)
+    demo_args = [
+        sys.executable, "-m", "auren_tui", "demo", "--headless", "--rate", "10",
+        "--duration", "90s", "--redis-url", redis_url, "--stream", stream,
+    ]  # fmt: skip
+    deadline = time.monotonic() + 80
+    with (
+        scraped_serve_ws(redis_url, stream, tmp_path, deadline) as (prom, _),
+        _process(demo_args, env=env) as demo,
+    ):
+
+        def alive() -> None:
+            if demo.poll() is not None:
+                out = demo.stdout.read().decode(errors="replace") if demo.stdout else ""
+                raise AssertionError(f"demo exited {demo.returncode}: {out[-2000:]}")
+
+        missing = dashboard_without_data(prom, deadline, alive)
+        assert not missing, f"dashboard queries without data on demo traffic: {missing}"
+        # the figures are the demo's: its agents called LLMs, its loads were served by tiers
+        agents = {
+            r["metric"]["agent"] for r in query(prom, "sum by (agent) (auren_llm_calls_total)")
+        }
+        assert {"neuroscientist", "sleep_specialist", "nutritionist"} <= agents, agents
+        tiers = {r["metric"]["tier"] for r in query(prom, "auren_tier_hits_total > 0")}
+        assert "redis" in tiers, tiers

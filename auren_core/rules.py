@@ -488,6 +488,43 @@ def storage_usd_per_month(nbytes: int | None, usd_per_gb_month: float) -> float 
     return nbytes / 1e9 * usd_per_gb_month
 
 
+MAX_STORES: Final = 10_000  # (tier, store) sizes kept: hostile namespaces cannot grow it further
+_STORAGE_FIELDS: Final = ("redis_bytes", "postgresql_bytes", "chromadb_bytes")  # TIERS' order
+
+
+class TierStorage:
+    """The latest known size of each tier's stores, from ``memory_tier_storage`` events:
+    keyed by what was measured (a PostgreSQL table or Chroma directory shared by several
+    namespaces counts once), else by the namespace. A null, negative or non-integer size
+    (unknown) leaves the last known one; it never becomes 0. The reducer, ``/metrics`` and
+    the ``tiers`` export report all hold one of these."""
+
+    __slots__ = ("sizes",)
+
+    def __init__(self) -> None:
+        self.sizes: dict[tuple[int, str], int] = {}  # (tier index, store) -> latest bytes
+
+    def observe(self, p: PayloadLike) -> None:
+        ns = p.get("namespace")
+        if not isinstance(ns, str):
+            return
+        where = (ns, p.get("postgresql_table"), p.get("chromadb_path"))
+        sizes = self.sizes
+        for i, key in enumerate(_STORAGE_FIELDS):
+            v = p.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                continue
+            store = where[i]
+            w = store if i and isinstance(store, str) else f"ns:{ns}"
+            if len(sizes) < MAX_STORES or (i, w) in sizes:
+                sizes[(i, w)] = v
+
+    def bytes(self, tier: int) -> int | None:
+        """Total bytes of the tier's stores; None when none was ever reported."""
+        found = [v for (i, _), v in self.sizes.items() if i == tier]
+        return sum(found) if found else None
+
+
 def embedding_tokens(p: PayloadLike) -> int:
     """Tokens embedded for one semantic lookup: the event's ``embedding_tokens``, else
     ceil(len(query) / :data:`CHARS_PER_TOKEN`) (at least 1)."""

@@ -77,6 +77,7 @@ COLUMNS: Final[dict[str, tuple[str, ...]]] = {
         "tier", "served", "share", "tried", "hit_rate", "local_hit_rate", "fall_through_rate",
         "probes",
         "p50_ms", "p95_ms", "mean_ms", "errors", "cost_usd", "items_retrieved",
+        "storage_bytes", "storage_usd_per_month",
     ),
     "costs": (
         "dimension", "key", "label", "llm_calls", "tool_calls", "input_tokens",

@@ -91,6 +91,7 @@ class Accumulator:
         self.tier_cost = [0.0, 0.0, 0.0]
         self.lat: list[list[float]] = [[], [], []]
         self.lat_sum = [0.0, 0.0, 0.0]
+        self.storage = rules.TierStorage()  # latest memory_tier_storage sizes, as the reducer's
         self.queries = 0
         self.misses = 0
         self.labels: dict[str, str] = {}
@@ -212,6 +213,9 @@ class Accumulator:
             elif t == "memory_tier_access":
                 if want_tier or want_cost or want_know or want_gaps:
                     self._load(p, agent, run or "", ev.ts, want_tier, want_cost)
+            elif t == "memory_tier_storage":
+                if want_tier:
+                    self.storage.observe(p)
             elif t == "knowledge_access":
                 if want_know or want_gaps:
                     hit = p.hit is not False
@@ -463,6 +467,11 @@ class Accumulator:
                 "mean_ms": _ms(self.lat_sum[i] / len(lat)) if lat else None,
                 "errors": self.errors[i], "cost_usd": round_usd(self.tier_cost[i]),
                 "items_retrieved": self.items[i],
+                # the latest size and its monthly rate: not part of cost_usd (a window's cost)
+                "storage_bytes": (sb := self.storage.bytes(i)),
+                "storage_usd_per_month": round_usd(
+                    rules.storage_usd_per_month(sb, self.tier_model.per_gb_month[i])
+                ),
             })  # fmt: skip
         out.append({
             "tier": "miss", "served": self.misses,
@@ -470,7 +479,7 @@ class Accumulator:
             "tried": None, "hit_rate": None, "local_hit_rate": None, "fall_through_rate": None,
             "probes": 0,
             "p50_ms": None, "p95_ms": None, "mean_ms": None, "errors": None, "cost_usd": None,
-            "items_retrieved": 0,
+            "items_retrieved": 0, "storage_bytes": None, "storage_usd_per_month": None,
         })  # fmt: skip
         return out
 

@@ -146,6 +146,7 @@ class Server:
             tier_model=self.reducer.tier_model,
             state_gauges=self._state_gauges,
             max_agents=config.metrics_max_agents,
+            storage=lambda: self.reducer.storage,
         )
         self.metrics.process_gauges = self._process_gauges
         self.metrics.max_processes = config.metrics_max_agents

@@ -107,6 +107,7 @@ class BusinessMetrics:
         max_agents: int = 20,
         max_models: int = 20,
         max_tools: int = 30,
+        storage: Callable[[], rules.TierStorage] | None = None,
     ) -> None:
         self.tool_prices = rules.tool_prices(tool_costs)
         self.tier_model = tier_model
@@ -158,6 +159,8 @@ class BusinessMetrics:
             LATENCY_BUCKETS,
         )
         self._llm_labels: dict[str, tuple[str, str]] = {}
+        self.storage = rules.TierStorage()  # fed by observe() when no ``storage`` is given
+        self._storage_of = storage
         registry.register(self)
         self.collaborations = Counter(
             "auren_collaborations", "delegations, questions and hand-offs", ("kind",),
@@ -177,6 +180,25 @@ class BusinessMetrics:
         """The histograms (a prometheus-client collector: the counters are its own)."""
         yield self.llm_latency.family(lambda k: list(self._llm_labels[k]), ["agent", "model"])
         yield self.tier_latency.family(lambda k: [k], ["tier"])
+        size = GaugeMetricFamily(
+            "auren_tier_storage_bytes",
+            "bytes each tier's stores hold (latest memory_tier_storage; absent: never reported)",
+            labels=["tier"],
+        )
+        rate = GaugeMetricFamily(
+            "auren_tier_storage_usd_per_month",
+            "monthly storage rate of each tier ([tier_costs] <tier>_gb_month x its bytes)",
+            labels=["tier"],
+        )
+        sizes = self.storage if self._storage_of is None else self._storage_of()
+        for i, tier in enumerate(rules.TIERS):
+            nbytes = sizes.bytes(i)
+            usd = rules.storage_usd_per_month(nbytes, self.tier_model.per_gb_month[i])
+            if nbytes is not None and usd is not None:
+                size.add_metric([tier], float(nbytes))
+                rate.add_metric([tier], usd)
+        yield size
+        yield rate
 
     def observe(self, items: Iterable[Event | Malformed]) -> None:
         """Count a batch: summed per label set first, then one ``inc`` per series (the
@@ -247,6 +269,8 @@ class BusinessMetrics:
                     tiers[i][2] += 1
                 for i, usd in costs or ():
                     tiers[i][3] += usd
+            elif t == "memory_tier_storage":
+                self.storage.observe(p)
             elif t == "collaboration":
                 kind = p.get("kind")
                 k = ("collab", kind if kind in ("delegate", "ask", "a2a") else OTHER)
@@ -388,12 +412,16 @@ class Metrics:
         tier_model: rules.TierCostModel = rules.NO_TIER_COSTS,
         state_gauges: Callable[[], tuple[int, int]] | None = None,
         max_agents: int = 20,
+        storage: Callable[[], rules.TierStorage] | None = None,
     ) -> None:
-        """Count the business metrics from now on (serve-ws calls this once)."""
+        """Count the business metrics from now on (serve-ws calls this once). ``storage``:
+        the reducer's tier sizes (backfill included: a gauge is the latest value, not a
+        count since start); without it the live events' own."""
         disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series
         self.business = BusinessMetrics(
-            self.registry(), tool_costs=tool_costs, tier_model=tier_model, max_agents=max_agents
-        )
+            self.registry(), tool_costs=tool_costs, tier_model=tier_model, max_agents=max_agents,
+            storage=storage,
+        )  # fmt: skip
         self.state_gauges = state_gauges
 
     def registry(self) -> CollectorRegistry:

@@ -121,7 +121,7 @@ class Reducer(Handlers):
         self.tool_costs = tool_prices(tool_costs)  # valid prices only (auren_core.rules)
         self.tier_model = tier_model_of(tier_costs)
         self.registry = AgentRegistry(clock=clock)
-        self.storage: dict[tuple[int, str], int] = {}  # (tier, store) -> latest bytes
+        self.storage = rules.TierStorage()  # latest bytes of each tier's stores
         s = self.s = Sections()
         self._exp = s.expiry
         self._g = s.g

@@ -140,8 +140,7 @@ def _tiers(r: Reducer) -> Tiers:
 
 
 def _storage(r: Reducer, tier: int) -> int | None:
-    sizes = [v for (i, _), v in r.storage.items() if i == tier]
-    return sum(sizes) if sizes else None
+    return r.storage.bytes(tier)
 
 
 def _rate(x: float | None) -> float:

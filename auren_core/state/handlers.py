@@ -45,7 +45,6 @@ _TOOL, _TOOL_ERR, _TOOL_COST = G.TOOL, G.TOOL_ERR, G.TOOL_COST
 _REASON, _MEM_COST, _EMB_COST = G.REASON, G.MEM_COST, G.EMB_COST
 _tier_access, _gap_key, _name = rules.tier_access, rules.gap_key, rules.name
 _modelled_costs = rules.modelled_tier_costs
-_MAX_STORES = 10_000  # (tier, store) sizes kept: hostile namespaces cannot grow it further
 
 
 def _num(v: Any) -> float:
@@ -78,7 +77,7 @@ class Handlers:
     publishers: dict[str, tuple[float, int]]
     processes: dict[str, tuple[str, float, int | None, float | None]]
     registry: AgentRegistry
-    storage: dict[tuple[int, str], int]
+    storage: rules.TierStorage
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -300,21 +299,8 @@ class Handlers:
                 run.cost_usd += cost
 
     def _on_storage(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
-        """The latest known size of each tier's store: keyed by what was measured (a
-        shared PostgreSQL table or Chroma directory counts once), else the namespace.
-        A null size (unknown) leaves the last known one; it never becomes 0."""
-        p = ev.payload
-        ns = p.get("namespace")
-        if not isinstance(ns, str):
-            return
-        where = (ns, p.get("postgresql_table"), p.get("chromadb_path"))
-        for i, key in enumerate(("redis_bytes", "postgresql_bytes", "chromadb_bytes")):
-            v = p.get(key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                continue
-            w = where[i] if i and isinstance(where[i], str) else f"ns:{ns}"
-            if len(self.storage) < _MAX_STORES or (i, w) in self.storage:
-                self.storage[(i, w)] = v
+        """The latest known size of each tier's store (:class:`rules.TierStorage`)."""
+        self.storage.observe(ev.payload)
 
     def _on_knowledge(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         p: KnowledgeAccess = ev.payload

@@ -20,8 +20,11 @@ import pytest
 import redis
 from server_helpers import aget, running, subscribe
 
+from auren_core import rules
 from auren_core.config import TierCosts
 from auren_core.events import Event, decode
+from auren_core.export import build_reports
+from auren_core.export.sources import stream_events
 from auren_core.memory import TieredMemory
 from auren_core.state import Reducer
 from auren_core.streams.publisher import Publisher
@@ -190,6 +193,31 @@ async def test_snapshot_and_tier_stats_price_storage_per_gb_month(
             assert tiers[name]["storage_bytes"] == report[f"{name}_bytes"]
             assert tiers[name]["storage_usd_per_month"] == pytest.approx(usd, abs=1e-9)
         assert tiers["chromadb"]["storage_bytes"] is None
+        # /metrics: the same sizes and rates as gauges; a tier never reported has no series
+        metrics = (await aget(srv.port, "/metrics"))[2].decode()
+        gauges = {
+            ln.split(" ")[0]: float(ln.split(" ")[1])
+            for ln in metrics.splitlines()
+            if ln.startswith("auren_tier_storage_")
+        }
+        for name, usd in want.items():
+            assert gauges[f'auren_tier_storage_bytes{{tier="{name}"}}'] == report[f"{name}_bytes"]
+            got = gauges[f'auren_tier_storage_usd_per_month{{tier="{name}"}}']
+            assert got == pytest.approx(usd, rel=1e-9, abs=1e-12)
+        assert not any('tier="chromadb"' in k for k in gauges)
+    # the tiers export report, from the same stream and prices: the same figures
+    rows = {
+        r["tier"]: r
+        for r in build_reports(
+            stream_events(redis_url, stream, 0.0, None, []), ["tiers"], tier_costs=cfg
+        )["tiers"]
+    }
+    for name, usd in want.items():
+        assert rows[name]["storage_bytes"] == report[f"{name}_bytes"]
+        assert rows[name]["storage_usd_per_month"] == rules.round_usd(usd)
+        assert rows[name]["cost_usd"] == 0.0  # not part of the window's cost
+    assert rows["chromadb"]["storage_bytes"] is None
+    assert rows["miss"]["storage_bytes"] is None and rows["miss"]["storage_usd_per_month"] is None
 
 
 def test_gb_month_prices_are_validated() -> None:

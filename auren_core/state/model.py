@@ -8,6 +8,7 @@ Strings are kept raw; sanitising untrusted text for display is the renderer's jo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -349,3 +350,35 @@ class DashboardState:
         from .json_shape import tier_stats
 
         return tier_stats(self)
+
+
+def _pickle_by_fields(cls: type) -> None:
+    """Pickle ``cls`` as ``(cls, field values)``. The default of a slotted dataclass
+    (``__getstate__`` calling ``dataclasses.fields`` for every object) made a 120 KB state
+    cost 8-15 ms to pickle; this costs 3 ms. ``auren top``'s worker process ships a state
+    up to 20 times a second."""
+    from dataclasses import fields
+    from operator import attrgetter
+
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    values: Callable[[Any], tuple[Any, ...]]
+    if len(names) == 1:
+        one = names[0]
+
+        def values(obj: Any) -> tuple[Any, ...]:  # attrgetter of one name: not a tuple
+            return (getattr(obj, one),)
+
+    else:
+        values = attrgetter(*names)
+
+    def __reduce__(self: Any) -> tuple[Any, ...]:
+        return (cls, values(self))
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment, method-assign]
+
+
+for _cls in (
+    Totals, AgentView, TierView, Gap, Tiers, RunCost, Costs, CollabEdge, Knowledge,
+    HypothesisView, FlowView, Health, ProcessView, DashboardState,
+):  # fmt: skip
+    _pickle_by_fields(_cls)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from rich.text import Text
+
 __all__ = [
     "BLOCKS",
     "SHADES",
@@ -155,3 +157,35 @@ def minute_columns(values: Sequence[float], width: int) -> tuple[Sequence[float]
     n = max(0, min(len(values), width))
     tail = values[len(values) - n :] if n else ()
     return tail, f"1 col = 1 min, last {n} min"
+
+
+def grid(
+    header: Sequence[str],
+    rows: Sequence[Sequence[str | Text]],
+    widths: Sequence[int],
+    *,
+    first_style: str = "dim",
+    header_style: str = "bold",
+) -> Text:
+    """A table of fixed-width, one-line cells as one :class:`Text`: each cell cut with an
+    ellipsis (or padded) to its column's width and followed by one space, the header row
+    in ``header_style``, the first column (with its space) in ``first_style`` under the
+    cell's own styles. The same characters and styles as a ``rich.table.Table(box=None,
+    padding=(0, 1, 0, 0), show_edge=False)`` with those widths (header style "bold", first
+    column style "dim"), at a fraction of its cost (no measuring pass): pane 1 is
+    repainted up to 20 times a second."""
+    out = Text(no_wrap=True)
+    for n, cells in enumerate([header, *rows]):
+        if n:
+            out.append("\n")
+        start = len(out)
+        for i, (cell, w) in enumerate(zip(cells, widths, strict=True)):
+            t = cell.copy() if isinstance(cell, Text) else Text(cell)
+            t.truncate(w, overflow="ellipsis", pad=True)
+            t.append(" ")
+            if i == 0 and n:
+                t.stylize_before(first_style)  # a column style: under the cell's own
+            out.append_text(t)
+        if n == 0:
+            out.stylize_before(header_style, start, len(out))
+    return out

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 
 from .base import Pane
-from .format import bar, fmt_count, fmt_ms, fmt_pct, fmt_usd
+from .format import bar, fmt_count, fmt_ms, fmt_pct, fmt_usd, grid
 
 if TYPE_CHECKING:
     from auren_core.state import DashboardState
@@ -51,10 +50,6 @@ class TierFlow(Pane):
         flow.append(f"{fmt_count(tiers.misses)} ({fmt_pct(tiers.miss_rate)})", style=miss_style)
 
         col_w = max(8, min(16, (width - 10) // 3 - 1))
-        table = Table(box=None, padding=(0, 1, 0, 0), show_edge=False, expand=False)
-        table.add_column("", style="dim", no_wrap=True, width=9)
-        for _, label in _LABELS:
-            table.add_column(label, no_wrap=True, width=col_w, overflow="ellipsis")
         served_cells: list[Text] = []
         hit_cells: list[Text] = []
         for key, _ in _LABELS:
@@ -66,19 +61,24 @@ class TierFlow(Pane):
             cell.append(bar(tv.hit_rate if tv.tried else None, col_w - 5), style="blue")
             cell.stylize(_hit_style(tv.hit_rate, tv.tried), 0, 4)
             hit_cells.append(cell)
-        table.add_row("tried", *(fmt_count(views[k].tried) for k, _ in _LABELS))
-        table.add_row("served", *served_cells)
-        table.add_row("local hit", *hit_cells)
-        table.add_row("p50", *(fmt_ms(views[k].p50_ms) for k, _ in _LABELS))
-        table.add_row("p95", *(fmt_ms(views[k].p95_ms) for k, _ in _LABELS))
-        table.add_row(
-            "fall ↓",
-            *(
-                Text(fmt_pct(views[k].fall_through_rate) if views[k].tried else "—")
-                for k, _ in _LABELS
-            ),
-        )
-        table.add_row("cost", *(_cost_cell(views[k], col_w) for k, _ in _LABELS))
+        rows: list[list[str | Text]] = [
+            ["tried", *(fmt_count(views[k].tried) for k, _ in _LABELS)],
+            ["served", *served_cells],
+            ["local hit", *hit_cells],
+            ["p50", *(fmt_ms(views[k].p50_ms) for k, _ in _LABELS)],
+            ["p95", *(fmt_ms(views[k].p95_ms) for k, _ in _LABELS)],
+            [
+                "fall ↓",
+                *(
+                    fmt_pct(views[k].fall_through_rate) if views[k].tried else "—"
+                    for k, _ in _LABELS
+                ),
+            ],
+            ["cost", *(_cost_cell(views[k], col_w) for k, _ in _LABELS)],
+        ]
+        # a fixed-width grid (what a rich Table of these widths renders, without its
+        # measuring pass: this pane is repainted with every frame that has new loads)
+        table = grid(["", *(label for _, label in _LABELS)], rows, [9, col_w, col_w, col_w])
         errors = sum(views[k].errors for k, _ in _LABELS)
         parts: list[RenderableType] = [flow, table]
         if tiers.embedding_model and height >= 9:

@@ -97,7 +97,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:  # annotations only: no import from the rest of auren_core at run time
     from .events.model import LlmCall as LlmCallPayload
-    from .events.model import MemoryTierAccess, _Payload
+    from .events.model import MemoryTierAccess, MemoryTierStorage, _Payload
 
     # a payload read by key: the typed struct's mapping view, or a dict handed over in process
     PayloadLike = _Payload | Mapping[str, Any]
@@ -504,14 +504,23 @@ class TierStorage:
     def __init__(self) -> None:
         self.sizes: dict[tuple[int, str], int] = {}  # (tier index, store) -> latest bytes
 
-    def observe(self, p: PayloadLike) -> None:
-        ns = p.get("namespace")
+    def observe(self, p: MemoryTierStorage | Mapping[str, Any]) -> None:
+        """One ``memory_tier_storage`` payload: its struct's fields (a dict handed over in
+        process: the same keys)."""
+        if type(p) is not dict:
+            t: MemoryTierStorage = p  # type: ignore[assignment]
+            ns: Any = t.namespace
+            where: tuple[Any, ...] = (ns, t.postgresql_table, t.chromadb_path)
+            values: tuple[Any, ...] = (t.redis_bytes, t.postgresql_bytes, t.chromadb_bytes)
+        else:
+            d: Mapping[str, Any] = p
+            ns = d.get("namespace")
+            where = (ns, d.get("postgresql_table"), d.get("chromadb_path"))
+            values = tuple(d.get(k) for k in _STORAGE_FIELDS)
         if not isinstance(ns, str):
             return
-        where = (ns, p.get("postgresql_table"), p.get("chromadb_path"))
         sizes = self.sizes
-        for i, key in enumerate(_STORAGE_FIELDS):
-            v = p.get(key)
+        for i, v in enumerate(values):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 continue
             store = where[i]

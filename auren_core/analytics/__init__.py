@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ..events import Event, Malformed
+from ..events import AgentRegistered, Event, Malformed
+from ..events.codec import typed_event
 from .collaboration import collaboration_patterns, run_outcomes
 from .forecast import (
     forecast_series,
@@ -54,7 +55,8 @@ def agent_names(events: Iterable[Event]) -> dict[str, str]:
     out: dict[str, str] = {}
     for ev in events:
         if ev.type == "agent_registered" and ev.agent:
-            role = ev.payload.get("role")
+            p: AgentRegistered = typed_event(ev).payload
+            role = p.role
             if isinstance(role, str) and role.strip() and (ev.agent in out or len(out) < MAX_NAMES):
                 out[ev.agent] = role[:200]
     return out
@@ -70,7 +72,8 @@ def analyze(
     thresholds: Thresholds | None = None,
 ) -> dict[str, Any]:
     """Every analysis over ``events`` as one JSON-ready dict (Malformed entries skipped)."""
-    evs = [e for e in events if isinstance(e, Event)]
+    # typed once here: every analysis below reads a known type's payload as its struct
+    evs = [typed_event(e) for e in events if isinstance(e, Event)]
     th = thresholds or Thresholds(loop_repeats=loop_repeats)
     collab = collaboration_patterns(evs)
     forecast = token_forecast(evs, now=now, budget_usd_per_hour=budget_usd_per_hour)

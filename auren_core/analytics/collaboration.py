@@ -12,7 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from ..events import Event
+from ..events import Collaboration, CrewCompleted, Event
+from ..events.codec import typed_event
 
 __all__ = ["TOP_PAIRS", "collaboration_patterns", "run_outcomes"]
 
@@ -27,7 +28,8 @@ def run_outcomes(events: Sequence[Event]) -> dict[str, bool | None]:
             continue
         out.setdefault(ev.run, None)
         if ev.type == "crew_completed":
-            out[ev.run] = ev.payload.get("ok", True) is not False
+            ended: CrewCompleted = typed_event(ev).payload
+            out[ev.run] = ended.ok is not False
         elif ev.type == "task_failed" and out[ev.run] is None:
             out[ev.run] = False
     return out
@@ -52,7 +54,8 @@ def collaboration_patterns(
             agent_runs[ev.agent].add(ev.run)
         if ev.type != "collaboration" or not ev.agent:
             continue
-        to = str(ev.payload.get("to_agent") or "")
+        p: Collaboration = typed_event(ev).payload
+        to = str(p.to_agent or "")
         if not to or to == ev.agent:
             continue
         a, b = (ev.agent, to) if ev.agent < to else (to, ev.agent)

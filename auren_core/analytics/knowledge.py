@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import rules
-from ..events import Event
+from ..events import Event, KnowledgeAccess, MemoryTierAccess
+from ..events.codec import typed_event
 
 __all__ = ["TOP_GAPS", "TOP_ITEMS", "knowledge_patterns"]
 
@@ -54,11 +55,14 @@ def knowledge_patterns(
     first: dict[tuple[str, str], float] = {}
     last: dict[tuple[str, str], float] = {}
     for ev in events:
-        t, p = ev.type, ev.payload
+        t = ev.type
         if t == "knowledge_access":
+            ka: KnowledgeAccess = typed_event(ev).payload
+            p: KnowledgeAccess | MemoryTierAccess = ka
             source = "knowledge"
-            item = rules.name(p.get("item"))
+            item = rules.name(ka.item)
         elif t == "memory_tier_access":
+            p = typed_event(ev).payload
             source = "memory"
             item = rules.gap_key(t, p)
         else:
@@ -78,10 +82,12 @@ def knowledge_patterns(
     matrix_items = {i: [0] * 24 for i, _ in _top(reads, matrix_top)}
     matrix_agents = {a: [0] * 24 for a, _ in _top(agent_reads, matrix_top)}
     for ev in events:  # second pass: who read the items listed
-        t, p = ev.type, ev.payload
+        t = ev.type
         if t == "knowledge_access":
-            item = rules.name(p.get("item"))
+            p = ka = typed_event(ev).payload
+            item = rules.name(ka.item)
         elif t == "memory_tier_access":
+            p = typed_event(ev).payload
             item = rules.gap_key(t, p)
         else:
             continue

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import rules
-from ..events import Event
+from ..events import Event, Hypothesis
+from ..events.codec import typed_event
 
 __all__ = ["learning_velocity"]
 
@@ -36,11 +37,11 @@ def learning_velocity(events: Sequence[Event], *, now: float) -> dict[str, Any]:
     for ev in events:
         if ev.type != "hypothesis":
             continue
-        p = ev.payload
-        status = p.get("status")
+        p: Hypothesis = typed_event(ev).payload
+        status = p.status
         if status not in _STATUSES:
             continue
-        hid = p.get("hypothesis_id")
+        hid = p.hypothesis_id
         if hid:
             key = (rules.name(hid), str(status))
             if key in seen:

@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 
 from .. import rules
-from ..events import Event
+from ..events import AgentEnded, AgentStarted, Event, LlmCall, TaskEnded, TaskStarted, ToolUsed
+from ..events.codec import typed_event
 
 __all__ = ["detect_loops", "detect_stalls"]
 
@@ -21,17 +22,21 @@ def _signature(ev: Event) -> tuple[str, str] | None:
     """What makes two actions "the same": tool + arguments (or their digest, ``args_hash``),
     or the prompt (hash). A tool call whose arguments are unknown is never "the same" as
     another: the same tool with unknown arguments (a delegation to different coworkers, say)
-    is not a loop."""
-    p = ev.payload
+    is not a loop. The arguments and prompts are not fields of the v1 payloads: a producer's
+    own fields, read from :meth:`~auren_core.events.model._Payload.extra`."""
     if ev.type == "tool_used":
-        key = next((k for k in _ARG_KEYS if k in p and p[k] is not None), None)
+        tu: ToolUsed = typed_event(ev).payload
+        ex = tu.extra()
+        key = next((k for k in _ARG_KEYS if ex.get(k) is not None), None)
         if key is not None:
-            return ("tool", f"{p.get('tool')} {_enc.encode(p[key]).decode()}")
-        if digest := p.get("args_hash"):
-            return ("tool", f"{p.get('tool')} args#{str(digest)[:16]}")
+            return ("tool", f"{tu.tool} {_enc.encode(ex[key]).decode()}")
+        if digest := tu.args_hash:
+            return ("tool", f"{tu.tool} args#{str(digest)[:16]}")
         return None
     if ev.type == "llm_call":
-        prompt = p.get("prompt_hash") or p.get("prompt")
+        lc: LlmCall = typed_event(ev).payload
+        ex = lc.extra()
+        prompt = ex.get("prompt_hash") or ex.get("prompt")
         if prompt:
             return ("prompt", str(prompt)[:200])
     return None
@@ -40,13 +45,18 @@ def _signature(ev: Event) -> tuple[str, str] | None:
 def _cost(ev: Event) -> float:
     """Known cost of an LLM or tool call (auren_core.rules; unknown counts 0 here)."""
     if ev.type == "llm_call":
-        return rules.llm_call(ev.payload).cost or 0.0
-    return rules.usd(ev.payload.get("cost_usd")) or 0.0
+        return rules.llm_call(typed_event(ev).payload).cost or 0.0
+    tu: ToolUsed = typed_event(ev).payload
+    return rules.usd(tu.cost_usd) or 0.0
 
 
 def _tokens(ev: Event) -> int:
-    p = ev.payload
-    return rules.tokens(p.get("input_tokens")) + rules.tokens(p.get("output_tokens"))
+    if ev.type == "llm_call":
+        c = rules.llm_call(typed_event(ev).payload)
+        return c.input_tokens + c.output_tokens
+    # a tool_used event counts the tokens its producer added (none of the v1 fields)
+    ex = typed_event(ev).payload.extra()
+    return rules.tokens(ex.get("input_tokens")) + rules.tokens(ex.get("output_tokens"))
 
 
 Streak = tuple[tuple[str, str], list[Event], list[Event]]
@@ -143,7 +153,9 @@ def detect_stalls(
             continue
         a = ev.agent
         last[a] = max(last.get(a, ev.ts), ev.ts)
-        task = str(ev.payload.get("task_id") or "")
+        if ev.type in _START or ev.type in _END:
+            tp: TaskStarted | TaskEnded | AgentStarted | AgentEnded = typed_event(ev).payload
+            task = str(tp.task_id or "")
         if ev.type in _START:
             open_tasks[a].setdefault(task, (ev.ts, ev.run, cost[a], toks[a]))
         elif ev.type in _END:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import rules
-from ..events import Event
+from ..events import Collaboration, Event, LlmCall, MemoryTierAccess
+from ..events.codec import typed_event
 
 __all__ = ["TOP_RECS", "Thresholds", "recommendations"]
 
@@ -57,9 +58,9 @@ def _tier_recs(events: Sequence[Event], th: Thresholds) -> list[dict[str, Any]]:
     for ev in events:
         if ev.type != "memory_tier_access":
             continue
-        p = ev.payload
+        p: MemoryTierAccess = typed_event(ev).payload
         acc = rules.tier_access(p)  # tier names and latencies as every output reads them
-        tier, q = acc.served, str(p.get("query") or "")
+        tier, q = acc.served, str(p.query or "")
         lbt = dict(acc.latencies)
         if tier == 0 and (v := lbt.get(0)) is not None:
             redis_lat.append(v)
@@ -110,12 +111,12 @@ def _model_recs(
     for ev in events:
         if ev.type != "llm_call":
             continue
-        p = ev.payload
+        p: LlmCall = typed_event(ev).payload
         call = rules.llm_call(p)
         c, i, o = call.cost, call.input_tokens, call.output_tokens
         if c is None or i + o <= 0:
             continue
-        row = calls[(ev.agent or "", str(p.get("model") or ""))]
+        row = calls[(ev.agent or "", str(p.model or ""))]
         row[0] += 1
         row[1] += i
         row[2] += o
@@ -163,7 +164,8 @@ def _partner_share(events: Sequence[Event]) -> dict[tuple[str, str], float]:
             continue
         active[ev.agent].add(ev.run)
         if ev.type == "collaboration":
-            to = str(ev.payload.get("to_agent") or "")
+            cp: Collaboration = typed_event(ev).payload
+            to = str(cp.to_agent or "")
             if to and to != ev.agent:
                 together[(ev.agent, to)].add(ev.run)
                 together[(to, ev.agent)].add(ev.run)

@@ -18,6 +18,7 @@ from msgspec import UNSET, UnsetType
 
 from ..rules import MAX_DEPTH, MAX_TS, MIN_TS, name, timestamp_problem, tokens
 from .model import (
+    EVENT_TYPES,
     MAX_ENTRY_BYTES,
     PAYLOAD_TYPES,
     SCHEMA_VERSION,
@@ -37,6 +38,7 @@ __all__ = [
     "payload_as",
     "payload_from_json",
     "payload_json",
+    "typed_event",
     "typed_payload",
     "wire",
 ]
@@ -137,6 +139,17 @@ def coerce_payload(etype: str, payload: dict[str, Any]) -> Any:
             p = ptype(**kw)
     p.__dict__["_src"] = payload
     return p
+
+
+def typed_event(ev: Event) -> Event:
+    """``ev`` with a known type's payload as its struct: a dict handed over in process is
+    typed once by :func:`coerce_payload` (never raising), anything else is returned as is.
+    The one boundary for readers that take events from anywhere (analytics, metrics, the
+    live tail, the registry): past it, a known type's payload is its struct."""
+    p = ev.payload
+    if type(p) is dict and ev.type in EVENT_TYPES:
+        return msgspec.structs.replace(ev, payload=coerce_payload(ev.type, p))
+    return ev
 
 
 def _typed_or_dict(etype: str, payload: Any) -> Any:

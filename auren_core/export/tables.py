@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .. import rules
-from ..events import EVENT_TYPES, Event, Malformed, MemoryTierAccess
-from ..events.codec import coerce_payload
+from ..events import EVENT_TYPES, Event, FlowStep, HumanInput, Malformed, MemoryTierAccess
+from ..events.codec import coerce_payload, typed_event
 from ..rules import MAX_NAME, MAX_USD, TIERS, round_rate, round_usd, tier_index
 from ..state import tier_model_of
 from ..state.flows import FLOW_TYPES, FlowRec, joins_flow, method_key
@@ -235,16 +235,16 @@ class Accumulator:
                         cr[1].add(run)
             elif t == "crew_started":
                 if run is not None:
-                    q = p.get("query")  # the converter's label (redacted when configured)
-                    label = run_label({"query": q} if isinstance(q, str) else p.get("inputs"))
+                    q = p.query  # the converter's label (redacted when configured)
+                    label = run_label({"query": q} if isinstance(q, str) else p.inputs)
                     if label:  # the crew's own word beats a task description
                         self.labels[run] = label
                     else:
                         self.labels.setdefault(run, "")
             elif t == "task_started":
                 if run is not None and not self.labels.get(run):
-                    self.labels[run] = run_label(None, p.get("description"))
-            elif t == "crew_completed" and run is not None and p.get("ok", True) is not False:
+                    self.labels[run] = run_label(None, p.description)
+            elif t == "crew_completed" and run is not None and p.ok is not False:
                 self.completed.add(run)
             elif want_flows and (t in FLOW_TYPES or t == "human_input"):
                 self._flow(ev)
@@ -316,19 +316,20 @@ class Accumulator:
             if len(self.flows) >= _MAX_FLOW_RUNS:
                 return
             fr = self.flows[run] = FlowRec(run, ev.ts)
+        ev = typed_event(ev)
         took = fr.apply(ev)
-        t, p = ev.type, ev.payload
-        if t == "flow_step":
-            phase = p.get("phase", "completed")
+        p = ev.payload
+        if isinstance(p, FlowStep):
+            phase = p.phase
             if phase not in ("completed", "failed"):
                 return
-            row = self._step_row(run, method_key(p.get("method")) or "?")
-            row[1 if phase == "failed" or p.get("ok") is False else 0] += 1
+            row = self._step_row(run, method_key(p.method) or "?")
+            row[1 if phase == "failed" or p.ok is False else 0] += 1
             if took is not None:
                 row[2].append(took)
-        elif t == "human_input" and took is not None:
+        elif isinstance(p, HumanInput) and took is not None:
             self.flow_waits.setdefault(run, []).append(took)
-            method = method_key(p.get("method"))
+            method = method_key(p.method)
             if method:
                 self._step_row(run, method)[3].append(took)
 

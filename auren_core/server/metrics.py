@@ -34,12 +34,24 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from .. import rules
-from ..events import Event, Malformed
+from ..events import Collaboration, Event, Hypothesis, LlmCall, Malformed, ToolUsed
+from ..events.codec import coerce_payload
 
 __all__ = ["CONTENT_TYPE", "BusinessMetrics", "Metrics", "RateWindow"]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OTHER = "other"
+# the types observe() counts
+_COUNTED = frozenset(
+    {
+        "llm_call",
+        "tool_used",
+        "memory_tier_access",
+        "memory_tier_storage",
+        "collaboration",
+        "hypothesis",
+    }
+)
 # tier latency buckets, seconds: 0.1 ms to 10 s
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
@@ -215,10 +227,16 @@ class BusinessMetrics:
         for ev in items:
             if not isinstance(ev, Event):
                 continue
-            t, p = ev.type, ev.payload
+            t = ev.type
+            if t not in _COUNTED:
+                continue
+            p = ev.payload
+            if type(p) is dict:  # handed over in process: typed once (codec.typed_event)
+                p = coerce_payload(t, p)
             if t == "llm_call":
-                c = llm_call(p)
-                key = (ev.agent, p.get("model"))
+                lc: LlmCall = p
+                c = llm_call(lc)
+                key = (ev.agent, lc.model)
                 row = llm.get(key)
                 if row is None:
                     row = llm[key] = [0, 0, 0, 0, 0, 0, 0.0]
@@ -232,19 +250,20 @@ class BusinessMetrics:
                     row[5] += 1
                 else:
                     row[6] += c.cost
-                lat = p.get("latency_ms")
+                lat = lc.latency_ms
                 if isinstance(lat, int | float) and not isinstance(lat, bool) and 0 <= lat < 1e9:
                     llm_lat.setdefault(key, []).append(lat / 1000.0)
             elif t == "tool_used":
-                name = rules.name(p.get("tool"))
+                tu: ToolUsed = p
+                name = rules.name(tu.tool)
                 tkey = (ev.agent, name)
                 trow = tools.get(tkey)
                 if trow is None:
                     trow = tools[tkey] = [0, 0]
                 trow[0] += 1
-                if p.get("ok", True) is False:
+                if tu.ok is False:
                     trow[1] += 1
-                cost = rules.tool_cost(p.get("cost_usd"), name, self.tool_prices)
+                cost = rules.tool_cost(tu.cost_usd, name, self.tool_prices)
                 if cost:
                     tool_usd[ev.agent] = tool_usd.get(ev.agent, 0.0) + cost
             elif t == "memory_tier_access":
@@ -272,11 +291,13 @@ class BusinessMetrics:
             elif t == "memory_tier_storage":
                 self.storage.observe(p)
             elif t == "collaboration":
-                kind = p.get("kind")
+                co: Collaboration = p
+                kind = co.kind
                 k = ("collab", kind if kind in ("delegate", "ask", "a2a") else OTHER)
                 other[k] = other.get(k, 0) + 1
             elif t == "hypothesis":
-                st = p.get("status")
+                hy: Hypothesis = p
+                st = hy.status
                 k = ("hyp", st if st in rules.HYPOTHESIS_STATUSES else OTHER)
                 other[k] = other.get(k, 0) + 1
         self._flush(llm, llm_lat, tools, tool_usd, tiers, tier_lat, loads, other)

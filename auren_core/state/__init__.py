@@ -247,6 +247,10 @@ class Reducer(Handlers):
         if first is None or ts < first:
             self.first_ts = ts
         t = ev.type
+        if type(ev.payload) is dict and t in EVENT_TYPES:
+            # handed over in process as a dict: typed once here (the one accessor), as
+            # decode() types what the stream holds; every reader below sees the struct
+            ev = _replace(ev, payload=coerce_payload(t, ev.payload))
         # a LogEntry now, while the event is hot in cache (tuple.__new__: NamedTuple's own
         # __new__ is a Python function and doubles the cost)
         self._log.append(
@@ -293,10 +297,6 @@ class Reducer(Handlers):
                 return
             # latest status wins by event time, whenever it arrives
         if h is not None:
-            if type(ev.payload) is dict and t in EVENT_TYPES:
-                # handed over in process as a dict: typed once here (the one accessor),
-                # as decode() types what the stream holds
-                ev = _replace(ev, payload=coerce_payload(t, ev.payload))
             try:
                 h(ev, b, acc)
             except (TypeError, ValueError, AttributeError, KeyError) as exc:

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from ..events import Event
+from ..events import Event, FlowEnded, FlowStarted, FlowStep, HumanInput
+from ..events.codec import typed_event
 
 __all__ = [
     "FLOW_TYPES",
@@ -67,7 +68,10 @@ def joins_flow(ev: Event, known: bool) -> bool:
         return False
     if ev.type != "human_input" or known:
         return True
-    return not ev.agent or ev.payload.get("flow") is not None
+    if not ev.agent:
+        return True
+    p: HumanInput = typed_event(ev).payload
+    return p.flow is not None
 
 
 def _name(v: Any) -> str | None:
@@ -204,17 +208,17 @@ class FlowRec:
         self.version += 1
         ts = ev.ts
         self.touch(ts, ev.agent)
-        p = ev.payload
-        name = p.get("flow")
+        p: FlowStarted | FlowStep | FlowEnded | HumanInput = typed_event(ev).payload
+        name = p.flow
         if name is not None and (self.flow is None or ev.type == "flow_started"):
             self.flow = _name(name)
         t = ev.type
-        if t == "flow_step":
+        if isinstance(p, FlowStep):
             return self._step(ts, p)
-        if t == "human_input":
+        if isinstance(p, HumanInput):
             return self._human(ts, p)
-        if t == "flow_started":
-            fid = p.get("flow_id")
+        if isinstance(p, FlowStarted):
+            fid = p.flow_id
             if fid is not None:
                 self.flow_id = _name(fid)
             if not self.has_start or ts < self.started:
@@ -226,10 +230,10 @@ class FlowRec:
         if self.ended is not None and ts < self.ended:
             return None
         self.ended = ts
-        self.failed = t == "flow_failed" or p.get("ok", True) is False
-        err = p.get("error")
+        self.failed = t == "flow_failed" or p.ok is False
+        err = p.error
         self.error = None if err is None else str(err)[:MAX_MESSAGE]
-        self.duration = opt_ms(p.get("duration_ms"))
+        self.duration = opt_ms(p.duration_ms)
         for w in self.waits.values():
             if w[1] < ts:
                 w[1] = ts
@@ -244,10 +248,10 @@ class FlowRec:
             self.error = None
             self.duration = None
 
-    def _step(self, ts: float, p: dict[str, Any]) -> float | None:
-        method = method_key(p.get("method")) or "?"
-        phase = p.get("phase", "completed")
-        if phase not in _PHASES:
+    def _step(self, ts: float, p: FlowStep) -> float | None:
+        method = method_key(p.method) or "?"
+        phase = p.phase
+        if phase not in _PHASES:  # a struct built in process is not validated
             return None
         if phase == "started":
             self._reopen(ts)
@@ -258,7 +262,7 @@ class FlowRec:
                 self._start(method, ts)
             self._open(method, ts, None)
             return None
-        failed = phase == "failed" or p.get("ok") is False
+        failed = phase == "failed" or p.ok is False
         if failed:
             self.steps_failed += 1
         else:
@@ -278,7 +282,7 @@ class FlowRec:
         w = self.waits.get(method)
         if w is not None and w[1] < ts:
             w[1] = ts
-        dur = opt_ms(p.get("duration_ms"))
+        dur = opt_ms(p.duration_ms)
         if dur is None and started is not None and started <= ts:
             dur = (ts - started) * 1000.0
         return dur
@@ -316,12 +320,12 @@ class FlowRec:
         if end is not None and end >= ts and w[1] < end:
             w[1] = end
 
-    def _human(self, ts: float, p: dict[str, Any]) -> float | None:
-        key = method = method_key(p.get("method"))
-        if p.get("state") == "requested":
-            self._open(key, ts, p.get("message"))
+    def _human(self, ts: float, p: HumanInput) -> float | None:
+        key = method = method_key(p.method)
+        if p.state == "requested":
+            self._open(key, ts, p.message)
             return None
-        if p.get("state") != "received":
+        if p.state != "received":
             return None
         w = self.waits.get(key)
         if w is None and len(self.waits) < _MAX_KEYS:
@@ -339,7 +343,7 @@ class FlowRec:
                     if opened is None and w2[0] != _NEG:
                         opened = w2[0]
                     w2[1] = ts
-        wait = opt_ms(p.get("wait_ms"))
+        wait = opt_ms(p.wait_ms)
         if wait is None and opened is not None and opened <= ts:
             wait = (ts - opened) * 1000.0
         return wait

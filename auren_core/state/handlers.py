@@ -16,10 +16,14 @@ from typing import TYPE_CHECKING, Any
 from .. import rules
 from ..events import (
     Collaboration,
+    CrewCompleted,
+    CrewStarted,
     Event,
     Hypothesis,
     KnowledgeAccess,
     MemoryTierAccess,
+    PublisherStats,
+    TaskStarted,
     ToolUsed,
 )
 from ..rules import tool_cost
@@ -103,10 +107,10 @@ class Handlers:
         """Dropped counts per publisher; the process's RSS and CPU seconds (``processes``,
         keyed by :func:`process_of` of the event's id: the agents whose events share it
         were published by that process)."""
-        p = ev.payload
-        ident = p.get("publisher")
+        p: PublisherStats = ev.payload
+        ident = p.publisher
         key = str(ident)[:MAX_NAME] if ident else f"(agent {ev.agent})"
-        dropped = int(_num(p.get("dropped")))
+        dropped = int(_num(p.dropped))
         cur = self.publishers.get(key)
         if cur is None:
             if len(self.publishers) >= _MAX_PUBLISHERS:
@@ -114,7 +118,7 @@ class Handlers:
             self.publishers[key] = (ev.ts, dropped)
         elif ev.ts >= cur[0]:
             self.publishers[key] = (ev.ts, dropped)
-        rss, cpu = p.get("rss_bytes"), p.get("cpu_seconds")
+        rss, cpu = p.rss_bytes, p.cpu_seconds
         if rss is None and cpu is None:
             return
         proc = process_of(ev.id)
@@ -188,25 +192,27 @@ class Handlers:
             return
         if ev.type == "crew_started":
             run.started = min(run.started, ev.ts)
-            p = ev.payload
-            q = p.get("query")
-            label = rules.query_label({"query": q} if isinstance(q, str) else p.get("inputs"))
+            p: CrewStarted = ev.payload
+            q = p.query
+            label = rules.query_label({"query": q} if isinstance(q, str) else p.inputs)
             if label:
                 run.query = label  # the crew's own word beats a task description
-            parent = ev.payload.get("flow_run")
+            parent = p.flow_run
             if parent and ev.run and len(ev.run) <= MAX_NAME:
                 fr = self._flows.get(parent)
                 if fr is not None and fr.add_crew(ev.run):  # a crew kicked off inside a flow
                     self._flow_of.setdefault(ev.run, fr)
         else:
             run.ended = ev.ts
-            run.status = "completed" if ev.payload.ok is not False else "failed"
+            ended: CrewCompleted = ev.payload
+            run.status = "completed" if ended.ok is not False else "failed"
 
     def _on_task_started(self, ev: Event, b: int, acc: AgentAcc | None) -> None:
         """A crew without inputs: its first task's description is the question."""
         run = self._runs.get(ev.run) if ev.run else None
         if run is not None and not run.query:
-            run.query = rules.query_label(None, ev.payload.get("description"))
+            p: TaskStarted = ev.payload
+            run.query = rules.query_label(None, p.description)
 
     # ------------------------------------------------------------------ flows
     def _on_flow(self, ev: Event, b: int, acc: AgentAcc | None) -> None:

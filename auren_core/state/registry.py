@@ -18,7 +18,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..events import Event
+from ..events import (
+    AgentEnded,
+    AgentRegistered,
+    AgentStarted,
+    Event,
+    HumanInput,
+    TaskEnded,
+    TaskStarted,
+)
+from ..events.codec import coerce_payload, typed_event
 
 __all__ = ["AgentInfo", "AgentRecord", "AgentRegistry", "agent_capabilities"]
 
@@ -157,7 +166,7 @@ def _opt_str(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def agent_capabilities(agent: Any) -> dict[str, Any]:
+def agent_capabilities(agent: Any) -> AgentRegistered:
     """An ``agent_registered`` payload read from a CrewAI ``Agent`` (duck typed).
 
     ``capabilities`` lists the tool names, plus ``delegation`` when the agent may delegate.
@@ -174,18 +183,18 @@ def agent_capabilities(agent: Any) -> dict[str, Any]:
         model = getattr(llm, "model", None) or getattr(llm, "model_name", None)
     allow = bool(getattr(agent, "allow_delegation", False))
     caps = [*tools, "delegation"] if allow else list(tools)
-    return {
-        "role": role,
-        "goal": _opt_str(getattr(agent, "goal", None)),
-        "tools": tools,
-        "model": _opt_str(model),
-        "capabilities": caps,
-        "allow_delegation": allow,
-    }
+    return AgentRegistered(
+        role=role,
+        goal=_opt_str(getattr(agent, "goal", None)),
+        tools=tools,
+        model=_opt_str(model),
+        capabilities=caps,
+        allow_delegation=allow,
+    )
 
 
-def _task_key(payload: dict[str, Any]) -> str | None:
-    tid = payload.get("task_id")
+def _task_key(payload: AgentStarted | AgentEnded | TaskStarted | TaskEnded) -> str | None:
+    tid = payload.task_id
     return None if tid is None else str(tid)
 
 
@@ -285,17 +294,17 @@ class AgentRegistry:
                 rec.first_seen = ts
         t = ev.type
         if t in _LIFECYCLE:
-            p = ev.payload
-            if t == "task_started" or t == "agent_started":
+            p = typed_event(ev).payload  # the struct of a lifecycle type
+            if isinstance(p, AgentStarted | TaskStarted):
                 rec.start(_task_key(p), ts)
-            elif t == "agent_registered":
+            elif isinstance(p, AgentRegistered):
                 self._apply_registered(rec, p)
-            elif t == "human_input":
-                state = p.get("state")
+            elif isinstance(p, HumanInput):
+                state = p.state
                 if state == "requested" or state == "received":
-                    rec.human(state == "requested", ts, p.get("message"))
-            else:
-                err = p.get("error")
+                    rec.human(state == "requested", ts, p.message)
+            elif isinstance(p, AgentEnded | TaskEnded):
+                err = p.error
                 rec.end(
                     _task_key(p),
                     ts,
@@ -309,27 +318,33 @@ class AgentRegistry:
             self.observe(ev)
 
     @staticmethod
-    def _apply_registered(rec: AgentRecord, p: dict[str, Any]) -> None:
-        role = p.get("role")
+    def _apply_registered(rec: AgentRecord, p: AgentRegistered) -> None:
+        role = p.role
         if role:
             rec.role = str(role)
-        rec.goal = _opt_str(p.get("goal"))
-        rec.model = _opt_str(p.get("model"))
-        rec.tools = _str_list(p.get("tools"))
-        rec.allow_delegation = bool(p.get("allow_delegation", False))
-        caps = _str_list(p.get("capabilities"))
+        rec.goal = _opt_str(p.goal)
+        rec.model = _opt_str(p.model)
+        rec.tools = _str_list(p.tools)
+        rec.allow_delegation = bool(p.allow_delegation)
+        caps = _str_list(p.capabilities)
         if not caps:
             caps = rec.tools + (("delegation",) if rec.allow_delegation else ())
         rec.capabilities = caps
 
     def register(
-        self, agent_id: str, payload: dict[str, Any], ts: float | None = None
+        self, agent_id: str, payload: AgentRegistered | dict[str, Any], ts: float | None = None
     ) -> AgentInfo:
-        """Register from an ``agent_registered``-shaped payload (in-process use)."""
+        """Register from an ``agent_registered`` payload (in-process use; a dict is typed
+        once, as the reducer types one)."""
         ts = self._clock() if ts is None else ts
         rec = self._get_or_create(agent_id, ts)
         self._touch(rec, ts)
-        self._apply_registered(rec, payload)
+        p: AgentRegistered = (
+            payload
+            if isinstance(payload, AgentRegistered)
+            else coerce_payload("agent_registered", payload)
+        )
+        self._apply_registered(rec, p)
         return rec.info()
 
     def register_agent(
@@ -340,7 +355,7 @@ class AgentRegistry:
         The id defaults to the role, which is how collaboration events name agents.
         """
         payload = agent_capabilities(agent)
-        aid = agent_id or payload["role"] or str(getattr(agent, "id", "") or id(agent))
+        aid = agent_id or payload.role or str(getattr(agent, "id", "") or id(agent))
         return self.register(aid, payload, ts)
 
 

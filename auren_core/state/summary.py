@@ -8,7 +8,29 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..events import Event, Malformed
+from ..events import (
+    AgentEnded,
+    AgentRegistered,
+    Collaboration,
+    CrewCompleted,
+    CrewStarted,
+    Event,
+    FlowEnded,
+    FlowStarted,
+    FlowStep,
+    HumanInput,
+    Hypothesis,
+    KnowledgeAccess,
+    LlmCall,
+    Malformed,
+    MemoryTierAccess,
+    PublisherStats,
+    TaskEnded,
+    TaskStarted,
+    ToolUsed,
+)
+from ..events.codec import typed_event
+from ..events.model import _Payload
 
 __all__ = ["MAX_SUMMARY", "LogEntry", "log_entry", "summarize"]
 
@@ -35,73 +57,81 @@ def _ms(v: Any) -> str:
 def summarize(ev: Event) -> str:
     t = ev.type
     try:
-        p = ev.payload
-        g = p.get
-        if t == "llm_call":
-            text = (
-                f"{_s(g('model'), 40)} in={g('input_tokens', 0)} out={g('output_tokens', 0)}"
-                f" cached={g('cached_tokens', 0)} {_cost(g('cost_usd'))}"
-            )
-            if g("reasoning_tokens"):
-                text += f" reasoning={g('reasoning_tokens')}"
-            if g("ok", True) is False:
-                text += f" error={_s(g('error'))}"
-        elif t == "tool_used":
-            text = f"{_s(g('tool'), 60)} {_ms(g('duration_ms'))} ok={g('ok', True)}"
-        elif t == "collaboration":
-            text = f"{g('kind')} -> {_s(g('to_agent'), 60)}"
-        elif t == "memory_tier_access":
-            text = (
-                f"{g('tier_accessed')} q={_s(g('query'))} items={g('items_retrieved', 0)}"
-                f" lat={_s(g('latency_by_tier'), 80)}"
-            )
-        elif t == "knowledge_access":
-            text = f"{_s(g('item'))} hit={g('hit', True)}"
-        elif t == "hypothesis":
-            text = f"{_s(g('hypothesis_id'), 40)} {g('status')} {_s(g('statement'))}"
-        elif t in ("task_started", "task_completed", "task_failed"):
-            text = f"{_s(g('name') or g('task_id'), 60)}"
-            if g("error"):
-                text += f" error={_s(g('error'))}"
-        elif t in ("agent_completed", "agent_failed"):
-            text = _ms(g("duration_ms")) + (f" error={_s(g('error'))}" if g("error") else "")
-        elif t == "agent_registered":
-            text = f"{_s(g('role'), 60)} tools={_s(g('tools'), 80)}"
-        elif t in ("crew_started", "crew_completed"):
-            text = _s(g("crew") or "crew", 60)
-            if t == "crew_completed":
-                text += f" {_ms(g('duration_ms'))} ok={g('ok', True)}"
-                if g("error"):
-                    text += f" error={_s(g('error'))}"
-        elif t == "flow_step":
-            phase = _s(g("phase", "completed"), 20)
-            text = f"{_s(g('flow') or 'flow', 40)}.{_s(g('method'), 60)} {phase}"
-            if g("duration_ms") is not None:
-                text += f" {_ms(g('duration_ms'))}"
-            if g("error"):
-                text += f" error={_s(g('error'))}"
-        elif t in ("flow_started", "flow_completed", "flow_failed"):
-            text = _s(g("flow") or "flow", 60)
-            if t != "flow_started":
-                text += f" {_ms(g('duration_ms'))} ok={g('ok', t == 'flow_completed')}"
-                if g("error"):
-                    text += f" error={_s(g('error'))}"
-            elif g("inputs"):
-                text += f" inputs={_s(g('inputs'), 80)}"
-        elif t == "human_input":
-            where = ".".join(_s(x, 40) for x in (g("flow"), g("method")) if x)
-            text = _s(g("state"), 20) + (f" {where}" if where else "")
-            if g("state") == "received" and g("wait_ms") is not None:
-                text += f" after {_ms(g('wait_ms'))}"
-            if g("message"):
-                text += f" {_s(g('message'))}"
-        elif t == "publisher_stats":
-            text = f"sent={g('sent')} dropped={g('dropped')} queued={g('queued')}"
-        else:
-            text = _s(p, 160)
+        p = typed_event(ev).payload  # a known type's struct (a dict of an unknown type)
+        text = _summary(t, p)
     except Exception as exc:  # formatting of odd values: show that, never fail
         text = f"(unprintable payload: {type(exc).__name__})"
     return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 1] + "…"
+
+
+def _summary(t: str, p: Any) -> str:
+    if isinstance(p, LlmCall):
+        text = (
+            f"{_s(p.model, 40)} in={p.input_tokens} out={p.output_tokens}"
+            f" cached={p.cached_tokens} {_cost(p.cost_usd)}"
+        )
+        if p.reasoning_tokens:
+            text += f" reasoning={p.reasoning_tokens}"
+        if p.ok is False:
+            text += f" error={_s(p.error)}"
+        return text
+    if isinstance(p, ToolUsed):
+        return f"{_s(p.tool, 60)} {_ms(p.duration_ms)} ok={p.ok}"
+    if isinstance(p, Collaboration):
+        return f"{p.kind} -> {_s(p.to_agent, 60)}"
+    if isinstance(p, MemoryTierAccess):
+        return (
+            f"{p.tier_accessed} q={_s(p.query)} items={p.items_retrieved}"
+            f" lat={_s(p.latency_by_tier, 80)}"
+        )
+    if isinstance(p, KnowledgeAccess):
+        return f"{_s(p.item)} hit={p.hit}"
+    if isinstance(p, Hypothesis):
+        return f"{_s(p.hypothesis_id, 40)} {p.status} {_s(p.statement)}"
+    if isinstance(p, TaskStarted | TaskEnded):
+        text = f"{_s(p.name or p.task_id, 60)}"
+        if isinstance(p, TaskEnded) and p.error:
+            text += f" error={_s(p.error)}"
+        return text
+    if isinstance(p, AgentEnded):
+        return _ms(p.duration_ms) + (f" error={_s(p.error)}" if p.error else "")
+    if isinstance(p, AgentRegistered):
+        return f"{_s(p.role, 60)} tools={_s(p.tools, 80)}"
+    if isinstance(p, CrewStarted):
+        return _s(p.crew or "crew", 60)
+    if isinstance(p, CrewCompleted):
+        text = _s(p.crew or "crew", 60) + f" {_ms(p.duration_ms)} ok={p.ok}"
+        if p.error:
+            text += f" error={_s(p.error)}"
+        return text
+    if isinstance(p, FlowStep):
+        text = f"{_s(p.flow or 'flow', 40)}.{_s(p.method, 60)} {_s(p.phase, 20)}"
+        if p.duration_ms is not None:
+            text += f" {_ms(p.duration_ms)}"
+        if p.error:
+            text += f" error={_s(p.error)}"
+        return text
+    if isinstance(p, FlowStarted):
+        text = _s(p.flow or "flow", 60)
+        if p.inputs:
+            text += f" inputs={_s(p.inputs, 80)}"
+        return text
+    if isinstance(p, FlowEnded):
+        text = _s(p.flow or "flow", 60) + f" {_ms(p.duration_ms)} ok={p.ok}"
+        if p.error:
+            text += f" error={_s(p.error)}"
+        return text
+    if isinstance(p, HumanInput):
+        where = ".".join(_s(x, 40) for x in (p.flow, p.method) if x)
+        text = _s(p.state, 20) + (f" {where}" if where else "")
+        if p.state == "received" and p.wait_ms is not None:
+            text += f" after {_ms(p.wait_ms)}"
+        if p.message:
+            text += f" {_s(p.message)}"
+        return text
+    if isinstance(p, PublisherStats):
+        return f"sent={p.sent} dropped={p.dropped} queued={p.queued}"
+    return _s(p.to_dict() if isinstance(p, _Payload) else p, 160)
 
 
 class LogEntry(NamedTuple):

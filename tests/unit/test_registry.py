@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from auren_core.events import make_event
+from auren_core.events import AgentRegistered, make_event
 from auren_core.state.registry import AgentRegistry, agent_capabilities
 
 T0 = 1_800_000_000.0
@@ -152,13 +152,13 @@ def test_register_real_crewai_agent() -> None:
         llm=ScriptedLLM("gpt-4o-mini"),
     )
     payload = agent_capabilities(agent)
-    assert payload == {
-        "role": "Neuroscientist",
-        "goal": "Explain HRV changes",
-        "tools": ["biomarker_lookup"],
-        "model": "gpt-4o-mini",
-        "capabilities": ["biomarker_lookup", "delegation"],
-        "allow_delegation": True,
-    }
+    assert payload == AgentRegistered(
+        role="Neuroscientist",
+        goal="Explain HRV changes",
+        tools=["biomarker_lookup"],
+        model="gpt-4o-mini",
+        capabilities=["biomarker_lookup", "delegation"],
+        allow_delegation=True,
+    )
     info = AgentRegistry(clock=lambda: T0).register_agent(agent)
     assert info.id == "Neuroscientist" and info.model == "gpt-4o-mini"

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from .events import Hypothesis
+from .events.model import _Payload
 from .streams.publisher import Publisher
 
 if TYPE_CHECKING:
@@ -111,12 +113,16 @@ def get_publisher() -> Publisher:
 
 def emit(
     type: str,
-    payload: dict[str, Any] | None = None,
+    payload: _Payload | dict[str, Any] | None = None,
     *,
     agent: str | None = None,
     run: str | None = None,
 ) -> None:
-    """Publish a custom (or standard) event. Never raises."""
+    """Publish a custom (or standard) event. Never raises.
+
+    ``payload``: a standard type's struct (``auren_core.events.LlmCall(...)`` and so on:
+    field names and types checked where it is built), or a dict, sent as given (a custom
+    type's payload, or extra fields of your own: readers keep what they do not know)."""
     global _dropped_before_config
     try:
         get_publisher().emit(type, payload, agent=agent, run=run)
@@ -139,12 +145,12 @@ def hypothesis(
     """Record a hypothesis being formed, updated, validated or rejected."""
     emit(
         "hypothesis",
-        {
-            "hypothesis_id": hypothesis_id,
-            "status": status,
-            "confidence": confidence,
-            "statement": statement,
-        },
+        Hypothesis(
+            hypothesis_id=hypothesis_id,
+            status=status,
+            confidence=confidence,
+            statement=statement,
+        ),
         agent=agent,
         run=run,
     )

@@ -13,7 +13,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import Event, decode
+from ..events import Event, LlmCall, ToolUsed, decode
+from ..events.codec import coerce_payload
+from ..events.model import _Payload
 from ..streams.publisher import Publisher
 
 __all__ = ["FailureCount", "FailureCountingPublisher"]
@@ -41,8 +43,11 @@ class FailureCount:
         kind = _FAILED_TYPES.get(type)
         if kind is None:
             ok_kind = _OK_TYPES.get(type)
-            get = getattr(payload, "get", None)  # a dict, or a typed payload's accessor
-            if ok_kind is None or get is None or get("ok") is not False:
+            if ok_kind is None:
+                return
+            if isinstance(payload, dict):  # handed over as a dict: typed as the reducer types it
+                payload = coerce_payload(type, payload)
+            if not isinstance(payload, LlmCall | ToolUsed) or payload.ok is not False:
                 return
             kind = ok_kind
         with self._lock:
@@ -89,7 +94,7 @@ class FailureCountingPublisher(Publisher):
     def emit(
         self,
         type: str,
-        payload: dict[str, Any] | None = None,
+        payload: _Payload | dict[str, Any] | None = None,
         *,
         agent: str | None = None,
         run: str | None = None,

@@ -218,7 +218,7 @@ def wire(event: Event, *, with_sid: bool = False) -> _Wire:
 
 def make_event(
     type: str,
-    payload: dict[str, Any] | None = None,
+    payload: _Payload | dict[str, Any] | None = None,
     *,
     agent: str | None = None,
     run: str | None = None,
@@ -232,7 +232,7 @@ def make_event(
         type=type,
         agent=agent,
         run=run,
-        payload=_typed_or_dict(type, payload or {}),
+        payload=_typed_or_dict(type, {} if payload is None else payload),
         seq=UNSET if seq is None else seq,
         parent=UNSET if parent is None else parent,
     )
@@ -257,7 +257,17 @@ def encode_fields(
     seq: int | None = None,
     parent: str | None = None,
 ) -> bytes:
-    """Hot-path encoding without building an Event object first."""
+    """Hot-path encoding without building an Event object first. A struct is encoded by
+    msgspec as it is (a decoded or converted one as its original JSON: unknown fields
+    kept); a dict as given."""
+    p: Any
+    if payload is None:
+        p = {}
+    elif isinstance(payload, _Payload):
+        raw = payload.raw()
+        p = payload if raw is None else msgspec.Raw(raw)
+    else:
+        p = payload
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "id": new_event_id(),
@@ -265,7 +275,7 @@ def encode_fields(
         "type": type,
         "agent": agent,
         "run": run,
-        "payload": payload or {},
+        "payload": p,
     }
     if seq is not None:
         doc["seq"] = seq

@@ -1,7 +1,7 @@
 """What a load tells the dashboard: one ``memory_tier_access`` event and one
 ``knowledge_access`` per item served (or one ``hit=False`` for a knowledge gap).
 
-Pure functions build the payloads; :class:`EventSink` hands them to the auren
+Pure functions build the payloads (their structs); :class:`EventSink` hands them to the auren
 Publisher, which only enqueues (never blocks on the network, never raises).
 """
 
@@ -14,10 +14,11 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from ..events import Event, make_event
+from ..events import Event, KnowledgeAccess, MemoryTierAccess, make_event
+from ..events.model import _Payload
 
 # Imported first so that the publisher's exit flush is registered before ours, and
 # so runs after it (atexit is last-in, first-out).
@@ -54,39 +55,42 @@ def load_events(
     *,
     redact_queries: bool = False,
     tier_costs: Mapping[str, float] | None = None,
-) -> list[tuple[str, dict[str, Any]]]:
-    """The ``(type, payload)`` pairs describing one load, in publishing order.
+) -> list[tuple[str, MemoryTierAccess | KnowledgeAccess]]:
+    """The ``(type, payload)`` pairs describing one load, in publishing order (the
+    payloads as their structs).
 
     ``latency_by_tier`` holds exactly the tiers tried (a tier skipped while down is
     in ``errors`` only). With ``tier_costs``, each tier tried costs its price and the
     load carries ``cost_usd`` (their sum) and ``cost_by_tier``.
     """
     shown = redact(query) if redact_queries else shorten(query)
-    payload: dict[str, Any] = {
-        "tier_accessed": result.tier,
-        "query": shown,
-        "latency_by_tier": {k: round(v, 3) for k, v in result.latency_by_tier.items()},
-        "items_retrieved": len(result.items),
-    }
-    if result.errors:
-        payload["errors"] = dict(result.errors)
+    by_tier: dict[str, float] = {}
+    cost: float | None = None
     if tier_costs:
         by_tier = {
             t: float(tier_costs[t])
             for t in TIERS
             if t in result.latency_by_tier and t in tier_costs
         }
-        payload["cost_by_tier"] = by_tier
-        payload["cost_usd"] = round(sum(by_tier.values()), 12)
-    out: list[tuple[str, dict[str, Any]]] = [("memory_tier_access", payload)]
+        cost = round(sum(by_tier.values()), 12)
+    load = MemoryTierAccess(
+        tier_accessed=result.tier,
+        query=shown,
+        latency_by_tier={k: round(v, 3) for k, v in result.latency_by_tier.items()},
+        items_retrieved=len(result.items),
+        errors=dict(result.errors),
+        cost_usd=cost,
+        cost_by_tier=by_tier,
+    )
+    out: list[tuple[str, MemoryTierAccess | KnowledgeAccess]] = [("memory_tier_access", load)]
     if result.items:
         source = result.items[0].source
         out.extend(
-            ("knowledge_access", {"item": it.id, "source": source, "hit": True})
+            ("knowledge_access", KnowledgeAccess(item=it.id, source=source, hit=True))
             for it in result.items
         )
     else:
-        out.append(("knowledge_access", {"item": shown, "source": "miss", "hit": False}))
+        out.append(("knowledge_access", KnowledgeAccess(item=shown, source="miss", hit=False)))
     return out
 
 
@@ -133,7 +137,7 @@ class EventSink:
 
     def publish(
         self,
-        events: list[tuple[str, dict[str, Any]]],
+        events: Sequence[tuple[str, _Payload]],
         agent: str | None,
         run: str | None,
     ) -> None:

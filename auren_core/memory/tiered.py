@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..events.model import MemoryTierStorage
 from ._chroma_tier import ChromaTier
 from ._core import MAX_LIMIT, MAX_SCAN, RowLike, TierCore, query_hash, to_row
 from ._events import EventSink, load_events
@@ -330,26 +331,26 @@ class TieredMemory(TierCore):
     async def _storage_report(self) -> dict[str, Any]:
         redis, pg, chroma = self.redis, self.pg, self.chroma
         budget = 10.0
-        payload: dict[str, Any] = {
-            "namespace": self.namespace,
-            "redis_bytes": None
+        report = MemoryTierStorage(
+            namespace=self.namespace,
+            redis_bytes=None
             if redis is None
             else await self._measure("redis", redis.storage_bytes, budget),
-            "postgresql_bytes": None
+            postgresql_bytes=None
             if pg is None
             else await self._measure("postgresql", pg.storage_bytes, budget),
-            "chromadb_bytes": None
+            chromadb_bytes=None
             if chroma is None
             else await self._measure(
                 "chromadb", lambda: asyncio.to_thread(chroma.storage_bytes), budget * 6
             ),
-        }
-        if pg is not None:
-            payload["postgresql_table"] = pg.table
-        if chroma is not None and chroma.path and not chroma.url:
-            payload["chromadb_path"] = str(chroma.path)
-        self.events.publish([("memory_tier_storage", payload)], None, None)
-        return payload
+            postgresql_table=pg.table if pg is not None else None,
+            chromadb_path=str(chroma.path)
+            if chroma is not None and chroma.path and not chroma.url
+            else None,
+        )
+        self.events.publish([("memory_tier_storage", report)], None, None)
+        return report.to_dict()
 
     async def _close(self) -> None:
         for task in list(self._storage_tasks):  # a background report must not outlive us

@@ -12,6 +12,18 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from .. import pricing
+from ..events import (
+    AgentEnded,
+    AgentRegistered,
+    AgentStarted,
+    Collaboration,
+    CrewCompleted,
+    CrewStarted,
+    KnowledgeAccess,
+    LlmCall,
+    ToolUsed,
+)
+from ..events.model import _Payload
 from ..integrations.text import slug, text
 from .buffer import Ready
 from .spans import (
@@ -32,8 +44,8 @@ _MAX_AGENTS: Final = 10_000
 _MAX_TOOLS: Final = 64
 _NS: Final = 1e-9
 
-# (ts, type, agent, run, payload)
-OtlpEvent = tuple[float, str, str | None, str | None, dict[str, Any]]
+# (ts, type, agent, run, payload): the payload as its struct (events.PAYLOAD_TYPES[type])
+OtlpEvent = tuple[float, str, str | None, str | None, _Payload]
 
 
 def _int(v: Any) -> int:
@@ -119,24 +131,19 @@ class Mapper:
             me = r.self_agent
             self._register(me, s, run, start, out)
             if r.agent is not None and r.agent != me:
-                out.append(
-                    (start, "collaboration", r.agent, run, {"to_agent": me, "kind": "delegate"})
-                )
-            out.append((start, "agent_started", me, run, {}))
-            p: dict[str, Any] = {"duration_ms": dur}
-            if err is not None:
-                p["error"] = err
-            out.append((end, "agent_completed" if ok else "agent_failed", me, run, p))
+                collab = Collaboration(to_agent=me, kind="delegate")
+                out.append((start, "collaboration", r.agent, run, collab))
+            out.append((start, "agent_started", me, run, AgentStarted()))
+            ended = AgentEnded(duration_ms=dur, error=err)
+            out.append((end, "agent_completed" if ok else "agent_failed", me, run, ended))
             return
         if r.workflow:
             crew = _str(
                 _first(s.attrs, "gen_ai.workflow.name") or s.name or s.service or "workflow"
             )
-            out.append((start, "crew_started", None, run, {"crew": crew, "process": "otlp"}))
-            p = {"crew": crew, "duration_ms": dur, "ok": ok}
-            if err is not None:
-                p["error"] = err
-            out.append((end, "crew_completed", None, run, p))
+            out.append((start, "crew_started", None, run, CrewStarted(crew=crew, process="otlp")))
+            done = CrewCompleted(crew=crew, duration_ms=dur, ok=ok, error=err)
+            out.append((end, "crew_completed", None, run, done))
             return
         role = s.role
         a = s.attrs
@@ -145,10 +152,8 @@ class Mapper:
             self._llm(s, agent, run, end, dur, ok, err, out)
         elif role == TOOL:
             tool = _str(_first(a, "gen_ai.tool.name", "tool.name") or s.name, 100) or "tool"
-            p = {"tool": tool, "duration_ms": dur, "ok": ok}
-            if err is not None:
-                p["error"] = err
-            out.append((end, "tool_used", agent, run, p))
+            used = ToolUsed(tool=tool, duration_ms=dur, ok=ok, error=err)
+            out.append((end, "tool_used", agent, run, used))
         elif role == HANDOFF:
             target = self._handoff_target(s)
             src = agent
@@ -156,14 +161,12 @@ class Mapper:
                 frm = a.get("input.value")
                 src = slug(frm) if isinstance(frm, str) and len(frm) <= 200 else None
             if target:
-                p = {"to_agent": target, "kind": "delegate", "ok": ok}
-                out.append((end, "collaboration", src, run, p))
+                handoff = Collaboration(to_agent=target, kind="delegate", ok=ok)
+                out.append((end, "collaboration", src, run, handoff))
         elif role == RETRIEVER:
             item = _str(_first(a, "gen_ai.data_source.id") or s.name, 200) or "retrieval"
-            p = {"item": item, "source": "otlp", "hit": ok, "latency_ms": dur}
-            if err is not None:
-                p["error"] = err
-            out.append((end, "knowledge_access", agent, run, p))
+            found = KnowledgeAccess(item=item, source="otlp", hit=ok, latency_ms=dur, error=err)
+            out.append((end, "knowledge_access", agent, run, found))
         elif role == CREATE_AGENT and s.agent_name:
             self._register(slug(s.agent_name) or "agent", s, run, end, out)
         # CHAIN and other spans: ancestry only, no event of their own
@@ -237,22 +240,21 @@ class Mapper:
             cost, source = None, pricing.UNKNOWN
         else:
             cost, source = pricing.price(model, provider, inp, outp, cached)
-        p: dict[str, Any] = {
-            "model": model,
-            "provider": provider,
-            "input_tokens": inp,
-            "output_tokens": outp,
-            "cached_tokens": cached,
-            "reasoning_tokens": reasoning,
-            "call_id": s.sid,
-            "cost_usd": cost,
-            "cost_source": source,
-            "latency_ms": dur,
-            "ok": ok,
-        }
-        if err is not None:
-            p["error"] = err
-        out.append((end, "llm_call", agent, run, p))
+        call = LlmCall(
+            model=model,
+            provider=provider,
+            input_tokens=inp,
+            output_tokens=outp,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
+            call_id=s.sid,
+            cost_usd=cost,
+            cost_source=source,
+            latency_ms=dur,
+            ok=ok,
+            error=err,
+        )
+        out.append((end, "llm_call", agent, run, call))
 
     def _register(
         self, me: str, s: SpanRec, run: str, ts: float, out: list[OtlpEvent]
@@ -273,12 +275,12 @@ class Mapper:
         caps = list(tools)
         if model:
             caps.append(f"llm:{model}")
-        p: dict[str, Any] = {
-            "role": role,
-            "goal": _str(s.attrs.get("gen_ai.agent.description"), 300),
-            "tools": tools,
-            "model": model,
-            "capabilities": caps,
-            "allow_delegation": False,
-        }
-        out.append((ts, "agent_registered", me, run, p))
+        reg = AgentRegistered(
+            role=role,
+            goal=_str(s.attrs.get("gen_ai.agent.description"), 300),
+            tools=tools,
+            model=model,
+            capabilities=caps,
+            allow_delegation=False,
+        )
+        out.append((ts, "agent_registered", me, run, reg))

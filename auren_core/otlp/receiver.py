@@ -34,7 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from ..events import SCHEMA_VERSION, new_event_id
+from ..events import SCHEMA_VERSION, PublisherStats, new_event_id
 from ..streams.publisher import Publisher
 from .buffer import Ready, TraceBuffer
 from .mapping import Mapper, OtlpEvent
@@ -263,28 +263,28 @@ class OtlpReceiver:
         return _status_pb(code, message)
 
     # ------------------------------------------------------------------ health
-    def stats_payload(self) -> dict[str, Any]:
+    def stats_payload(self) -> PublisherStats:
         """A ``publisher_stats`` payload (the dashboard's health line counts ``dropped``:
         here the spans rejected), with the receiver's own counters (``kind: "otlp"``)."""
         rejected = sum(self.rejected.values())
-        return {
-            "sent": self.events,
-            "dropped": rejected,
-            "queued": self.buffer.pending,
-            "errors": sum(self.bad_requests.values()),
-            "publisher": self.identity,
-            "kind": "otlp",
-            "received": self.received,
-            "converted": self.converted,
-            "rejected": rejected,
-            "rejected_by_reason": dict(self.rejected),
-            "evicted": self.buffer.evicted_traces,
-            "evicted_spans": self.buffer.evicted_spans,
-            "expired": self.buffer.expired,
-            "duplicates": self.buffer.duplicates,
-            "buffered": self.buffer.pending,
-            "traces": self.buffer.traces,
-        }
+        return PublisherStats(
+            sent=self.events,
+            dropped=rejected,
+            queued=self.buffer.pending,
+            errors=sum(self.bad_requests.values()),
+            publisher=self.identity,
+            kind="otlp",
+            received=self.received,
+            converted=self.converted,
+            rejected=rejected,
+            rejected_by_reason=dict(self.rejected),
+            evicted=self.buffer.evicted_traces,
+            evicted_spans=self.buffer.evicted_spans,
+            expired=self.buffer.expired,
+            duplicates=self.buffer.duplicates,
+            buffered=self.buffer.pending,
+            traces=self.buffer.traces,
+        )
 
     def render_metrics(self) -> str:
         """Prometheus text exposition format 0.0.4."""

@@ -40,7 +40,8 @@ from typing import Any, Protocol
 
 import redis
 
-from ..events import FIELD, Event, encode, encode_fields
+from ..events import FIELD, Event, PublisherStats, encode, encode_fields
+from ..events.model import _Payload
 from .backoff import reconnect_backoff
 from .shards import shard_keys, shard_of, shard_of_entry, sync_client
 
@@ -145,14 +146,17 @@ class Publisher:
     def emit(
         self,
         type: str,
-        payload: dict[str, Any] | None = None,
+        payload: _Payload | dict[str, Any] | None = None,
         *,
         agent: str | None = None,
         run: str | None = None,
         seq: int | None = None,
         parent: str | None = None,
     ) -> None:
-        """Encode and enqueue one event. Never raises, never touches the network."""
+        """Encode and enqueue one event. Never raises, never touches the network.
+
+        ``payload``: the type's struct (:data:`auren_core.events.PAYLOAD_TYPES`), encoded as
+        it is, or a dict (a custom type, or a caller's own JSON), encoded as given."""
         try:
             data = encode_fields(type, payload, agent, run, seq, parent)
             if self.shards > 1:
@@ -319,16 +323,18 @@ class Publisher:
 
     def _emit_stats(self) -> None:
         c = self.counters()
+        usage = process_usage()
         self.emit(
             "publisher_stats",
-            {
-                "sent": c.sent,
-                "dropped": c.dropped,
-                "queued": c.queued,
-                "errors": c.errors,
-                "publisher": self.identity,
-                **process_usage(),
-            },
+            PublisherStats(
+                sent=c.sent,
+                dropped=c.dropped,
+                queued=c.queued,
+                errors=c.errors,
+                publisher=self.identity,
+                rss_bytes=usage.get("rss_bytes"),
+                cpu_seconds=usage.get("cpu_seconds"),
+            ),
         )
 
     def _run(self) -> None:

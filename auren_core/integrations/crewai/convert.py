@@ -1,9 +1,10 @@
 """CrewAI event -> AUREN v1 event conversion (the handler body).
 
 Runs in our conversion thread (``dispatch="tap"``) or on CrewAI's event-loop
-thread (``dispatch="bus"``): builds a payload dict, encodes it and appends the
-bytes to the publisher's buffer. Nothing here touches the network and nothing
-raises into CrewAI.
+thread (``dispatch="bus"``): builds the event's payload struct (one per type,
+:data:`auren_core.events.PAYLOAD_TYPES`: a wrong field name or type is a mypy error here,
+not a malformed entry downstream), encodes it and appends the bytes to the publisher's
+buffer. Nothing here touches the network and nothing raises into CrewAI.
 """
 
 from __future__ import annotations
@@ -12,13 +13,32 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 
 from ... import pricing
-from ...events import Collaboration, CrewStarted, Event, LlmCall, ToolUsed, encode, new_event_id
+from ...events import (
+    AgentEnded,
+    AgentRegistered,
+    AgentStarted,
+    Collaboration,
+    CrewCompleted,
+    CrewStarted,
+    Event,
+    FlowEnded,
+    FlowStarted,
+    FlowStep,
+    HumanInput,
+    KnowledgeAccess,
+    LlmCall,
+    TaskEnded,
+    TaskStarted,
+    ToolUsed,
+    encode,
+    new_event_id,
+)
 from ...events.model import _Payload
 from ...memory._events import redact
 from ...rules import query_label
@@ -147,7 +167,7 @@ class Converter:
     def send(
         self,
         type: str,
-        payload: _Payload | dict[str, Any],
+        payload: _Payload,
         meta: Meta,
         *,
         agent: str | None = None,
@@ -170,7 +190,7 @@ class Converter:
         except (UnicodeEncodeError, TypeError, ValueError, msgspec.EncodeError) as exc:
             self.repaired += 1
             self.error_types[exc.__class__.__name__] += 1
-            plain = msgspec.to_builtins(payload) if isinstance(payload, _Payload) else payload
+            plain = msgspec.to_builtins(payload)  # the struct's fields, repaired
             ev = msgspec.structs.replace(ev, payload=repair(plain), agent=repair(agent))
             raw = encode(ev)
         self.publisher.enqueue_raw(raw)  # encoded here so a failure is ours to count
@@ -202,12 +222,12 @@ class Converter:
         err = getattr(event, "error", None)
         self.send(
             "crew_completed",
-            {
-                "crew": text(event.crew_name),
-                "duration_ms": meta.duration_ms,
-                "ok": err is None,
-                "error": text(err),
-            },
+            CrewCompleted(
+                crew=text(event.crew_name),
+                duration_ms=meta.duration_ms,
+                ok=err is None,
+                error=text(err),
+            ),
             meta,
         )
 
@@ -215,23 +235,31 @@ class Converter:
         task = event.task
         agent = getattr(task, "agent", None)
         who = slug(getattr(agent, "role", None))
-        base: dict[str, Any] = {
-            "task_id": sid(getattr(task, "id", event.task_id)),
-            "name": text(getattr(task, "name", None)),
-        }
+        task_id = sid(getattr(task, "id", event.task_id))
+        tname = text(getattr(task, "name", None))
         name = type(event).__name__
         if name == "TaskStartedEvent":
-            base["description"] = text(getattr(task, "description", None))
-            self.send("task_started", base, meta, agent=who)
+            started = TaskStarted(
+                task_id=task_id,
+                name=tname,
+                description=text(getattr(task, "description", None)),
+            )
+            self.send("task_started", started, meta, agent=who)
             return
-        base["duration_ms"] = meta.duration_ms
         if name == "TaskFailedEvent":
-            base["error"] = text(event.error)
-            self.send("task_failed", base, meta, agent=who)
+            failed = TaskEnded(
+                task_id=task_id, name=tname, duration_ms=meta.duration_ms, error=text(event.error)
+            )
+            self.send("task_failed", failed, meta, agent=who)
             return
         raw = getattr(event.output, "raw", None)
-        base["output_chars"] = len(raw) if isinstance(raw, str) else None
-        self.send("task_completed", base, meta, agent=who)
+        done = TaskEnded(
+            task_id=task_id,
+            name=tname,
+            duration_ms=meta.duration_ms,
+            output_chars=len(raw) if isinstance(raw, str) else None,
+        )
+        self.send("task_completed", done, meta, agent=who)
 
     def _agent(self, source: Any, event: Any, meta: Meta) -> None:
         agent = event.agent
@@ -240,14 +268,16 @@ class Converter:
         name = type(event).__name__
         if name == "AgentExecutionStartedEvent":
             self.register(agent, meta)
-            self.send("agent_started", {"task_id": task_id}, meta, agent=who)
+            self.send("agent_started", AgentStarted(task_id=task_id), meta, agent=who)
             return
-        payload: dict[str, Any] = {"task_id": task_id, "duration_ms": meta.duration_ms}
         if name == "AgentExecutionErrorEvent":
-            payload["error"] = text(event.error)
-            self.send("agent_failed", payload, meta, agent=who)
+            failed = AgentEnded(
+                task_id=task_id, duration_ms=meta.duration_ms, error=text(event.error)
+            )
+            self.send("agent_failed", failed, meta, agent=who)
         else:
-            self.send("agent_completed", payload, meta, agent=who)
+            done = AgentEnded(task_id=task_id, duration_ms=meta.duration_ms)
+            self.send("agent_completed", done, meta, agent=who)
 
     def _lite_agent(self, source: Any, event: Any, meta: Meta) -> None:
         """An agent run outside a crew (``Agent.kickoff()``; a LiteAgent before 1.10)."""
@@ -258,14 +288,18 @@ class Converter:
         if name == "LiteAgentExecutionStartedEvent":
             if getattr(source, "role", None) is not None:
                 self.register(source, meta)
-            self.send("agent_started", {"task_id": None}, meta, agent=who)
+            self.send("agent_started", AgentStarted(task_id=None), meta, agent=who)
             return
-        payload: dict[str, Any] = {"task_id": None, "duration_ms": meta.duration_ms}
         if name == "LiteAgentExecutionErrorEvent":
-            payload["error"] = text(getattr(event, "error", None))
-            self.send("agent_failed", payload, meta, agent=who)
+            failed = AgentEnded(
+                task_id=None,
+                duration_ms=meta.duration_ms,
+                error=text(getattr(event, "error", None)),
+            )
+            self.send("agent_failed", failed, meta, agent=who)
         else:
-            self.send("agent_completed", payload, meta, agent=who)
+            done = AgentEnded(task_id=None, duration_ms=meta.duration_ms)
+            self.send("agent_completed", done, meta, agent=who)
 
     def register(self, agent: Any, meta: Meta) -> None:
         """``agent_registered`` once per agent (and again when it changes or every 15 min)."""
@@ -289,14 +323,14 @@ class Converter:
             caps.append("knowledge")
         if getattr(agent, "a2a", None):
             caps.append("a2a")
-        payload = {
-            "role": text(agent.role),
-            "goal": text(getattr(agent, "goal", None)),
-            "tools": tools,
-            "model": model,
-            "capabilities": caps,
-            "allow_delegation": deleg,
-        }
+        payload = AgentRegistered(
+            role=text(agent.role) or "",
+            goal=text(getattr(agent, "goal", None)),
+            tools=tools,
+            model=model,
+            capabilities=caps,
+            allow_delegation=deleg,
+        )
         self.send(
             "agent_registered",
             payload,
@@ -318,11 +352,11 @@ class Converter:
         inputs = getattr(event, "inputs", None)
         self.send(
             "flow_started",
-            {
-                "flow": self._flow_name(source, event),
-                "flow_id": text(fid) if fid is not None else None,
-                "inputs": jsonable(inputs) if inputs and not self.redact_queries else None,
-            },
+            FlowStarted(
+                flow=self._flow_name(source, event),
+                flow_id=text(fid) if fid is not None else None,
+                inputs=jsonable(inputs) if inputs and not self.redact_queries else None,
+            ),
             meta,
         )
 
@@ -330,16 +364,16 @@ class Converter:
         failed = type(event).__name__ == "FlowFailedEvent"
         self.send(
             "flow_failed" if failed else "flow_completed",
-            {
-                "flow": self._flow_name(source, event),
-                "duration_ms": meta.duration_ms,
-                "ok": not failed,
-                "error": text(getattr(event, "error", None)) if failed else None,
-            },
+            FlowEnded(
+                flow=self._flow_name(source, event),
+                duration_ms=meta.duration_ms,
+                ok=not failed,
+                error=text(getattr(event, "error", None)) if failed else None,
+            ),
             meta,
         )
 
-    _PHASES = {
+    _PHASES: Final[dict[str, Literal["started", "completed", "failed", "paused"]]] = {
         "MethodExecutionStartedEvent": "started",
         "MethodExecutionFinishedEvent": "completed",
         "MethodExecutionFailedEvent": "failed",
@@ -351,14 +385,14 @@ class Converter:
         ended = phase in ("completed", "failed")
         self.send(
             "flow_step",
-            {
-                "method": text(getattr(event, "method_name", None), 200) or "?",
-                "flow": self._flow_name(source, event),
-                "phase": phase,
-                "duration_ms": meta.duration_ms if phase != "started" else None,
-                "ok": (phase == "completed") if ended else None,
-                "error": text(getattr(event, "error", None)) if phase == "failed" else None,
-            },
+            FlowStep(
+                method=text(getattr(event, "method_name", None), 200) or "?",
+                flow=self._flow_name(source, event),
+                phase=phase,
+                duration_ms=meta.duration_ms if phase != "started" else None,
+                ok=(phase == "completed") if ended else None,
+                error=text(getattr(event, "error", None)) if phase == "failed" else None,
+            ),
             meta,
         )
 
@@ -367,13 +401,13 @@ class Converter:
         received = name.endswith("ReceivedEvent")
         self.send(
             "human_input",
-            {
-                "state": "received" if received else "requested",
-                "flow": self._flow_name(source, event),
-                "method": text(getattr(event, "method_name", None), 200),
-                "message": None if self.redact_queries else text(getattr(event, "message", None)),
-                "wait_ms": meta.duration_ms if received else None,
-            },
+            HumanInput(
+                state="received" if received else "requested",
+                flow=self._flow_name(source, event),
+                method=text(getattr(event, "method_name", None), 200),
+                message=None if self.redact_queries else text(getattr(event, "message", None)),
+                wait_ms=meta.duration_ms if received else None,
+            ),
             meta,
             agent=slug(getattr(event, "agent_role", None)),
         )
@@ -386,11 +420,11 @@ class Converter:
             to = urlsplit(endpoint).hostname or endpoint
         self.send(
             "collaboration",
-            {
-                "to_agent": slug(text(to, 200)) or "remote",
-                "kind": "a2a",
-                "task": None if self.redact_queries else text(event.task_description),
-            },
+            Collaboration(
+                to_agent=slug(text(to, 200)) or "remote",
+                kind="a2a",
+                task=None if self.redact_queries else text(event.task_description),
+            ),
             meta,
             agent=slug(getattr(event, "agent_role", None)),
         )
@@ -501,10 +535,13 @@ class Converter:
             else:
                 hit, latency = False, None
         query = getattr(event, "query", None)
-        payload: dict[str, Any] = {"item": item, "source": src, "hit": hit, "latency_ms": latency}
-        if query is not None and not self.redact_queries:
-            payload["query"] = text(query, 200)
         err = getattr(event, "error", None)
-        if err is not None:
-            payload["error"] = text(err)
+        payload = KnowledgeAccess(
+            item=item,
+            source=src,
+            hit=hit,
+            query=text(query, 200) if query is not None and not self.redact_queries else None,
+            latency_ms=latency,
+            error=text(err) if err is not None else None,
+        )
         self.send("knowledge_access", payload, meta, agent=slug(getattr(event, "agent_role", None)))

@@ -1,6 +1,9 @@
 """Publisher benchmarks (issue 2). Prints figures with their method; asserts nothing.
 
-  .venv/bin/python bench/bench_publisher.py [--redis-url URL]
+  .venv/bin/python bench/bench_publisher.py [--redis-url URL] [--payload dict|struct]
+
+``--payload struct`` emits the llm_call payload as its ``LlmCall`` struct (what the converters
+build; msgspec encodes it directly, every field written, defaults too) instead of the dict.
 
 1. hot path: cost of one ``emit`` in the caller's thread (p50/p99), background
    thread live and sending to real Redis; timer overhead measured and subtracted.
@@ -21,10 +24,11 @@ import sys
 import textwrap
 import time
 import uuid
+from typing import Any
 
 import redis
 
-from auren_core.events import encode_fields
+from auren_core.events import LlmCall, encode_fields
 from auren_core.streams.publisher import Publisher
 
 
@@ -46,6 +50,11 @@ PAYLOAD = {
 }
 
 
+PAYLOAD_STRUCT = LlmCall(**PAYLOAD)
+PAYLOADS: dict[str, Any] = {"dict": PAYLOAD, "struct": PAYLOAD_STRUCT}
+payload: Any = PAYLOAD  # the one emitted (--payload)
+
+
 def hot_path(url: str) -> None:
     stream = f"bench:{uuid.uuid4().hex[:8]}"
     pub = Publisher(url, stream, maxlen=200_000, stats_interval=3600)
@@ -59,7 +68,7 @@ def hot_path(url: str) -> None:
     samples: list[float] = []
     for i in range(200_000):
         a = clock()
-        pub.emit("llm_call", PAYLOAD, agent="neuroscientist", run="run-1", seq=i)
+        pub.emit("llm_call", payload, agent="neuroscientist", run="run-1", seq=i)
         b = clock()
         samples.append((b - a - t0) / 1000)
         if i % 1000 == 999:
@@ -79,7 +88,7 @@ def hot_path(url: str) -> None:
 def bare_loop(url: str, n: int, batch: int) -> float:
     r = redis.Redis.from_url(url)
     stream = f"bench:{uuid.uuid4().hex[:8]}"
-    data = [encode_fields("llm_call", PAYLOAD, "neuroscientist", "run-1") for _ in range(batch)]
+    data = [encode_fields("llm_call", payload, "neuroscientist", "run-1") for _ in range(batch)]
     t = time.perf_counter()
     for _ in range(n // batch):
         pipe = r.pipeline(transaction=False)
@@ -96,7 +105,7 @@ def publisher_loop(url: str, n: int, batch: int) -> tuple[float, int]:
     pub = Publisher(url, stream, buffer_size=n + 1, batch_size=batch, stats_interval=3600)
     t = time.perf_counter()
     for _ in range(n):
-        pub.emit("llm_call", PAYLOAD, agent="neuroscientist", run="run-1")
+        pub.emit("llm_call", payload, agent="neuroscientist", run="run-1")
     pub.flush(120)
     el = time.perf_counter() - t
     c = pub.counters()
@@ -204,9 +213,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--only", default="")
+    ap.add_argument("--payload", choices=sorted(PAYLOADS), default="dict")
     a = ap.parse_args()
+    global payload
+    payload = PAYLOADS[a.payload]
     redis.Redis.from_url(a.redis_url).ping()
-    print(f"python {sys.version.split()[0]}, redis at {a.redis_url}")
+    print(f"python {sys.version.split()[0]}, redis at {a.redis_url}, payload {a.payload}")
     if a.only in ("", "hot"):
         hot_path(a.redis_url)
     if a.only in ("", "throughput"):

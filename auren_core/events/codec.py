@@ -260,14 +260,14 @@ def encode_fields(
     """Hot-path encoding without building an Event object first. A struct is encoded by
     msgspec as it is (a decoded or converted one as its original JSON: unknown fields
     kept); a dict as given."""
-    p: Any
-    if payload is None:
-        p = {}
-    elif isinstance(payload, _Payload):
-        raw = payload.raw()
-        p = payload if raw is None else msgspec.Raw(raw)
-    else:
-        p = payload
+    p: Any = payload
+    if not isinstance(p, dict):  # (``type`` is the event type here)
+        if p is None:
+            p = {}
+        elif p.__dict__:  # decoded or converted: its original JSON (built: nothing kept)
+            raw = p.raw()
+            if raw is not None:
+                p = msgspec.Raw(raw)
     doc: dict[str, Any] = {
         "v": SCHEMA_VERSION,
         "id": new_event_id(),

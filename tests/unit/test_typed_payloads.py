@@ -5,7 +5,13 @@ from __future__ import annotations
 import orjson
 
 from auren_core.events import Event, LlmCall, ToolUsed, decode, make_event
-from auren_core.events.codec import coerce_payload, encode, encode_with_sid, payload_json
+from auren_core.events.codec import (
+    coerce_payload,
+    encode,
+    encode_fields,
+    encode_with_sid,
+    payload_json,
+)
 from auren_core.state import Reducer
 
 T0 = 1_800_000_000.0
@@ -46,3 +52,12 @@ def test_in_process_dicts_are_typed_once_with_the_rules_coercion() -> None:
     )
     st = r.state()
     assert st.totals.llm_calls == 3 and st.totals.input_tokens == 12
+
+
+def test_emitted_structs_encode_directly_and_decoded_ones_as_they_came() -> None:
+    ev = decode(RAW, "5-0")
+    assert isinstance(ev, Event)
+    again = orjson.loads(encode_fields("llm_call", ev.payload, "a", "r"))
+    assert again["payload"] == orjson.loads(RAW)["payload"]  # future_field kept
+    built = decode(encode_fields("llm_call", LlmCall(model="m", input_tokens=3), None, None))
+    assert isinstance(built, Event) and built.payload == LlmCall(model="m", input_tokens=3)

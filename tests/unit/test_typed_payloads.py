@@ -61,3 +61,33 @@ def test_emitted_structs_encode_directly_and_decoded_ones_as_they_came() -> None
     assert again["payload"] == orjson.loads(RAW)["payload"]  # future_field kept
     built = decode(encode_fields("llm_call", LlmCall(model="m", input_tokens=3), None, None))
     assert isinstance(built, Event) and built.payload == LlmCall(model="m", input_tokens=3)
+
+
+def test_readers_count_dicts_handed_over_as_the_structs_decoded_from_the_stream() -> None:
+    """The recording as built in process (dict payloads) and as read back from its stream
+    entries (decoded structs): the analytics, the flows, the registry and the live tail's
+    summaries (all reading attributes now) agree."""
+    from recorded_events import FROZEN_NOW, recorded, to_stream
+
+    from auren_core.analytics import analyze
+    from auren_core.export.tables import Accumulator
+    from auren_core.state.registry import AgentRegistry
+    from auren_core.state.summary import summarize
+
+    given = recorded()
+    read = [decode(raw, f"{i}-0") for i, raw in enumerate(to_stream(given))]
+    evs = [e for e in given if isinstance(e, Event)]
+    back = [e for e in read if isinstance(e, Event)]
+    assert any(type(e.payload) is dict for e in evs) and len(evs) == len(back)
+    assert all(type(e.payload) is not dict for e in back if e.known)
+    assert analyze(given, now=FROZEN_NOW) == analyze(read, now=FROZEN_NOW)
+    regs = [AgentRegistry(clock=lambda: FROZEN_NOW) for _ in range(2)]
+    regs[0].observe_all(evs)
+    regs[1].observe_all(back)
+    assert regs[0].all() and regs[0].all() == regs[1].all()
+    assert [summarize(e) for e in evs if e.known] == [summarize(e) for e in back if e.known]
+    accs = [Accumulator(wanted={"flows"}) for _ in range(2)]
+    accs[0].feed(given)
+    accs[1].feed(read)
+    assert accs[0].flow_steps and accs[0].flow_steps == accs[1].flow_steps
+    assert accs[0].flow_waits == accs[1].flow_waits

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .events import Event
+from .events import Event, PublisherStats
 from .streams.entries import decode_entry
 
 __all__ = ["Check", "run_checks"]
@@ -149,20 +149,20 @@ def shard_checks(r: Any, stream: str, shards: int, url: str) -> list[Check]:
     return out
 
 
-def otlp_checks(receivers: dict[str, dict[str, Any]]) -> list[Check]:
+def otlp_checks(receivers: dict[str, PublisherStats]) -> list[Check]:
     """One line per serve-otlp receiver seen in the newest entries."""
     out: list[Check] = []
     for who, p in sorted(receivers.items()):
-        reasons = p.get("rejected_by_reason") or {}
+        reasons = p.rejected_by_reason or {}
         why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) if reasons else ""
-        rejected, evicted = int(p.get("rejected") or 0), int(p.get("evicted") or 0)
+        rejected, evicted = int(p.rejected or 0), int(p.evicted or 0)
         out.append(
             Check(
                 f"otlp {who.removeprefix('otlp:')}",
                 rejected == 0 and evicted == 0,
-                f"spans received {p.get('received', 0)}, converted {p.get('converted', 0)}, "
+                f"spans received {p.received or 0}, converted {p.converted or 0}, "
                 f"rejected {rejected}{f' ({why})' if why else ''}, evicted traces {evicted}, "
-                f"expired {p.get('expired', 0)}, buffered {p.get('buffered', 0)}",
+                f"expired {p.expired or 0}, buffered {p.buffered or 0}",
                 "an exporter sends spans serve-otlp refuses (see the reasons) or traces "
                 "that never complete: see docs/otlp.md",
                 critical=False,
@@ -192,16 +192,17 @@ def check_stream(r: Any, stream: str) -> list[Check]:
     out.append(Check("stream", True, f"{stream!r}: {length} entries{age_txt}"))
     malformed = 0
     drops: dict[str, int] = {}
-    otlp: dict[str, dict[str, Any]] = {}  # serve-otlp receivers: their latest counters
+    otlp: dict[str, PublisherStats] = {}  # serve-otlp receivers: their latest counters
     for sid, fields in last:
         ev = decode_entry(sid, fields)
         if not isinstance(ev, Event):
             malformed += 1
         elif ev.type == "publisher_stats":
-            who = str(ev.payload.get("publisher") or "?")
-            drops.setdefault(who, int(ev.payload.get("dropped") or 0))
-            if ev.payload.get("kind") == "otlp":
-                otlp.setdefault(who, ev.payload)
+            p: PublisherStats = ev.payload  # decoded: the struct
+            who = str(p.publisher or "?")
+            drops.setdefault(who, int(p.dropped or 0))
+            if p.kind == "otlp":
+                otlp.setdefault(who, p)
     out.append(
         Check(
             "malformed",

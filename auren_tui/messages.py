@@ -4,23 +4,13 @@ from the worker (thread or child process) to the UI."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 
+from .wire import WorkerStats
+
 __all__ = ["AnalyticsUpdated", "StateUpdated", "WorkerFailed", "WorkerStats"]
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerStats:
-    """What the worker itself has done (the reducer counts the rest)."""
-
-    events_read: int = 0
-    batches: int = 0
-    backfill_done: bool = False
-    last_batch_at: float | None = None  # time.monotonic()
-    source: str = "stream"
 
 
 class StateUpdated(Message):
@@ -60,4 +50,3 @@ class WorkerFailed(Message):
         super().__init__()
         self.error = error
         self.restart_in = restart_in
-

@@ -14,12 +14,16 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from textual.message import Message
+from . import wire
 
-from .messages import AnalyticsUpdated, StateUpdated, WorkerFailed
-from .worker import HEALTHY_S, build_worker, restart_delay
+if TYPE_CHECKING:
+    from textual.message import Message
+
+# Nothing here imports Textual at module level: the worker process imports this module and
+# must start fast (it is on the way to the app's first painted frame); its messages are
+# the plain ones of auren_tui.wire. The app's side imports auren_tui.messages when it runs.
 
 log = logging.getLogger("auren.tui.process")
 
@@ -54,6 +58,19 @@ def _new_rows(log: Sequence[Any], mark: tuple[str, str] | None) -> list[tuple[An
     ]
 
 
+def _without_otel_sdk() -> None:
+    """In the worker process only: redis-py (8.x) imports the OpenTelemetry metrics SDK
+    when it is installed (CrewAI pulls it in), ~30-40 ms of the worker's start-up, for
+    metrics it only records once someone enables them; nothing in this process does.
+    Marked as absent, redis-py takes its "OTel not installed" path (it catches the
+    ImportError). Never done in the app's process, nor in any process of the user's."""
+    import sys
+
+    for name in ("opentelemetry.sdk.metrics",):
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
+
+
 def child_main(argv: Sequence[str]) -> None:
     """Entry point of the worker process: config JSON in argv[1], frames on stdout."""
     import dataclasses
@@ -62,6 +79,7 @@ def child_main(argv: Sequence[str]) -> None:
     import struct
     import sys
 
+    _without_otel_sdk()
     cfg = json.loads(argv[1])
     out = sys.stdout.buffer
     latest: list[Any] = [None, None]  # newest state (or failure), newest analytics
@@ -75,9 +93,9 @@ def child_main(argv: Sequence[str]) -> None:
                     cond.wait()
                 slot = 0 if latest[0] is not None else 1
                 msg, latest[slot] = latest[slot], None
-            if isinstance(msg, AnalyticsUpdated):
+            if isinstance(msg, wire.AnalyticsUpdated):
                 body = pickle.dumps(("analytics", msg.result, msg.took_s, msg.buffered, msg.error))
-            elif isinstance(msg, StateUpdated):
+            elif isinstance(msg, wire.StateUpdated):
                 st = msg.state
                 rows = _new_rows(st.log, mark)
                 if st.log:
@@ -93,10 +111,12 @@ def child_main(argv: Sequence[str]) -> None:
 
     def post(msg: Any) -> None:
         with cond:  # newest wins: a state not yet written is replaced (its rows are not lost)
-            latest[1 if isinstance(msg, AnalyticsUpdated) else 0] = msg
+            latest[1 if isinstance(msg, wire.AnalyticsUpdated) else 0] = msg
             cond.notify()
 
-    worker = build_worker(cfg, post)
+    from .worker import build_worker
+
+    worker = build_worker(cfg, post, messages=wire.PLAIN)
     import gc
 
     gc.freeze()  # as in the app: the reducer holds many long-lived objects; collect rarely
@@ -187,6 +207,9 @@ class ProcessWorker:
     def _read(self) -> None:
         """Read frames until the child exits; then, unless stopping, say so (the app shows
         the worker as dead) and start a new one after a backoff, resuming where it was."""
+        from .messages import WorkerFailed
+        from .worker import HEALTHY_S, restart_delay
+
         failures = 0
         while True:
             self._read_child()
@@ -230,6 +253,8 @@ class ProcessWorker:
         import dataclasses
         import pickle
         import struct
+
+        from .messages import AnalyticsUpdated, StateUpdated, WorkerFailed
 
         assert self._proc is not None and self._proc.stdout is not None
         f = self._proc.stdout
@@ -301,4 +326,3 @@ class ProcessWorker:
             self._thread.join(timeout)
         if self._err is not None:
             self._err.close()
-

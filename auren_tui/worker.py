@@ -31,16 +31,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from textual.message import Message
-
 from auren_core.events import Event, Malformed
 from auren_core.streams.replay import ReplaySource, Source, item_ts
 
 from .agent_order import trim_state
-from .messages import AnalyticsUpdated, StateUpdated, WorkerFailed, WorkerStats
+from .wire import WorkerStats
 
 if TYPE_CHECKING:  # the reader pulls in redis (~0.2 s): the app process never needs it
-    pass
+    from .messages import AnalyticsUpdated
 
 __all__ = [
     "StreamWorker",
@@ -72,16 +70,27 @@ def _trim(result: dict[str, Any]) -> dict[str, Any]:
     return trim(result, SHOWN)
 
 
+def textual_messages() -> Any:
+    """The app's message kinds (:mod:`auren_tui.messages`, Textual messages): what a worker
+    in the app's process posts. The worker process posts :data:`auren_tui.wire.PLAIN`."""
+    from . import messages
+
+    return messages
+
+
 def run_analysis(
     items: Sequence[Event | Malformed],
     *,
     now: float,
     budget_usd_per_hour: float | None,
     thresholds: dict[str, Any] | None = None,
+    messages: Any = None,
 ) -> AnalyticsUpdated:
-    """``analyze(items)`` as a message (an exception becomes the message's error)."""
+    """``analyze(items)`` as a message (an exception becomes the message's error), of
+    ``messages``' kind (default: :func:`textual_messages`)."""
     from auren_core.analytics import analysis
 
+    kind = (messages or textual_messages()).AnalyticsUpdated
     t0 = time.perf_counter()
     try:
         result = analysis(
@@ -93,8 +102,11 @@ def run_analysis(
         )
     except Exception as exc:  # an analytics bug must not stop the stream: show it
         log.exception("analytics failed")
-        return AnalyticsUpdated(None, time.perf_counter() - t0, len(items), f"{exc!r}"[:300])
-    return AnalyticsUpdated(result, time.perf_counter() - t0, len(items))
+        error = f"{exc!r}"[:300]
+        failed: AnalyticsUpdated = kind(None, time.perf_counter() - t0, len(items), error)
+        return failed
+    done: AnalyticsUpdated = kind(result, time.perf_counter() - t0, len(items))
+    return done
 
 
 def restart_delay(failures: int) -> float:
@@ -120,7 +132,7 @@ class StreamWorker:
         *,
         reducer: Callable[[], Any],
         source: Source,
-        post: Callable[[Message], object],
+        post: Callable[[Any], object],
         fps: float = 20.0,
         lag_probe: Callable[[], Any] | None = None,
         source_name: str = "stream",
@@ -128,7 +140,11 @@ class StreamWorker:
         analytics_every: float = 5.0,
         thresholds: dict[str, Any] | None = None,
         tip_every: float = TIP_EVERY_S,
+        messages: Any = None,
     ) -> None:
+        # the kinds of message posted: Textual ones in the app's process (the default),
+        # plain ones in the worker process (auren_tui.wire.PLAIN: no Textual there)
+        self.messages = messages if messages is not None else textual_messages()
         self._make_reducer = reducer
         self.reducer: Any = None
         self.source = source
@@ -223,7 +239,7 @@ class StreamWorker:
             asyncio.run(self._main())
         except Exception as exc:  # a bug: show it in the app, never die silently
             log.exception("stream worker failed")
-            self.post(WorkerFailed(f"{type(exc).__name__}: {exc}"))
+            self.post(self.messages.WorkerFailed(f"{type(exc).__name__}: {exc}"))
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -308,7 +324,7 @@ class StreamWorker:
                 self._dirty = False
                 last_post = now
                 state = trim_state(self.reducer.state(), **self._view)
-                self.post(StateUpdated(state, self.stats()))
+                self.post(self.messages.StateUpdated(state, self.stats()))
 
     async def _analytics(self) -> None:
         """While wanted: analyse the recent events off this loop (a helper thread, so
@@ -340,6 +356,7 @@ class StreamWorker:
                 now=now,
                 budget_usd_per_hour=budget,
                 thresholds=self.thresholds,
+                messages=self.messages,
             )
             next_at = time.monotonic() + max(self.analytics_every, 20 * msg.took_s)
             tip_at = time.monotonic() + max(self.tip_every, 20 * msg.took_s)
@@ -372,6 +389,7 @@ def build_worker(
     *,
     source: Source | None = None,
     clock: Callable[[], float] | None = None,
+    messages: Any = None,
 ) -> StreamWorker:
     """The one worker factory, used in-process by the app and in the child process: a
     :class:`StreamWorker` over ``source`` (else a replay of ``cfg["replay"]``, else the live
@@ -411,6 +429,7 @@ def build_worker(
         lag_probe=lag_probe,
         source_name=cfg["mode"],
         thresholds=cfg.get("recommendations"),
+        messages=messages,
     )
     # a replay's clock is unknown until its first events: the reducer waits for them
     worker.lazy_reducer = bool(cfg.get("replay"))
@@ -436,4 +455,3 @@ def lag_probe_for(reader: Any) -> Callable[[], Any]:
     if hasattr(reader, "shard_lags"):  # a ShardedReader: the sum over its shards
         return reader.lag  # type: ignore[no-any-return]
     return LagProbe(reader.redis_url, reader.stream, lambda: reader.last_id)
-

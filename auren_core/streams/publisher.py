@@ -392,16 +392,7 @@ class Publisher:
                         batch = unsent
                         raise unsent_error(len(unsent))
                 else:
-                    pipe = client.pipeline(transaction=False)
-                    # execute_command skips xadd()'s per-call argument building (hot loop).
-                    head: tuple[Any, ...] = ("XADD", self.stream)
-                    if self.maxlen:
-                        head += ("MAXLEN", "~", self.maxlen)
-                    head += ("*", FIELD)
-                    cmd = pipe.execute_command
-                    for data in batch:
-                        cmd(*head, data)  # type: ignore[no-untyped-call]
-                    pipe.execute()
+                    self._send(client, batch)
             except Exception as exc:
                 self._requeue(batch)
                 self._connected = False
@@ -422,6 +413,7 @@ class Publisher:
                 continue
             self._in_flight = 0
             self._sent += len(batch)
+            batch = []  # hold nothing of a sent batch while idle (see _send)
             self._connected = True
             if failures:
                 log.warning("auren publisher: reconnected after %d failures", failures)
@@ -431,6 +423,53 @@ class Publisher:
                 client.close()
             except Exception:
                 self._errors += 1
+
+    def _send(self, client: Any, batch: list[Any]) -> None:
+        """One pipelined write of XADDs to the stream, then every reply read (the first
+        error reply raised once all are read, as redis-py's pipeline does).
+
+        On a plain ``redis.Redis`` the commands are packed straight from a generator on
+        one pooled connection: each command's argument tuple is freed as soon as it is
+        packed, where a ``Pipeline`` keeps 1000 of them (and 1000 option dicts) until it
+        is done; after a burst those, recycled by CPython's free lists, sat scattered
+        over the memory the burst used and kept megabytes of it resident. Any other
+        client (a cluster, a caller's ``client_factory``) gets redis-py's pipeline."""
+        head: tuple[Any, ...] = ("XADD", self.stream)
+        if self.maxlen:
+            head += ("MAXLEN", "~", self.maxlen)
+        head += ("*", FIELD)
+        if type(client) is not redis.Redis:
+            pipe = client.pipeline(transaction=False)
+            cmd = pipe.execute_command  # skips xadd()'s per-call argument building
+            for data in batch:
+                cmd(*head, data)
+            pipe.execute()
+            return
+        pool = client.connection_pool
+        conn: Any = pool.get_connection()  # (redis-py types little of Connection)
+
+        def write_read() -> Exception | None:
+            error: Exception | None = None
+            try:
+                conn.send_packed_command(conn.pack_commands((*head, data) for data in batch))
+                for _ in range(len(batch)):
+                    try:
+                        conn.read_response()
+                    except redis.ResponseError as exc:  # one command refused: read the rest
+                        error = error or exc
+            except BaseException:
+                conn.disconnect()  # replies may be left on the socket: never reuse it
+                raise
+            return error
+
+        try:
+            # the client's retry policy, as its pipeline would apply it (a connection
+            # found dead is reconnected and the batch written again)
+            error = conn.retry.call_with_retry(write_read, lambda _exc: conn.disconnect())
+        finally:
+            pool.release(conn)
+        if error is not None:
+            raise error
 
     def _send_sharded(self, client: Any, batch: list[Any]) -> list[Any]:
         """One pipeline of XADDs over every shard; returns the items not acknowledged."""

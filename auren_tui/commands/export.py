@@ -6,8 +6,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from auren_core.export.sources import pg_events, stream_events, stream_start
-
 from ._duration import METAVAR, as_duration
 
 if TYPE_CHECKING:
@@ -163,6 +161,7 @@ def command(
     from auren_core.backends import describe_backends, resolve_postgres, resolve_redis
     from auren_core.config import ConfigError, load_settings
     from auren_core.export import FORMATS, REPORTS, build_reports, render
+    from auren_core.export.sources import pg_events, stream_events, stream_start
     from auren_core.store.schema import validate_schema_name
 
     if fmt not in FORMATS:

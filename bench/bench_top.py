@@ -21,7 +21,8 @@ Method (all figures from this run, on the same stream, against a baseline measur
    of its first painted frame with a state from the stream worker: empty stream, and a
    100,000-event backfill (the first frame showing part of it, i.e. its progress, and the
    first frame showing all of it). Baseline: a bare Textual app with one Static, same way.
-   ``--only startup`` runs just this phase.
+   The children are ``bench/bench_top_startup.py``, which imports only what it measures.
+   ``--only startup`` runs just this phase (``--runs N``: best of N, default 3).
 
     .venv/bin/python bench/bench_top.py [--redis-url URL] [--events 200000] [--seconds 8]
 """
@@ -47,6 +48,9 @@ from auren_core.streams.entries import decode_entries, parse_stream_id
 
 PY = sys.executable
 HERE = os.path.abspath(__file__)
+# the start-up children: a script of their own, so that they import nothing of this one
+# (redis-py alone is ~0.1 s, which neither `make_app` nor a bare Textual app needs)
+CHILD = os.path.join(os.path.dirname(HERE), "bench_top_startup.py")
 
 
 class BenchFailed(Exception):
@@ -402,49 +406,12 @@ async def latency(url: str, rate: float, seconds: float) -> tuple[list[float], l
 # --------------------------------------------------------------------------- 4. start-up
 
 
-def first_frame_child(url: str, stream: str, expect: int) -> None:
-    from auren_tui.app import make_app
-
-    app = make_app(redis_url=url, stream=stream, since_s=3600)
-    first: list[float] = []
-
-    def on_frame(t: float, st: Any) -> None:
-        # first: the first painted frame with a state from the worker (with a backfill:
-        # the first one showing some of it, i.e. its progress); then the one showing all
-        if not first and st.health.events_total >= min(expect, 1):
-            first.append(t)
-        if st.health.events_total >= expect:
-            print(f"{first[0]:.6f} {t:.6f}", flush=True)
-            app.exit()
-
-    app.on_frame = on_frame
-    app.run(headless=True, size=(160, 48))
-
-
-def bare_child() -> None:
-    from textual.app import App, ComposeResult
-    from textual.widgets import Static
-
-    class Bare(App[None]):
-        def compose(self) -> ComposeResult:
-            yield Static("hello")
-
-        def on_mount(self) -> None:
-            self.call_after_refresh(self.done)
-
-        def done(self) -> None:
-            print(f"{time.time():.6f}", flush=True)
-            self.exit()
-
-    Bare().run(headless=True, size=(160, 48))
-
-
 def startup(args: list[str], runs: int = 3) -> list[float]:
     """Best of ``runs`` for each time the child prints (on its last line), from the spawn."""
     best: list[float] = []
     for _ in range(runs):
         t0 = time.time()
-        out = subprocess.run([PY, HERE, *args], capture_output=True, text=True, timeout=120)
+        out = subprocess.run([PY, CHILD, *args], capture_output=True, text=True, timeout=120)
         lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
         if not lines:
             raise RuntimeError(out.stderr[-2000:])
@@ -465,6 +432,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=150_000)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--only", choices=["ingest", "sustained", "latency", "startup"])
+    ap.add_argument("--runs", type=int, default=3, help="start-up: best of this many runs")
     a = ap.parse_args()
     url = a.redis_url
     r = redis.Redis.from_url(url)
@@ -547,13 +515,16 @@ def main() -> None:
         empty = f"auren:bench:{uuid.uuid4().hex[:8]}"
         big = f"auren:bench:{uuid.uuid4().hex[:8]}"
         try:
-            (bare,) = startup(["--bare-frame"])
-            first, _ = startup(["--first-frame", url, empty, "0"])
+            (bare,) = startup(["--bare-frame"], a.runs)
+            first, _ = startup(["--first-frame", url, empty, "0"], a.runs)
             fill(url, big, 100_000)
-            progress, full = startup(["--first-frame", url, big, "100000"])
+            progress, full = startup(["--first-frame", url, big, "100000"], a.runs)
         finally:
             r.delete(empty, big)
-        print("\n4. start-up (process spawn -> first painted frame with stream state, best of 3):")
+        print(
+            "\n4. start-up (process spawn -> first painted frame with stream state, "
+            f"best of {a.runs}):"
+        )
         print(f"   bare Textual app (baseline): {bare:.2f} s")
         print(
             f"   auren top, empty stream     : {first:.2f} s  ({first / bare:.2f}x bare; "
@@ -569,10 +540,6 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--produce":
         produce(sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
-    elif len(sys.argv) > 1 and sys.argv[1] == "--first-frame":
-        first_frame_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-    elif len(sys.argv) > 1 and sys.argv[1] == "--bare-frame":
-        bare_child()
     else:
         try:
             main()

@@ -84,6 +84,29 @@ def test_unencodable_payload_is_counted_not_raised(redis_url: str, stream: str) 
     pub.close()
 
 
+def test_refused_batch_is_kept_and_sent_once_the_server_accepts(
+    redis_url: str, stream: str
+) -> None:
+    """Every XADD of a batch refused (the key holds a string: WRONGTYPE): nothing raises
+    into the caller, nothing is lost or sent twice, and the connection stays in step
+    with its replies (the publisher reads every reply of a batch before raising)."""
+    r = redis.Redis.from_url(redis_url)
+    r.set(stream, "not a stream")
+    pub = Publisher(redis_url, stream, stats_interval=3600)
+    for i in range(2500):  # three batches (1000 a pipeline)
+        pub.emit("tool_used", {"tool": "t", "duration_ms": float(i)})
+    assert not pub.flush(0.5)
+    c = pub.counters()
+    assert c.sent == 0 and c.queued == 2500 and c.dropped == 0
+    r.delete(stream)
+    assert pub.flush(15)
+    seen = [int(e.payload["duration_ms"]) for e in read_all(redis_url, stream)]
+    assert seen == list(range(2500))
+    c = pub.counters()
+    assert (c.produced, c.sent, c.dropped, c.queued) == (2500, 2500, 0, 0)
+    pub.close()
+
+
 def test_server_dies_and_returns(private_redis: PrivateRedis) -> None:
     """Kill -9 Redis mid-run, restart it: no exception, sent + dropped == produced."""
     stream = "auren:events"

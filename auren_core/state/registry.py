@@ -329,8 +329,13 @@ class AgentRegistry:
             while len(q) > self.max_finished:
                 old_aid, old_key, old_ts = q.popleft()
                 rec = agents.get(old_aid)
-                if rec is not None and rec.finished.get(old_key) == old_ts:
-                    del rec.finished[old_key]
+                if rec is None:
+                    continue
+                fin = rec.finished
+                if fin.get(old_key) == old_ts:
+                    del fin[old_key]
+                    if len(fin) <= 8:  # a dict keeps its table when emptied: a small one
+                        rec.finished = dict(fin)
 
     def observe_all(self, events: Iterable[Event]) -> None:
         for ev in events:

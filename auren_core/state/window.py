@@ -148,6 +148,12 @@ class KeyedCounts(Generic[K]):
                 tot[k] = left
             else:
                 tot.pop(k, None)
+        # a dict keeps its table when emptied: thousands of idle agents' tools and partners
+        # held kilobytes each for nothing
+        if not tot:
+            self.tot = {}
+        if not self.buckets:
+            self.buckets = {}
 
 
 _LO_MS = rules.HIST_LO_MS

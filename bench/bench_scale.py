@@ -335,8 +335,10 @@ def frame_states(
     red: Reducer, clock: list[float], feeder: Feeder, agents: int, n: int = 12
 ) -> tuple[list[DashboardState], float, float]:
     """``n`` successive trimmed states, as the worker posts them at 20 Hz: 50 ms of event and
-    clock time and 100 new events (the mix, small key pools) between two. Returns (states,
-    median CPU ms of state(), of trim_state), the first two frames not counted."""
+    clock time and 100 new events between two (the mix, small key pools, from 20 busy
+    agents: the same rows change per frame whatever the number of agents). Returns
+    (states, median CPU ms of state(), of trim_state), the first two frames not counted.
+    ``agents`` is the population (kept for the signature of the phases)."""
     from auren_tui.agent_order import trim_state
 
     out = []
@@ -344,7 +346,8 @@ def frame_states(
     t_trim: list[float] = []
     for f in range(n):
         t1 = clock[0] + 0.05
-        raw = [mix(f * 100 + j, t1 - 0.05 + j * 5e-4, agents, 100, 50) for j in range(100)]
+        busy = min(agents, 20)
+        raw = [mix(f * 100 + j, t1 - 0.05 + j * 5e-4, busy, 100, 50) for j in range(100)]
         feeder.feed(raw, clock_to=t1)
         t = time.process_time()
         st = red.state()

@@ -136,7 +136,8 @@ class Reducer(Handlers):
         self._max_b = 2**62
         # state() cache: (collab version, edges, edge objects by key)
         self._edges: tuple[int, tuple[CollabEdge, ...], dict[Any, CollabEdge]] = (-1, (), {})
-        self._views: dict[str, tuple[tuple[Any, ...], AgentView]] = {}  # state() cache
+        # state() cache: agent id -> (what its view depends on, the view, its accumulator)
+        self._views: dict[str, tuple[tuple[Any, ...], AgentView, AgentAcc]] = {}
         # health
         self.events_total = 0
         self.malformed = 0

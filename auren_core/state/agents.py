@@ -1,7 +1,8 @@
 """Snapshot building for the agents table (internal): cached per-agent views.
 
-A view is rebuilt only when its agent saw an event, the window moved, the minute
-turned, or (for agents younger than the window) its $/hour span stepped; its
+A view is rebuilt only when its agent saw an event, one of its buckets left the window,
+the minute turned while it has a sparkline, or (for agents younger than the window) its
+$/hour span stepped (not every agent each time the window moves or the minute turns); its
 tools, collaborators, hypotheses and sparkline tuples are cached on their own
 versions, so thousands of mostly idle agents cost little per frame.
 """
@@ -9,7 +10,7 @@ versions, so thousands of mostly idle agents cost little per frame.
 from __future__ import annotations
 
 import math
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .model import AgentView
@@ -24,6 +25,8 @@ __all__ = ["MIN_SPAN_S", "agents_view", "minutes", "top", "top_of"]
 
 MIN_SPAN_S = 60.0
 _COUNT = itemgetter(1)
+_ID = attrgetter("id")
+_LAST = attrgetter("last_activity")
 T_ = TypeVar("T_")
 
 
@@ -126,42 +129,53 @@ def _agent(
 
 def agents_view(r: Reducer, now: float) -> tuple[AgentView, ...]:
     """Active agents, most recent first. A view is rebuilt only when its agent saw an
-    event, the window moved, the minute turned, or (for agents younger than the
-    window) the 10 s step of its $/hour span changed."""
+    event (every event of an agent bumps its ``AgentAcc.version``: its registry record
+    changes only then), one of its buckets left the window, the minute turned while it has
+    a sparkline, or (for agents younger than the window) the 10 s step of its $/hour span
+    changed: an unchanged agent costs a key comparison, not a view, so 10,000 mostly idle
+    agents stay cheap per frame."""
     # an agent waiting for a human stays listed while its wait is in the window
     recs = r.registry.active_records(r.active_window_s, now, r.window_s)
-    recs.sort(key=lambda x: (-x.last_activity, x.id))
+    recs.sort(key=_ID)  # ties by id; stable, so the next sort keeps it
+    recs.sort(key=_LAST, reverse=True)
     old = r._views
-    new: dict[str, tuple[tuple[Any, ...], AgentView]] = {}
-    cutoff = r.s.expiry.cutoff
+    new: dict[str, tuple[tuple[Any, ...], AgentView, AgentAcc]] = {}
     minute = int(now // 60)
     w = r.window_s
-    out = []
+    old_edge = now - w  # agents first seen before it are measured over the whole window
+    accs = r._accs
+    out: list[AgentView] = []
+    append = out.append
     for rec in recs:
         aid = rec.id
-        acc = r._accs.get(aid)
+        acc = accs.get(aid)
         if acc is None:
-            acc = r._accs[aid] = AgentAcc(r.s.expiry)
-        age = now - rec.first_seen
-        span = w if age >= w else max(MIN_SPAN_S, min(w, math.ceil(age / BUCKET_S) * BUCKET_S))
-        load, status = rec.load, rec.status
+            acc = accs[aid] = AgentAcc(r.s.expiry)
+        first = rec.first_seen
+        if first <= old_edge:
+            span = w
+        else:  # max(MIN_SPAN_S, min(w, the age in whole buckets))
+            span = math.ceil((now - first) / BUCKET_S) * BUCKET_S
+            if span > w:
+                span = w
+            if span < MIN_SPAN_S:
+                span = MIN_SPAN_S
         key = (
             acc.version,
-            load,
-            status,
+            acc.sums.dropped,
+            acc.tools.ver,
+            acc.partners.ver,
+            minute if acc.spark else None,
+            span,
             rec.role,
             rec.capabilities,
-            cutoff,
-            minute,
-            span,
-            rec.wait_open,
         )
         hit = old.get(aid)
-        if hit is not None and hit[0] == key:
+        if hit is not None and hit[0] == key and hit[2] is acc:
             view = hit[1]
         else:
-            view = _agent(rec, acc, now, span, load, status)
-        new[aid] = (key, view)
-        out.append(view)
+            view = _agent(rec, acc, now, span, rec.load, rec.status)
+        new[aid] = (key, view, acc)
+        append(view)
     r._views = new
     return tuple(out)

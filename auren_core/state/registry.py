@@ -13,7 +13,7 @@ Also usable in-process: :meth:`AgentRegistry.register_agent` reads a CrewAI
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -33,6 +33,9 @@ __all__ = ["AgentInfo", "AgentRecord", "AgentRegistry", "agent_capabilities"]
 
 Status = Literal["running", "idle", "failed", "waiting_human"]
 _FINISHED_KEEP = 256  # recently finished task ids per agent (for out-of-order starts)
+# ... and over all agents: the oldest go first (10,000 agents x 256 UUID keys held ~400 MB
+# for a whole day; a late start arrives within seconds of its end, not 50,000 ends later)
+MAX_FINISHED = 50_000
 _MAX_IN_FLIGHT = 1024
 _EVICT_SCAN = 16  # the least recently touched agents compared by event time on eviction
 
@@ -135,7 +138,8 @@ class AgentRecord:
         elif ts > self.wait_close:
             self.wait_close = ts
 
-    def end(self, key: str | None, ts: float, *, failed: bool, error: str | None) -> None:
+    def end(self, key: str | None, ts: float, *, failed: bool, error: str | None) -> bool:
+        """Apply an end; True when ``key`` was remembered as finished (at ``ts``)."""
         if ts > self.wait_close:  # an agent that finished (or failed) waits for nobody
             self.wait_close = ts
         if failed and ts >= self.last_fail:
@@ -144,7 +148,7 @@ class AgentRecord:
         if key is None:
             if self.anon_in_flight > 0:
                 self.anon_in_flight -= 1
-            return
+            return False
         started = self.in_flight.get(key)
         if started is not None and started <= ts:
             del self.in_flight[key]
@@ -154,6 +158,8 @@ class AgentRecord:
             fin[key] = ts
             if len(fin) > _FINISHED_KEEP:
                 del fin[next(iter(fin))]
+            return True
+        return False
 
 
 def _str_list(v: Any) -> tuple[str, ...]:
@@ -201,12 +207,22 @@ def _task_key(payload: AgentStarted | AgentEnded | TaskStarted | TaskEnded) -> s
 class AgentRegistry:
     """Agents seen in the event stream (and/or registered in-process)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time, max_agents: int = 10_000):
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_agents: int = 10_000,
+        max_finished: int = MAX_FINISHED,
+    ):
         # least recently active first: an agent moves to the end when its activity advances
         self._agents: OrderedDict[str, AgentRecord] = OrderedDict()
         self._clock = clock
         self.max_agents = max_agents
         self.evicted = 0
+        # every finished-task id remembered, oldest first: (agent id, task key, end ts); an
+        # entry whose agent since forgot or re-ended the key is skipped when it comes out
+        self.max_finished = max(1, max_finished)
+        self._finished: deque[tuple[str, str, float]] = deque()
 
     # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
@@ -305,13 +321,30 @@ class AgentRegistry:
                     rec.human(state == "requested", ts, p.message)
             elif isinstance(p, AgentEnded | TaskEnded):
                 err = p.error
-                rec.end(
-                    _task_key(p),
-                    ts,
-                    failed=t.endswith("_failed"),
-                    error=None if err is None else str(err),
-                )
+                key = _task_key(p)
+                failed = t.endswith("_failed")
+                done = rec.end(key, ts, failed=failed, error=None if err is None else str(err))
+                if done and key is not None:
+                    self._remember_finished(aid, key, ts)
         return rec
+
+    def _remember_finished(self, aid: str, key: str, ts: float) -> None:
+        """Bound the finished-task ids over all agents: past ``max_finished`` the oldest are
+        forgotten (amortised O(1); idle agents' ids go too, not only a busy agent's own)."""
+        q = self._finished
+        q.append((aid, key, ts))
+        if len(q) > self.max_finished:
+            agents = self._agents
+            while len(q) > self.max_finished:
+                old_aid, old_key, old_ts = q.popleft()
+                rec = agents.get(old_aid)
+                if rec is None:
+                    continue
+                fin = rec.finished
+                if fin.get(old_key) == old_ts:
+                    del fin[old_key]
+                    if len(fin) <= 8:  # a dict keeps its table when emptied: a small one
+                        rec.finished = dict(fin)
 
     def observe_all(self, events: Iterable[Event]) -> None:
         for ev in events:

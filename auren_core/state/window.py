@@ -68,10 +68,11 @@ class Expiry:
 class Sums:
     """A fixed vector of float sums per bucket plus the running window total."""
 
-    __slots__ = ("_lb", "_lbk", "buckets", "expiry", "n", "tot")
+    __slots__ = ("_lb", "_lbk", "buckets", "dropped", "expiry", "n", "tot")
 
     def __init__(self, n: int, expiry: Expiry) -> None:
         self.n = n
+        self.dropped = 0  # buckets dropped so far: ``tot`` changed without an addition
         self.tot: list[float] = [0.0] * n
         self.buckets: dict[int, list[float]] = {}
         self.expiry = expiry
@@ -94,6 +95,7 @@ class Sums:
             self._lb = None
         bk = self.buckets.pop(b, None)
         if bk is not None:
+            self.dropped += 1
             tot = self.tot
             for i, v in enumerate(bk):
                 tot[i] -= v
@@ -148,6 +150,12 @@ class KeyedCounts(Generic[K]):
                 tot[k] = left
             else:
                 tot.pop(k, None)
+        # a dict keeps its table when emptied: thousands of idle agents' tools and partners
+        # held kilobytes each for nothing
+        if not tot:
+            self.tot = {}
+        if not self.buckets:
+            self.buckets = {}
 
 
 _LO_MS = rules.HIST_LO_MS

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from auren_core.events import AgentRegistered, make_event
-from auren_core.state.registry import AgentRegistry, agent_capabilities
+from auren_core.state.registry import MAX_FINISHED, AgentRegistry, agent_capabilities
 
 T0 = 1_800_000_000.0
 
@@ -162,3 +162,42 @@ def test_register_real_crewai_agent() -> None:
     )
     info = AgentRegistry(clock=lambda: T0).register_agent(agent)
     assert info.id == "Neuroscientist" and info.model == "gpt-4o-mini"
+
+
+def test_finished_task_ids_are_bounded_over_all_agents() -> None:
+    """Issue 14 (scale): each agent kept up to 256 finished-task ids for late starts, for
+    ever: 10,000 agents running their tasks for a day held ~400 MB of them. The registry
+    now keeps ``MAX_FINISHED`` over all agents, the oldest forgotten first (idle agents'
+    too), and a late start right after its end is still not counted as work."""
+    reg = AgentRegistry(clock=lambda: T0)
+    agents, tasks = 400, 300  # 120,000 ends: 102,400 ids kept before, at 256 per agent
+    ts = T0
+    for a in range(agents):
+        for k in range(tasks):
+            ts += 0.001
+            tid = f"{a:08x}-{k:04x}-4000-8000-{k:012x}"
+            reg.observe(ev("task_started", {"task_id": tid}, agent=f"a{a}", ts=ts))
+            reg.observe(ev("task_completed", {"task_id": tid}, agent=f"a{a}", ts=ts))
+    kept = sum(len(r.finished) for r in reg._agents.values())
+    assert kept <= MAX_FINISHED < agents * 256
+    assert len(reg._finished) <= MAX_FINISHED
+    # the first agents, idle since, forgot theirs; the last one keeps its recent ones
+    first, last = reg.record("a0"), reg.record(f"a{agents - 1}")
+    assert first is not None and not first.finished
+    assert last is not None and len(last.finished) == 256
+    # the end of a task arrives before its start: still not counted as work
+    reg.observe(ev("task_completed", {"task_id": "late"}, agent="a0", ts=ts + 2))
+    reg.observe(ev("task_started", {"task_id": "late"}, agent="a0", ts=ts + 1))
+    info = reg.get("a0")
+    assert info is not None and info.current_load == 0
+
+
+def test_finished_ids_of_a_forgotten_agent_do_not_break_the_bound() -> None:
+    reg = AgentRegistry(clock=lambda: T0, max_agents=10, max_finished=50)
+    for i in range(200):  # agents come and go (evicted), each ending a task
+        a = f"agent-{i}"
+        reg.observe(ev("task_started", {"task_id": f"t{i}"}, agent=a, ts=T0 + i))
+        reg.observe(ev("task_completed", {"task_id": f"t{i}"}, agent=a, ts=T0 + i))
+        reg.observe(ev("task_completed", {"task_id": f"t{i}"}, agent=a, ts=T0 + i + 0.5))
+    assert len(reg) <= 10 and len(reg._finished) <= 50
+    assert sum(len(r.finished) for r in reg._agents.values()) <= 10

@@ -87,7 +87,9 @@ async def drill(pilot: Pilot[None]) -> None:
     assert isinstance(a, TopApp)
     before = _frames(a)
     a.action_drill("neuro")
-    await await_until(lambda: isinstance(a.screen, AgentScreen), "the agent screen", pause=pilot.pause)
+    await await_until(
+        lambda: isinstance(a.screen, AgentScreen), "the agent screen", pause=pilot.pause
+    )
     await painted(pilot, after=before)  # the state redrawn on the agent screen
     await pilot.pause()
 

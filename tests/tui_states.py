@@ -133,10 +133,10 @@ def state_app(*, analytics: bool = True, backends_line: str = "", **kw: Any) -> 
     """The app of ``make_app(source=RecordedSource.of(recorded()), clock=frozen_clock,
     **kw)`` with a :class:`PostingWorker` that posts the recording's state (and, with
     ``analytics``, its analysis: :func:`show_recorded`) instead of a worker thread
-    playing it. Every state the
-    app paints is appended to ``app.painted`` (the app's frame hook)."""
+    playing it. Every state the app paints is appended to ``app.painted`` (the app's
+    frame hook)."""
     state, stats, result = recorded_messages(**kw)
-    like = _recorded_app(backends_line=backends_line, **kw)
+    like = _recorded_app(backends_line=backends_line, **kw)  # never run: its settings only
 
     def factory(post: Callable[[Message], object]) -> PostingWorker:
         return PostingWorker(post, state, stats, result if analytics else None)
@@ -148,7 +148,6 @@ def state_app(*, analytics: bool = True, backends_line: str = "", **kw: Any) -> 
         mode=like.mode,
         fps=like.fps,
     )
-    like.worker = None  # never mounted: nothing to stop
     shown: list[DashboardState] = []
     app.painted = shown  # type: ignore[attr-defined]
     app.on_frame = lambda _t, s: shown.append(s)

@@ -124,8 +124,12 @@ def test_server_dies_and_returns(private_redis: PrivateRedis) -> None:
     seen = [int(e.payload["duration_ms"]) for e in evs]
     assert seen == sorted(seen)
     assert seen[-1] == produced - 1
-    stats = [e for e in read_all(private_redis.url, stream) if e.type == "publisher_stats"]
-    assert stats and max(s.payload["dropped"] for s in stats) > 0
+
+    def drops_reported() -> bool:  # publisher_stats go out every 0.2 s
+        stats = [e for e in read_all(private_redis.url, stream) if e.type == "publisher_stats"]
+        return bool(stats) and max(s.payload["dropped"] for s in stats) > 0
+
+    wait_until(drops_reported, "a publisher_stats event counting the drops", timeout=5)
     assert sent_before_kill >= 2000
     pub.close()
 

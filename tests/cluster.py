@@ -99,6 +99,10 @@ class LocalCluster:
                 # a replica with any lag may still be promoted (tests kill masters)
                 "--cluster-replica-validity-factor",
                 "0",
+                # a replica's first sync starts at once (the default waits 5 s for more
+                # replicas to share one diskless transfer: each start paid those 5 s)
+                "--repl-diskless-sync-delay",
+                "0",
                 "--save",
                 "",
                 "--appendonly",

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cluster import LocalCluster
 from redis.cluster import RedisCluster
+from waiting import await_until
 
 from auren_core.streams.publisher import Publisher
 from auren_core.streams.shards import (
@@ -260,7 +261,7 @@ def test_sharded_reader_live_tail(cluster: LocalCluster, cstream: str) -> None:
     async def go() -> list:
         reader = ShardedReader(cluster.url, cstream, 6, start_id="$", block_ms=200)
         task = asyncio.create_task(collect(reader, 600))
-        await asyncio.sleep(0.5)
+        await await_until(lambda: reader.last_id is not None, 'the reader to resolve "$"')
         await asyncio.to_thread(publish_known_set, cluster.url, cstream, 2, 300, 6)
         got, _ = await task
         return got
@@ -420,7 +421,7 @@ def test_failover_publisher_and_reader_continue(cstream: str) -> None:
                 pub.emit("tool_used", {"tool": "x", "eid": f"f-{i}"}, agent="a", run=f"r{i % 12}")
                 if i == total // 3:
                     c.kill(victim)
-                time.sleep(0.002)
+                time.sleep(0.002)  # a steady load across the failover (the test)
 
         async def go() -> tuple[list, float]:
             reader = ShardedReader(c.url, cstream, 6, start_id="0-0", block_ms=200)
@@ -628,7 +629,7 @@ def test_failover_persist_and_websocket_lose_nothing(cstream: str, pg_dsn: str) 
                 pub.emit("tool_used", {"tool": "x", "eid": f"w-{i}"}, agent="a", run=f"r{i % 12}")
                 if i == total // 3:
                     c.kill(victim)
-                time.sleep(0.002)
+                time.sleep(0.002)  # a steady load across the failover (the test)
             assert pub.flush(60)
 
         async def rows() -> tuple[int, int]:
@@ -677,7 +678,7 @@ def test_failover_persist_and_websocket_lose_nothing(cstream: str, pg_dsn: str) 
                 if d >= len(stored):
                     break
                 time.sleep(0.5)
-            time.sleep(1.0)
+            time.sleep(1.0)  # anything extra (a duplicate) would have landed by now
             n, d = asyncio.run(rows())
             print(f"failover persist: rows {n}, distinct {d}, stream {sum(stored.values())}")
             assert d == len(want) and n == sum(stored.values())

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 import redis
 from crews import delegating_crew, hierarchical_crew, kick, sequential_crew
+from waiting import wait_until
 
 import auren_core
 from auren_core.events import Event, decode
@@ -407,7 +408,8 @@ def test_worker_wakes_from_idle(listener: AurenListener, redis_url: str, stream:
     """The publisher's thread (which also converts) sleeps when idle; the first tapped
     event wakes it, and it converts and sends without anyone calling drain()."""
     listener.publisher.flush(2)
-    time.sleep(0.4)  # nothing queued: the thread is now asleep until an event wakes it
+    # nothing queued: the thread goes to sleep until an event wakes it
+    wait_until(lambda: listener.publisher._idle, "the publisher's thread asleep", timeout=5)
     assert listener.publisher._idle
     crew, llms = sequential_crew()
     kick(crew)

@@ -9,45 +9,35 @@ a frame where one agent changed repaints that agent's changed cells only.
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from recorded_events import frozen_clock, recorded
+from recorded_events import recorded
 from rich.text import Text
 from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import DataTable
+from tui_states import show_recorded, state_app
+from waiting import await_until
 
-from auren_tui.app import TopApp, make_app
+from auren_tui.app import TopApp
 from auren_tui.widgets import AgentsTable
 
 
 def _app() -> TopApp:
-    from auren_core.streams.replay import RecordedSource
-
-    return make_app(
-        redis_url="redis://unused",
-        stream="auren:events",
-        source=RecordedSource.of(recorded()),
-        clock=frozen_clock,
-    )
+    return state_app()  # the recording's state, posted as the worker's message
 
 
-async def _wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await pilot.pause(0.02)
+async def _wait_for(pilot: Pilot[None], cond: Callable[[], object], what: str) -> None:
+    await await_until(cond, what, timeout=15.0, pause=pilot.pause)
 
 
 async def _loaded(pilot: Pilot[None], app: TopApp) -> AgentsTable:
-    want = len(recorded())
-    await _wait_for(pilot, lambda: app.shown is not None and app.shown.health.events_total >= want)
+    await show_recorded(pilot)  # painted, the table filled
+    assert app.shown is not None and app.shown.health.events_total == len(recorded())
     table = app.screen.query_one(AgentsTable)
-    await _wait_for(pilot, lambda: table.row_count > 1)
-    await pilot.pause(0.1)
+    assert table.row_count > 1
     return table
 
 
@@ -86,7 +76,7 @@ async def test_cached_painting_is_datatables_own(focused: bool) -> None:
             table.focus()
         else:
             table.blur()
-        await pilot.pause(0.05)
+        await _wait_for(pilot, lambda: table.has_focus == focused, "the focus change")
         table._pseudo_class_state = table.get_pseudo_class_state()
         # a cell wider than its column (cropped), a str cell, a right-justified one
         table.update_cell_at(Coordinate(1, 0), Text("x" * 200, style="bold"))
@@ -119,8 +109,9 @@ async def test_one_changed_agent_repaints_only_its_changed_cells() -> None:
         app.paused = True  # no frame of the app's own in between
         state = table.state
         assert state is not None and len(state.agents) >= 3
-        await pilot.pause(0.2)
+        await pilot.pause()  # what is still to paint from the first frame
         painted: list[tuple[int, int]] = []
+        repaints: list[int] = []  # the table's paints (render_lines calls)
         cell = DataTable._render_cell
 
         def counting(self: Any, row: int, col: int, *a: Any, **kw: Any) -> Any:
@@ -136,10 +127,17 @@ async def test_one_changed_agent_repaints_only_its_changed_cells() -> None:
             return paint(self, sig, row, col, *a)
 
         mp.setattr(AgentsTable, "_paint_cell", counting_paint)
+        lines = AgentsTable.render_lines
+
+        def counting_lines(self: Any, crop: Any) -> Any:
+            repaints.append(1)
+            return lines(self, crop)
+
+        mp.setattr(AgentsTable, "render_lines", counting_lines)
         try:
             table.set_state(state)  # the same state again: nothing to paint
             table.refresh()
-            await pilot.pause(0.1)
+            await _wait_for(pilot, lambda: repaints, "the table repainted")
             assert painted == []
             row = 1
             agent_id = table.order[row]
@@ -147,9 +145,10 @@ async def test_one_changed_agent_repaints_only_its_changed_cells() -> None:
                 dataclasses.replace(a, current_load=a.current_load + 7) if a.id == agent_id else a
                 for a in state.agents
             )
+            before = len(repaints)
             table.set_state(dataclasses.replace(state, agents=agents))
             assert table.order[row] == agent_id  # load is not the sort key: no row moved
-            await pilot.pause(0.1)
+            await _wait_for(pilot, lambda: len(repaints) > before, "the table repainted")
         finally:
             mp.undo()
         load_col = [c.key.value for c in table.ordered_columns].index("load")

@@ -24,6 +24,7 @@ import orjson
 import pytest
 import redis
 from servers import PrivateRedis, free_port
+from waiting import await_until
 
 from auren_core.events import Event, decode
 from auren_core.events.schema import event_schema
@@ -546,7 +547,7 @@ class ChromaServer:
                 with socket.create_connection(("127.0.0.1", self.port), 0.2):
                     return
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.05)  # not listening yet
         self.stop()
         raise RuntimeError("chroma server did not start")
 
@@ -668,10 +669,14 @@ async def test_hostile_queries_are_harmless(env: Env) -> None:
 
 async def test_events_batched_within_linger_with_load_timestamps(env: Env) -> None:
     mem = await seeded(env, event_linger_s=0.05)
+    produced = env.publisher.counters().produced
     before = time.time()
     await mem.load(STRUCTURED, agent="neuroscientist")
     after = time.time()
-    await asyncio.sleep(0.3)  # no flush_events(): the timer hands them over
+    # no flush_events(): the linger timer hands them to the publisher
+    await await_until(
+        lambda: env.publisher.counters().produced >= produced + 2, "the events handed over"
+    )
     assert env.publisher.flush(10)
     rows: Any = redis.Redis.from_url(env.redis_url).xrange(env.stream)
     evs = [decode(f[b"e"], sid.decode()) for sid, f in rows]

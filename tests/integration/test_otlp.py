@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 from otlp_helpers import agents_by_id, collab, otlp_server, sdk_provider, top_json
+from waiting import wait_until
 
 from auren_core import pricing
 from auren_core.events import Event, decode
@@ -240,7 +241,7 @@ def test_grpc_exporter_split_batches_and_a_trace_that_never_completes(
                                      "gen_ai.usage.output_tokens": 5}):
                 pass
             tp.force_flush()  # the child in one export...
-            time.sleep(0.1)
+            wait_until(lambda: rec.buffer.pending == 1, "the child span buffered", timeout=5)
             assert rec.buffer.pending == 1  # ...waiting for its agent
         tp.force_flush()  # ...the agent in another
         # a trace whose parent is never exported (a crashed process, a sampled-out root)

@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 from servers import PrivateRedis
+from waiting import wait_until
 
 from auren_core.events import Event, decode
 from auren_core.streams.publisher import Publisher
@@ -70,7 +71,12 @@ def test_unreachable_redis_never_raises_and_caller_never_waits() -> None:
         pub.emit("crew_started", {"crew": "x"})
     elapsed = time.perf_counter() - t0
     assert elapsed < 0.5  # no network round trip in the caller
-    time.sleep(0.2)
+
+    def settled() -> bool:  # the publisher's thread has tried to connect, and buffered
+        c = pub.counters()
+        return c.dropped + c.queued == 1000 and not c.connected
+
+    wait_until(settled, "the publisher's thread to buffer and drop", timeout=5)
     c = pub.counters()
     assert c.produced == 1000 and c.sent == 0
     assert c.dropped + c.queued == 1000 and c.queued <= 100 and not c.connected
@@ -120,14 +126,14 @@ def test_server_dies_and_returns(private_redis: PrivateRedis) -> None:
             pub.emit("tool_used", {"tool": "t", "duration_ms": float(produced)})
             produced += 1
             if i % 100 == 0:
-                time.sleep(0.001)
+                time.sleep(0.001)  # bursts, as a crew emits them
 
     burst(2000)
     assert pub.flush(5)
     sent_before_kill = redis.Redis.from_url(private_redis.url).xlen(stream)
     private_redis.stop()
     burst(5000)  # 5000 while down into a 3000 buffer: the oldest must drop
-    time.sleep(0.5)
+    wait_until(lambda: not pub.counters().connected, "the publisher to see the outage")
     assert not pub.counters().connected
     private_redis.start()
     burst(1000)
@@ -141,8 +147,12 @@ def test_server_dies_and_returns(private_redis: PrivateRedis) -> None:
     seen = [int(e.payload["duration_ms"]) for e in evs]
     assert seen == sorted(seen)
     assert seen[-1] == produced - 1
-    stats = [e for e in read_all(private_redis.url, stream) if e.type == "publisher_stats"]
-    assert stats and max(s.payload["dropped"] for s in stats) > 0
+
+    def drops_reported() -> bool:  # publisher_stats go out every 0.2 s
+        stats = [e for e in read_all(private_redis.url, stream) if e.type == "publisher_stats"]
+        return bool(stats) and max(s.payload["dropped"] for s in stats) > 0
+
+    wait_until(drops_reported, "a publisher_stats event counting the drops", timeout=5)
     assert sent_before_kill >= 2000
     pub.close()
 
@@ -225,7 +235,7 @@ def test_adaptive_linger_batches_sparse_events_and_shrinks_under_load(
         for i in range(200):  # bursts of 2 events, then a 5 ms pause: like a crew
             p.emit("tool_used", {"tool": "t", "i": i})
             if i % 2:
-                time.sleep(0.005)
+                time.sleep(0.005)  # the pause between bursts that linger is measured on
         assert p.flush(5)
         assert p.linger == pytest.approx(0.02)
         assert p.wakeups < 200 / 4, p.wakeups  # >= 4 events per pipeline on average

@@ -8,6 +8,7 @@ import time
 
 import redis
 from servers import PrivateRedis
+from waiting import await_until
 
 from auren_core.events import Event, Malformed, encode_fields
 from auren_core.streams.reader import Batch, StreamReader, id_for_time
@@ -48,7 +49,8 @@ async def test_backfill_everything_then_tail(redis_url: str, stream: str) -> Non
     fill(redis_url, stream, 3000)
     reader = StreamReader(redis_url, stream, start_id="0-0", block_ms=100, batch_count=500)
     task = asyncio.create_task(collect(reader, 4000))
-    await asyncio.sleep(0.3)
+    head = redis.Redis.from_url(redis_url).xinfo_stream(stream)["last-generated-id"].decode()
+    await await_until(lambda: reader.last_id == head, "the backfill read")  # then the tail
     await asyncio.to_thread(fill, redis_url, stream, 1000, 3000)
     batches = await task
     assert numbers(batches) == list(range(4000))
@@ -90,7 +92,7 @@ async def test_start_from_now_skips_history(redis_url: str, stream: str) -> None
     fill(redis_url, stream, 50)
     reader = StreamReader(redis_url, stream, start_id="$", block_ms=100)
     task = asyncio.create_task(collect(reader, 5))
-    await asyncio.sleep(0.3)
+    await await_until(lambda: reader.last_id is not None, 'the reader to resolve "$"')
     await asyncio.to_thread(fill, redis_url, stream, 5, 50)
     assert numbers(await task) == list(range(50, 55))
 
@@ -129,9 +131,9 @@ async def test_resumes_across_dropped_connections_no_gap_no_duplicate(
             r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
             if k == 10:  # a server that hangs for a while: reads time out
                 private_redis.pause()
-                time.sleep(0.5)
+                time.sleep(0.5)  # the hang under test
                 private_redis.resume()
-            time.sleep(0.05)
+            time.sleep(0.05)  # the writer's pace: the reader reads between the kills
         stop.set()
 
     t = threading.Thread(target=writer_and_killer)

@@ -15,11 +15,9 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +29,9 @@ from typing import Any
 import msgspec
 import pytest
 import redis
+from browser import chromium, needs_chromium, page_target
 from recorded_events import FROZEN_NOW, recorded
+from waiting import await_until, wait_until
 from websockets.asyncio.client import ClientConnection, connect
 
 from auren_core.events import Event, encode, make_event
@@ -41,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[2]
 while not (ROOT / "pyproject.toml").exists() and ROOT.parent != ROOT:  # tests/ or tests/<sub>/
     ROOT = ROOT.parent
 AUREN = (sys.executable, "-m", "auren_tui")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][0-9A-B]")
 
 
@@ -104,16 +103,15 @@ def serve_web(redis_url: str, stream: str, *args: str) -> Iterator[int]:
         stderr=subprocess.STDOUT,
         env=env,
     )
+    def listening() -> bool:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise RuntimeError(f"serve-web exited: {out}")
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read().decode() if proc.stdout else ""
-                raise RuntimeError(f"serve-web did not start: {out}")
-            time.sleep(0.1)
+        wait_until(listening, "serve-web to listen", timeout=30, interval=0.05)
         yield port
     finally:
         proc.terminate()
@@ -200,42 +198,6 @@ def test_auth_none_only_on_loopback(redis_url: str, stream: str) -> None:
 # ---------------------------------------------------------------------------- the browser
 
 
-@contextlib.contextmanager
-def chromium() -> Iterator[int]:
-    """Headless Chromium on about:blank; yields its DevTools port."""
-    assert CHROMIUM is not None
-    profile = tempfile.mkdtemp(prefix="auren-chromium-")
-    proc = subprocess.Popen(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--disable-extensions",
-            "--window-size=1400,860",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
-            "about:blank",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        active = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (active.exists() and active.read_text().strip()):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("Chromium did not start its DevTools endpoint")
-            time.sleep(0.1)
-        yield int(active.read_text().split()[0])
-    finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 class CDP:
     """The DevTools protocol on one page: commands, and the events seen meanwhile."""
 
@@ -270,9 +232,7 @@ class CDP:
         return ANSI.sub(b"", raw).decode("utf-8", "replace")
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (apt-get install -y chromium)"
-)
+@needs_chromium
 async def test_browser_shows_the_live_dashboard(
     redis_url: str, stream: str, keys: tuple[Path, KeyRing]
 ) -> None:
@@ -281,36 +241,40 @@ async def test_browser_shows_the_live_dashboard(
     publish_recording(redis_url, stream)
     publish(redis_url, stream, "backfilled", 3)
     live = f"live{uuid.uuid4().hex[:6]}"
-    with serve_web(redis_url, stream, "--keys", str(key_file)) as port, chromium() as devtools:
-        targets = json.loads(
-            urllib.request.urlopen(f"http://127.0.0.1:{devtools}/json/list", timeout=10).read()
-        )
-        page = next(t for t in targets if t.get("type") == "page")
+    with (
+        serve_web(redis_url, stream, "--keys", str(key_file)) as port,
+        chromium(window_size="1400,860") as devtools,
+    ):
+        page = page_target(devtools)
         async with connect(page["webSocketDebuggerUrl"], max_size=None) as ws:
             cdp = CDP(ws)
             await cdp.call("Network.enable")
             await cdp.call("Page.enable")
             await cdp.call("Page.navigate", url=f"http://127.0.0.1:{port}/?token={pair.access}")
             deadline = time.monotonic() + 60
-            while not await cdp.js(
-                "document.body && document.body.classList.contains('-first-byte')"
-            ):
-                assert time.monotonic() < deadline, "the dashboard never drew in the browser"
-                await asyncio.sleep(0.2)
+            await await_until(
+                lambda: cdp.js("document.body && document.body.classList.contains('-first-byte')"),
+                "the dashboard drawn in the browser",
+                timeout=60,
+                interval=0.1,
+            )
             # the token left the address bar and is out of reach of page scripts
             assert await cdp.js("location.search") == ""
             assert "auren_web_token" not in str(await cdp.js("document.cookie"))
-            while "backfilled" not in cdp.dashboard_text():
-                assert time.monotonic() < deadline, "backfilled events never appeared"
-                await cdp.js("1")
-                await asyncio.sleep(0.3)
+
+            async def seen(text: str) -> bool:
+                await cdp.js("1")  # a round trip: the frames received meanwhile are logged
+                return text in cdp.dashboard_text()
+
+            left = max(1.0, deadline - time.monotonic())
+            await await_until(lambda: seen("backfilled"), "backfilled events", timeout=left)
             assert live not in cdp.dashboard_text()
             publish(redis_url, stream, live, 5)  # while the page is open
-            while live not in cdp.dashboard_text():
-                assert time.monotonic() < deadline, "events published live never appeared"
-                await cdp.js("1")
-                await asyncio.sleep(0.3)
-            await asyncio.sleep(1.0)  # let xterm.js paint the last frame
+            left = max(1.0, deadline - time.monotonic())
+            await await_until(lambda: seen(live), "events published live", timeout=left)
+            # xterm.js writes what it received on its next animation frames: two of them
+            two_frames = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+            await cdp.call("Runtime.evaluate", expression=two_frames, awaitPromise=True)
             shot = await cdp.call("Page.captureScreenshot", format="png")
             png = base64.b64decode(shot["data"])
             assert png.startswith(b"\x89PNG") and len(png) > 10_000
@@ -319,7 +283,11 @@ async def test_browser_shows_the_live_dashboard(
             out.write_bytes(png)
 
 
-async def _session_close(port: int, token: str, within: float) -> tuple[int | None, str]:
+async def _session_close(
+    port: int, token: str, within: float, opened: asyncio.Event | None = None
+) -> tuple[int | None, str]:
+    """How the dashboard session of ``token`` ends (code, reason) within ``within`` s;
+    ``opened`` is set once the dashboard has sent its first frame."""
     import aiohttp
 
     async with (
@@ -334,6 +302,8 @@ async def _session_close(port: int, token: str, within: float) -> tuple[int | No
             msg = await ws.receive(timeout=max(0.1, deadline - time.monotonic()))
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
                 return ws.close_code, str(msg.extra or "")
+            if opened is not None:
+                opened.set()
         return None, "still open"
 
 
@@ -348,9 +318,12 @@ async def test_session_ends_when_its_token_expires_or_is_revoked(
     store.start(pair.family, rjti)
     args = ("--keys", str(key_file), "--max-sessions", "1")
     with serve_web(redis_url, stream, *args) as port:
-        first = asyncio.create_task(_session_close(port, pair.access, 30))
-        await asyncio.sleep(2.0)  # the first dashboard is open
-        assert not first.done()
+        opened = asyncio.Event()
+        first = asyncio.create_task(_session_close(port, pair.access, 30, opened))
+        opening = asyncio.create_task(opened.wait())
+        await asyncio.wait([first, opening], timeout=30, return_when=asyncio.FIRST_COMPLETED)
+        opening.cancel()
+        assert opened.is_set() and not first.done(), "the first dashboard never opened"
         # one `auren top` per session, and no more than --max-sessions of them
         async with aiohttp.ClientSession() as http:
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
@@ -370,7 +343,7 @@ async def test_session_ends_when_its_token_expires_or_is_revoked(
                 break
             except aiohttp.WSServerHandshakeError as exc:
                 assert exc.status == 503 and time.monotonic() < deadline
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.1)  # the slot is not free yet: try again
         assert closed == (4401, "token expired")
         assert time.monotonic() - t0 < 8
 
@@ -403,18 +376,21 @@ async def test_stopping_ends_open_dashboards_and_their_processes(
         env={**os.environ, "PYTHONPATH": str(ROOT), "AUREN_REDIS_URL": redis_url},
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def serving() -> bool:
+            assert proc.poll() is None, "serve-web exited"
             with contextlib.suppress(OSError):
-                if status(f"http://127.0.0.1:{port}/") == 200:
-                    break
-            assert time.monotonic() < deadline and proc.poll() is None
-            await asyncio.sleep(0.2)
+                return status(f"http://127.0.0.1:{port}/") == 200
+            return False
+
+        await await_until(lambda: asyncio.to_thread(serving), "serve-web to answer", timeout=30)
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(f"http://127.0.0.1:{port}/ws")
-            while not (kids := psutil.Process(proc.pid).children(recursive=True)):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.2)
+            kids = await await_until(
+                lambda: psutil.Process(proc.pid).children(recursive=True),
+                "the session's `auren top` process",
+                timeout=30,
+            )
             t0 = time.monotonic()
             proc.terminate()
             assert await asyncio.to_thread(proc.wait, 20) == 0

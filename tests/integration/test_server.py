@@ -24,6 +24,7 @@ from server_helpers import (
     tier,
 )
 from servers import free_port
+from waiting import await_until
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -171,11 +172,11 @@ async def test_resume_seam_under_live_traffic(redis_url: str, stream: str) -> No
         async def trickle() -> None:
             while not stop.is_set():
                 await asyncio.to_thread(publish, redis_url, stream, [llm("b", i) for i in range(7)])
-                await asyncio.sleep(0.003)
+                await asyncio.sleep(0.003)  # a steady trickle, not a flood
 
         task = asyncio.create_task(trickle())
         ws, _ = await subscribe(srv.port, since=start)
-        await asyncio.sleep(0.6)
+        await asyncio.sleep(0.6)  # the catch-up runs while the trickle goes on (the test)
         stop.set()
         await task
         entries: Any = redis.Redis.from_url(redis_url).xrange(stream, min="(" + start)
@@ -324,10 +325,9 @@ async def test_flows_endpoint(redis_url: str, stream: str) -> None:
     ref.apply_batch(evs)
     want = ref.state().to_dict()["flows"]
     async with running(redis_url, stream) as srv:
-        deadline = time.monotonic() + 10
-        while srv.reducer.state().health.events_total < len(evs):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await await_until(
+            lambda: srv.reducer.state().health.events_total >= len(evs), "every event read"
+        )
         status, headers, body = await aget(srv.port, "/api/v2/flows")
         assert status == 200 and headers["Content-Type"] == "application/json"
         doc = json.loads(body)
@@ -417,7 +417,7 @@ async def test_stalled_client_cut_off_others_get_everything(redis_url: str, stre
             ]
             ids += await asyncio.to_thread(publish, redis_url, stream, batch)
             rounds += 1
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # publishing pace: the others keep reading meanwhile
         ids += publish(redis_url, stream, [make_event("crew_completed", {"crew": "c"})])
         t0 = time.monotonic()
         await asyncio.gather(*readers)
@@ -425,11 +425,9 @@ async def test_stalled_client_cut_off_others_get_everything(redis_url: str, stre
         assert time.monotonic() - t0 < 60
         assert srv.metrics.slow_disconnects == 1 and srv.hub.clients == 20
         assert srv._ws is not None
-        for _ in range(100):  # its socket is closed too (close frame, then abort after 2 s)
-            if len(srv._ws.connections) == 20:
-                break
-            await asyncio.sleep(0.05)
-        assert len(srv._ws.connections) == 20
+        ws_server = srv._ws
+        # its socket is closed too (close frame, then abort after 2 s)
+        await await_until(lambda: len(ws_server.connections) == 20, "its socket closed")
         # the server already dropped it (aborted after the 2 s close timeout); let it go
         os.kill(slow.pid, signal.SIGCONT)
         slow.kill()
@@ -564,7 +562,7 @@ async def test_hub_seams_without_sockets() -> None:
     assert hub.join(ahead) and hub.join(live)
     assert hub.pending == [ahead]
     hub.publish(Batch([ev("11-0"), ev("12-0"), ev("13-0")], "13-0"))
-    await asyncio.sleep(0.01)
+    await await_until(lambda: ahead_ws.sent and live_ws.sent, "the clients' senders to send")
     sids = [[e["_sid"] for e in json.loads(f)["events"]] for f in ahead_ws.sent]
     assert sids == [["13-0"]] and hub.pending == []
     assert [e["_sid"] for e in json.loads(live_ws.sent[0])["events"]] == ["11-0", "12-0", "13-0"]
@@ -575,7 +573,10 @@ async def test_hub_seams_without_sockets() -> None:
         hub.publish(Batch([ev(f"2{i}-0")], f"2{i}-0"))
     assert slow.dead and "slow consumer" in slow.cut_reason
     assert m.slow_disconnects == 1 and slow not in hub.groups.get(slow.sub.key, set())
-    await asyncio.sleep(0.01)
+    await await_until(
+        lambda: hasattr(slow_ws, "closed") and len(live_ws.sent) >= 5,
+        "the slow client closed, the live one sent to",
+    )
     assert slow_ws.closed[0] == 4408
     assert len(live_ws.sent) == 5  # the others never waited
 
@@ -588,11 +589,12 @@ async def test_redis_outage_and_recovery(private_redis: Any) -> None:
         assert [e["_sid"] for e in (await collect(ws, 3))[0]] == ids
         assert (await aget(srv.port, "/healthz"))[0] == 200
         private_redis.stop()
-        for _ in range(100):
+
+        async def unhealthy() -> tuple[int, bytes] | None:
             status, _, body = await aget(srv.port, "/healthz")
-            if status == 503:
-                break
-            await asyncio.sleep(0.05)
+            return (status, body) if status == 503 else None
+
+        status, body = await await_until(unhealthy, "/healthz to say 503", timeout=5)
         assert status == 503 and json.loads(body)["reader_connected"] is False
         late = await connect(f"ws://127.0.0.1:{srv.port}/ws")  # needs a catch-up: refused
         await late.send(json.dumps({"type": "subscribe", "since": "0-0"}))
@@ -610,14 +612,12 @@ async def test_redis_outage_and_recovery(private_redis: Any) -> None:
 async def test_lag_is_measured_from_the_stream(redis_url: str, stream: str) -> None:
     async with running(redis_url, stream) as srv:
         ids = publish(redis_url, stream, [llm("a", i) for i in range(25)])
-        for _ in range(100):
-            if srv.hub.last_id == ids[-1]:
-                break
-            await asyncio.sleep(0.02)
-        await asyncio.sleep(1.2)
+        await await_until(lambda: srv.hub.last_id == ids[-1], "the hub at the head", timeout=2)
+        srv.metrics.lag = -1  # not a measurement: the next probe (every second) replaces it
+        await await_until(lambda: srv.metrics.lag != -1, "a lag measurement", timeout=5)
         assert srv.metrics.lag == 0
         srv.hub.last_id = ids[4]  # as if the fan-out were 20 entries behind the head
-        await asyncio.sleep(1.2)
+        await await_until(lambda: srv.metrics.lag == 20, "the lag of 20 measured", timeout=5)
         assert srv.metrics.lag == 20
         body = (await aget(srv.port, "/metrics"))[2].decode()
         assert "\nauren_ws_lag_entries 20.0\n" in body  # prometheus-client writes floats
@@ -645,11 +645,8 @@ async def test_keepalive_closes_a_client_that_never_answers_pings(
         assert b"\x88" in data and (1011).to_bytes(2, "big") in data  # ...then close 1011
         ids = publish(redis_url, stream, [llm("a", 1)])
         assert [e["_sid"] for e in (await collect(polite, 1))[0]] == ids
-        for _ in range(100):  # dropped once the 2 s close timeout ends the TCP connection
-            if srv.hub.clients == 1:
-                break
-            await asyncio.sleep(0.05)
-        assert srv.hub.clients == 1
+        # dropped once the 2 s close timeout ends the TCP connection
+        await await_until(lambda: srv.hub.clients == 1, "the silent client dropped", timeout=5)
         writer.close()
         await polite.close()
 

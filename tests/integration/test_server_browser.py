@@ -11,26 +11,18 @@ import asyncio
 import contextlib
 import http.server
 import json
-import shutil
-import subprocess
-import tempfile
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
+from browser import chromium, needs_chromium, page_target
 from server_helpers import llm, publish, running
+from waiting import await_until
 from websockets.asyncio.client import ClientConnection, connect
 
 from auren_core.events import make_event
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium not installed (apt-get install -y chromium)"
-)
+pytestmark = needs_chromium
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>auren feed</title></head>
@@ -82,41 +74,6 @@ def page_server(html: str) -> Iterator[int]:
         httpd.shutdown()
 
 
-@contextlib.contextmanager
-def chromium(url: str) -> Iterator[int]:
-    """Headless Chromium showing ``url``; yields its DevTools port."""
-    assert CHROMIUM is not None
-    profile = tempfile.mkdtemp(prefix="auren-chromium-")
-    proc = subprocess.Popen(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--no-first-run",
-            "--disable-extensions",
-            "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
-            url,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        active = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (active.exists() and active.read_text().strip()):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("Chromium did not start its DevTools endpoint")
-            time.sleep(0.1)
-        yield int(active.read_text().split()[0])
-    finally:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
 async def evaluate(cdp: ClientConnection, expression: str, ids: list[int]) -> Any:
     ids[0] += 1
     await cdp.send(
@@ -145,31 +102,30 @@ async def test_browser_page_shows_live_events(redis_url: str, stream: str) -> No
         origin = f"http://127.0.0.1:{page_port}"
         async with running(redis_url, stream, origins=(origin,)) as srv:
             with chromium(f"{origin}/?port={srv.port}") as devtools:
-                targets = json.loads(
-                    urllib.request.urlopen(
-                        f"http://127.0.0.1:{devtools}/json/list", timeout=10
-                    ).read()
-                )
-                page = next(t for t in targets if t.get("type") == "page")
+                page = page_target(devtools)
                 async with connect(page["webSocketDebuggerUrl"], max_size=None) as cdp:
                     ids = [0]
-                    deadline = time.monotonic() + 30
-                    while not str(
-                        await evaluate(cdp, "document.getElementById('status').textContent", ids)
-                    ).startswith("snapshot"):
-                        assert time.monotonic() < deadline, "page never got its snapshot"
-                        await asyncio.sleep(0.1)
+
+                    async def status() -> bool:
+                        js = "document.getElementById('status').textContent"
+                        return str(await evaluate(cdp, js, ids)).startswith("snapshot")
+
+                    await await_until(status, "the page's snapshot", timeout=30, interval=0.05)
                     after = publish(redis_url, stream, [llm("sleep", i) for i in range(5)])
                     want = before + after
                     rows: list[str] = []
-                    while len(rows) < len(want) and time.monotonic() < deadline:
+
+                    async def listed() -> bool:
+                        nonlocal rows
                         rows = await evaluate(
                             cdp,
                             "[...document.querySelectorAll('#events li')]"
                             ".map(li => li.textContent)",
                             ids,
                         )
-                        await asyncio.sleep(0.1)
+                        return len(rows) >= len(want)
+
+                    await await_until(listed, "every event listed", timeout=30, interval=0.05)
                     assert [r.split(" ")[0] for r in rows] == want
                     assert rows[1] == f"{before[1]} tool_used {hostile}"  # shown as text
                     assert await evaluate(cdp, "document.querySelectorAll('img').length", ids) == 0

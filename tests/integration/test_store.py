@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis
+from waiting import await_until, wait_until
 
 from auren_core.events import Malformed, encode, make_event
 from auren_core.store import RetentionPolicy, ensure_schema, list_partitions, maintain
@@ -46,7 +47,7 @@ def _publish(redis_url: str, stream: str, n: int, seconds: float) -> threading.T
                 seq=i,
             )
             if i % chunk == 0:
-                time.sleep(0.05)
+                time.sleep(0.05)  # spread over ``seconds``: a steady producer
         assert pub.flush(60)
         pub.close()
 
@@ -111,7 +112,7 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(
         proc = _sink_proc(redis_url, stream, pg_dsn, schema, f"c{i % 2 + 1}")
         try:
             _wait_ready(proc)  # process start is slow on a loaded machine: kill it working
-            time.sleep(rng.uniform(0.3, 1.5))
+            time.sleep(rng.uniform(0.3, 1.5))  # the random point of the kill (the test)
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             # A sink that has caught up with the producer idles with nothing pending; kill it
             # in the middle of a batch (read, not yet acknowledged) whenever there is one.
@@ -129,9 +130,7 @@ async def test_kill9_at_random_points_loses_and_duplicates_nothing(
     try:
         for p in sinks:  # wait until each is running (signal handlers installed)
             _wait_ready(p)
-        deadline = time.monotonic() + 60
-        while not _group_done(r, stream, total) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until(lambda: _group_done(r, stream, total), "the group done", timeout=60)
         for p in sinks:
             p.send_signal(signal.SIGTERM)
             assert p.wait(10) == 0
@@ -170,8 +169,7 @@ async def test_postgres_down_under_load_loses_nothing(redis_url: str, stream: st
     producer = _publish(redis_url, stream, total, seconds=6.0)
     r = redis.Redis.from_url(redis_url)
     try:
-        while sink.stats.acked < 3000:
-            await asyncio.sleep(0.05)
+        await await_until(lambda: sink.stats.acked >= 3000, "3000 acknowledged", timeout=30)
         await asyncio.to_thread(
             pg_ctl,
             ["-m", "immediate", "-w", "stop"],
@@ -179,7 +177,7 @@ async def test_postgres_down_under_load_loses_nothing(redis_url: str, stream: st
             user=server.system_user,
             timeout=30,
         )
-        await asyncio.sleep(0.5)
+        await await_until(lambda: not sink.stats.pg_up, "the sink to see the server down")
         acked_down = sink.stats.acked
         await asyncio.sleep(2.5)  # under load, server down: nothing more may be acknowledged
         assert sink.stats.acked == acked_down
@@ -188,9 +186,7 @@ async def test_postgres_down_under_load_loses_nothing(redis_url: str, stream: st
         await asyncio.to_thread(server.ensure_postgres_running)
         assert server.get_uri("postgres") == dsn
         await asyncio.to_thread(producer.join, 60)
-        deadline = time.monotonic() + 60
-        while not _group_done(r, stream, total) and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        await await_until(lambda: _group_done(r, stream, total), "the group done", timeout=60)
     finally:
         sink.stop()
         await task
@@ -325,13 +321,11 @@ async def test_a_dead_consumers_pending_entries_are_claimed_and_stored(
         r.xadd(stream, {"e": encode(make_event("tool_used", {"tool": f"t{i}"}, agent="a"))})
     taken: Any = r.xreadgroup("auren-persist", "dead", {stream: ">"}, count=300)
     assert len(taken[0][1]) == 300
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the dead consumer's entries idle past claim_idle_ms (200)
     sink = Sink(redis_url, stream, pg_dsn, schema=schema, consumer="alive", claim_idle_ms=200,
                 block_ms=100, maintain_every_s=0)  # fmt: skip
     task = asyncio.create_task(sink.run())
-    deadline = time.monotonic() + 20
-    while sink.stats.acked < 500 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await await_until(lambda: sink.stats.acked >= 500, "500 acknowledged", timeout=20)
     sink.stop()
     await task
     assert sink.stats.claimed == 300
@@ -392,11 +386,11 @@ async def test_the_running_sink_rolls_up_and_enforces_retention(
     sink = Sink(redis_url, stream, pg_dsn, schema=schema, consumer="solo", block_ms=100,
                 maintain_every_s=0.3, policy=RetentionPolicy(detail_days=7))  # fmt: skip
     task = asyncio.create_task(sink.run())
-    deadline = time.monotonic() + 20
-    while (sink.stats.acked < 12 or sink.stats.maintenance_runs < 2) and (
-        time.monotonic() < deadline
-    ):
-        await asyncio.sleep(0.05)
+    await await_until(
+        lambda: sink.stats.acked >= 12 and sink.stats.maintenance_runs >= 2,
+        "12 acknowledged and two maintenance runs",
+        timeout=20,
+    )
     sink.stop()
     await task
     assert await _count(conn, schema) == (6, 6)  # the old days' partitions were dropped
@@ -460,9 +454,7 @@ async def test_hostile_entries_go_to_dead_letter_and_never_block_the_group(
     sink = Sink(redis_url, stream, pg_dsn, schema=schema, consumer="solo", block_ms=100,
                 batch_size=7, maintain_every_s=0)  # fmt: skip
     task = asyncio.create_task(sink.run())
-    deadline = time.monotonic() + 20
-    while sink.stats.acked < total and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await await_until(lambda: sink.stats.acked >= total, "every entry acknowledged", timeout=20)
     sink.stop()
     await task
     bad = total - good

@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 import redis
 from server_helpers import aget, running, subscribe
+from waiting import await_until
 
 from auren_core import rules
 from auren_core.config import TierCosts
@@ -140,20 +141,24 @@ async def test_unknown_sizes_stay_null(env: Env) -> None:
 async def test_loads_report_storage_in_the_background_at_most_every_interval(env: Env) -> None:
     mem = env.memory(storage_every_s=0.5)
     await mem.save_many(ITEMS)
+    started = time.monotonic()
     for _ in range(5):  # the first load starts a report; the next ones are within 0.5 s
         await mem.load("memory consolidation")
-    await asyncio.sleep(0.3)
+    await await_until(lambda: env.events("memory_tier_storage"), "the first storage report")
     assert len(env.events("memory_tier_storage")) == 1
-    await asyncio.sleep(0.4)
+    # past the 0.5 s interval since the first report started (as long as it takes)
+    await asyncio.sleep(max(0.0, started + 0.7 - time.monotonic()))
     await mem.load("memory consolidation")
-    await asyncio.sleep(0.3)
+    await await_until(
+        lambda: len(env.events("memory_tier_storage")) >= 2, "the second storage report"
+    )
     evs = env.events("memory_tier_storage")
     assert len(evs) == 2
     assert all(e.payload.redis_bytes and e.payload.postgresql_bytes for e in evs)
     # track=False publishes nothing, storage included
     quiet = env.memory(storage_every_s=0.01, track=False, namespace=env.namespace + "-q")
     await quiet.load("memory consolidation")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # a report would have been published by now: none is
     assert len(env.events("memory_tier_storage")) == 2
 
 

@@ -250,5 +250,5 @@ async def test_replay_range_and_speed(redis_url: str, stream: str) -> None:
         )
         # 10 s of history at x10 is about 1 s: paced, not dumped at once
         assert 0.6 < took < 8
-        await pilot.pause(0.5)
+        await pilot.pause(0.5)  # idle on purpose: nothing after TO may arrive meanwhile
         assert app.shown is not None and app.shown.totals.llm_calls == 21  # stops at TO

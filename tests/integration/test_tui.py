@@ -18,11 +18,12 @@ from rich.console import Console
 from rich.text import Text
 from servers import PrivateRedis
 from textual.pilot import Pilot
+from tui_states import painted, post_state, show_recorded, state_app
+from waiting import await_until
 
 from auren_core.events import Event, encode_fields
 from auren_core.state import Reducer
 from auren_core.streams.publisher import Publisher
-from auren_core.streams.replay import RecordedSource
 from auren_tui.app import TopApp, make_app
 from auren_tui.sanitize import clean, is_clean, safe_text
 from auren_tui.screens.agent import AgentScreen
@@ -34,32 +35,17 @@ os.environ["TZ"] = "UTC"
 time.tzset()
 
 
-def recorded_app(**kw: object) -> TopApp:
-    return make_app(
-        redis_url="redis://unused",
-        stream="auren:events",
-        source=RecordedSource.of(recorded()),
-        clock=frozen_clock,
-        **kw,  # type: ignore[arg-type]
-    )
+async def wait_for(
+    pilot: Pilot[None], cond: Callable[[], object], what: str, timeout: float = 15.0
+) -> None:
+    await await_until(cond, what, timeout=timeout, pause=pilot.pause)
 
 
-async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
-
-
-async def settle(pilot: Pilot[None], app: TopApp) -> None:
-    """Wait until the whole recording is applied and painted into the agents table
-    (the first state shown may hold only part of it)."""
-    total = len(recorded())
-    await wait_for(pilot, lambda: app.shown is not None and app.shown.health.events_total >= total)
-    table = app.screen.query_one(AgentsTable)
-    await wait_for(pilot, lambda: len(table.order) == len(app.shown.agents))  # type: ignore[union-attr]
-    await pilot.pause(0.05)
+async def shown_recorded(pilot: Pilot[None], app: TopApp) -> None:
+    """The recording's state, posted as the worker's message (:mod:`tui_states`), painted
+    into every pane and the agents table."""
+    await show_recorded(pilot)
+    assert app.shown is not None and app.shown.health.events_total == len(recorded())
 
 
 def screen_text(app: TopApp) -> str:
@@ -113,10 +99,9 @@ def test_clean_truncates_and_safe_text_is_not_markup() -> None:
 
 
 async def test_main_screen_renders_every_pane_from_events() -> None:
-    app = recorded_app(budget_usd_per_hour=0.5)
+    app = state_app(budget_usd_per_hour=0.5)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None and app.frames > 1)
-        await pilot.pause(0.1)
+        await shown_recorded(pilot, app)
         text = screen_text(app)
         state = app.shown
         assert state is not None
@@ -139,10 +124,9 @@ async def test_main_screen_renders_every_pane_from_events() -> None:
 
 
 async def test_flows_pane_and_human_waits_render() -> None:
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None and app.frames > 1)
-        await pilot.pause(0.1)
+        await shown_recorded(pilot, app)
         state = app.shown
         assert state is not None
         text = screen_text(app)
@@ -161,34 +145,34 @@ async def test_flows_pane_and_human_waits_render() -> None:
         # the log is the two other columns of the bottom row
         flows, log = app.screen.query_one(FlowsPane), app.screen.query_one(EventLog)
         assert flows.region.y == log.region.y and flows.region.x < log.region.x
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None and app.frames > 1)
+        await shown_recorded(pilot, app)
         assert "waiting for a human: 1 flow" in screen_text(app)
         await pilot.press("7")  # narrow: one column; 7 jumps to the flows pane
-        await pilot.pause(0.2)
-        text = screen_text(app)
-        assert "7 Flows" in text and FLOW_WAITING in text
+        await wait_for(
+            pilot,
+            lambda: "7 Flows" in (t := screen_text(app)) and FLOW_WAITING in t,
+            "the flows pane scrolled into view",
+        )
 
 
 async def test_flows_pane_hidden_without_flows() -> None:
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot, app)
-        app.paused = True
+        await shown_recorded(pilot, app)
         main = app.screen
-        assert isinstance(main, MainScreen)
+        assert isinstance(main, MainScreen) and main.has_class("-flows")
         red = Reducer(clock=frozen_clock)
         red.apply(Event(id="x", ts=FROZEN_NOW - 1, type="agent_started", agent="solo"))
-        main.show_state(red.state())
-        await pilot.pause(0.1)
+        await post_state(pilot, red.state())  # the worker's next state: no flows in it
         assert not main.has_class("-flows") and not main.query_one(FlowsPane).display
         text = screen_text(app)
         assert "7 Flows" not in text and "waiting for a human" not in text
         log = main.query_one(EventLog)
         assert log.region.width > app.size.width * 0.9  # the log spans the whole row again
         await pilot.press("7")  # nothing to jump to: a notice, no error
-        await pilot.pause(0.1)
+        await pilot.pause()
         assert app.failure is None and isinstance(app.screen, MainScreen)
 
 
@@ -213,51 +197,69 @@ async def test_pause_freezes_panes_and_resume_catches_up(redis_url: str, stream:
         )
     app = make_app(redis_url=redis_url, stream=stream, since_s=600)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None and app.shown.totals.llm_calls == 20)
+        await wait_for(
+            pilot,
+            lambda: app.shown is not None and app.shown.totals.llm_calls == 20,
+            "the 20 calls shown",
+        )
         await pilot.press("p")
         assert app.paused
         frozen = app.shown
         for i in range(30):
             r.xadd(stream, {"e": encode_fields("tool_used", {"tool": f"t{i}"}, "neuro", "r1")})
         # reading continues while paused: the worker's state moves on, the panes do not
-        await wait_for(pilot, lambda: app.latest is not None and app.latest.totals.tool_calls == 30)
-        await pilot.pause(0.2)
-        assert app.shown is frozen
+        await wait_for(
+            pilot,
+            lambda: app.latest is not None and app.latest.totals.tool_calls == 30,
+            "the worker to read the 30 tool calls",
+        )
+        # a frame of the new state is drawn (the health line counts it) ...
+        await wait_for(pilot, lambda: "+30 new" in health_text(app), "the paused frame")
+        assert app.shown is frozen  # ... while the panes stay as they were
         assert "PAUSED" in health_text(app) and "+30 new" in health_text(app)
         log = app.screen.query_one(EventLog)
         assert all(e.type == "llm_call" for e in log.shown)
         await pilot.press("p")
         assert not app.paused
-        await wait_for(pilot, lambda: any(e.type == "tool_used" for e in log.shown))
+        await wait_for(
+            pilot, lambda: any(e.type == "tool_used" for e in log.shown), "the log caught up"
+        )
         assert app.shown is not None and app.shown.totals.tool_calls == 30
         assert "PAUSED" not in health_text(app)
 
 
 async def test_filter_by_type_agent_and_text() -> None:
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot, app)
+        await shown_recorded(pilot, app)
         log = app.screen.query_one(EventLog)
         await pilot.press("slash")
         for ch in "type:hypothesis":
             await pilot.press(ch)
         await pilot.press("enter")
-        await pilot.pause(0.1)
-        assert log.filter.types == ("hypothesis",)
-        assert log.shown and all(e.type == "hypothesis" for e in log.shown)
+        await wait_for(pilot, lambda: log.filter.types == ("hypothesis",), "the filter applied")
+        # the log's lines are chosen as it renders: wait for the filtered paint
+        await wait_for(
+            pilot,
+            lambda: log.shown and all(e.type == "hypothesis" for e in log.shown),
+            "the filtered log painted",
+        )
         want = [e for e in app.shown.log if e.type == "hypothesis"]  # type: ignore[union-attr]
         assert [e.id for e in log.shown] == [e.id for e in want][-len(log.shown) :]
         assert "filter: type:hypothesis" in str(log.border_subtitle)
 
         assert isinstance(app.screen, MainScreen)
         app.screen.apply_filter("agent:sleep llm")
-        await pilot.pause(0.1)
-        assert log.shown and all(e.agent == "sleep" and "llm" in e.type for e in log.shown)
+        await wait_for(
+            pilot,
+            lambda: log.shown and all(e.agent == "sleep" and "llm" in e.type for e in log.shown),
+            "the filtered log painted",
+        )
         app.screen.apply_filter("type:nothing_like_this")
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "no events match" in screen_text(app), "the empty log")
         assert log.shown == [] and "no events match" in screen_text(app)
         await pilot.press("c")  # clear resets the filter and hides the current lines
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "waiting for events" in screen_text(app), "the cleared log")
         assert not log.filter.active and log.shown == []
 
 
@@ -268,9 +270,9 @@ def test_log_filter_parse() -> None:
 
 
 async def test_sort_cycles_and_orders_rows() -> None:
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot, app)
+        await shown_recorded(pilot, app)
         table = app.screen.query_one(AgentsTable)
         state = app.shown
         assert state is not None
@@ -281,36 +283,37 @@ async def test_sort_cycles_and_orders_rows() -> None:
         by_cost = sorted(state.agents, key=lambda a: -a.cost_usd)
         assert order()[0] == by_cost[0].id
         await pilot.press("s")  # cost -> $/h
-        await pilot.pause(0.1)
-        assert table.sort_key == "rate"
+        await wait_for(pilot, lambda: table.sort_key == "rate", "the next sort key")
         rates = [state.agent(a).usd_per_hour for a in order()]  # type: ignore[union-attr]
         assert rates == sorted(rates, reverse=True)
-        table.sort_by("agent")
-        await pilot.pause(0.1)
+        table.sort_by("agent")  # re-sorts its rows at once
         names = [(state.agent(a).role or a).casefold() for a in order()]  # type: ignore[union-attr]
         assert names == sorted(names)
         table.sort_by("agent")  # same key again: reversed
-        await pilot.pause(0.1)
         names = [(state.agent(a).role or a).casefold() for a in order()]  # type: ignore[union-attr]
         assert names == sorted(names, reverse=True)
         assert "▼" in str(table.border_subtitle)
+        # the app tells the worker the table's new order (which agents to ship)
+        worker = app.worker
+        await wait_for(pilot, lambda: worker.view == ("agent", True, ()), "the view sent")
 
 
 async def test_drill_down_opens_agent_screen_and_back() -> None:
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot, app)
+        await shown_recorded(pilot, app)
         table = app.screen.query_one(AgentsTable)
-        # the first state shown may hold only part of the recording (main flaked here 1 in 4)
-        await wait_for(pilot, lambda: "neuro" in table.order)
+        assert "neuro" in table.order
         table.focus()
         target = table.order.index("neuro")
         table.move_cursor(row=target)
+        before = len(app.painted)  # type: ignore[attr-defined]
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen), "the agent screen")
+        await painted(pilot, app.shown, after=before)  # the state drawn on the agent screen
         screen = app.screen
         assert isinstance(screen, AgentScreen) and screen.agent_id == "neuro"
+        await wait_for(pilot, lambda: screen.query_one(EventLog).shown, "its log painted")
         text = screen_text(app)
         agent = app.shown.agent("neuro")  # type: ignore[union-attr]
         assert agent is not None
@@ -321,7 +324,7 @@ async def test_drill_down_opens_agent_screen_and_back() -> None:
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
         await pilot.press("d")  # the footer key does the same as Enter
-        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen), "the agent screen")
         assert app.screen.agent_id == "neuro"  # type: ignore[attr-defined]
 
 
@@ -330,17 +333,21 @@ async def test_agent_screen_charts_cost_per_minute_with_plotext() -> None:
     plotext is loaded only when an agent screen opens, not by the main screen."""
     import sys
 
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(160, 48)) as pilot:
-        await settle(pilot, app)
+        await shown_recorded(pilot, app)
         assert "plotext" not in sys.modules or "auren_tui.widgets.chart" in sys.modules
         table = app.screen.query_one(AgentsTable)
-        await wait_for(pilot, lambda: "neuro" in table.order)
+        assert "neuro" in table.order
         table.focus()
         table.move_cursor(row=table.order.index("neuro"))
+        before = len(app.painted)  # type: ignore[attr-defined]
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen))
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen), "the agent screen")
+        await painted(pilot, app.shown, after=before)  # the state drawn on the agent screen
+        await wait_for(
+            pilot, lambda: "minutes ago" in screen_text(app), "the chart painted its axis"
+        )
         from auren_tui.widgets.chart import AgentCostChart
 
         chart = app.screen.query_one(AgentCostChart)
@@ -356,9 +363,9 @@ async def test_agent_screen_charts_cost_per_minute_with_plotext() -> None:
 
 
 async def test_help_and_palette_commands() -> None:
-    app = recorded_app()
+    app = state_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot, app)
+        await shown_recorded(pilot, app)
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         assert "pause / resume" in screen_text(app)
@@ -386,23 +393,34 @@ async def test_reconnect_shows_reconnecting_and_loses_nothing(private_redis: Pri
     async with app.run_test(size=(100, 30)) as pilot:
         for i in range(100):
             pub.emit("tool_used", {"tool": "before", "duration_ms": i}, agent="a1", run="r")
-        await wait_for(pilot, lambda: app.shown is not None and app.shown.totals.tool_calls == 100)
+        await wait_for(
+            pilot,
+            lambda: app.shown is not None and app.shown.totals.tool_calls == 100,
+            "the first 100 shown",
+        )
         private_redis.stop()
         await wait_for(
-            pilot, lambda: app.shown is not None and app.shown.health.connection == "reconnecting"
+            pilot,
+            lambda: app.shown is not None and app.shown.health.connection == "reconnecting",
+            "the reconnecting status",
         )
         assert "reconnecting" in health_text(app)
         for i in range(50):  # published during the outage: buffered by the publisher
             pub.emit("tool_used", {"tool": "during", "duration_ms": i}, agent="a1", run="r")
-        await asyncio.sleep(0.5)
+        await wait_for(
+            pilot, lambda: not pub.counters().connected, "the publisher to see the outage"
+        )
         private_redis.start()
         for i in range(50):
             pub.emit("tool_used", {"tool": "after", "duration_ms": i}, agent="a1", run="r")
         await wait_for(
-            pilot, lambda: app.shown is not None and app.shown.totals.tool_calls == 200, timeout=30
+            pilot,
+            lambda: app.shown is not None and app.shown.totals.tool_calls == 200,
+            "all 200 shown",
+            timeout=30,
         )
         assert app.shown is not None and app.shown.health.connection == "live"
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "live" in health_text(app), "the live status painted")
         assert "live" in health_text(app) and "reconnecting" not in health_text(app)
     pub.close()
 
@@ -530,20 +548,17 @@ def test_fuzz_detector_catches_unsanitised_text() -> None:
 @given(s=hostile_text)
 def test_fuzz_hostile_strings_render_inert(s: str) -> None:
     async def run() -> None:
-        app = recorded_app()
+        app = state_app(analytics=False)
         async with app.run_test(size=(120, 40)) as pilot:
-            await settle(pilot, app)
+            await shown_recorded(pilot, app)
             state = _hostile_state(s).state()
-            main = app.screen
-            assert isinstance(main, MainScreen)
-            app.paused = True  # keep the recorded stream from overwriting our state
-            main.show_state(state)
-            await pilot.pause(0.05)
+            assert isinstance(app.screen, MainScreen)
+            await post_state(pilot, state)  # the worker's next state: hostile strings
             _assert_inert(screen_text(app))
+            before = len(app.painted)  # type: ignore[attr-defined]
             app.action_drill(state.agents[0].id if state.agents else "none")
-            await pilot.pause(0.05)
-            app.screen.show_state(state)  # type: ignore[attr-defined]
-            await pilot.pause(0.05)
+            await wait_for(pilot, lambda: isinstance(app.screen, AgentScreen), "the agent screen")
+            await painted(pilot, state, after=before)  # drawn on the agent screen
             _assert_inert(screen_text(app))
             assert app.failure is None
 

@@ -11,6 +11,8 @@ import redis
 from recorded_events import FROZEN_NOW, GAP_QUERY, LOOP_TOOL, frozen_clock, recorded
 from test_tui import screen_text
 from textual.pilot import Pilot
+from tui_states import show_recorded, state_app
+from waiting import await_until
 
 from auren_core.analytics import analyze
 from auren_core.events import Event, encode_fields
@@ -37,25 +39,45 @@ def recorded_app(**kw: object) -> TopApp:
     )
 
 
-async def wait_for(pilot: Pilot[None], cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
+async def wait_for(
+    pilot: Pilot[None], cond: Callable[[], object], what: str, timeout: float = 15.0
+) -> None:
+    await await_until(cond, what, timeout=timeout, pause=pilot.pause)
 
 
 async def open_analytics(pilot: Pilot[None], app: TopApp) -> None:
+    """With the real worker: the recording read, the first analysis in, the screen open
+    and its fresh analysis painted."""
     want = len(recorded())
-    await wait_for(pilot, lambda: app.shown is not None and app.shown.health.events_total == want)
+    await wait_for(
+        pilot,
+        lambda: app.shown is not None and app.shown.health.events_total == want,
+        "the recording shown",
+    )
     # with the screen closed, one analysis after the backfill (then every 30 s) gives
     # token economics its top recommendation
-    await wait_for(pilot, lambda: app.analytics is not None)
+    await wait_for(pilot, lambda: app.analytics is not None, "the first analysis")
     first = app.analytics
     await pilot.press("a")
     assert isinstance(app.screen, AnalyticsScreen)
-    await wait_for(pilot, lambda: app.analytics is not first)  # opening asks for a fresh one
-    await pilot.pause(0.2)
+    # opening asks for a fresh one
+    await wait_for(pilot, lambda: app.analytics is not first, "a fresh analysis")
+    await analytics_painted(pilot, app)
+
+
+async def analytics_painted(pilot: Pilot[None], app: TopApp) -> None:
+    """The analytics screen's status line and sections show the newest result."""
+    msg = app.analytics
+    assert msg is not None and msg.result is not None
+    screen = app.screen
+    assert isinstance(screen, AnalyticsScreen)
+    await wait_for(pilot, lambda: screen.message is msg, "the result handed to the screen")
+    events = fmt_count(msg.result["events"])
+    await wait_for(
+        pilot,
+        lambda: f"{events} events since" in (t := screen_text(app)) and "Next-hour" in t,
+        "the analysis painted",
+    )
 
 
 async def test_analytics_screen_shows_forecast_loop_gap_and_advice() -> None:
@@ -111,9 +133,9 @@ async def test_analytics_screen_shows_forecast_loop_gap_and_advice() -> None:
         # escape returns to the dashboard and the worker stops analysing
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
-        await pilot.pause(0.05)
         worker = app.worker
-        assert isinstance(worker, StreamWorker) and not worker._analytics_on
+        assert isinstance(worker, StreamWorker)
+        await wait_for(pilot, lambda: not worker._analytics_on, "the worker told to stop")
 
 
 async def test_analytics_usable_at_80x24_and_refresh_on_demand() -> None:
@@ -126,23 +148,23 @@ async def test_analytics_usable_at_80x24_and_refresh_on_demand() -> None:
         assert "Analytics" in text and "esc Back" in text
         # scroll down to the recommendations (learning and hours come after them)
         await pilot.press("end")
+        await pilot.wait_for_scheduled_animations()
         for _ in range(6):
             if "in Redis" in screen_text(app):
                 break
             await pilot.press("up")
-            await pilot.pause(0.1)
-        await pilot.pause(0.2)
+            await pilot.wait_for_scheduled_animations()  # the scroll, not a fixed pause
         assert "in Redis" in screen_text(app)
         await pilot.press("r")
-        await wait_for(pilot, lambda: app.analytics is not first)
+        await wait_for(pilot, lambda: app.analytics is not first, "the analysis asked for")
         await pilot.press("a")  # the same key closes it
         assert isinstance(app.screen, MainScreen)
 
 
 async def test_help_footer_and_palette_list_analytics() -> None:
-    app = recorded_app()
+    app = state_app(budget_usd_per_hour=0.15)  # no state needed: a worker posting none
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_for(pilot, lambda: "a Analytics" in screen_text(app))  # the footer
+        await wait_for(pilot, lambda: "a Analytics" in screen_text(app), "the footer")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Analytics" in titles
         await pilot.press("question_mark")
@@ -186,13 +208,17 @@ async def test_process_worker_analyses_on_request(redis_url: str, stream: str) -
         )
     app = make_app(redis_url=redis_url, stream=stream, since_s=600)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_for(pilot, lambda: app.shown is not None and app.shown.totals.tool_calls == 3)
+        await wait_for(
+            pilot,
+            lambda: app.shown is not None and app.shown.totals.tool_calls == 3,
+            "the 3 tool calls shown",
+        )
         await pilot.press("a")
-        await wait_for(pilot, lambda: app.analytics is not None)
+        await wait_for(pilot, lambda: app.analytics is not None, "the worker's analysis")
         assert app.analytics is not None and app.analytics.result is not None
         (loop,) = app.analytics.result["loops"]
         assert loop["agent"] == "coach" and loop["repeats"] == 3
-        await wait_for(pilot, lambda: "loop  coach" in screen_text(app))
+        await wait_for(pilot, lambda: "loop  coach" in screen_text(app), "the loop painted")
         await pilot.press("escape")
         assert isinstance(app.screen, MainScreen)
 
@@ -254,20 +280,29 @@ async def test_forecast_chart_plots_each_agents_next_hour_with_its_interval() ->
     """``f`` on the analytics screen: a plotext chart of the forecast, one bar per agent
     with its 95 % interval as an error bar (what the forecast table says, drawn)."""
     expected = analyze(recorded(), now=FROZEN_NOW, budget_usd_per_hour=0.15)
-    app = recorded_app()
+    # the recording's state and analysis posted as the worker's (tui_states)
+    app = state_app(budget_usd_per_hour=0.15)
     async with app.run_test(size=(160, 48)) as pilot:
-        await open_analytics(pilot, app)
+        await show_recorded(pilot)
+        first = app.analytics
+        await pilot.press("a")
+        assert isinstance(app.screen, AnalyticsScreen)
+        await wait_for(pilot, lambda: app.analytics is not first, "a fresh analysis")
+        await analytics_painted(pilot, app)
         await pilot.press("f")
-        await pilot.pause(0.3)
         from auren_tui.widgets.chart import ForecastChart
 
+        await wait_for(pilot, lambda: app.screen.query(ForecastChart), "the chart screen")
         chart = app.screen.query_one(ForecastChart)
+        await wait_for(
+            pilot,
+            lambda: "Next-hour cost forecast ($) with its 95% interval" in screen_text(app),
+            "the chart painted",
+        )
         want = [(a["cost_usd"]["next"], a["cost_usd"]["high"]) for a in
                 expected["forecast"]["agents"]]  # fmt: skip
         assert [(n, h) for _, n, h in chart._shown] == want
         text = screen_text(app)
         assert "Next-hour cost forecast ($) with its 95% interval" in text
         await pilot.press("escape")
-        from auren_tui.screens.analytics import AnalyticsScreen
-
         assert isinstance(app.screen, AnalyticsScreen)

@@ -23,6 +23,7 @@ import asyncpg
 import msgspec
 import pytest
 import redis
+from waiting import await_until
 
 from auren_core import doctor
 from auren_core.events import make_event
@@ -226,10 +227,9 @@ async def test_maintenance_failures_reach_redis_doctor_and_metrics(
                     maintain_every_s=3600, clock=lambda: NOW,
                     policy=RetentionPolicy(detail_days=7, agg_days=90))  # fmt: skip
         task = asyncio.create_task(sink.run())
-        deadline = time.monotonic() + 20
-        while sink.stats.maintenance_runs < 1 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)
+        await await_until(lambda: sink.stats.maintenance_runs >= 1, "a maintenance run", timeout=20)
+        # the run's outcome written to Redis (the hash the doctor reads)
+        await await_until(lambda: r.hexists(key, "failing"), "the maintenance hash", timeout=5)
         sink.stop()
         await task
         assert sink.stats.maintenance_runs == 1

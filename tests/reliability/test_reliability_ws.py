@@ -236,7 +236,7 @@ async def _traffic(redis_url: str, stream: str, stop: asyncio.Event) -> None:
     while not stop.is_set():
         await asyncio.to_thread(publish, redis_url, stream, [llm("t", i)])
         i += 1
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # steady traffic: an open session keeps getting frames
 
 
 async def test_session_closed_when_its_token_expires(
@@ -287,6 +287,8 @@ async def test_revoke_family_closes_sessions_on_every_process(
         other = json.loads(_cli_token(redis_url, key_file).stdout)
         sessions = [(await _open(p, doc["access_token"]))[0] for p in ports]
         bystander, _ = await _open(ports[1], other["access_token"])
+        # sessions open in two other processes: nothing here to poll for their revocation
+        # listeners being in place; give them a moment before revoking
         await asyncio.sleep(0.5)
         await asyncio.to_thread(_cli_token, redis_url, key_file, "--revoke-family", doc["family"])
         revoked_at = time.monotonic()  # the command has returned (it revoked before exiting)
@@ -402,7 +404,7 @@ async def test_revocation_after_a_redis_restart_still_closes_sessions(
         ws, first = await _open(srv.port, access)
         assert first["type"] == "snapshot"
         private_redis.stop()
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.5)  # the outage under test: long enough to drop every connection
         private_redis.start()
         store = RefreshStore(redis.Redis.from_url(url, decode_responses=True))
         t0 = time.monotonic()
@@ -429,7 +431,7 @@ async def test_session_renewed_in_band_outlives_its_first_token(
         got: list[str] = []
         for i in range(30):  # 3 s of traffic: past the first token's exp
             sent += publish(redis_url, stream, [llm("a", i)])
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # traffic spread past the first token's exp (the test)
         while len(got) < len(sent):
             frame = json.loads(await asyncio.wait_for(ws.recv(), 5))
             got += [e["_sid"] for e in frame["events"]]

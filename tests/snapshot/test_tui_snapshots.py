@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from recorded_events import frozen_clock, recorded
 from textual.pilot import Pilot
+from tui_states import painted, show_recorded, state_app
+from waiting import await_until
 
-from auren_core.streams.replay import RecordedSource
-from auren_tui.app import TopApp, make_app
+from auren_tui.app import TopApp
 from auren_tui.screens.agent import AgentScreen
 from auren_tui.screens.analytics import AnalyticsScreen
 from auren_tui.screens.help import HelpScreen
@@ -56,28 +56,16 @@ def _copy_screenshots() -> Iterator[None]:
 
 
 def app() -> TopApp:
-    return make_app(
-        redis_url="redis://unused",
-        stream="auren:events",
-        source=RecordedSource.of(recorded()),
-        clock=frozen_clock,
+    """The recording's state and analysis posted as the worker's messages (no worker
+    thread playing the recording: :mod:`tui_states`)."""
+    return state_app(
         budget_usd_per_hour=0.5,
         backends_line="backends: redis local redis://127.0.0.1:6379/0",
     )
 
 
 async def loaded(pilot: Pilot[None]) -> None:
-    a = pilot.app
-    assert isinstance(a, TopApp)
-    want = len(recorded())
-    deadline = time.monotonic() + 15
-    # the first analysis too (token economics' top recommendation, the agent's learning)
-    while (
-        a.shown is None or a.shown.health.events_total < want or a.frames < 2 or a.analytics is None
-    ):
-        assert time.monotonic() < deadline, "recorded events never shown"
-        await pilot.pause(0.02)
-    await pilot.pause(0.1)
+    await show_recorded(pilot)
 
 
 def then(
@@ -90,31 +78,38 @@ def then(
     return run
 
 
+def _frames(a: TopApp) -> int:
+    return len(a.painted)  # type: ignore[attr-defined]
+
+
 async def drill(pilot: Pilot[None]) -> None:
     a = pilot.app
     assert isinstance(a, TopApp)
+    before = _frames(a)
     a.action_drill("neuro")
-    while not isinstance(a.screen, AgentScreen):
-        await pilot.pause(0.02)
-    await pilot.pause(0.3)
+    await await_until(
+        lambda: isinstance(a.screen, AgentScreen), "the agent screen", pause=pilot.pause
+    )
+    await painted(pilot, after=before)  # the state redrawn on the agent screen
+    await pilot.pause()
 
 
 async def help_screen(pilot: Pilot[None]) -> None:
     await pilot.press("question_mark")
     assert isinstance(pilot.app.screen, HelpScreen)
-    await pilot.pause(0.1)
+    await pilot.pause()
 
 
 async def analytics_screen(pilot: Pilot[None]) -> None:
     a = pilot.app
     assert isinstance(a, TopApp)
+    first, before = a.analytics, _frames(a)
     await pilot.press("a")
     assert isinstance(a.screen, AnalyticsScreen)
-    deadline = time.monotonic() + 15
-    while a.analytics is None:
-        assert time.monotonic() < deadline, "no analytics result"
-        await pilot.pause(0.02)
-    await pilot.pause(0.3)
+    # opening asks the worker for a fresh analysis; the state is redrawn on the screen
+    await await_until(lambda: a.analytics is not first, "a fresh analysis", pause=pilot.pause)
+    await painted(pilot, after=before)
+    await pilot.pause()
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

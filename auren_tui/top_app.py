@@ -245,7 +245,10 @@ class TopApp(App[None]):
     def _send_view(self) -> None:
         """Tell the worker which agents to ship: the table's first rows in its order,
         plus those an agent screen shows."""
-        table = self._main.agents if self._main.is_mounted else None
+        # query, not query_one: while the app shuts down the screen is still mounted but
+        # its table may be gone (a sort change handled then raised NoMatches)
+        tables = list(self._main.query(AgentsTable)) if self._main.is_mounted else []
+        table = tables[0] if tables else None
         if table is None or self.worker is None or not hasattr(self.worker, "set_view"):
             return
         agent = _loaded("auren_tui.screens.agent", "AgentScreen")

@@ -21,7 +21,7 @@ Method (all figures from this run, on the same stream, against a baseline measur
    of its first painted frame with a state from the stream worker: empty stream, and a
    100,000-event backfill (the first frame showing part of it, i.e. its progress, and the
    first frame showing all of it). Baseline: a bare Textual app with one Static, same way.
-   The children are ``bench/bench_top_startup.py``, which imports only what it measures.
+   The children are ``bench/top_startup_child.py``, which imports only what it measures.
    ``--only startup`` runs just this phase (``--runs N``: best of N, default 3).
 
     .venv/bin/python bench/bench_top.py [--redis-url URL] [--events 200000] [--seconds 8]
@@ -50,7 +50,7 @@ PY = sys.executable
 HERE = os.path.abspath(__file__)
 # the start-up children: a script of their own, so that they import nothing of this one
 # (redis-py alone is ~0.1 s, which neither `make_app` nor a bare Textual app needs)
-CHILD = os.path.join(os.path.dirname(HERE), "bench_top_startup.py")
+CHILD = os.path.join(os.path.dirname(HERE), "top_startup_child.py")
 
 
 class BenchFailed(Exception):

@@ -1,8 +1,8 @@
 """The start-up children of ``bench_top.py`` (phase 4), in a script of their own so that
 they import nothing but what they measure. Each prints the wall time(s) of its frame(s).
 
-    python bench/bench_top_startup.py --first-frame REDIS_URL STREAM EXPECT
-    python bench/bench_top_startup.py --bare-frame
+    python bench/top_startup_child.py --first-frame REDIS_URL STREAM EXPECT
+    python bench/top_startup_child.py --bare-frame
 """
 
 from __future__ import annotations

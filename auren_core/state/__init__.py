@@ -22,7 +22,7 @@ from .. import rules
 from ..events import EVENT_TYPES, Event, Malformed
 from ..events.codec import coerce_payload
 from ..rules import MAX_TS, MIN_TS, tool_prices
-from .build import build_state
+from .build import SnapshotCache, build_state
 from .flows import FlowRec
 from .handlers import MAX_NAME, Handlers
 from .model import (
@@ -128,16 +128,12 @@ class Reducer(Handlers):
         self._accs: dict[str, AgentAcc] = {}
         self._log: deque[LogEntry] = deque(maxlen=max(1, log_size))
         self._log_seq = 0  # entries ever appended (state() converts only the new ones)
-        self._log_built: tuple[int, tuple[LogEntry, ...]] = (0, ())
         self._runs: dict[str, RunAcc] = {}
         self._hyps: dict[str, HypRec] = {}
         self._flows: dict[str, FlowRec] = {}  # flow run id -> its record, oldest first
         self._flow_of: dict[str, FlowRec] = {}  # flow runs and the crew runs inside them
         self._max_b = 2**62
-        # state() cache: (collab version, edges, edge objects by key)
-        self._edges: tuple[int, tuple[CollabEdge, ...], dict[Any, CollabEdge]] = (-1, (), {})
-        # state() cache: agent id -> (what its view depends on, the view, its accumulator)
-        self._views: dict[str, tuple[tuple[Any, ...], AgentView, AgentAcc]] = {}
+        self.snapshot_cache = SnapshotCache()  # state()'s own: edges, views, the log tuple
         # health
         self.events_total = 0
         self.malformed = 0

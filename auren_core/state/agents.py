@@ -138,7 +138,7 @@ def agents_view(r: Reducer, now: float) -> tuple[AgentView, ...]:
     recs = r.registry.active_records(r.active_window_s, now, r.window_s)
     recs.sort(key=_ID)  # ties by id; stable, so the next sort keeps it
     recs.sort(key=_LAST, reverse=True)
-    old = r._views
+    old = r.snapshot_cache.views
     new: dict[str, tuple[tuple[Any, ...], AgentView, AgentAcc]] = {}
     minute = int(now // 60)
     w = r.window_s
@@ -177,5 +177,5 @@ def agents_view(r: Reducer, now: float) -> tuple[AgentView, ...]:
             view = _agent(rec, acc, now, span, rec.load, rec.status)
         new[aid] = (key, view, acc)
         append(view)
-    r._views = new
+    r.snapshot_cache.views = new
     return tuple(out)

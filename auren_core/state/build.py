@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 from operator import attrgetter, itemgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..rules import local_hit_rate, storage_usd_per_month, tier_share
 from .agents import MIN_SPAN_S, agents_view, minutes, top, top_of
@@ -16,6 +16,7 @@ from .flows import FlowRec
 from .handlers import process_of
 from .model import (
     TIERS,
+    AgentView,
     BudgetStatus,
     CollabEdge,
     Costs,
@@ -32,13 +33,13 @@ from .model import (
     TierView,
     Totals,
 )
-from .parts import G, HypRec, T
+from .parts import AgentAcc, G, HypRec, T
 from .window import KeyedCounts
 
 if TYPE_CHECKING:
     from . import Reducer
 
-__all__ = ["build_state"]
+__all__ = ["SnapshotCache", "build_state"]
 
 TOP_ITEMS = 20
 TOP_AGENTS = 12
@@ -55,6 +56,20 @@ _NO_TIER_MODEL = (
     "no memory_tier_access event in the window carried cost_usd and [tier_costs] prices"
     " nothing: tier costs are 0"
 )
+
+
+class SnapshotCache:
+    """What :func:`build_state` keeps between two states (its own object, held by the
+    reducer as ``snapshot_cache``; nothing else writes it): the log tuple as of entry
+    ``log_seq``, the collaboration edges as of the counts' version, and per agent the
+    view with what it depends on (rebuilt only when that changes)."""
+
+    __slots__ = ("edges", "log", "views")
+
+    def __init__(self) -> None:
+        self.log: tuple[int, tuple[LogEntry, ...]] = (0, ())
+        self.edges: tuple[int, tuple[CollabEdge, ...], dict[Any, CollabEdge]] = (-1, (), {})
+        self.views: dict[str, tuple[tuple[Any, ...], AgentView, AgentAcc]] = {}
 
 
 def _div(a: float, b: float) -> float:
@@ -268,10 +283,11 @@ def _health(r: Reducer, now: float) -> Health:
 
 def _log(r: Reducer) -> tuple[LogEntry, ...]:
     """The tail (entries are built at apply time, while the event is still hot in cache)."""
-    seq, built = r._log_built
+    cache = r.snapshot_cache
+    seq, built = cache.log
     if seq != r._log_seq:
         built = tuple(r._log)
-        r._log_built = (r._log_seq, built)
+        cache.log = (r._log_seq, built)
     return built
 
 
@@ -299,7 +315,7 @@ def _edges(r: Reducer) -> tuple[CollabEdge, ...]:
     """Busiest first; ties keep first-seen order. Rebuilt only when the counts changed,
     reusing the edge objects whose count did not."""
     kc = r.s.collab
-    ver, built, objs = r._edges
+    ver, built, objs = r.snapshot_cache.edges
     if ver == kc.ver:
         return built
     best = heapq.nlargest(MAX_EDGES, kc.tot.items(), key=_COUNT)
@@ -312,7 +328,7 @@ def _edges(r: Reducer) -> tuple[CollabEdge, ...]:
         new[key] = e
         out.append(e)
     res = tuple(out)
-    r._edges = (kc.ver, res, new)
+    r.snapshot_cache.edges = (kc.ver, res, new)
     return res
 
 

@@ -50,7 +50,8 @@ def raw_xread_replies(client: aioredis.Redis) -> None:
 
 
 def xread_entries(resp: Any) -> Any:
-    """The entries of a one-stream XREAD reply, in any of its shapes."""
+    """The entries of a one-stream raw XREAD reply (:func:`raw_xread_replies`), RESP2 or
+    RESP3."""
     if isinstance(resp, dict):
         return next(iter(resp.values()))
     return resp[0][1]
@@ -112,14 +113,15 @@ class StreamReader:
 
     def _client(self) -> aioredis.Redis:
         if self._client_factory is not None:
-            return self._client_factory()
-        client = aioredis.Redis.from_url(
-            self.redis_url,
-            socket_connect_timeout=2.0,
-            socket_timeout=(self.block_ms / 1000.0) + 5.0,
-            health_check_interval=0,
-        )
-        raw_xread_replies(client)
+            client = self._client_factory()  # ours too: the reader closes it
+        else:
+            client = aioredis.Redis.from_url(
+                self.redis_url,
+                socket_connect_timeout=2.0,
+                socket_timeout=(self.block_ms / 1000.0) + 5.0,
+                health_check_interval=0,
+            )
+        raw_xread_replies(client)  # every client of the reader: one reply shape
         return client
 
     async def close(self) -> None:
